@@ -1,0 +1,57 @@
+"""The ``htaf`` command line. Each sub-command lives in its own module with ``add_parser``.
+
+Bad input (unknown names, bad files, bad parameters) prints one clear line to stderr and exits
+with status 2; nothing is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from htaf import __version__
+
+#: Modules defining ``add_parser(subparsers)``; each sets ``func`` on its parser.
+COMMAND_MODULES = [
+    "htaf.cli.estimators_cmd",
+    "htaf.cli.plot",
+]
+
+EXIT_BAD_INPUT = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="htaf",
+        description="Train and inspect networks with binary activations (HTAF and friends).",
+    )
+    parser.add_argument("--version", action="version", version=f"htaf {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_parser(sub)
+    return parser
+
+
+def _bad_input_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [ValueError, TypeError, FileNotFoundError, KeyError]
+    return tuple(errors)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    try:
+        return int(args.func(args) or 0)
+    except _bad_input_errors() as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"htaf {args.command}: error: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

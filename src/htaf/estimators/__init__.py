@@ -1,0 +1,56 @@
+"""Every way of training through a step, behind one interface.
+
+>>> from htaf import estimators
+>>> act = estimators.get("htaf", alpha0=2, alpha1=11)   # smooth forward by default
+>>> ste = estimators.get("ste", signed=True)            # sign forward, identity backward
+"""
+
+from htaf.estimators import decoupled, smooth, straight_through, surrogates  # noqa: F401
+from htaf.estimators.base import (
+    MODES,
+    Estimator,
+    estimators_in,
+    harden,
+    set_mode,
+    soften,
+    with_rule,
+)
+from htaf.estimators.registry import (
+    REFERENCE_ACTIVATIONS,
+    EstimatorInfo,
+    UnknownEstimatorError,
+    activation,
+    available,
+    get,
+    is_binary,
+    names,
+    parse_spec,
+    register,
+)
+from htaf.estimators.schedule import Schedule, constant, cosine, exponential, hashnet, linear
+
+__all__ = [
+    "MODES",
+    "REFERENCE_ACTIVATIONS",
+    "Estimator",
+    "EstimatorInfo",
+    "Schedule",
+    "UnknownEstimatorError",
+    "activation",
+    "available",
+    "constant",
+    "cosine",
+    "estimators_in",
+    "exponential",
+    "get",
+    "harden",
+    "hashnet",
+    "is_binary",
+    "linear",
+    "names",
+    "parse_spec",
+    "register",
+    "set_mode",
+    "soften",
+    "with_rule",
+]

@@ -1,0 +1,186 @@
+"""The estimator contract: a module with a smooth forward, an exact step forward, and a backward rule.
+
+Every estimator is written in its *natural* space, the one its literature uses: ``"unsigned"``
+(outputs in {0, 1}, the Heaviside step) or ``"signed"`` (outputs in {-1, +1}, the sign).
+``signed=True`` / ``False`` picks the output space; moving between spaces is the affine map
+``s = 2u - 1``, so the backward doubles (or halves) with it.
+
+Two forward modes:
+
+* ``"smooth"``: ``smooth(x)``, a differentiable function whose derivative is ``grad(x)``
+  (for rules without a primitive, such as jamming, ``smooth`` is the step itself);
+* ``"hard"``: the exact step, with ``grad(x)`` as its backward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import Tensor, nn
+
+from htaf.functional import check_float, check_param, heaviside
+
+Mode = Literal["smooth", "hard"]
+MODES = ("smooth", "hard")
+
+
+def with_rule(hard: Tensor, x: Tensor, g: Tensor) -> Tensor:
+    """Return ``hard`` in the forward pass and ``g * upstream`` in the backward pass.
+
+    ``(x - x.detach())`` is exactly zero but carries a unit gradient, so autograd saves only
+    ``g`` and the trick traces cleanly under ``torch.compile``.
+    """
+    return hard + (x - x.detach()) * g.detach()
+
+
+class Estimator(nn.Module):
+    """Base class. Subclasses set the class attributes and implement ``smooth`` and ``grad``.
+
+    Hyperparameters listed in ``defaults`` become float attributes; they travel through
+    ``state_dict`` (as extra state) together with ``mode`` and ``signed``.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    source: ClassVar[str] = ""
+    forward_formula: ClassVar[str] = ""
+    backward_formula: ClassVar[str] = ""
+    natural: ClassVar[Literal["unsigned", "signed"]] = "unsigned"
+    default_mode: ClassVar[Mode] = "hard"
+    defaults: ClassVar[dict[str, float]] = {}
+    has_primitive: ClassVar[bool] = True
+    stochastic: ClassVar[bool] = False
+
+    def __init__(self, *, mode: Mode | None = None, signed: bool = False, **params: float):
+        super().__init__()
+        unknown = set(params) - set(self.defaults)
+        if unknown:
+            known = ", ".join(self.defaults) or "none"
+            raise ValueError(
+                f"estimator {self.name!r} has no parameter {sorted(unknown)[0]!r} "
+                f"(parameters: {known})"
+            )
+        for key, default in self.defaults.items():
+            setattr(self, key, check_param(params.get(key, default), key))
+        self.mode = mode or self.default_mode
+        self.signed = bool(signed)
+
+    # -- mode ---------------------------------------------------------------------------------
+    @property
+    def mode(self) -> Mode:
+        return self._mode
+
+    @mode.setter
+    def mode(self, value: str) -> None:
+        if value not in MODES:
+            raise ValueError(f"mode must be 'smooth' or 'hard', got {value!r}")
+        self._mode = value
+
+    @property
+    def params(self) -> dict[str, float]:
+        """Current hyperparameter values."""
+        return {key: getattr(self, key) for key in self.defaults}
+
+    def set_param(self, key: str, value: float) -> None:
+        """Set a hyperparameter with validation (used by schedules)."""
+        if key not in self.defaults:
+            raise ValueError(f"estimator {self.name!r} has no parameter {key!r}")
+        setattr(self, key, check_param(value, key))
+
+    # -- the math, in the natural space -----------------------------------------------------------
+    def smooth(self, x: Tensor) -> Tensor:
+        """Smooth forward in the natural space; differentiable, with derivative ``grad``."""
+        raise NotImplementedError
+
+    def grad(self, x: Tensor) -> Tensor:
+        """The backward rule ``g'(x)`` in the natural space."""
+        raise NotImplementedError
+
+    def step(self, x: Tensor) -> Tensor:
+        """Exact step in the natural space: ``H(x)`` or ``2H(x) - 1``, with ``H(0) = 1``."""
+        h = heaviside(x)
+        return 2 * h - 1 if self.natural == "signed" else h
+
+    def hard(self, x: Tensor) -> Tensor:
+        """Exact step forward with ``grad`` as backward, in the natural space."""
+        if not (torch.is_grad_enabled() and x.requires_grad):
+            return self.step(x)
+        return with_rule(self.step(x), x, self.grad(x))
+
+    # -- nn.Module ------------------------------------------------------------------------------
+    def forward(self, x: Tensor) -> Tensor:
+        check_float(x)
+        y = self.hard(x) if self._mode == "hard" else self.smooth(x)
+        return self._to_output(y)
+
+    def _to_output(self, y: Tensor) -> Tensor:
+        natural_signed = self.natural == "signed"
+        if self.signed == natural_signed:
+            return y
+        return 2 * y - 1 if self.signed else (y + 1) / 2
+
+    def output_grad(self, x: Tensor) -> Tensor:
+        """Backward rule in the output space (``grad`` scaled by the affine map)."""
+        g = self.grad(x)
+        natural_signed = self.natural == "signed"
+        if self.signed == natural_signed:
+            return g
+        return 2 * g if self.signed else g / 2
+
+    def extra_repr(self) -> str:
+        params = ", ".join(f"{k}={v:g}" for k, v in self.params.items())
+        sep = ", " if params else ""
+        return f"{params}{sep}mode={self.mode!r}, signed={self.signed}"
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"params": self.params, "mode": self.mode, "signed": self.signed}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        for key, value in state["params"].items():
+            self.set_param(key, value)
+        self.mode = state["mode"]
+        self.signed = bool(state["signed"])
+
+
+def estimators_in(model: nn.Module) -> Iterator[Estimator]:
+    """Every estimator in ``model`` (``model`` itself included)."""
+    return (m for m in model.modules() if isinstance(m, Estimator))
+
+
+class _ModeSwitch:
+    """Switches every estimator now; restores the previous modes when used as a context."""
+
+    def __init__(self, model: nn.Module, mode: Mode):
+        if mode not in MODES:
+            raise ValueError(f"mode must be 'smooth' or 'hard', got {mode!r}")
+        self.model = model
+        self._previous = [(est, est.mode) for est in estimators_in(model)]
+        for est, _ in self._previous:
+            est.mode = mode
+
+    def __enter__(self) -> nn.Module:
+        return self.model
+
+    def __exit__(self, *exc: object) -> None:
+        for est, mode in self._previous:
+            est.mode = mode
+
+
+def harden(model: nn.Module) -> _ModeSwitch:
+    """Switch every estimator in ``model`` to the exact step forward.
+
+    Permanent when called as ``htaf.harden(model)``; temporary inside ``with htaf.harden(model):``.
+    """
+    return _ModeSwitch(model, "hard")
+
+
+def soften(model: nn.Module) -> _ModeSwitch:
+    """Switch every estimator in ``model`` to its smooth forward (permanent or as a context)."""
+    return _ModeSwitch(model, "smooth")
+
+
+def set_mode(model: nn.Module, mode: Mode) -> _ModeSwitch:
+    """Switch every estimator in ``model`` to ``mode`` (permanent or as a context)."""
+    return _ModeSwitch(model, mode)

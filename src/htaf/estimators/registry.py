@@ -1,0 +1,120 @@
+"""One registry of estimators, looked up by name: ``get("htaf", alpha0=2, alpha1=11)``.
+
+Names may carry parameters, as the CLI and the study labels write them: ``"htaf(2,11)"`` or
+``"scaled_sigmoid(beta=30)"``; positional values follow the order of ``defaults``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from torch import nn
+
+_REGISTRY: dict[str, type] = {}
+T = TypeVar("T", bound=type)
+
+#: Continuous activations for reference rows (not binary; ``harden`` leaves them alone).
+REFERENCE_ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
+
+
+class UnknownEstimatorError(ValueError):
+    """Raised for a name that is not registered; the message lists the close matches."""
+
+
+@dataclass(frozen=True)
+class EstimatorInfo:
+    name: str
+    description: str
+    defaults: dict[str, float]
+    source: str
+    forward: str
+    backward: str
+    natural: str
+    default_mode: str
+    stochastic: bool
+
+
+def register(cls: T) -> T:
+    """Class decorator adding an estimator to the registry under ``cls.name``."""
+    if not cls.name or cls.name in _REGISTRY:
+        raise ValueError(f"estimator name {cls.name!r} is empty or already registered")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def _unknown(name: str, choices: list[str]) -> UnknownEstimatorError:
+    close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return UnknownEstimatorError(
+        f"unknown estimator {name!r}{hint} (available: {', '.join(choices)})"
+    )
+
+
+_SPEC = re.compile(r"^\s*([A-Za-z_][\w]*)\s*(?:\((.*)\))?\s*$")
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, float]]:
+    """Split ``"htaf(2, alpha1=11)"`` into ``("htaf", {"alpha0": 2.0, "alpha1": 11.0})``."""
+    match = _SPEC.match(spec)
+    if not match:
+        raise UnknownEstimatorError(f"cannot parse estimator spec {spec!r}; use name(a, b=c)")
+    name, args = match.group(1), match.group(2)
+    cls = _REGISTRY.get(name)
+    order = list(cls.defaults) if cls else []
+    params: dict[str, float] = {}
+    for i, item in enumerate(a for a in (args or "").split(",") if a.strip()):
+        key, _, value = item.rpartition("=")
+        key = key.strip() or (order[i] if i < len(order) else f"arg{i}")
+        try:
+            params[key] = float(value)
+        except ValueError:
+            raise ValueError(f"parameter {key!r} of {spec!r} is not a number: {value!r}") from None
+    return name, params
+
+
+def get(name: str, **params: Any) -> nn.Module:
+    """Build the estimator called ``name`` (optionally with parameters in the name)."""
+    base, spec_params = parse_spec(name)
+    if base not in _REGISTRY:
+        raise _unknown(base, names())
+    return _REGISTRY[base](**{**spec_params, **params})
+
+
+def activation(name: str, **params: Any) -> nn.Module:
+    """An estimator, or a continuous reference activation (``relu``, ``tanh``, ...)."""
+    base = parse_spec(name)[0]
+    if base in REFERENCE_ACTIVATIONS:
+        return REFERENCE_ACTIVATIONS[base]()
+    if base not in _REGISTRY:
+        raise _unknown(base, names() + sorted(REFERENCE_ACTIVATIONS))
+    return get(name, **params)
+
+
+def is_binary(name: str) -> bool:
+    """True for registered estimators, False for the continuous reference activations."""
+    return parse_spec(name)[0] in _REGISTRY
+
+
+def available() -> list[EstimatorInfo]:
+    """Every registered estimator with its description, defaults, formulas and source."""
+    return [
+        EstimatorInfo(
+            name=cls.name,
+            description=cls.description,
+            defaults=dict(cls.defaults),
+            source=cls.source,
+            forward=cls.forward_formula,
+            backward=cls.backward_formula,
+            natural=cls.natural,
+            default_mode=cls.default_mode,
+            stochastic=cls.stochastic,
+        )
+        for cls in (_REGISTRY[n] for n in names())
+    ]

@@ -1,0 +1,170 @@
+"""Pure math: the Heavy Tailed Activation Function and the step functions it stands in for.
+
+Conventions used everywhere in htaf:
+
+* ``heaviside(x) = 1{x >= 0}``: the step fires at exactly zero (SpikingJelly's and Ergen et
+  al.'s convention; snnTorch and Norse fire at ``x > 0``).
+* The signed step is ``2 * heaviside(x) - 1``, so ``sign(0) = +1`` (Larq's convention).
+
+HTAF is a custom autograd function that saves only its input. Its derivative is evaluated in a
+form that does not collapse to zero in float32 when ``tanh`` rounds to ±1 (see
+:func:`htaf_derivative`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "check_float",
+    "check_param",
+    "heaviside",
+    "htaf",
+    "htaf_derivative",
+    "scaled_sigmoid",
+    "signed_htaf",
+    "sign",
+]
+
+Param = float | Tensor
+
+
+def check_float(x: Tensor, name: str = "x") -> None:
+    """Raise TypeError unless ``x`` is a floating-point tensor."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(
+            f"{name} must be a floating-point tensor, got dtype {x.dtype}; "
+            f"convert it with {name}.float()"
+        )
+
+
+def check_param(value: Param, name: str, *, positive: bool = True) -> float:
+    """Validate a scalar parameter and return it as a Python float.
+
+    Accepts a number or a one-element tensor. Raises ValueError naming ``name`` for NaN, Inf,
+    a non-positive value (when ``positive``) or a tensor with more than one element.
+    """
+    if isinstance(value, Tensor):
+        if value.numel() != 1:
+            raise ValueError(
+                f"{name} must be a scalar, got a tensor of shape {tuple(value.shape)}"
+            )
+        if not value.is_floating_point() and value.dtype == torch.bool:
+            raise ValueError(f"{name} must be a number, got a bool tensor")
+        value = value.detach().item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if positive and value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+    return value
+
+
+def heaviside(x: Tensor) -> Tensor:
+    """Exact step ``H(x) = 1{x >= 0}`` in the dtype of ``x``; NaN stays NaN.
+
+    ``H(0) = 1`` everywhere in htaf. Not differentiable: estimators attach a backward rule.
+    """
+    check_float(x)
+    out = (x >= 0).to(x.dtype)
+    return torch.where(torch.isnan(x), x, out)
+
+
+def sign(x: Tensor) -> Tensor:
+    """Exact signed step ``2 H(x) - 1`` in {-1, +1}, with ``sign(0) = +1``."""
+    return 2 * heaviside(x) - 1
+
+
+def _opmath(x: Tensor) -> Tensor:
+    # Half precision has too few exponent bits for the tail; compute in float32 and cast back.
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def _htaf_forward(x: Tensor, a0: float, a1: float) -> Tensor:
+    return torch.sigmoid(a1 * torch.tanh(a0 * x))
+
+
+def _htaf_grad(x: Tensor, a0: float, a1: float) -> Tensor:
+    # With z = a0·x and e = exp(-2|z|): tanh(|z|) = (1 - e)/(1 + e), sech²(z) = 4e/(1 + e)².
+    # With u = a1·tanh(z) and f = exp(-|u|): σ(u)σ(-u) = f/(1 + f)². Neither collapses when
+    # tanh rounds to ±1, so the float32 tail stays accurate down to ~1e-38.
+    e = torch.exp(-2 * a0 * x.abs())
+    one_e = 1 + e
+    f = torch.exp(-a1 * (1 - e) / one_e)
+    one_f = 1 + f
+    return (4 * a0 * a1) * (e / (one_e * one_e)) * (f / (one_f * one_f))
+
+
+class _HTAF(torch.autograd.Function):
+    """HTAF with a stable hand-written backward; saves only the input tensor."""
+
+    @staticmethod
+    def forward(x: Tensor, a0: float, a1: float) -> Tensor:
+        return _htaf_forward(_opmath(x), a0, a1).to(x.dtype)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:  # noqa: ANN001
+        x, a0, a1 = inputs
+        ctx.save_for_backward(x)
+        ctx.a0, ctx.a1 = a0, a1
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # noqa: ANN001, ANN205
+        (x,) = ctx.saved_tensors
+        g = _htaf_grad(_opmath(x), ctx.a0, ctx.a1)
+        return (grad * g).to(x.dtype), None, None
+
+
+def htaf(x: Tensor, alpha0: Param = 2.0, alpha1: Param = 11.0) -> Tensor:
+    r"""Heavy Tailed Activation Function.
+
+    .. math:: \mathrm{HTAF}(x) = \sigma(\alpha_1 \tanh(\alpha_0 x))
+
+    Output lies in :math:`(\sigma(-\alpha_1), \sigma(\alpha_1))`; slope at 0 is
+    :math:`\alpha_0\alpha_1/4`; the derivative's tail decays like :math:`e^{-2\alpha_0|x|}`.
+    Works for float16/bfloat16 (computed in float32), float32 and float64, on any device and
+    under ``torch.compile``.
+    """
+    check_float(x)
+    a0 = check_param(alpha0, "alpha0")
+    a1 = check_param(alpha1, "alpha1")
+    return _HTAF.apply(x, a0, a1)
+
+
+def htaf_derivative(x: Tensor, alpha0: Param = 2.0, alpha1: Param = 11.0) -> Tensor:
+    r"""Closed-form :math:`\frac{d}{dx}\mathrm{HTAF}(x)`, numerically stable in the tails.
+
+    .. math::
+        \mathrm{HTAF}'(x) = \alpha_0\alpha_1\,\sigma(u)\sigma(-u)\,\mathrm{sech}^2(\alpha_0 x),
+        \quad u = \alpha_1 \tanh(\alpha_0 x)
+
+    computed as :math:`4\alpha_0\alpha_1 \frac{e}{(1+e)^2}\frac{f}{(1+f)^2}` with
+    :math:`e = e^{-2\alpha_0|x|}` and :math:`f = e^{-|u|}`.
+    """
+    check_float(x)
+    a0 = check_param(alpha0, "alpha0")
+    a1 = check_param(alpha1, "alpha1")
+    return _htaf_grad(_opmath(x), a0, a1).to(x.dtype)
+
+
+def signed_htaf(x: Tensor, alpha0: Param = 2.0, alpha1: Param = 11.0) -> Tensor:
+    r"""Signed HTAF for ±1 networks: :math:`2\,\mathrm{HTAF}(x) - 1 = \tanh(\tfrac{\alpha_1}{2}
+    \tanh(\alpha_0 x))`. Reaching ±1 needs a large :math:`\alpha_1`, not only :math:`\alpha_0`."""
+    return 2 * htaf(x, alpha0, alpha1) - 1
+
+
+def scaled_sigmoid(x: Tensor, beta: Param = 22.0) -> Tensor:
+    r"""Scaled sigmoid :math:`\sigma(\beta x)`, the paper's smooth baseline (:math:`\beta = 22`).
+
+    Its derivative :math:`\beta\sigma(\beta x)\sigma(-\beta x)` decays like :math:`e^{-\beta|x|}`.
+    """
+    check_float(x)
+    b = check_param(beta, "beta")
+    return torch.sigmoid(b * x)
