@@ -63,7 +63,9 @@ class RunConfig:
         if not self.widths or any(int(w) <= 0 for w in self.widths):
             raise ConfigError(f"config key 'widths' must be positive integers, got {self.widths}")
         if self.optimizer not in ("adam", "sgd"):
-            raise ConfigError(f"config key 'optimizer' must be 'adam' or 'sgd', got {self.optimizer!r}")
+            raise ConfigError(
+                f"config key 'optimizer' must be 'adam' or 'sgd', got {self.optimizer!r}"
+            )
         if self.lr_schedule not in ("none", "cosine", "step", "plateau"):
             raise ConfigError(
                 "config key 'lr_schedule' must be none, cosine, step or plateau, "
@@ -78,7 +80,9 @@ class RunConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ConfigError(f"unknown config key {unknown[0]!r} (known: {', '.join(sorted(known))})")
+            raise ConfigError(
+                f"unknown config key {unknown[0]!r} (known: {', '.join(sorted(known))})"
+            )
         return cls(**data)
 
     @classmethod

@@ -25,8 +25,8 @@ __all__ = [
     "htaf",
     "htaf_derivative",
     "scaled_sigmoid",
-    "signed_htaf",
     "sign",
+    "signed_htaf",
 ]
 
 Param = float | Tensor
@@ -51,9 +51,7 @@ def check_param(value: Param, name: str, *, positive: bool = True) -> float:
     """
     if isinstance(value, Tensor):
         if value.numel() != 1:
-            raise ValueError(
-                f"{name} must be a scalar, got a tensor of shape {tuple(value.shape)}"
-            )
+            raise ValueError(f"{name} must be a scalar, got a tensor of shape {tuple(value.shape)}")
         if not value.is_floating_point() and value.dtype == torch.bool:
             raise ValueError(f"{name} must be a number, got a bool tensor")
         value = value.detach().item()
@@ -110,13 +108,13 @@ class _HTAF(torch.autograd.Function):
         return _htaf_forward(_opmath(x), a0, a1).to(x.dtype)
 
     @staticmethod
-    def setup_context(ctx, inputs, output) -> None:  # noqa: ANN001
+    def setup_context(ctx, inputs, output) -> None:
         x, a0, a1 = inputs
         ctx.save_for_backward(x)
         ctx.a0, ctx.a1 = a0, a1
 
     @staticmethod
-    def backward(ctx, grad: Tensor):  # noqa: ANN001, ANN205
+    def backward(ctx, grad: Tensor):
         (x,) = ctx.saved_tensors
         g = _htaf_grad(_opmath(x), ctx.a0, ctx.a1)
         return (grad * g).to(x.dtype), None, None

@@ -23,8 +23,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     infos = available()
     if args.json:
-        print(json.dumps([vars(i) if hasattr(i, "__dict__") else i.__dict__ for i in infos],
-                         indent=2, default=str))
+        print(
+            json.dumps(
+                [vars(i) if hasattr(i, "__dict__") else i.__dict__ for i in infos],
+                indent=2,
+                default=str,
+            )
+        )
         return 0
     rows = [("name", "space", "mode", "defaults", "forward", "backward")]
     for i in infos:

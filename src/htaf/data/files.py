@@ -151,3 +151,10 @@ def is_number(s: object) -> bool:
     except (TypeError, ValueError):
         return False
     return True
+
+
+def require_columns(path: Path, header: list[str], expected: list[str] | tuple[str, ...]) -> None:
+    """An official file must carry its official columns (catches a wrong or edited file)."""
+    missing = [c for c in expected if c not in header]
+    if missing:
+        raise DataError(f"{path}: not in the official format, missing column(s) {missing}")

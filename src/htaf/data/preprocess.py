@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from .dataset import Dataset, DataError
+from .dataset import DataError, Dataset
 from .files import is_number, parse_column
 
 TASKS = ("binary", "multiclass", "regression")
@@ -122,7 +122,9 @@ def encode_target(t: Table) -> tuple[str, np.ndarray, list[str] | None]:
     if task not in (None, "classification", *TASKS):
         raise DataError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
     if task is None:
-        few_ints = numeric and np.all(y == np.round(y)) and len(np.unique(y)) <= MAX_INFERRED_CLASSES
+        few_ints = (
+            numeric and np.all(y == np.round(y)) and len(np.unique(y)) <= MAX_INFERRED_CLASSES
+        )
         task = "classification" if not numeric or few_ints else "regression"
     if task == "regression":
         if not numeric:
@@ -189,7 +191,9 @@ def _features(
             if miss.any():  # only reachable with impute="mean": most frequent train category
                 counts = Counter(x for x in v[tr] if x is not None)
                 if not counts:
-                    raise DataError(f"column {c!r} has no values in the training split")
+                    raise DataError(
+                        f"{t.files[0]}: column {c!r} has no values in the training split"
+                    )
                 v = np.where(miss, min(counts, key=lambda k: (-counts[k], k)), v)
             cats = sorted(set(v[tr].tolist()))
             if len(cats) > MAX_CATEGORIES:
@@ -205,7 +209,7 @@ def _features(
         if miss.any():
             train = v[tr][~miss[tr]]
             if train.size == 0:
-                raise DataError(f"column {c!r} has no values in the training split")
+                raise DataError(f"{t.files[0]}: column {c!r} has no values in the training split")
             special = t.special.get(c, np.zeros(len(v), dtype=bool))
             v = v.copy()
             v[special] = np.median(train)
@@ -241,8 +245,8 @@ def build(
         raise DataError(f"impute must be None, 'mean' or 'drop', not {impute!r}")
     if not (0 < test_size < 1 and 0 <= val_size < 1 and val_size + test_size < 1):
         raise DataError(f"bad split sizes val_size={val_size}, test_size={test_size}")
-    n_read = len(t.y)
-    dropped = dict(t.meta.get("rows_dropped", {}))
+    dropped = dict(t.meta.get("rows_dropped", {}))  # by the loader (e.g. HELOC all -9 rows)
+    n_read = len(t.y) + sum(dropped.values())
     for c, v in [*t.features.items(), (t.target, t.y)]:  # Inf is never a usable value
         if v.dtype != object and np.isinf(v).any():
             i = int(np.argmax(np.isinf(v)))
@@ -256,17 +260,16 @@ def build(
                 "(impute='mean' or 'drop' drops such rows)"
             )
         t, dropped["missing target"] = t.take(~miss_y), int(miss_y.sum())  # never imputed
-    miss = np.zeros(len(t.y), dtype=bool)
-    for c, v in t.features.items():
-        m = _missing(v) & ~t.special.get(c, False)
-        if m.any() and impute is None:
-            i = int(np.argmax(m | miss))  # report the first row with a problem
-            col = next(k for k, u in t.features.items() if _missing(u)[i] and not (
-                k in t.special and t.special[k][i]))
-            raise DataError(
-                f"{t.at(i)}, column {col!r}: missing value (pass impute='mean' or 'drop')"
-            )
-        miss |= m
+    # Cells a loader blanked on purpose (``special``) are always imputed; real gaps are errors
+    # unless the caller chose a strategy.
+    gaps = {
+        c: _missing(v) & ~t.special.get(c, np.zeros(len(v), bool)) for c, v in t.features.items()
+    }
+    miss = np.logical_or.reduce([np.zeros(len(t.y), dtype=bool), *gaps.values()])
+    if miss.any() and impute is None:
+        i = int(np.argmax(miss))  # first row with a gap, then its first such column
+        col = next(c for c, m in gaps.items() if m[i])
+        raise DataError(f"{t.at(i)}, column {col!r}: missing value (pass impute='mean' or 'drop')")
     if impute == "drop" and miss.any():
         t, dropped["missing values"] = t.take(~miss), int(miss.sum())
 
@@ -290,7 +293,7 @@ def build(
     }
     if task == "regression":
         mu, sd = float(y[tr].mean()), float(y[tr].std())
-        meta["y_mean"], meta["y_std"] = mu, sd if sd > 0 else 1.0
+        meta["y_mean"], meta["y_std"] = mu, (sd if sd > 0 else 1.0)
         y = ((y - mu) / meta["y_std"]).astype(np.float32)
         steps.append("target standardized with train mean/std (see Dataset.inverse_target)")
     return Dataset(

@@ -1,4 +1,4 @@
-"""The estimator contract: a module with a smooth forward, an exact step forward, and a backward rule.
+"""The estimator contract: a smooth forward, an exact step forward, and a backward rule.
 
 Every estimator is written in its *natural* space, the one its literature uses: ``"unsigned"``
 (outputs in {0, 1}, the Heaviside step) or ``"signed"`` (outputs in {-1, +1}, the sign).
@@ -112,8 +112,10 @@ class Estimator(nn.Module):
     # -- nn.Module ------------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
         check_float(x)
-        y = self.hard(x) if self._mode == "hard" else self.smooth(x)
-        return self._to_output(y)
+        # Half precision lacks the range for the tails and clamps: compute in float32.
+        xc = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+        y = self.hard(xc) if self._mode == "hard" else self.smooth(xc)
+        return self._to_output(y).to(x.dtype)
 
     def _to_output(self, y: Tensor) -> Tensor:
         natural_signed = self.natural == "signed"

@@ -38,7 +38,8 @@ class HTAF(Estimator):
 class ScaledSigmoid(Estimator):
     r"""Scaled sigmoid, the paper's smooth baseline.
 
-    forward (smooth): :math:`\sigma(\beta x)`; backward: :math:`\beta\sigma(\beta x)\sigma(-\beta x)`.
+    forward (smooth): :math:`\sigma(\beta x)`;
+    backward: :math:`\beta\sigma(\beta x)\sigma(-\beta x)`.
     """
 
     name = "scaled_sigmoid"

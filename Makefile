@@ -1,0 +1,33 @@
+# Quick start targets: each one sets up a local .venv on a fresh machine, then runs.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# The CPU build of torch; an unpinned torch would pull a multi-GB CUDA build.
+	$(PY) -m pip install -q "torch==2.13.0"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+$(VENV)/.ray: $(STAMP)
+	$(PY) -m pip install -q -e ".[dev,ray]"
+	touch $(VENV)/.ray
+
+demo: $(STAMP)
+	$(VENV)/bin/htaf compare --out htaf-runs
+
+test: $(VENV)/.ray
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/activation.py
+
+clean:
+	rm -rf $(VENV) htaf-runs .pytest_cache .ruff_cache

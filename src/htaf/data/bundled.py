@@ -1,0 +1,111 @@
+"""Datasets that need no files: sklearn's bundled tables and the random-teacher task."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn import datasets as skd
+
+from .dataset import DataError
+from .preprocess import Table
+from .registry import Ctx, register
+
+
+def _table(name: str, X: np.ndarray, y: np.ndarray, feature_names: list[str], **kw) -> Table:
+    n = len(y)
+    feats = {str(c): X[:, j].astype(np.float64) for j, c in enumerate(feature_names)}
+    return Table(
+        feats, y, "target", [f"<{name}>"], np.arange(1, n + 1), np.zeros(n, dtype=np.int64), **kw
+    )
+
+
+def _sklearn(fn: str, task: str) -> Table:
+    b = getattr(skd, fn)()
+    meta = {"source": f"sklearn.datasets.{fn}", "file": None, "files": []}
+    if task == "regression":
+        return _table(
+            fn, b.data, b.target.astype(np.float64), b.feature_names, task=task, meta=meta
+        )
+    # Keep sklearn's label order (and names) rather than re-sorting the names.
+    names = [str(s) for s in b.target_names]
+    y = np.array([names[k] for k in b.target], dtype=object)
+    return _table(fn, b.data, y, b.feature_names, task=task, classes=names, meta=meta)
+
+
+@register(
+    "breast_cancer",
+    task="binary",
+    description="Wisconsin diagnostic breast cancer, 569 x 30",
+    source="sklearn.datasets.load_breast_cancer",
+)
+def breast_cancer(ctx: Ctx) -> Table:
+    return _sklearn("load_breast_cancer", "binary")
+
+
+@register(
+    "digits",
+    task="multiclass",
+    description="8x8 handwritten digits, 1797 x 64, 10 classes",
+    source="sklearn.datasets.load_digits",
+)
+def digits(ctx: Ctx) -> Table:
+    return _sklearn("load_digits", "multiclass")
+
+
+@register(
+    "wine",
+    task="multiclass",
+    description="UCI wine recognition, 178 x 13, 3 cultivars",
+    source="sklearn.datasets.load_wine",
+)
+def wine(ctx: Ctx) -> Table:
+    return _sklearn("load_wine", "multiclass")
+
+
+@register(
+    "diabetes",
+    task="regression",
+    description="Diabetes progression, 442 x 10",
+    source="sklearn.datasets.load_diabetes",
+)
+def diabetes(ctx: Ctx) -> Table:
+    return _sklearn("load_diabetes", "regression")
+
+
+TEACHER_WIDTHS = (20, 20)
+
+
+@register(
+    "teacher",
+    task="binary",
+    description="Random teacher net (Ergen et al.): X ~ N(0,1), y = tanh-tanh-linear > median",
+    source="generated (seed = split_seed unless seed= is given)",
+)
+def teacher(ctx: Ctx, *, n: int = 2000, d: int = 20, seed: int | None = None) -> Table:
+    """X ~ N(0, I_d); out = tanh(tanh(X W1) W2) W3 with widths 20, 20 and W ~ U[-1, 1].
+
+    Ergen et al. take y = sign(out). A random teacher's output is seldom centred at zero, so
+    that can give (almost) one class; we subtract the median of ``out`` before thresholding,
+    which makes the classes balanced (y = 1 where out > median).
+    """
+    if int(n) < 10 or int(d) < 1:
+        raise DataError(f"teacher: need n >= 10 and d >= 1, got n={n}, d={d}")
+    rng = np.random.default_rng(ctx.seed if seed is None else seed)
+    X = rng.standard_normal((int(n), int(d)))
+    h = X
+    for width in TEACHER_WIDTHS:
+        h = np.tanh(h @ rng.uniform(-1, 1, (h.shape[1], width)))
+    out = (h @ rng.uniform(-1, 1, (h.shape[1], 1)))[:, 0]
+    y = (out > np.median(out)).astype(np.float64)
+    meta = {
+        "source": "random teacher network (Ergen et al.)",
+        "file": None,
+        "files": [],
+        "teacher": {
+            "n": int(n),
+            "d": int(d),
+            "widths": list(TEACHER_WIDTHS),
+            "threshold": "median",
+        },
+    }
+    names = [f"x{j}" for j in range(int(d))]
+    return _table("teacher", X, y, names, task="binary", classes=[0.0, 1.0], meta=meta)

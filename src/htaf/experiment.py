@@ -1,0 +1,324 @@
+"""Grids of runs (dataset × estimator × seed), run locally or on Ray, and their aggregation.
+
+    grid = Grid(RunConfig(epochs=30), datasets=["breast_cancer"], estimators=["htaf", "ste"],
+                seeds=[0, 1, 2])
+    configs = grid.configs()
+    validate(configs)                      # raises before anything is written
+    records = run_grid(configs, "htaf-runs/exp1", backend="local", jobs=2)
+    rows = summarize(records)              # mean/std/n of every metric over seeds
+
+Every cell runs ``htaf.train.run_one`` in ``EXP_DIR/<dataset>/<estimator>/seed<k>/``. Seeding is
+done by ``run_one`` from the config alone, so the backend and the number of workers do not
+change any metric.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import statistics
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from htaf.config import ConfigError, RunConfig
+
+BACKENDS = ("local", "ray")
+
+#: Metrics that describe the run, not the model; they differ between otherwise equal runs.
+TIMING_METRICS = ("train_time_s",)
+
+
+@dataclass
+class Grid:
+    """Every combination of ``datasets`` × ``estimators`` × ``seeds`` on top of ``base``."""
+
+    base: RunConfig
+    datasets: Sequence[str] = field(default_factory=lambda: ["breast_cancer"])
+    estimators: Sequence[str] = field(default_factory=lambda: ["htaf"])
+    seeds: Sequence[int] = field(default_factory=lambda: [0])
+
+    def configs(self) -> list[RunConfig]:
+        """One config per cell, in (dataset, estimator, seed) order."""
+        return [
+            self.base.replace(dataset=d, estimator=e, seed=int(s))
+            for d in self.datasets
+            for e in self.estimators
+            for s in self.seeds
+        ]
+
+    def __len__(self) -> int:
+        return len(self.datasets) * len(self.estimators) * len(self.seeds)
+
+
+def new_experiment_id(prefix: str = "exp") -> str:
+    """A sortable, readable id: ``compare-20260101-120000-123456``."""
+    return f"{prefix}-{datetime.now().strftime('%Y%m%d-%H%M%S-%f')}"
+
+
+def safe_name(text: str) -> str:
+    """A folder name for a dataset or estimator spec: ``htaf(2,11)`` -> ``htaf-2-11``."""
+    name = re.sub(r"[^\w.-]+", "-", Path(text).name if ":" in text else text).strip("-.")
+    return name or "x"
+
+
+def run_dir_for(exp_dir: str | Path, config: RunConfig) -> Path:
+    """Where a cell's files go: ``EXP_DIR/<dataset>/<estimator>/seed<k>``."""
+    return Path(exp_dir) / safe_name(config.dataset) / safe_name(config.estimator) / f"seed{config.seed}"
+
+
+# -- validation ---------------------------------------------------------------------------------
+def validate(configs: Iterable[RunConfig]) -> dict[str, Any]:
+    """Check every config before anything runs: estimators, parameters, datasets, tasks.
+
+    Raises ``ValueError`` (``UnknownEstimatorError``, ``DataError``, ``ConfigError``) with a
+    clear message. Returns each distinct dataset's loaded ``Dataset`` keyed by its data key.
+    """
+    from htaf import data, estimators
+
+    configs = list(configs)
+    if not configs:
+        raise ConfigError("the grid is empty: give at least one dataset, estimator and seed")
+    seen_runs: set[str] = set()
+    loaded: dict[str, Any] = {}
+    for cfg in configs:
+        cfg.validate()
+        _check_task(cfg.task)
+        # Building the activation checks the name, the spec's numbers and their ranges.
+        estimators.activation(cfg.estimator, **cfg.estimator_params)
+        key = json.dumps([cfg.dataset, cfg.data_dir, cfg.target, cfg.impute, cfg.split_seed])
+        if key not in loaded:
+            loaded[key] = data.load(
+                cfg.dataset,
+                data_dir=cfg.data_dir,
+                target=cfg.target,
+                impute=cfg.impute,
+                split_seed=cfg.split_seed,
+            )
+        cell = str(run_dir_for("", cfg))
+        if cell in seen_runs:
+            raise ConfigError(f"two grid cells share the run folder {cell}; repeated estimator?")
+        seen_runs.add(cell)
+    return loaded
+
+
+def _check_task(task: str) -> None:
+    from htaf import train
+
+    tasks = getattr(train, "TASKS", None)
+    if tasks is not None and task not in tasks:
+        raise ConfigError(f"unknown task {task!r} (available: {', '.join(sorted(tasks))})")
+
+
+# -- running ------------------------------------------------------------------------------------
+def _run_cell(config_dict: dict[str, Any], run_dir: str, resume: bool) -> dict[str, Any]:
+    """One cell, in whatever process runs it (importable at module level for pickling)."""
+    from htaf.train import run_one
+
+    return run_one(RunConfig.from_dict(config_dict), Path(run_dir), resume=resume, progress=False)
+
+
+def _single_thread() -> None:
+    # Worker processes share the machine's cores; one torch thread each avoids oversubscription.
+    import torch
+
+    torch.set_num_threads(1)
+    torch.set_num_interop_threads(1)
+
+
+def _ray_cell(config_dict: dict[str, Any], run_dir: str, resume: bool) -> dict[str, Any]:
+    _single_thread()
+    return _run_cell(config_dict, run_dir, resume)
+
+
+def run_grid(
+    configs: Sequence[RunConfig],
+    out_dir: str | Path,
+    *,
+    backend: str = "local",
+    jobs: int = 1,
+    address: str | None = None,
+    progress: bool = True,
+    resume: bool = False,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Run every config in its own folder under ``out_dir``; records come back in grid order.
+
+    ``backend="local"`` runs in this process when ``jobs == 1``, else in a spawn process pool of
+    ``jobs`` workers; ``backend="ray"`` sends each cell to Ray as a task (``address`` of a running
+    cluster, or a local one). ``on_result(record)`` is called in this process as each cell
+    finishes (the CLI adds rows to the store there, so only one process writes).
+    """
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r} (available: {', '.join(BACKENDS)})")
+    if jobs < 1:
+        raise ConfigError(f"jobs must be >= 1, got {jobs}")
+    cells = [(c.to_dict(), str(run_dir_for(out_dir, c)), resume) for c in configs]
+    results: list[dict[str, Any] | None] = [None] * len(cells)
+    bar = _progress_bar(len(cells), progress)
+
+    def done(i: int, record: dict[str, Any]) -> None:
+        results[i] = record
+        if on_result is not None:
+            on_result(record)
+        bar.set_postfix_str(f"{record['config']['estimator']} seed {record['config']['seed']}")
+        bar.update(1)
+
+    try:
+        if backend == "ray":
+            _run_ray(cells, done, jobs=jobs, address=address)
+        elif jobs == 1:
+            for i, cell in enumerate(cells):
+                done(i, _run_cell(*cell))
+        else:
+            _run_pool(cells, done, jobs=jobs)
+    finally:
+        bar.close()
+    return [r for r in results if r is not None]
+
+
+def _progress_bar(total: int, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="runs", unit="run", file=sys.stderr, disable=not enabled)
+
+
+def _run_pool(cells: list[tuple], done: Callable[[int, dict], None], *, jobs: int) -> None:
+    import multiprocessing
+
+    # spawn, not fork: torch's thread pools do not survive a fork.
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_single_thread) as pool:
+        futures = {pool.submit(_run_cell, *cell): i for i, cell in enumerate(cells)}
+        try:
+            for fut in as_completed(futures):
+                done(futures[fut], fut.result())
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+
+
+def _run_ray(
+    cells: list[tuple], done: Callable[[int, dict], None], *, jobs: int, address: str | None
+) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("the ray backend needs Ray: pip install 'htaf[ray]'") from None
+    started = not ray.is_initialized()
+    if started:
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        if address:
+            kwargs["address"] = address
+        else:
+            kwargs["num_cpus"] = jobs  # a local cluster: as many workers as asked
+        ray.init(**kwargs)
+    try:
+        task = ray.remote(num_cpus=1)(_ray_cell)
+        refs = {task.remote(*cell): i for i, cell in enumerate(cells)}
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            for ref in ready:
+                done(refs[ref], ray.get(ref))
+    finally:
+        if started:
+            ray.shutdown()
+
+
+# -- reading back -------------------------------------------------------------------------------
+def read_run(run_dir: str | Path) -> dict[str, Any]:
+    """A run record rebuilt from its folder (config.json, metrics.json, history.jsonl)."""
+    run_dir = Path(run_dir)
+    record: dict[str, Any] = {
+        "config": json.loads((run_dir / "config.json").read_text()),
+        "metrics": json.loads((run_dir / "metrics.json").read_text()),
+        "history": [],
+        "run_dir": str(run_dir),
+    }
+    history = run_dir / "history.jsonl"
+    if history.is_file():
+        record["history"] = [json.loads(x) for x in history.read_text().splitlines() if x.strip()]
+    return record
+
+
+def read_runs(exp_dir: str | Path) -> list[dict[str, Any]]:
+    """Every finished run under an experiment folder, in grid order when ``config.json`` has one."""
+    exp_dir = Path(exp_dir)
+    folders = sorted(p.parent for p in exp_dir.glob("*/*/seed*/metrics.json"))
+    records = [read_run(p) for p in folders]
+    order = _grid_order(exp_dir)
+    if order:
+        rank = {key: i for i, key in enumerate(order)}
+        records.sort(key=lambda r: rank.get(_cell_key(r["config"]), len(rank)))
+    return records
+
+
+def _cell_key(cfg: dict[str, Any]) -> tuple[str, str, int]:
+    return (cfg.get("dataset", ""), cfg.get("estimator", ""), int(cfg.get("seed", 0)))
+
+
+def _grid_order(exp_dir: Path) -> list[tuple[str, str, int]]:
+    path = exp_dir / "config.json"
+    if not path.is_file():
+        return []
+    spec = json.loads(path.read_text())
+    return [
+        (d, e, int(s))
+        for d in spec.get("datasets", [])
+        for e in spec.get("estimators", [])
+        for s in spec.get("seeds", [])
+    ]
+
+
+# -- aggregation --------------------------------------------------------------------------------
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def summarize(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean, sample std (ddof=1; 0 for a single run) and count of every numeric metric.
+
+    One row per (task, dataset, estimator), in order of first appearance:
+    ``{"task", "dataset", "estimator", "metrics": {NAME: {"mean", "std", "n"}}}``. Missing or
+    non-finite values are left out of a metric's count.
+    """
+    groups: dict[tuple[str, str, str], dict[str, list[float]]] = {}
+    for rec in records:
+        cfg = rec["config"]
+        key = (cfg["task"], cfg["dataset"], cfg["estimator"])
+        values = groups.setdefault(key, {})
+        for name, raw in rec.get("metrics", {}).items():
+            x = _number(raw)
+            values.setdefault(name, [])
+            if x is not None:
+                values[name].append(x)
+    return [
+        {
+            "task": task,
+            "dataset": dataset,
+            "estimator": est,
+            "metrics": {name: _stats(xs) for name, xs in sorted(values.items())},
+        }
+        for (task, dataset, est), values in groups.items()
+    ]
+
+
+def _stats(xs: list[float]) -> dict[str, float | int | None]:
+    if not xs:
+        return {"mean": None, "std": None, "n": 0}
+    std = statistics.stdev(xs) if len(xs) > 1 else 0.0
+    return {"mean": statistics.fmean(xs), "std": std, "n": len(xs)}
+
+
+def model_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """``metrics`` without wall-clock timings: what must match across backends."""
+    return {k: v for k, v in metrics.items() if k not in TIMING_METRICS and not k.endswith("_s")}

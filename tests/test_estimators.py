@@ -1,0 +1,266 @@
+"""One contract test for every registered estimator (after SpikingJelly's surrogate test).
+
+For each estimator: the backward rule against an independent float64 reference (a central
+finite difference of its smooth function, or its formula for the stochastic rules), a binary
+hard forward, finite outputs and gradients at extreme inputs, state_dict round-trips, and
+torch.compile.
+"""
+
+import io
+
+import numpy as np
+import pytest
+import torch
+
+import htaf
+from htaf import estimators as E
+
+NAMES = E.names()
+EXTREME = torch.tensor(
+    [0.0, -0.0, 1e-30, -1e-7, 0.3, -0.7, 1.0, -1.0, 5.0, 100.0, -1e4, 1e4, 1e15, -1e30, 3.0e38]
+)
+
+
+def autograd_grad(est, x):
+    x = x.detach().clone().requires_grad_(True)
+    est(x).sum().backward()
+    return x.grad
+
+
+def smooth_points(est, n=2001, span=3.0, h=1e-6):
+    """Float64 points away from kinks, where one-sided differences agree."""
+    x = torch.linspace(-span, span, n, dtype=torch.float64) + 1.234e-4
+    f = est.smooth
+    left = (f(x) - f(x - h)) / h
+    right = (f(x + h) - f(x)) / h
+    ok = (left - right).abs() <= 1e-4 * (1 + left.abs())
+    return x[ok]
+
+
+def test_registry_has_the_required_names():
+    required = {
+        "htaf", "scaled_sigmoid", "tanh_continuation", "ste", "ste_clipped", "approx_sign",
+        "swish_sign", "sigmoid_surrogate", "atan", "fast_sigmoid", "triangle", "rectangular",
+        "piecewise_quadratic", "piecewise_exp", "erf", "decoupled_constant",
+        "decoupled_rectangular", "decoupled_triangular", "jamming", "jamming_positive",
+        "jamming_rectangular",
+    }  # fmt: skip
+    assert required <= set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_documented(name):
+    info = next(i for i in E.available() if i.name == name)
+    assert info.description and info.source and info.forward and info.backward
+    cls = type(E.get(name))
+    doc = cls.__doc__.lower()
+    assert "forward" in doc and "backward" in doc
+    assert info.defaults == cls.defaults
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if not E.get(n).stochastic])
+def test_backward_matches_finite_difference_of_smooth(name):
+    est = E.get(name)
+    x = smooth_points(est)
+    h = 1e-6
+    fd = (est.smooth(x + h) - est.smooth(x - h)) / (2 * h)
+    torch.testing.assert_close(est.grad(x), fd, rtol=1e-5, atol=1e-7)
+    # float32 autograd, in both modes, against the float64 rule.
+    ref = est.grad(x)
+    for mode in ("smooth", "hard"):
+        est.mode = mode
+        g32 = autograd_grad(est, x.float()).double()
+        torch.testing.assert_close(g32, est.output_grad(x.float().double()), rtol=2e-5, atol=2e-6)
+    assert torch.isfinite(ref).all()
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if E.get(n).stochastic])
+def test_stochastic_backward_matches_formula(name):
+    gen = torch.Generator().manual_seed(7)
+    est = E.get(name, generator=gen)
+    x = torch.linspace(-8, 8, 4001)
+    g = autograd_grad(est, x).double()
+    u = torch.rand(x.shape, generator=torch.Generator().manual_seed(7)).double()
+    xd = x.double()
+    window = {
+        "jamming": torch.ones_like(xd),
+        "jamming_positive": (xd >= 0).double(),
+        "jamming_rectangular": (xd.abs() <= 5).double(),
+    }[name]
+    torch.testing.assert_close(g, u * window)
+    # Fresh draws on every pass, reproducible from the generator.
+    g2 = autograd_grad(est, x)
+    assert not torch.equal(g2, g.float())
+    est2 = E.get(name, generator=torch.Generator().manual_seed(7))
+    torch.testing.assert_close(autograd_grad(est2, x).double(), g)
+    assert 0.45 < u.mean().item() < 0.55
+
+
+@pytest.mark.parametrize("signed", [False, True])
+@pytest.mark.parametrize("name", NAMES)
+def test_hard_forward_is_binary_and_extremes_are_finite(name, signed):
+    est = E.get(name, mode="hard", signed=signed)
+    x = torch.cat([EXTREME, -EXTREME, torch.randn(500)])
+    y = est(x)
+    allowed = torch.tensor([-1.0, 1.0]) if signed else torch.tensor([0.0, 1.0])
+    assert torch.isin(y, allowed).all()
+    assert torch.equal(y, htaf.functional.sign(x) if signed else htaf.heaviside(x))
+    for mode in ("hard", "smooth"):
+        est.mode = mode
+        for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+            xd = x.to(dtype)
+            xd = xd[torch.isfinite(xd)]
+            g = autograd_grad(est, xd)
+            out = est(xd)
+            assert out.dtype == dtype
+            assert torch.isfinite(g).all(), f"{name} {mode} {dtype} grad not finite"
+            if est.has_primitive and name not in ("ste", "decoupled_constant"):
+                assert torch.isfinite(out).all(), f"{name} {mode} {dtype} output not finite"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_nan_input_gives_nan(name):
+    est = E.get(name, mode="hard")
+    x = torch.tensor([float("nan"), 1.0])
+    assert torch.isnan(est(x)[0])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_signed_is_the_affine_image(name):
+    x = torch.linspace(-2, 2, 41, dtype=torch.float64)
+    for mode in ("smooth", "hard"):
+        u = E.get(name, mode=mode)
+        s = E.get(name, mode=mode, signed=True)
+        if not u.stochastic:
+            torch.testing.assert_close(s(x), 2 * u(x) - 1)
+            torch.testing.assert_close(autograd_grad(s, x), 2 * autograd_grad(u, x))
+            torch.testing.assert_close(s.output_grad(x), autograd_grad(s, x))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_state_dict_round_trip(name):
+    est = E.get(name, mode="smooth", signed=True)
+    for key in est.defaults:
+        est.set_param(key, est.defaults[key] * 1.5)
+    buf = io.BytesIO()
+    torch.save(est.state_dict(), buf)
+    buf.seek(0)
+    fresh = E.get(name)
+    fresh.load_state_dict(torch.load(buf, weights_only=True))
+    assert fresh.params == est.params and fresh.mode == "smooth" and fresh.signed
+    x = torch.linspace(-3, 3, 31)
+    if not est.stochastic:
+        torch.testing.assert_close(fresh(x), est(x))
+
+
+def test_generator_state_round_trips():
+    est = E.get("jamming", generator=torch.Generator().manual_seed(3))
+    x = torch.linspace(-1, 1, 100)
+    autograd_grad(est, x)
+    state = est.state_dict()
+    expected = autograd_grad(est, x)
+    other = E.get("jamming")
+    other.load_state_dict(state)
+    torch.testing.assert_close(autograd_grad(other, x), expected)
+
+
+COMPILE_NAMES = NAMES
+
+
+@pytest.mark.parametrize("name", COMPILE_NAMES)
+def test_runs_under_torch_compile(name):
+    torch._dynamo.reset()
+    gen = {"generator": torch.Generator().manual_seed(0)} if E.get(name).stochastic else {}
+    est = E.get(name, **gen)
+    layer = torch.nn.Sequential(torch.nn.Linear(4, 8), est)
+    compiled = torch.compile(layer, backend="aot_eager" if name != "htaf" else "inductor")
+    x = torch.randn(16, 4)
+    for mode in ("smooth", "hard"):
+        est.mode = mode
+        out = compiled(x)
+        out.sum().backward()
+        if not est.stochastic:
+            torch.testing.assert_close(out, layer(x))
+        grads = [p.grad for p in layer.parameters()]
+        assert all(g is not None and torch.isfinite(g).all() for g in grads)
+        layer.zero_grad()
+
+
+def test_unknown_name_lists_close_matches():
+    with pytest.raises(E.UnknownEstimatorError, match="did you mean htaf"):
+        E.get("htfa")
+    with pytest.raises(ValueError, match="ste_clipped"):
+        E.get("ste_clip")
+
+
+def test_bad_parameters_and_mode():
+    with pytest.raises(ValueError, match="alpha1"):
+        E.get("htaf", alpha1=-2)
+    with pytest.raises(ValueError, match="no parameter 'gamma'"):
+        E.get("htaf", gamma=1)
+    with pytest.raises(ValueError, match="mode"):
+        E.get("htaf", mode="binary")
+    est = E.get("atan")
+    with pytest.raises(ValueError, match="mode"):
+        est.mode = "exact"
+    with pytest.raises(TypeError, match="floating-point"):
+        est(torch.arange(3))
+
+
+def test_spec_strings():
+    est = E.get("htaf(8, 2.75)")
+    assert est.params == {"alpha0": 8.0, "alpha1": 2.75}
+    assert E.get("scaled_sigmoid(beta=30)").beta == 30.0
+    assert E.parse_spec("htaf(alpha1=3)") == ("htaf", {"alpha1": 3.0})
+    with pytest.raises(ValueError, match="not a number"):
+        E.get("htaf(a)")
+
+
+def test_harden_and_soften_permanent_and_as_context():
+    model = torch.nn.Sequential(
+        torch.nn.Linear(3, 5), E.get("htaf"), torch.nn.Linear(5, 5), E.get("atan"), torch.nn.ReLU()
+    )
+    modes = lambda: [m.mode for m in E.estimators_in(model)]  # noqa: E731
+    assert modes() == ["smooth", "hard"]
+    with htaf.harden(model):
+        assert modes() == ["hard", "hard"]
+        h = model[:2](torch.randn(10, 3))
+        assert torch.isin(h, torch.tensor([0.0, 1.0])).all()
+    assert modes() == ["smooth", "hard"]
+    htaf.soften(model)
+    assert modes() == ["smooth", "smooth"]
+    htaf.harden(model)
+    assert modes() == ["hard", "hard"]
+    with pytest.raises(ValueError, match="mode"):
+        E.set_mode(model, "fuzzy")
+
+
+def test_schedules_move_parameters():
+    model = torch.nn.Sequential(E.get("htaf"), E.get("tanh_continuation"))
+    sched = E.Schedule(model, "alpha1", E.linear(4.0, 11.0, steps=7))
+    assert model[0].alpha1 == 4.0
+    values = [sched.step() for _ in range(10)]
+    assert values[6] == pytest.approx(11.0) and model[0].alpha1 == pytest.approx(11.0)
+    hn = E.Schedule(model, "beta", E.hashnet())
+    for _ in range(200):
+        hn.step()
+    assert model[1].beta == pytest.approx((1 + 0.005 * 200) ** 0.5)
+    restored = E.Schedule(model, "beta", E.hashnet())
+    restored.load_state_dict(hn.state_dict())
+    assert restored.value == hn.value
+    cfg = E.Schedule.from_config(model, {"param": "alpha1", "kind": "exponential",
+                                         "start": 2.0, "end": 8.0, "steps": 2})  # fmt: skip
+    cfg.step()
+    assert model[0].alpha1 == pytest.approx(4.0)
+    with pytest.raises(ValueError, match="no estimator"):
+        E.Schedule(model, "k", E.constant(1.0))
+    with pytest.raises(ValueError, match="alpha1"):
+        E.Schedule(model, "alpha1", E.constant(-1.0))
+
+
+def test_mixed_precision_estimator_grad_close_to_float32():
+    est = E.get("htaf")
+    x = torch.linspace(-3, 3, 601)
+    g32 = autograd_grad(est, x)
+    g16 = autograd_grad(est, x.bfloat16()).float()
+    np.testing.assert_allclose(g16.numpy(), g32.numpy(), atol=0.05 * g32.max().item())
