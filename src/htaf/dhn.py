@@ -20,10 +20,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import torch
+from scipy.special import expit, softmax
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted
 from torch import Tensor, nn
 
-from htaf.estimators import Estimator, is_binary
+from htaf.estimators import Estimator, is_binary, set_mode
 from htaf.estimators import activation as make_activation
+
+try:  # scikit-learn >= 1.6
+    from sklearn.utils.validation import validate_data as _sk_validate_data
+except ImportError:  # pragma: no cover
+    _sk_validate_data = None
+
+__all__ = ["DHN", "HeavisideClassifier", "HeavisideLayer", "HeavisideRegressor", "LayerProfile"]
 
 
 def _positive_int(value: Any, name: str) -> int:
@@ -191,3 +207,216 @@ class DHN(nn.Module):
             f"hidden activations per sample: {bits:,} bits in binary mode "
             f"vs {32 * units:,} bits as float32 ({32 * units / bits:.1f}x smaller)",
         ])  # fmt: skip
+
+
+# -- scikit-learn wrappers ---------------------------------------------------------------------
+def _validate_data(est: BaseEstimator, X: Any, y: Any = "no_validation", **kw: Any) -> Any:
+    """``sklearn.utils.validation.validate_data`` (>= 1.6), else the old private method."""
+    kw.setdefault("dtype", [np.float64, np.float32])  # ints/objects become float64
+    if _sk_validate_data is not None:
+        return _sk_validate_data(est, X, y, **kw)
+    return est._validate_data(X, y, **kw)  # pragma: no cover
+
+
+class _HeavisideBase(BaseEstimator):
+    """Shared fit/forward logic; subclasses define the target handling."""
+
+    _task_kind: str = ""
+
+    def __init__(
+        self,
+        estimator: str = "htaf",
+        hidden_layer_sizes: Sequence[int] = (256, 256, 128),
+        batch_norm: bool = False,
+        dropout: float = 0.0,
+        epochs: int = 100,
+        batch_size: int = 32,
+        lr: float = 1e-3,
+        optimizer: str = "adam",
+        weight_decay: float = 0.0,
+        validation_fraction: float = 0.1,
+        patience: int = 10,
+        forward: str = "hard",
+        random_state: int | np.random.RandomState | None = None,
+        verbose: bool = False,
+    ):
+        self.estimator = estimator
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.batch_norm = batch_norm
+        self.dropout = dropout
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.weight_decay = weight_decay
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.forward = forward
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # -- subclass hooks ------------------------------------------------------------------------
+    def _encode_targets(self, y: np.ndarray) -> tuple[np.ndarray, str, int, dict[str, Any]]:
+        """Return (encoded y, task, n_out, Dataset.meta); sets ``classes_`` for classifiers."""
+        raise NotImplementedError
+
+    # -- fitting -------------------------------------------------------------------------------
+    def _check_params(self) -> None:
+        if self.forward not in ("hard", "smooth"):
+            raise ValueError(f"forward must be 'hard' or 'smooth', got {self.forward!r}")
+        vf = self.validation_fraction
+        if isinstance(vf, bool) or not isinstance(vf, numbers.Real) or not 0 <= vf < 1:
+            raise ValueError(f"validation_fraction must be in [0, 1), got {vf!r}")
+        if isinstance(self.patience, bool) or not isinstance(self.patience, numbers.Integral):
+            raise ValueError(f"patience must be an integer >= 0, got {self.patience!r}")
+        if self.patience < 0:
+            raise ValueError(f"patience must be an integer >= 0, got {self.patience!r}")
+
+    def _split(self, X: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, ...]:
+        """Hold out ``validation_fraction`` for early stopping (stratified for classifiers).
+
+        Returns empty validation arrays when early stopping is off or there is too little data
+        to hold any out.
+        """
+        n = len(y)
+        n_val = int(np.ceil(self.validation_fraction * n))
+        if self.patience == 0 or n_val == 0 or n - n_val < 2:
+            return X, y, X[:0], y[:0]
+        stratify = None
+        if self._task_kind == "classifier":
+            counts = np.bincount(y)
+            # stratifying needs >= 2 samples per class and room for every class on each side
+            if counts.min() >= 2 and len(counts) <= min(n_val, n - n_val):
+                stratify = y
+        X_tr, X_val, y_tr, y_val = train_test_split(
+            X, y, test_size=n_val, random_state=seed, stratify=stratify
+        )
+        return X_tr, y_tr, X_val, y_val
+
+    def fit(self, X: Any, y: Any) -> _HeavisideBase:
+        """Standardise X, train a :class:`DHN` with ``htaf.train.fit``, and return self."""
+        from htaf.config import RunConfig
+        from htaf.data import Dataset
+        from htaf.train import fit as train_fit
+
+        self._check_params()
+        X, y = _validate_data(self, X, y)
+        y_enc, task, n_out, meta = self._encode_targets(y)
+        seed = int(check_random_state(self.random_state).randint(2**31 - 1))
+        # standardise with train statistics only; steps are scale-sensitive, so inputs of very
+        # different scales would otherwise leave most first-layer units stuck at 0 or 1
+        self.scaler_ = StandardScaler().fit(X)
+        Xs = self.scaler_.transform(X).astype(np.float32)
+        X_tr, y_tr, X_val, y_val = self._split(Xs, y_enc, seed)
+        data = Dataset(
+            name="sklearn", task=task, X_train=X_tr, y_train=y_tr, X_val=X_val, y_val=y_val,
+            X_test=X_val, y_test=y_val,
+            feature_names=[str(f) for f in getattr(self, "feature_names_in_", range(X.shape[1]))],
+            class_names=[str(c) for c in self.classes_] if task != "regression" else None,
+            n_classes=len(self.classes_) if task != "regression" else None,
+            meta=meta,
+        )  # fmt: skip
+        config = RunConfig(
+            task="dhn", dataset="sklearn", estimator=self.estimator,
+            widths=[int(w) for w in np.atleast_1d(self.hidden_layer_sizes)],
+            batch_norm=bool(self.batch_norm), dropout=float(self.dropout),
+            optimizer=self.optimizer, lr=float(self.lr), weight_decay=float(self.weight_decay),
+            epochs=int(self.epochs), batch_size=int(self.batch_size),
+            patience=int(self.patience) if len(y_val) else 0, seed=seed, split_seed=seed,
+        )  # fmt: skip
+        # fork the global torch RNG so fitting is reproducible and leaves the caller's state alone
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = DHN(
+                X.shape[1], n_out, config.widths, self.estimator, config.batch_norm,
+                config.dropout,
+            )  # fmt: skip
+            result = train_fit(model, data, config, progress=bool(self.verbose))
+        self.model_ = model.eval()
+        self.history_ = list(getattr(result, "history", []) or [])
+        self.n_iter_ = int(getattr(result, "epochs", None) or len(self.history_) or config.epochs)
+        return self
+
+    # -- inference -----------------------------------------------------------------------------
+    def _logits(self, X: Any) -> np.ndarray:
+        """Network outputs for X, computed in float64 with the ``forward`` mode's activations.
+
+        float64 makes each row's result independent of the batch it comes in (BLAS kernels
+        differ with batch size, which is visible in float32 logits); the steps stay exact.
+        """
+        check_is_fitted(self, "model_")
+        X = _validate_data(self, X, reset=False)
+        x = torch.from_numpy(self.scaler_.transform(X).astype(np.float64))
+        tensors = itertools.chain(self.model_.named_parameters(), self.model_.named_buffers())
+        state = {k: v.double() if v.is_floating_point() else v for k, v in tensors}
+        with torch.no_grad(), set_mode(self.model_, self.forward):
+            out = torch.func.functional_call(self.model_, state, (x,))
+        return out.numpy()
+
+
+class HeavisideClassifier(ClassifierMixin, _HeavisideBase):
+    """A Deep Heaviside Network classifier with the scikit-learn API.
+
+    Trains through ``estimator`` (HTAF by default: smooth forward ``sigmoid(a1 tanh(a0 z))``)
+    and, with ``forward="hard"``, predicts with the exact step ``H(z) = 1{z >= 0}`` in every
+    hidden unit. Binary problems use one logit ``f(x)`` with ``P(y=1|x) = sigmoid(f(x))``;
+    K classes use K logits and a softmax.
+
+    Attributes:
+        classes_, n_features_in_, feature_names_in_: as in scikit-learn.
+        model_: the trained :class:`DHN` (float32, eval mode).
+        scaler_: the ``StandardScaler`` fitted on the training X.
+        n_iter_: epochs run; history_: ``htaf.train.fit``'s per-epoch history.
+    """
+
+    _task_kind = "classifier"
+
+    def _encode_targets(self, y: np.ndarray) -> tuple[np.ndarray, str, int, dict[str, Any]]:
+        check_classification_targets(y)
+        self.classes_, y_enc = np.unique(y, return_inverse=True)
+        k = len(self.classes_)
+        if k < 2:
+            raise ValueError(f"{type(self).__name__} needs at least 2 classes in y, got 1 class")
+        return y_enc.astype(np.int64), "binary" if k == 2 else "multiclass", 1 if k == 2 else k, {}
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Logits: shape ``(n,)`` for two classes (> 0 means ``classes_[1]``), else ``(n, K)``."""
+        z = self._logits(X)
+        return z[:, 0] if len(self.classes_) == 2 else z
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities, shape ``(n, n_classes)``: sigmoid or softmax of the logits."""
+        z = self._logits(X)
+        if len(self.classes_) == 2:
+            p = expit(z[:, 0])
+            return np.column_stack([1 - p, p])
+        return softmax(z, axis=1)
+
+    def predict(self, X: Any) -> np.ndarray:
+        z = self._logits(X)
+        idx = (z[:, 0] > 0).astype(int) if len(self.classes_) == 2 else z.argmax(axis=1)
+        return self.classes_[idx]
+
+
+class HeavisideRegressor(RegressorMixin, _HeavisideBase):
+    """A Deep Heaviside Network regressor with the scikit-learn API.
+
+    y is standardised internally, ``t = (y - mean) / std``, the network is trained with squared
+    error on t, and predictions are mapped back: ``y_hat = std * f(x) + mean``. With
+    ``forward="hard"`` every hidden unit is an exact step, so ``f`` is piecewise constant.
+
+    Attributes: n_features_in_, feature_names_in_, model_, scaler_, y_mean_, y_std_, n_iter_,
+    history_.
+    """
+
+    _task_kind = "regressor"
+
+    def _encode_targets(self, y: np.ndarray) -> tuple[np.ndarray, str, int, dict[str, Any]]:
+        y = np.asarray(y, dtype=np.float64)
+        self.y_mean_ = float(y.mean())
+        self.y_std_ = float(y.std()) or 1.0  # a constant target trains towards t = 0
+        t = ((y - self.y_mean_) / self.y_std_).astype(np.float32)
+        return t, "regression", 1, {"y_mean": self.y_mean_, "y_std": self.y_std_}
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self._logits(X)[:, 0] * self.y_std_ + self.y_mean_

@@ -18,6 +18,8 @@ import math
 import torch
 from torch import Tensor
 
+from htaf import _kernels
+
 __all__ = [
     "check_float",
     "check_param",
@@ -86,10 +88,12 @@ def _opmath(x: Tensor) -> Tensor:
 
 
 def _htaf_forward(x: Tensor, a0: float, a1: float) -> Tensor:
+    """Pure-torch HTAF (the reference path: any device, ``torch.compile``, small tensors)."""
     return torch.sigmoid(a1 * torch.tanh(a0 * x))
 
 
 def _htaf_grad(x: Tensor, a0: float, a1: float) -> Tensor:
+    """Pure-torch HTAF'(x) (the reference path; :mod:`htaf._kernels` uses the same formula)."""
     # With z = a0·x and e = exp(-2|z|): tanh(|z|) = (1 - e)/(1 + e), sech²(z) = 4e/(1 + e)².
     # With u = a1·tanh(z) and f = exp(-|u|): σ(u)σ(-u) = f/(1 + f)². Neither collapses when
     # tanh rounds to ±1, so the float32 tail stays accurate down to ~1e-38.
@@ -101,11 +105,20 @@ def _htaf_grad(x: Tensor, a0: float, a1: float) -> Tensor:
 
 
 class _HTAF(torch.autograd.Function):
-    """HTAF with a stable hand-written backward; saves only the input tensor."""
+    """HTAF with a stable hand-written backward; saves only the input tensor.
+
+    Large contiguous-or-dense CPU float32/float64 tensors in eager mode go through the fused
+    kernels of :mod:`htaf._kernels` (one memory pass each way); everything else, including
+    ``torch.compile`` (where inductor fuses the pure-torch ops itself), double backward and
+    other devices, uses the pure-torch functions above.
+    """
 
     @staticmethod
     def forward(x: Tensor, a0: float, a1: float) -> Tensor:
-        return _htaf_forward(_opmath(x), a0, a1).to(x.dtype)
+        xc = _opmath(x)
+        fast = _kernels.supports(xc)
+        y = _kernels.forward(xc, a0, a1) if fast else _htaf_forward(xc, a0, a1)
+        return y.to(x.dtype)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
@@ -116,7 +129,11 @@ class _HTAF(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         (x,) = ctx.saved_tensors
-        g = _htaf_grad(_opmath(x), ctx.a0, ctx.a1)
+        xc = _opmath(x)
+        # With create_graph=True grad mode is on here and the result must be differentiable.
+        if not torch.is_grad_enabled() and _kernels.supports(xc):
+            return _kernels.backward(xc, ctx.a0, ctx.a1, grad).to(x.dtype), None, None
+        g = _htaf_grad(xc, ctx.a0, ctx.a1)
         return (grad * g).to(x.dtype), None, None
 
 

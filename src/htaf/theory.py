@@ -33,6 +33,7 @@ does, so ratios are computed in log space.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -210,10 +211,7 @@ def select_params(
     """
     L = min_alpha1(eps)
     d = _positive(delta, "delta")
-    if alpha1 is not None:
-        a1 = _positive(alpha1, "alpha1")
-    else:
-        a1 = DEFAULT_ALPHA1_OVER_L * L
+    a1 = DEFAULT_ALPHA1_OVER_L * L if alpha1 is None else _positive(alpha1, "alpha1")
     if slope_budget is not None:
         budget = _positive(slope_budget, "slope_budget")
         floor = L / (4 * d)
@@ -321,7 +319,7 @@ def gradient_mass(estimator: Any, a: float, b: float) -> float:
     cuts = [0.0] + [s * 2.0**k for k in range(-10, 11) for s in (1.0, -1.0)]
     edges = sorted({lo, hi, *(c for c in cuts if lo < c < hi)})
     total = 0.0
-    for left, right in zip(edges[:-1], edges[1:]):
+    for left, right in itertools.pairwise(edges):
         value, _ = integrate.quad(g, left, right, epsabs=1e-14, epsrel=1e-12, limit=200)
         total += value
     return total

@@ -141,8 +141,9 @@ def _derivatives(ax: Axes) -> None:
     x = torch.linspace(0, 10, 1001, dtype=torch.float64)
     for a0, a1 in STUDY_PAIRS:
         ax.semilogy(x, F.htaf_derivative(x, a0, a1), label=_label(a0, a1))
-    s = torch.sigmoid(STUDY_BETA * x)
-    ax.semilogy(x, STUDY_BETA * s * (1 - s), "k--", label=rf"$\sigma({STUDY_BETA:g}x)$")
+    # β·σ(βx)·σ(−βx), not β·s·(1 − s): 1 − s rounds to 0 once s rounds to 1 (x ≈ 1.7).
+    sigmoid = np.exp(theory.log_sigmoid_derivative(x.numpy(), STUDY_BETA))
+    ax.semilogy(x, sigmoid, "k--", label=rf"$\sigma({STUDY_BETA:g}x)$")
     ax.set(xlabel="$x$", ylabel="derivative", title="Derivatives (float64): the heavy tail")
     ax.legend(loc="lower left")
 
@@ -212,15 +213,16 @@ def bounds_figure(
         _bound_panel(right, a1, a1 * a0, L, (d0, d1), d0 * d1, r"$\alpha_1\,\alpha_{0,\min}$")
         right.axhline(asymptote, color="C3", ls="--", lw=1.2)
         right.annotate(
-            rf"$L/\delta = {asymptote:.2f}$",
+            rf"asymptote $L/\delta = {asymptote:.2f}$",
             xy=(a1[-1], asymptote),
-            xytext=(0, 4),
+            xytext=(0, -4),
             textcoords="offset points",
             ha="right",
-            va="bottom",
+            va="top",
             color="C3",
         )
-        right.set_ylim(0, 3 * asymptote)
+        # Zoomed on the asymptote: the approach is the point of the panel.
+        right.set_ylim(0.85 * asymptote, 1.6 * asymptote)
         right.set_title(r"$\alpha_1\,\alpha_{0,\min}$ (= 4 × slope at 0)")
         return save(fig, out, "alpha0_bound")
 

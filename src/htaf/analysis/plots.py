@@ -35,7 +35,7 @@ def save_figure(fig: Any, out_dir: str | Path, stem: str) -> list[Path]:
     paths = []
     for fmt in ("png", "svg"):
         buf = io.BytesIO()
-        # svg.hashsalt + no date metadata: the same data gives byte-identical files.
+        # No date in the SVG: rebuilding a report from the same runs gives the same file.
         meta = {"Date": None} if fmt == "svg" else {}
         fig.savefig(buf, format=fmt, dpi=120, bbox_inches="tight", metadata=meta)
         paths.append(atomic_write_bytes(Path(out_dir) / f"{stem}.{fmt}", buf.getvalue()))
@@ -166,6 +166,7 @@ def activation_histograms(records: Sequence[dict[str, Any]], out_dir: str | Path
         weights = np.full(values.shape, 1.0 / values.size)
         ax.hist(values, bins=50, weights=weights, color=colors[label])
         ax.set_yscale("log")
+        ax.set_ylim(1e-4, 1.0)  # a common scale, so the piles at 0 and 1 compare across panels
         near = _near_binary(values)
         ax.set_title(f"{label}  ({near:.0%} within 0.05 of 0/1)", fontsize=9)
         ax.set(xlabel="hidden output (smooth forward)")
@@ -188,8 +189,12 @@ def binary_metric_bars(summary: Sequence[dict[str, Any]], out_dir: str | Path) -
     metric = primary_metric(names) or "auroc"
     key = f"test_{metric}_hard"
     rows = [r for r in summary if (r["metrics"].get(key) or {}).get("mean") is not None]
-    labels = [r["estimator"] if len({x["dataset"] for x in rows}) == 1 else
-              f"{r['dataset']}\n{r['estimator']}" for r in rows]
+    labels = [
+        r["estimator"]
+        if len({x["dataset"] for x in rows}) == 1
+        else f"{r['dataset']}\n{r['estimator']}"
+        for r in rows
+    ]
     means = [r["metrics"][key]["mean"] for r in rows]
     stds = [r["metrics"][key]["std"] or 0.0 for r in rows]
     fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(rows) + 1), 3.6))

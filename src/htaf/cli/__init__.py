@@ -47,6 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # e.g. `htaf estimators | head`
+        sys.stderr.close()
+        return 0
     except _bad_input_errors() as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"htaf {args.command}: error: {message}", file=sys.stderr)

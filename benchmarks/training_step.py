@@ -1,0 +1,86 @@
+"""One DHN training step with each activation, timed side by side; prints ratios to ReLU.
+
+    python benchmarks/training_step.py [--batch 256] [--repeats 7] [--steps 20] [--json FILE]
+
+A step is forward, loss, backward and an Adam update of a [256, 256, 128] MLP on a random batch
+of 30 features. Target tracked by the project: HTAF's step <= 1.15x ReLU's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+
+import torch
+from torch import nn
+
+from htaf.dhn import DHN
+
+ACTIVATIONS = ["relu", "htaf", "scaled_sigmoid", "ste", "atan"]
+TARGET = 1.15
+
+
+def make_step(activation: str, x: torch.Tensor, y: torch.Tensor):
+    torch.manual_seed(0)
+    model = DHN(x.shape[1], 1, widths=(256, 256, 128), activation=activation)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = nn.BCEWithLogitsLoss()
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        loss_fn(model(x), y).backward()
+        opt.step()
+
+    return step
+
+
+def time_steps(step, steps: int) -> float:
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - start) / steps
+
+
+def measure(batch: int, repeats: int, steps: int) -> dict[str, float]:
+    x = torch.randn(batch, 30)
+    y = (torch.rand(batch, 1) > 0.5).float()
+    runners = {name: make_step(name, x, y) for name in ACTIVATIONS}
+    for run in runners.values():  # warm-up: allocator, Adam state
+        time_steps(run, 3)
+    samples: dict[str, list[float]] = {name: [] for name in ACTIVATIONS}
+    for _ in range(repeats):  # interleave so drift hits every activation alike
+        for name, run in runners.items():
+            samples[name].append(time_steps(run, steps))
+    return {name: statistics.median(s) for name, s in samples.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--json", default=None, help="also write the numbers here")
+    args = parser.parse_args()
+    times = measure(args.batch, args.repeats, args.steps)
+    base = times["relu"]
+    print(f"DHN [256,256,128], batch {args.batch}, median of {args.repeats}x{args.steps} steps")
+    print(f"{'activation':16s} {'ms/step':>9s} {'x relu':>8s}")
+    for name, t in times.items():
+        print(f"{name:16s} {t * 1e3:9.3f} {t / base:8.3f}")
+    ratio = times["htaf"] / base
+    verdict = "PASS" if ratio <= TARGET else "FAIL"
+    print(f"htaf step / relu step = {ratio:.3f}  (target <= {TARGET}: {verdict})")
+    if args.json:
+        result = {"times_s": times, "ratios_to_relu": {k: v / base for k, v in times.items()}}
+        folder = os.path.dirname(os.path.abspath(args.json))
+        with tempfile.NamedTemporaryFile("w", dir=folder, delete=False, suffix=".tmp") as fh:
+            json.dump(result, fh, indent=2)
+        os.replace(fh.name, args.json)
+
+
+if __name__ == "__main__":
+    main()

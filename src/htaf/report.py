@@ -1,0 +1,210 @@
+"""An experiment's report, ``report.md`` and a self-contained ``report.html``, from its folder alone.
+
+    write_report("htaf-runs/compare-20260101-120000-000000")
+
+Reads ``config.json`` (what the command was asked), the run folders and ``summary.json``, draws
+the plots into ``plots/`` and writes both reports. ``htaf report EXP_DIR`` calls it, so a report
+can be rebuilt at any later time. The HTML inlines every image (base64 PNG): one file to share.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import platform
+import statistics
+from pathlib import Path
+from typing import Any
+
+from htaf.store import atomic_write_text
+
+#: Columns of the results table: (title, metric, higher is better).
+CLASSIFICATION_COLUMNS = (("test AUROC", "auroc"), ("test accuracy", "accuracy"))
+REGRESSION_COLUMNS = (("test RMSE", "rmse"), ("test MAE", "mae"), ("test R²", "r2"))
+PLOTS = (
+    ("binary_metric", "Exact-binary test metric per estimator"),
+    ("learning_curves", "Learning curves"),
+    ("gradient_norms", "Gradient norms per layer"),
+    ("activation_histograms", "Hidden activations (smooth forward, seed 0)"),
+)
+
+
+def environment() -> dict[str, str]:
+    """Versions that decide whether a result reproduces."""
+    import numpy
+    import torch
+
+    import htaf
+
+    return {
+        "htaf": htaf.__version__,
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def fmt(mean: float | None, std: float | None = None, digits: int = 4) -> str:
+    """``0.9876 ± 0.0042``; a dash for a missing value."""
+    if mean is None:
+        return "–"
+    if std is None:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def _mean_std(xs: list[float]) -> tuple[float | None, float | None]:
+    if not xs:
+        return None, None
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
+def table_rows(
+    summary: list[dict[str, Any]], records: list[dict[str, Any]]
+) -> dict[tuple[str, str], tuple[list[str], list[list[str]]]]:
+    """Per (task, dataset): the header and one row of formatted cells per estimator."""
+    from htaf.analysis.plots import primary_metric
+
+    tables: dict[tuple[str, str], tuple[list[str], list[list[str]]]] = {}
+    for row in summary:
+        m = row["metrics"]
+        metric = primary_metric(list(m)) or "auroc"
+        columns = REGRESSION_COLUMNS if metric == "rmse" else CLASSIFICATION_COLUMNS
+        runs = [
+            r
+            for r in records
+            if (r["config"]["task"], r["config"]["dataset"], r["config"]["estimator"])
+            == (row["task"], row["dataset"], row["estimator"])
+        ]
+        # The gap is taken run by run (same weights), then averaged over seeds.
+        gaps = [
+            r["metrics"][f"test_{metric}_smooth"] - r["metrics"][f"test_{metric}_hard"]
+            for r in runs
+            if isinstance(r["metrics"].get(f"test_{metric}_smooth"), int | float)
+            and isinstance(r["metrics"].get(f"test_{metric}_hard"), int | float)
+        ]
+        header = ["estimator", *(f"{t} (step)" for t, _ in columns)]
+        header += [f"{metric} gap smooth−step", "near-binary ±0.05", "train time (s)", "seeds"]
+        cells = [row["estimator"]]
+        for _, name in columns:
+            s = m.get(f"test_{name}_hard") or {}
+            cells.append(fmt(s.get("mean"), s.get("std")))
+        cells.append(fmt(*_mean_std(gaps)))
+        near = m.get("near_binary_05") or {}
+        cells.append(fmt(near.get("mean"), near.get("std"), 3))
+        t = m.get("train_time_s") or {}
+        cells.append(fmt(t.get("mean"), t.get("std"), 1))
+        cells.append(str(max((s.get("n", 0) for s in m.values()), default=0)))
+        key = (row["task"], row["dataset"])
+        tables.setdefault(key, (header, []))[1].append(cells)
+    return tables
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _load(exp_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    from htaf.experiment import read_runs, summarize
+
+    spec_path = exp_dir / "config.json"
+    spec = json.loads(spec_path.read_text()) if spec_path.is_file() else {}
+    records = read_runs(exp_dir)
+    if not records:
+        raise FileNotFoundError(f"{exp_dir} holds no finished runs (no */*/seed*/metrics.json)")
+    summary_path = exp_dir / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else summarize(records)
+    return spec, records, summary
+
+
+def _settings(spec: dict[str, Any], records: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    base = spec.get("base") or records[0]["config"]
+    seeds = spec.get("seeds") or sorted({r["config"]["seed"] for r in records})
+    items = [
+        ("command", spec.get("command", "–")),
+        ("experiment", spec.get("experiment_id", "–")),
+        ("datasets", ", ".join(spec.get("datasets") or sorted({r["config"]["dataset"] for r in records}))),
+        ("estimators", ", ".join(spec.get("estimators") or [])),
+        ("seeds", ", ".join(str(s) for s in seeds)),
+        ("backend", f"{spec.get('backend', 'local')} (jobs={spec.get('jobs', 1)})"),
+    ]
+    shown = ("task", "widths", "batch_norm", "dropout", "optimizer", "lr", "weight_decay",
+             "lr_schedule", "epochs", "batch_size", "patience", "split_seed", "target", "impute")
+    items += [(k, json.dumps(base[k])) for k in shown if k in base]
+    env = spec.get("environment") or {**environment(), "note": "recorded at report time"}
+    items += [(f"env {k}", str(v)) for k, v in env.items()]
+    return items
+
+
+def write_report(exp_dir: str | Path) -> dict[str, Path]:
+    """Draw the plots and write ``report.md`` and ``report.html``; returns their paths."""
+    from htaf.analysis.plots import plot_experiment
+
+    exp_dir = Path(exp_dir)
+    if not exp_dir.is_dir():
+        raise FileNotFoundError(f"experiment folder {exp_dir} does not exist")
+    spec, records, summary = _load(exp_dir)
+    plot_experiment(exp_dir, records, summary)
+    tables = table_rows(summary, records)
+    settings = _settings(spec, records)
+    title = f"htaf experiment {spec.get('experiment_id', exp_dir.name)}"
+    note = (
+        "Exact-binary (step) metrics use the hard forward at inference; the gap is the smooth "
+        "forward's metric minus the step's, per run. Near-binary: fraction of smooth hidden "
+        "outputs within 0.05 of 0 or 1. Mean ± sample std over seeds. Non-binary reference "
+        "rows (relu) have no step: their step and smooth columns are the same network."
+    )
+
+    md = [f"# {title}", "", note, ""]
+    for (task, dataset), (header, rows) in tables.items():
+        md += [f"## {dataset} ({task})", "", _md_table(header, rows), ""]
+    md += ["## Plots", ""]
+    md += [f"### {caption}\n\n![{caption}](plots/{stem}.png) ([svg](plots/{stem}.svg))\n"
+           for stem, caption in PLOTS if (exp_dir / "plots" / f"{stem}.png").is_file()]
+    md += ["## Settings and environment", "", _md_table(["setting", "value"],
+           [[k, v.replace("|", "\\|")] for k, v in settings]), ""]
+    md_path = atomic_write_text(exp_dir / "report.md", "\n".join(md))
+
+    parts = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(note)}</p>"]
+    for (task, dataset), (header, rows) in tables.items():
+        parts += [f"<h2>{html.escape(dataset)} ({html.escape(task)})</h2>", _html_table(header, rows)]
+    parts.append("<h2>Plots</h2>")
+    for stem, caption in PLOTS:
+        png = exp_dir / "plots" / f"{stem}.png"
+        if png.is_file():
+            data = base64.b64encode(png.read_bytes()).decode("ascii")
+            parts.append(
+                f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
+                f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+            )
+    parts += ["<h2>Settings and environment</h2>", _html_table(["setting", "value"],
+              [list(x) for x in settings])]
+    page = (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
+        + "\n".join(parts)
+        + "</body></html>\n"
+    )
+    html_path = atomic_write_text(exp_dir / "report.html", page)
+    return {"markdown": md_path, "html": html_path}
+
+
+_CSS = (
+    "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;"
+    "color:#222}table{border-collapse:collapse;margin:1em 0;font-size:14px}"
+    "th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+    "th:first-child,td:first-child{text-align:left}th{background:#f3f3f3}"
+    "img{max-width:100%}figure{margin:1.5em 0}figcaption{color:#555;font-size:13px}"
+)

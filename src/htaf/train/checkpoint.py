@@ -1,0 +1,237 @@
+"""Atomic file writes and safe checkpoints.
+
+Every file a run writes goes through :func:`atomic_write_bytes`: the bytes land in a temporary
+file in the same folder, are flushed to disk, and then ``os.replace`` swaps them in. A reader
+(or a run killed half-way) therefore sees either the old file or the new one, never a torn one.
+
+Checkpoints hold only tensors and plain data (dicts, lists, tuples, numbers, strings, None), so
+they load with ``torch.load(weights_only=True)``: loading never runs code, and a crafted pickle
+is refused with :class:`CheckpointError` instead of being executed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import random
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+#: Checkpoint format tag and version, checked on load.
+FORMAT = "htaf-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded safely (corrupt, foreign, or carrying code)."""
+
+
+# -- atomic writes -------------------------------------------------------------------------------
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder + ``os.replace``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Same folder, so os.replace never crosses a file system (which would not be atomic).
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def to_plain(obj: Any) -> Any:
+    """Numpy/torch scalars and arrays -> Python numbers and lists (JSON- and weights_only-safe)."""
+    if isinstance(obj, Mapping):
+        return {str(k): to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [to_plain(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return to_plain(obj.detach().cpu().tolist()) if obj.ndim else obj.item()
+    if isinstance(obj, np.ndarray):
+        return to_plain(obj.tolist())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(to_plain(obj), indent=2, sort_keys=True) + "\n")
+
+
+def atomic_write_jsonl(path: str | Path, rows: list[Mapping[str, Any]]) -> Path:
+    text = "".join(json.dumps(to_plain(r), sort_keys=True) + "\n" for r in rows)
+    return atomic_write_text(path, text)
+
+
+def atomic_save_npz(path: str | Path, arrays: Mapping[str, np.ndarray]) -> Path:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+# -- RNG state as plain data ---------------------------------------------------------------------
+def rng_state() -> dict[str, Any]:
+    """Python, numpy and torch (CPU and CUDA) RNG states, as tensors and plain data only."""
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    state: dict[str, Any] = {
+        "python": {"version": version, "state": list(internal), "gauss": gauss},
+        "numpy": {
+            "kind": str(kind),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    """Restore what :func:`rng_state` captured."""
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    npy = state["numpy"]
+    keys = npy["keys"].numpy().astype(np.uint32)
+    np.random.set_state(
+        (npy["kind"], keys, npy["pos"], npy["has_gauss"], npy["cached_gaussian"]), legacy=True
+    )
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# -- checkpoints ---------------------------------------------------------------------------------
+def save_checkpoint(path: str | Path, payload: Mapping[str, Any]) -> Path:
+    """Save ``payload`` (plus format tag) atomically; it must be weights_only-loadable."""
+    return atomic_torch_save({"format": FORMAT, "version": VERSION, **payload}, path)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint without executing any code from it.
+
+    Raises :class:`CheckpointError` for a file that holds anything but tensors and plain data
+    (e.g. a pickle whose ``__reduce__`` would call ``os.system``), a corrupt file, or a file
+    that is not an htaf checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"refusing to load checkpoint {path}: it holds objects other than tensors and plain "
+            f"data, and loading it could run code (weights_only load failed: {first})"
+        ) from None
+    except Exception as err:  # corrupt zip, truncated file, ...
+        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from None
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an htaf checkpoint")
+    if obj.get("version") != VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} has format version {obj.get('version')!r}; "
+            f"this htaf reads version {VERSION}"
+        )
+    return obj
+
+
+def copy_state(model: nn.Module) -> dict[str, Any]:
+    """A detached copy of ``model.state_dict()`` (tensors cloned, extra state deep-copied)."""
+    out: dict[str, Any] = {}
+    for key, value in model.state_dict().items():
+        if isinstance(value, torch.Tensor):
+            out[key] = value.detach().clone()
+        else:
+            out[key] = _clone_plain(value)
+    return out
+
+
+def _clone_plain(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, Mapping):
+        return {k: _clone_plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_clone_plain(v) for v in obj)
+    return obj
+
+
+def save_safetensors(
+    model: nn.Module, path: str | Path, metadata: Mapping[str, Any] | None = None
+) -> Path:
+    """The model's tensors as ``safetensors`` (atomically); non-tensor state goes into metadata.
+
+    Estimator hyperparameters and modes (``*._extra_state``) are not tensors: they are stored as
+    JSON in the metadata entry ``extra_state``.
+    """
+    from safetensors.torch import save
+
+    tensors: dict[str, torch.Tensor] = {}
+    extra: dict[str, Any] = {}
+    for key, value in model.state_dict().items():
+        if isinstance(value, torch.Tensor):
+            # safetensors refuses shared or non-contiguous storage: give each tensor its own.
+            tensors[key] = value.detach().cpu().contiguous().clone()
+        else:
+            extra[key] = _json_safe_extra(value)
+    meta = {str(k): json.dumps(to_plain(v)) for k, v in (metadata or {}).items()}
+    meta["extra_state"] = json.dumps(extra, sort_keys=True)
+    return atomic_write_bytes(path, save(tensors, metadata=meta))
+
+
+def _json_safe_extra(value: Any) -> Any:
+    """Extra state as JSON: tensors inside (e.g. generator states) become lists of ints."""
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe_extra(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe_extra(v) for v in value]
+    return to_plain(value)
+
+
+def load_safetensors(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load weights written by :func:`save_safetensors` into ``model`` (extra state included)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    state: dict[str, Any] = dict(load_file(str(path)))
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    for key, value in json.loads(meta.get("extra_state", "{}")).items():
+        if isinstance(value, dict) and isinstance(value.get("generator"), list):
+            value["generator"] = torch.tensor(value["generator"], dtype=torch.uint8)
+        state[key] = value
+    model.load_state_dict(state)
+    return model
