@@ -79,3 +79,17 @@ def test_validate_rejects_bad_configs(tmp_path, monkeypatch, change, message):
 
 def test_model_metrics_drops_timings():
     assert model_metrics({"test_auroc_hard": 1.0, "train_time_s": 3.0}) == {"test_auroc_hard": 1.0}
+
+
+def test_process_pool_matches_in_process(tmp_path):
+    from htaf.experiment import run_grid
+
+    configs = Grid(RunConfig(epochs=2, widths=[8]), ["breast_cancer"], ["htaf", "ste"], [0, 1])
+    configs = configs.configs()
+    seen = []
+    one = run_grid(configs, tmp_path / "one", progress=False)
+    two = run_grid(configs, tmp_path / "two", jobs=2, progress=False, on_result=seen.append)
+    assert [r["config"] for r in two] == [c.to_dict() for c in configs]  # grid order
+    assert [model_metrics(r["metrics"]) for r in two] == [model_metrics(r["metrics"]) for r in one]
+    assert len(seen) == 4
+    assert (tmp_path / "two" / "breast_cancer" / "ste" / "seed1" / "metrics.json").is_file()

@@ -32,9 +32,15 @@ def fake_run(exp_dir: Path, estimator: str, seed: int, epochs: int = 4) -> dict:
         "train_time_s": 1.0 + seed,
     }
     history = [
-        {"epoch": e + 1, "train_loss": 1 / (e + 1), "val_loss": 1.2 / (e + 1),
-         "val_auroc_hard": 0.9 + 0.01 * e, "val_auroc_smooth": 0.91 + 0.01 * e, "lr": 1e-3,
-         "grad_norm": {"layer1": 10.0 ** -e, "layer2": 0.5}}  # fmt: skip
+        {
+            "epoch": e + 1,
+            "train_loss": 1 / (e + 1),
+            "val_loss": 1.2 / (e + 1),
+            "val_auroc_hard": 0.9 + 0.01 * e,
+            "val_auroc_smooth": 0.91 + 0.01 * e,
+            "lr": 1e-3,
+            "grad_norm": {"layer1": 10.0**-e, "layer2": 0.5},
+        }
         for e in range(epochs)
     ]
     (run_dir / "config.json").write_text(json.dumps(config))

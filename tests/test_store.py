@@ -37,7 +37,10 @@ def test_add_and_query(tmp_path):
     assert store.experiments()[0]["config"] == {"seeds": [0, 1]}
     # The same run folder again replaces its row (a rerun), it does not duplicate it.
     store.add_run({**fake_record(0), "metrics": {"test_auroc_hard": 0.5}}, experiment_id="e1")
-    assert [r["metrics"]["test_auroc_hard"] for r in store.query(estimator="htaf", dataset="breast_cancer")] == [0.5]
+    assert [
+        r["metrics"]["test_auroc_hard"]
+        for r in store.query(estimator="htaf", dataset="breast_cancer")
+    ] == [0.5]
 
 
 def test_wal_mode_and_nan(tmp_path):

@@ -107,56 +107,63 @@ static inline double exp_nonpos_f64(double x) {
     return p * f64_pow2(n1) * f64_pow2(n - n1);
 }
 
-/* tanh(z) for z >= 0 (Cephes: odd polynomial / rational below 0.625, else from e^-2z). */
-static inline float tanh_nonneg_f32(float z, float e /* = exp(-2z) */) {
+/* -a1 tanh(z) for z >= 0, the exponent of f = e^-|u|. Below z = 0.625, tanh is the Cephes
+   odd polynomial (float) or rational function (double). Above, -a1 tanh(z) is written as
+   -a1 + 2 a1 e / (1 + e) with e = e^-2z, whose only large rounding is the final addition, so
+   the tail of the output is as accurate as the float allows. */
+static inline float neg_a1_tanh_f32(float z, float e, float a1) {
     float zz = z * z;
     float p = -5.70498872745e-3f;
     p = p * zz + 2.06390887954e-2f;
     p = p * zz - 5.37397155531e-2f;
     p = p * zz + 1.33314422036e-1f;
     p = p * zz - 3.33332819422e-1f;
-    float small = p * zz * z + z;
-    float large = (1.0f - e) / (1.0f + e);
+    float small = -a1 * (p * zz * z + z);
+    float large = -a1 + (2.0f * a1) * (e / (1.0f + e));
     return z < 0.625f ? small : large;
 }
 
-static inline double tanh_nonneg_f64(double z, double e) {
+static inline double neg_a1_tanh_f64(double z, double e, double a1) {
     double zz = z * z;
     double p = (-9.64399179425052238628e-1 * zz - 9.92877231001918586564e1) * zz
                - 1.61468768441708447952e3;
     double q = ((zz + 1.12811678491632931402e2) * zz + 2.23548839060100448583e3) * zz
                + 4.84406305325125486048e3;
-    double small = z + z * zz * (p / q);
-    double large = (1.0 - e) / (1.0 + e);
+    double small = -a1 * (z + z * zz * (p / q));
+    double large = -a1 + (2.0 * a1) * (e / (1.0 + e));
     return z < 0.625 ? small : large;
 }
 
-/* Forward: y = sigmoid(a1 * tanh(a0 * x)), with the sigmoid evaluated from f = e^-|u| so that
-   it neither overflows nor loses the small side. NaN in, NaN out. */
+/* Split the loop over nt OpenMP threads (one thread: no fork), each chunk vectorised. */
+#define HTAF_OMP_LOOP \
+    _Pragma("omp parallel for simd num_threads(nt) if(parallel: nt > 1) schedule(simd:static)")
+
+/* Forward: y = sigmoid(u), u = a1 tanh(a0 x), evaluated from f = e^-|u| as 1 / (1 + f) or
+   f / (1 + f) so that it neither overflows nor loses the small side. NaN in, NaN out. */
 #define HTAF_FWD(T, SUF, ONE)                                                               \
 void htaf_fwd_##SUF(const T *restrict x, T *restrict y, i64 n, T a0, T a1, int nt) {        \
-    _Pragma("omp parallel for simd num_threads(nt) if(nt > 1) schedule(simd:static)")      \
+    HTAF_OMP_LOOP                                                                           \
     for (i64 i = 0; i < n; ++i) {                                                           \
         T xi = x[i];                                                                        \
         int isnan_ = xi != xi;                                                              \
         T ax = isnan_ ? (T)0 : (xi < 0 ? -xi : xi);                                         \
         T z = a0 * ax;                                                                      \
         T e = exp_nonpos_##SUF(-2 * z);                                                     \
-        T t = tanh_nonneg_##SUF(z, e);                                                      \
-        T f = exp_nonpos_##SUF(-a1 * t);                                                    \
+        T f = exp_nonpos_##SUF(neg_a1_tanh_##SUF(z, e, a1));                                \
         T inv = ONE / (ONE + f);                                                            \
         T yi = xi < 0 ? f * inv : inv;                                                      \
         y[i] = isnan_ ? xi : yi;                                                            \
     }                                                                                       \
 }
 
-/* Backward: out = grad * HTAF'(x), the same formula (and operation order) as the pure-torch
-   reference htaf.functional._htaf_grad: with e = exp(m2a0 |x|), f = exp(ma1 (1-e) / (1+e)),
-   HTAF' = c * (e / (1+e)^2) * (f / (1+f)^2). grad == NULL means the scalar gs. */
+/* Backward: out = grad * HTAF'(x), the formula of the pure-torch reference
+   htaf.functional._htaf_grad: with e = exp(m2a0 |x|), f = exp(ma1 (1-e) / (1+e)),
+   HTAF' = c e f / ((1+e)(1+f))^2 (one division fewer than the reference; no intermediate
+   can overflow or underflow before the result does). grad == NULL means the scalar gs. */
 #define HTAF_BWD(T, SUF, ONE)                                                               \
 void htaf_bwd_##SUF(const T *restrict x, const T *restrict g, T gs, T *restrict out,      \
                     i64 n, T m2a0, T ma1, T c, int nt) {                                    \
-    _Pragma("omp parallel for simd num_threads(nt) if(nt > 1) schedule(simd:static)")      \
+    HTAF_OMP_LOOP                                                                           \
     for (i64 i = 0; i < n; ++i) {                                                           \
         T xi = x[i];                                                                        \
         int isnan_ = xi != xi;                                                              \
@@ -165,7 +172,8 @@ void htaf_bwd_##SUF(const T *restrict x, const T *restrict g, T gs, T *restrict 
         T one_e = ONE + e;                                                                  \
         T f = exp_nonpos_##SUF(ma1 * (ONE - e) / one_e);                                    \
         T one_f = ONE + f;                                                                  \
-        T d = c * (e / (one_e * one_e)) * (f / (one_f * one_f));                            \
+        T den = one_e * one_f;                                                              \
+        T d = c * e * f / (den * den);                                                      \
         T gi = g ? g[i] : gs;                                                               \
         T r = gi * d;                                                                       \
         out[i] = isnan_ ? xi : r;                                                           \
@@ -311,9 +319,10 @@ def _is_plain_cpu(t: Tensor) -> bool:
 def supports(x: Tensor) -> bool:
     """Whether the fast path handles ``x`` (already in its compute dtype). Cheap checks first;
     compiles the kernels on the first large enough call."""
-    if x.dtype not in (torch.float32, torch.float64) or x.numel() < MIN_NUMEL:
-        return False
+    # Tracing first: under dynamo, numel() may be symbolic and comparing it would add a guard.
     if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting():
+        return False
+    if x.dtype not in (torch.float32, torch.float64) or x.numel() < MIN_NUMEL:
         return False
     return _is_plain_cpu(x) and _load() is not None
 

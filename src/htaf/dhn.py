@@ -297,7 +297,7 @@ class _HeavisideBase(BaseEstimator):
         """Standardise X, train a :class:`DHN` with ``htaf.train.fit``, and return self."""
         from htaf.config import RunConfig
         from htaf.data import Dataset
-        from htaf.train import fit as train_fit
+        from htaf.train.engine import fit as train_fit
 
         self._check_params()
         X, y = _validate_data(self, X, y)

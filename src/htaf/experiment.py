@@ -14,6 +14,7 @@ change any metric.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -69,7 +70,12 @@ def safe_name(text: str) -> str:
 
 def run_dir_for(exp_dir: str | Path, config: RunConfig) -> Path:
     """Where a cell's files go: ``EXP_DIR/<dataset>/<estimator>/seed<k>``."""
-    return Path(exp_dir) / safe_name(config.dataset) / safe_name(config.estimator) / f"seed{config.seed}"
+    return (
+        Path(exp_dir)
+        / safe_name(config.dataset)
+        / safe_name(config.estimator)
+        / f"seed{config.seed}"
+    )
 
 
 # -- validation ---------------------------------------------------------------------------------
@@ -128,7 +134,8 @@ def _single_thread() -> None:
     import torch
 
     torch.set_num_threads(1)
-    torch.set_num_interop_threads(1)
+    with contextlib.suppress(RuntimeError):  # only settable once per process; Ray reuses workers
+        torch.set_num_interop_threads(1)
 
 
 def _ray_cell(config_dict: dict[str, Any], run_dir: str, resume: bool) -> dict[str, Any]:

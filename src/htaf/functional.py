@@ -92,6 +92,17 @@ def _htaf_forward(x: Tensor, a0: float, a1: float) -> Tensor:
     return torch.sigmoid(a1 * torch.tanh(a0 * x))
 
 
+def _htaf_forward_fusable(x: Tensor, a0: float, a1: float) -> Tensor:
+    """HTAF as ``σ(2·a1·σ(2·a0·x) − a1)`` (``tanh(z) = 2σ(2z) − 1``), for inductor on CPU.
+
+    Inductor's CPU ``tanh`` costs several ``exp``; this form makes the fused forward kernel
+    about 20% cheaper. Its absolute error in ``u = a1·tanh(a0·x)`` is ~``a1·3e-8`` in float32
+    (near x = 0 that is a relative error of the output of ~``a1·2e-8``, vs. a few ulp for
+    :func:`_htaf_forward`), i.e. within the float32 conditioning of HTAF.
+    """
+    return torch.sigmoid((2 * a1) * torch.sigmoid((2 * a0) * x) - a1)
+
+
 def _htaf_grad(x: Tensor, a0: float, a1: float) -> Tensor:
     """Pure-torch HTAF'(x) (the reference path; :mod:`htaf._kernels` uses the same formula)."""
     # With z = a0·x and e = exp(-2|z|): tanh(|z|) = (1 - e)/(1 + e), sech²(z) = 4e/(1 + e)².
@@ -107,17 +118,22 @@ def _htaf_grad(x: Tensor, a0: float, a1: float) -> Tensor:
 class _HTAF(torch.autograd.Function):
     """HTAF with a stable hand-written backward; saves only the input tensor.
 
-    Large contiguous-or-dense CPU float32/float64 tensors in eager mode go through the fused
-    kernels of :mod:`htaf._kernels` (one memory pass each way); everything else, including
-    ``torch.compile`` (where inductor fuses the pure-torch ops itself), double backward and
-    other devices, uses the pure-torch functions above.
+    Large CPU float32/float64 tensors in eager mode go through the fused kernels of
+    :mod:`htaf._kernels` (one memory pass each way, no temporaries). Everything else (small
+    tensors, other devices, double backward, no C compiler) uses the pure-torch functions
+    above; under ``torch.compile`` dynamo traces those and inductor fuses them, with the
+    cheaper :func:`_htaf_forward_fusable` on CPU.
     """
 
     @staticmethod
     def forward(x: Tensor, a0: float, a1: float) -> Tensor:
         xc = _opmath(x)
-        fast = _kernels.supports(xc)
-        y = _kernels.forward(xc, a0, a1) if fast else _htaf_forward(xc, a0, a1)
+        if _kernels.supports(xc):
+            y = _kernels.forward(xc, a0, a1)
+        elif torch.compiler.is_compiling() and xc.device.type == "cpu":
+            y = _htaf_forward_fusable(xc, a0, a1)
+        else:
+            y = _htaf_forward(xc, a0, a1)
         return y.to(x.dtype)
 
     @staticmethod

@@ -1,4 +1,4 @@
-"""An experiment's report, ``report.md`` and a self-contained ``report.html``, from its folder alone.
+"""An experiment's report.md and self-contained report.html, built from its folder alone.
 
     write_report("htaf-runs/compare-20260101-120000-000000")
 
@@ -135,13 +135,30 @@ def _settings(spec: dict[str, Any], records: list[dict[str, Any]]) -> list[tuple
     items = [
         ("command", spec.get("command", "–")),
         ("experiment", spec.get("experiment_id", "–")),
-        ("datasets", ", ".join(spec.get("datasets") or sorted({r["config"]["dataset"] for r in records}))),
+        (
+            "datasets",
+            ", ".join(spec.get("datasets") or sorted({r["config"]["dataset"] for r in records})),
+        ),
         ("estimators", ", ".join(spec.get("estimators") or [])),
         ("seeds", ", ".join(str(s) for s in seeds)),
         ("backend", f"{spec.get('backend', 'local')} (jobs={spec.get('jobs', 1)})"),
     ]
-    shown = ("task", "widths", "batch_norm", "dropout", "optimizer", "lr", "weight_decay",
-             "lr_schedule", "epochs", "batch_size", "patience", "split_seed", "target", "impute")
+    shown = (
+        "task",
+        "widths",
+        "batch_norm",
+        "dropout",
+        "optimizer",
+        "lr",
+        "weight_decay",
+        "lr_schedule",
+        "epochs",
+        "batch_size",
+        "patience",
+        "split_seed",
+        "target",
+        "impute",
+    )
     items += [(k, json.dumps(base[k])) for k in shown if k in base]
     env = spec.get("environment") or {**environment(), "note": "recorded at report time"}
     items += [(f"env {k}", str(v)) for k, v in env.items()]
@@ -171,15 +188,25 @@ def write_report(exp_dir: str | Path) -> dict[str, Path]:
     for (task, dataset), (header, rows) in tables.items():
         md += [f"## {dataset} ({task})", "", _md_table(header, rows), ""]
     md += ["## Plots", ""]
-    md += [f"### {caption}\n\n![{caption}](plots/{stem}.png) ([svg](plots/{stem}.svg))\n"
-           for stem, caption in PLOTS if (exp_dir / "plots" / f"{stem}.png").is_file()]
-    md += ["## Settings and environment", "", _md_table(["setting", "value"],
-           [[k, v.replace("|", "\\|")] for k, v in settings]), ""]
+    md += [
+        f"### {caption}\n\n![{caption}](plots/{stem}.png) ([svg](plots/{stem}.svg))\n"
+        for stem, caption in PLOTS
+        if (exp_dir / "plots" / f"{stem}.png").is_file()
+    ]
+    md += [
+        "## Settings and environment",
+        "",
+        _md_table(["setting", "value"], [[k, v.replace("|", "\\|")] for k, v in settings]),
+        "",
+    ]
     md_path = atomic_write_text(exp_dir / "report.md", "\n".join(md))
 
     parts = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(note)}</p>"]
     for (task, dataset), (header, rows) in tables.items():
-        parts += [f"<h2>{html.escape(dataset)} ({html.escape(task)})</h2>", _html_table(header, rows)]
+        parts += [
+            f"<h2>{html.escape(dataset)} ({html.escape(task)})</h2>",
+            _html_table(header, rows),
+        ]
     parts.append("<h2>Plots</h2>")
     for stem, caption in PLOTS:
         png = exp_dir / "plots" / f"{stem}.png"
@@ -189,8 +216,10 @@ def write_report(exp_dir: str | Path) -> dict[str, Path]:
                 f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
                 f"<figcaption>{html.escape(caption)}</figcaption></figure>"
             )
-    parts += ["<h2>Settings and environment</h2>", _html_table(["setting", "value"],
-              [list(x) for x in settings])]
+    parts += [
+        "<h2>Settings and environment</h2>",
+        _html_table(["setting", "value"], [list(x) for x in settings]),
+    ]
     page = (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"

@@ -230,7 +230,9 @@ class ResultStore:
         writer.writerow([*RUN_COLUMNS, *metric_names])
         for r in rows:
             metrics = r.get("metrics", {})
-            writer.writerow([r.get(k) for k in RUN_COLUMNS] + [metrics.get(m) for m in metric_names])
+            writer.writerow(
+                [r.get(k) for k in RUN_COLUMNS] + [metrics.get(m) for m in metric_names]
+            )
         return atomic_write_text(path, buf.getvalue())
 
 

@@ -21,10 +21,10 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from htaf.store import atomic_write_bytes  # noqa: E402
+from htaf.store import atomic_write_bytes
 
 #: Primary metrics in order of preference, with whether higher is better.
 PRIMARY = (("auroc", True), ("accuracy", True), ("rmse", False))

@@ -17,6 +17,11 @@ from htaf import __version__
 COMMAND_MODULES = [
     "htaf.cli.estimators_cmd",
     "htaf.cli.plot",
+    "htaf.cli.train",
+    "htaf.cli.compare",
+    "htaf.cli.runs",
+    "htaf.cli.report_cmd",
+    "htaf.cli.study",
 ]
 
 EXIT_BAD_INPUT = 2

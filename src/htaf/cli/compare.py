@@ -66,8 +66,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--task", default="dhn", help="model family (default: dhn)")
     p.add_argument("--dataset", default="breast_cancer", help="dataset name or csv:PATH")
-    p.add_argument("--estimators", default=DEFAULT_ESTIMATORS,
-                   help=f"comma-separated estimator specs (default: {DEFAULT_ESTIMATORS})")
+    p.add_argument(
+        "--estimators",
+        default=DEFAULT_ESTIMATORS,
+        help=f"comma-separated estimator specs (default: {DEFAULT_ESTIMATORS})",
+    )
     p.add_argument("--seeds", type=int, default=5, help="number of seeds, 0..N-1 (default: 5)")
     p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
     p.add_argument("--widths", default=DEFAULT_WIDTHS, help="hidden widths (default: 256,256,128)")
@@ -168,8 +171,12 @@ def print_table(summary: list[dict[str, Any]], records: list[dict[str, Any]]) ->
         cells = [header, *rows]
         widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
         for i, r in enumerate(cells):
-            print("  ".join(c.ljust(w) if j == 0 else c.rjust(w)
-                            for j, (c, w) in enumerate(zip(r, widths, strict=True))))
+            print(
+                "  ".join(
+                    c.ljust(w) if j == 0 else c.rjust(w)
+                    for j, (c, w) in enumerate(zip(r, widths, strict=True))
+                )
+            )
             if i == 0:
                 print("  ".join("-" * w for w in widths))
     print()

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import pickle
 import random
-import tempfile
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,9 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Same folder, so os.replace never crosses a file system (which would not be atomic).
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # (os.open with mode 0o666 rather than mkstemp, so the file gets the usual umask permissions.)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -74,12 +77,27 @@ def to_plain(obj: Any) -> Any:
     return obj
 
 
+def json_safe(obj: Any) -> Any:
+    """Plain JSON data: numpy/torch values converted, NaN and infinities replaced by None."""
+    obj = to_plain(obj)
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(to_plain(obj), indent=2, sort_keys=True) + "\n")
+    """``obj`` as indented, key-sorted, standard JSON (non-finite numbers become null)."""
+    text = json.dumps(json_safe(obj), indent=2, sort_keys=True, allow_nan=False)
+    return atomic_write_text(path, text + "\n")
 
 
 def atomic_write_jsonl(path: str | Path, rows: list[Mapping[str, Any]]) -> Path:
-    text = "".join(json.dumps(to_plain(r), sort_keys=True) + "\n" for r in rows)
+    """One JSON object per line (non-finite numbers become null)."""
+    text = "".join(json.dumps(json_safe(r), sort_keys=True, allow_nan=False) + "\n" for r in rows)
     return atomic_write_text(path, text)
 
 
@@ -122,9 +140,7 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
     random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
     npy = state["numpy"]
     keys = npy["keys"].numpy().astype(np.uint32)
-    np.random.set_state(
-        (npy["kind"], keys, npy["pos"], npy["has_gauss"], npy["cached_gaussian"]), legacy=True
-    )
+    np.random.set_state((npy["kind"], keys, npy["pos"], npy["has_gauss"], npy["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -149,10 +165,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(
             f"refusing to load checkpoint {path}: it holds objects other than tensors and plain "
-            f"data, and loading it could run code (weights_only load failed: {first})"
+            f"data, and loading it could run code ({_unpickler_reason(err)}); load only "
+            "checkpoints written by htaf"
         ) from None
     except Exception as err:  # corrupt zip, truncated file, ...
         raise CheckpointError(f"cannot read checkpoint {path}: {err}") from None
@@ -164,6 +180,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"this htaf reads version {VERSION}"
         )
     return obj
+
+
+def _unpickler_reason(err: Exception) -> str:
+    """The informative line of torch's weights_only error (it names the refused global)."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    for line in lines:
+        if "WeightsUnpickler error" in line:
+            return line.split("WeightsUnpickler error:", 1)[-1].strip().split(". ")[0]
+    return "weights_only load failed"
 
 
 def copy_state(model: nn.Module) -> dict[str, Any]:

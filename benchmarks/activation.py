@@ -1,0 +1,244 @@
+"""Benchmark HTAF against its naive composition, the scaled sigmoid and ReLU.
+
+Usage::
+
+    python benchmarks/activation.py [--numel N] [--repeats R] [--threads T] [--json FILE]
+
+Every case runs ``y = f(x); y.backward(grad)`` on the same float32 tensor. The cases are timed
+round-robin (one call of each per round, after warm-up rounds) so that background load hits
+them all alike, and each case reports the median over the rounds. All cases use the same
+``torch.get_num_threads()`` threads. The table gives times and the ratios the project tracks;
+the PASS/FAIL column reports against the targets and never fails the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from htaf import _kernels
+from htaf.functional import htaf, scaled_sigmoid
+
+A0, A1, BETA = 2.0, 11.0, 22.0
+
+Fn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def htaf_eager(x: torch.Tensor) -> torch.Tensor:
+    return htaf(x, A0, A1)
+
+
+def naive(x: torch.Tensor) -> torch.Tensor:
+    return torch.sigmoid(A1 * torch.tanh(A0 * x))
+
+
+def sigmoid22(x: torch.Tensor) -> torch.Tensor:
+    return scaled_sigmoid(x, BETA)
+
+
+@contextmanager
+def kernels_disabled():
+    """Force htaf's pure-torch path (what runs on GPU, under compile or without a compiler)."""
+    saved = _kernels.MIN_NUMEL
+    _kernels.MIN_NUMEL = 1 << 62
+    try:
+        yield
+    finally:
+        _kernels.MIN_NUMEL = saved
+
+
+def htaf_torch_path(x: torch.Tensor) -> torch.Tensor:
+    with kernels_disabled():
+        return htaf(x, A0, A1)
+
+
+def fwd_bwd(fn: Fn, x: torch.Tensor, grad: torch.Tensor) -> float:
+    leaf = x.detach().requires_grad_()
+    start = time.perf_counter()
+    fn(leaf).backward(grad)
+    return time.perf_counter() - start
+
+
+def time_cases(
+    cases: dict[str, Fn], x: torch.Tensor, grad: torch.Tensor, repeats: int, warmup: int
+) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for rnd in range(warmup + repeats):
+        for name, fn in cases.items():
+            t = fwd_bwd(fn, x, grad)
+            if rnd >= warmup:
+                times[name].append(t)
+    return times
+
+
+def saved_tensors(fn: Fn, x: torch.Tensor) -> dict[str, int] | None:
+    """Count and total bytes of the tensors autograd saves for one call of ``fn``."""
+    packed: list[torch.Tensor] = []
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        packed.append(t)
+        return t
+
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            y = fn(x.detach().requires_grad_())
+    except Exception:  # e.g. a compiled function that refuses the hooks
+        return None
+    del y
+    return {"count": len(packed), "bytes": sum(t.numel() * t.element_size() for t in packed)}
+
+
+def cold_kernel_build_s() -> float | None:
+    """Seconds to compile the fused kernels into an empty cache (None: no compiler)."""
+    cc = _kernels._compiler()
+    if cc is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        ok = _kernels._build(cc, _kernels._FLAG_VARIANTS[0], Path(tmp) / "k.so")
+        return time.perf_counter() - start if ok else None
+
+
+def write_json(path: str, data: dict) -> None:
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=target.parent or ".", prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2)
+            fh.write("\n")
+        os.replace(tmp, target)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--numel", type=int, default=16 * 1024 * 1024)
+    parser.add_argument("--repeats", type=int, default=7, help="timed rounds (>= 5)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--no-compile", action="store_true", help="skip torch.compile cases")
+    parser.add_argument("--json", metavar="FILE", help="write all numbers to FILE")
+    args = parser.parse_args(argv)
+    if args.repeats < 5:
+        parser.error("--repeats must be >= 5")
+    torch.set_num_threads(args.threads)
+
+    gen = torch.Generator().manual_seed(0)
+    x = 2 * torch.randn(args.numel, generator=gen)
+    grad = torch.randn(args.numel, generator=gen)
+
+    # First call in this process: loads the fused kernels (compiling them if not cached).
+    start = time.perf_counter()
+    kernels = _kernels.available()
+    kernel_load_s = time.perf_counter() - start
+
+    eager: dict[str, Fn] = {
+        "htaf": htaf_eager,
+        "htaf [pure torch]": htaf_torch_path,
+        "naive sigmoid(11 tanh(2x))": naive,
+        "scaled sigmoid(22x)": sigmoid22,
+        "relu": torch.relu,
+    }
+    cases = dict(eager)
+    compile_s: dict[str, float] = {}
+    if not args.no_compile:
+        compiled = {
+            "compiled htaf": torch.compile(htaf_eager),
+            "compiled scaled sigmoid": torch.compile(sigmoid22),
+        }
+        for name, fn in compiled.items():
+            compile_s[name] = fwd_bwd(fn, x, grad)  # first call compiles fwd and bwd
+        cases.update(compiled)
+
+    times = time_cases(cases, x, grad, args.repeats, args.warmup)
+    med = {name: statistics.median(ts) for name, ts in times.items()}
+    saved = {name: saved_tensors(fn, x) for name, fn in eager.items()}
+
+    ratios: dict[str, tuple[float, float, str]] = {
+        "htaf / scaled sigmoid (eager)": (med["htaf"] / med["scaled sigmoid(22x)"], 1.1, "<="),
+        "htaf / naive (eager)": (med["htaf"] / med["naive sigmoid(11 tanh(2x))"], 1.0, "<="),
+        "htaf / relu (eager)": (med["htaf"] / med["relu"], float("nan"), ""),
+    }
+    if not args.no_compile:
+        ratios["compiled htaf / relu eager"] = (med["compiled htaf"] / med["relu"], 1.0, "<=")
+        ratios["compiled htaf / compiled scaled sigmoid"] = (
+            med["compiled htaf"] / med["compiled scaled sigmoid"],
+            float("nan"),
+            "",
+        )
+    htaf_saved = saved["htaf"]["count"] if saved["htaf"] else -1
+    naive_saved = saved["naive sigmoid(11 tanh(2x))"]
+    naive_count = naive_saved["count"] if naive_saved else -1
+
+    print(
+        f"numel={args.numel} float32, threads={args.threads}, median of {args.repeats} "
+        f"rounds after {args.warmup} warm-up, torch {torch.__version__}, "
+        f"fused kernels: {'yes' if kernels else 'no'} (first load {kernel_load_s * 1e3:.0f} ms)"
+    )
+    print(f"\n{'fwd+bwd':34s} {'median ms':>10s} {'min ms':>8s} {'saved':>6s} {'saved MiB':>10s}")
+    for name, ts in times.items():
+        s = saved.get(name)
+        n_saved = str(s["count"]) if s else "-"
+        mib = f"{s['bytes'] / 2**20:.1f}" if s else "-"
+        print(f"{name:34s} {med[name] * 1e3:10.1f} {min(ts) * 1e3:8.1f} {n_saved:>6s} {mib:>10s}")
+    if compile_s:
+        firsts = ", ".join(f"{k} {v:.1f}" for k, v in compile_s.items())
+        print(f"\nfirst call (compile) s: {firsts}")
+    cold = cold_kernel_build_s() if kernels else None
+    if cold is not None:
+        print(f"fused kernel cold build (empty cache): {cold:.2f} s")
+
+    print(f"\n{'ratio':42s} {'value':>7s}  target")
+    checks: dict[str, bool] = {}
+    for name, (value, target, op) in ratios.items():
+        if op:
+            checks[name] = value <= target
+            verdict = f"{op} {target:<4}  {'PASS' if checks[name] else 'FAIL'}"
+        else:
+            verdict = "(info)"
+        print(f"{name:42s} {value:7.2f}  {verdict}")
+    checks["htaf saves exactly 1 tensor"] = htaf_saved == 1
+    checks["naive saves >= 3 tensors"] = naive_count >= 3
+    print(f"{'htaf saved tensors':42s} {htaf_saved:7d}  == 1   {_pf(htaf_saved == 1)}")
+    print(f"{'naive saved tensors':42s} {naive_count:7d}  >= 3   {_pf(naive_count >= 3)}")
+
+    result = {
+        "numel": args.numel,
+        "dtype": "float32",
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "warmup": args.warmup,
+        "torch": torch.__version__,
+        "fused_kernels": kernels,
+        "kernel_first_load_s": kernel_load_s,
+        "kernel_cold_build_s": cold,
+        "compile_first_call_s": compile_s,
+        "times_s": times,
+        "median_s": med,
+        "saved_tensors": saved,
+        "ratios": {k: v[0] for k, v in ratios.items()},
+        "targets": {k: f"{v[2]} {v[1]}" for k, v in ratios.items() if v[2]},
+        "checks": checks,
+    }
+    if args.json:
+        write_json(args.json, result)
+    return result
+
+
+def _pf(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""The training engine: ``fit``, ``evaluate``, ``run_one`` and their callbacks and checkpoints.
+
+    from htaf.train import run_one
+    record = run_one(RunConfig(dataset="breast_cancer", estimator="htaf"), "runs/bc-htaf")
+
+``TASKS`` lists the model families ``RunConfig.task`` may name (see ``htaf.families``).
+"""
+
+from typing import Any
+
+from htaf.train.callbacks import (
+    ActivationStats,
+    Callback,
+    EarlyStopping,
+    GradientNorms,
+    activation_stats,
+)
+from htaf.train.checkpoint import CheckpointError, load_checkpoint, load_safetensors
+from htaf.train.engine import (
+    FitResult,
+    Trainer,
+    evaluate,
+    fit,
+    predict,
+    seed_everything,
+)
+from htaf.train.metrics import HIGHER_IS_BETTER, METRICS, PRIMARY
+from htaf.train.run import read_config, run_one
+
+__all__ = [
+    "HIGHER_IS_BETTER",
+    "METRICS",
+    "PRIMARY",
+    "TASKS",
+    "ActivationStats",
+    "Callback",
+    "CheckpointError",
+    "EarlyStopping",
+    "FitResult",
+    "GradientNorms",
+    "Trainer",
+    "activation_stats",
+    "evaluate",
+    "fit",
+    "load_checkpoint",
+    "load_safetensors",
+    "predict",
+    "read_config",
+    "run_one",
+    "seed_everything",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # TASKS is live: families registered after import show up too.
+    if name == "TASKS":
+        from htaf.families import family_names
+
+        return tuple(family_names())
+    raise AttributeError(f"module 'htaf.train' has no attribute {name!r}")

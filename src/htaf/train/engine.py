@@ -1,0 +1,528 @@
+"""The training engine: ``fit`` a model on a ``Dataset`` under a ``RunConfig``; ``evaluate`` it.
+
+    result = fit(model, dataset, config, out_dir="runs/x")     # checkpoint after every epoch
+    result = fit(model, dataset, config, out_dir="runs/x", resume=True)   # after a crash
+    evaluate(model, X, y, "binary")   # {"accuracy_hard": ..., "accuracy_smooth": ..., ...}
+
+Training runs every estimator in its default mode (HTAF and the smooth baselines: smooth;
+surrogates and STE: the exact step). Each epoch's validation reports both forwards.
+
+Reproducibility: a fresh run seeds torch from ``config.seed``; the epoch-``e`` shuffle comes
+from a generator seeded by ``(seed, e)``; the per-epoch checkpoint carries model, optimizer,
+schedulers, early-stopping state, history and every RNG state; and validation runs under
+``fork_rng`` so it never moves the training RNG. A run killed at any point and resumed from
+its last checkpoint therefore ends bit-for-bit where the uninterrupted run ends.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from htaf.config import ConfigError, RunConfig
+from htaf.estimators import MODES, Schedule, estimators_in, set_mode
+from htaf.train import distributed
+from htaf.train.callbacks import ActivationStats, Callback, EarlyStopping, GradientNorms
+from htaf.train.checkpoint import (
+    atomic_write_jsonl,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    save_safetensors,
+    set_rng_state,
+    to_plain,
+)
+from htaf.train.metrics import METRICS, PRIMARY, classification_metrics, regression_metrics
+
+CHECKPOINT = "checkpoint.pt"
+HISTORY = "history.jsonl"
+WEIGHTS = "model.safetensors"
+
+#: ReduceLROnPlateau settings for ``lr_schedule = "plateau"`` (on the validation loss).
+PLATEAU_FACTOR = 0.1
+PLATEAU_PATIENCE = 5
+#: Config keys that may differ between a checkpoint and the config resuming it.
+RESUME_MAY_CHANGE = frozenset({"epochs", "device", "data_dir"})
+DATASET_TASKS = ("binary", "multiclass", "regression")
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns. ``history`` has one dict per epoch (see :meth:`Trainer.fit`)."""
+
+    model: nn.Module
+    history: list[dict[str, Any]]
+    epochs: int  # epochs run in total (resumed epochs included)
+    best_epoch: int | None  # epoch with the lowest validation loss (1-based)
+    stopped_early: bool
+    restored_best: bool  # whether the returned weights are the best epoch's
+    train_time_s: float
+    activation_samples: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def final(self) -> dict[str, Any]:
+        return self.history[-1] if self.history else {}
+
+
+# -- seeding, losses, predictions ----------------------------------------------------------------
+def seed_everything(seed: int, *, deterministic: bool = False) -> None:
+    """Seed Python's ``random``, numpy's global RNG and torch (CPU and CUDA).
+
+    ``deterministic=True`` also asks torch for deterministic kernels (warning, not failing,
+    where none exists); CPU training here is deterministic without it.
+    """
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The shuffle generator of ``epoch``: a function of ``(seed, epoch)`` only."""
+    state = np.random.SeedSequence([int(seed) % 2**32, int(epoch)]).generate_state(2)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> Tensor:
+    return torch.randperm(n, generator=epoch_generator(seed, epoch))
+
+
+def loss_fn(task: str) -> nn.Module:
+    """BCE-with-logits (binary, one logit), cross-entropy (multiclass), MSE (regression)."""
+    if task == "binary":
+        return nn.BCEWithLogitsLoss()
+    if task == "multiclass":
+        return nn.CrossEntropyLoss()
+    if task == "regression":
+        return nn.MSELoss()
+    raise ValueError(f"unknown task {task!r} (choose from {', '.join(DATASET_TASKS)})")
+
+
+def target_tensor(y: Any, task: str, device: torch.device | str = "cpu") -> Tensor:
+    """Targets in the dtype the task's loss wants (float for binary/regression, long classes)."""
+    dtype = torch.long if task == "multiclass" else torch.float32
+    return torch.as_tensor(np.asarray(y)).to(device=device, dtype=dtype)
+
+
+def _loss_input(out: Tensor, task: str) -> Tensor:
+    """One-logit outputs (binary, regression) lose their trailing dim to match the targets."""
+    return out if task == "multiclass" else out.reshape(len(out), -1)[:, 0]
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def _fork_rng(device: torch.device) -> Any:
+    return torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else [])
+
+
+def predict(model: nn.Module, X: Any, *, batch_size: int = 4096) -> Tensor:
+    """Model outputs for ``X`` (eval mode, no gradients), on the CPU."""
+    model = distributed.unwrap(model)
+    device = _device_of(model)
+    X = torch.as_tensor(np.asarray(X, dtype=np.float32))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), _fork_rng(device):
+            parts = [
+                model(X[i : i + batch_size].to(device)).cpu() for i in range(0, len(X), batch_size)
+            ]
+    finally:
+        model.train(was_training)
+    return torch.cat(parts) if parts else torch.empty(0)
+
+
+def _metrics_from_outputs(out: Tensor, y: Any, task: str, dataset: Any) -> dict[str, float]:
+    yt = target_tensor(y, task)
+    if len(yt) == 0:  # an empty split: every metric is undefined
+        return dict.fromkeys(("loss", *METRICS[task]), math.nan)
+    loss = float(loss_fn(task)(_loss_input(out, task), yt))
+    z = out.double().reshape(len(out), -1)
+    if task == "binary":
+        probs = torch.sigmoid(z[:, 0]).numpy()
+        metrics = classification_metrics(np.asarray(y), probs)
+    elif task == "multiclass":
+        metrics = classification_metrics(np.asarray(y), torch.softmax(z, dim=1).numpy())
+    else:
+        pred = z[:, 0].numpy()
+        metrics = regression_metrics(np.asarray(y, dtype=np.float64), pred, dataset)
+    return {"loss": loss, **metrics}
+
+
+def evaluate(
+    model: nn.Module,
+    X: Any,
+    y: Any,
+    task: str,
+    dataset: Any = None,
+    *,
+    modes: Sequence[str] = MODES,
+    batch_size: int = 4096,
+) -> dict[str, float]:
+    """Metrics of both forwards: ``{METRIC}_{MODE}`` for METRIC in the task's metrics + ``loss``.
+
+    Binary/multiclass: ``accuracy``, ``auroc``, ``logloss``; regression: ``rmse``, ``mae``,
+    ``r2`` in original target units when ``dataset`` is given (``loss`` is always the training
+    loss, in standardised units). Every estimator is switched to each mode for the pass and
+    restored afterwards; the model runs in eval mode; RNG states are untouched. For a model
+    without estimators (ReLU reference rows) both modes give the same numbers.
+    """
+    if task not in DATASET_TASKS:
+        raise ValueError(f"unknown task {task!r} (choose from {', '.join(DATASET_TASKS)})")
+    inner = distributed.unwrap(model)
+    results: dict[str, float] = {}
+    for mode in modes:
+        with set_mode(inner, mode):
+            out = predict(inner, X, batch_size=batch_size)
+        for name, value in _metrics_from_outputs(out, y, task, dataset).items():
+            results[f"{name}_{mode}"] = value
+    return results
+
+
+def _training_modes(model: nn.Module) -> set[str]:
+    return {est.mode for est in estimators_in(model)}
+
+
+# -- the trainer ---------------------------------------------------------------------------------
+class Trainer:
+    """One training run. The constructor validates and sets everything up without touching the
+    file system, so a bad config fails before any file is written; :meth:`fit` trains."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: Any,
+        config: RunConfig,
+        *,
+        out_dir: str | Path | None = None,
+        resume: bool = False,
+        callbacks: Iterable[Callback] = (),
+        progress: bool = True,
+    ):
+        config.validate()
+        self.config, self.data, self.model = config, data, model
+        self.task = data.task
+        if self.task not in DATASET_TASKS:
+            raise ValueError(f"dataset task {self.task!r} is not one of {', '.join(DATASET_TASKS)}")
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.resume, self.progress = resume, progress
+        self.dist = distributed.info()
+        self.device = self._check_device(config.device)
+        y_val = getattr(data, "y_val", None)
+        self.n_val = 0 if y_val is None else len(y_val)
+        if config.patience > 0 and self.n_val == 0:
+            raise ConfigError("config key 'patience' > 0 needs a validation split, but it is empty")
+        if config.patience < 0:
+            raise ConfigError(f"config key 'patience' must be >= 0, got {config.patience!r}")
+
+        # Train every estimator in its default forward (HTAF smooth, STE/surrogates hard).
+        for est in estimators_in(model):
+            est.mode = type(est).default_mode
+        model.to(self.device)
+        self.loss = loss_fn(self.task)
+        self.optimizer = self._make_optimizer()
+        self.lr_scheduler = self._make_lr_scheduler()
+        self.est_schedule, self.schedule_unit = self._make_estimator_schedule()
+        self.early = EarlyStopping(config.patience)
+        self.callbacks: list[Callback] = [GradientNorms(), ActivationStats(), *callbacks]
+        self.history: list[dict[str, Any]] = []
+        self.start_epoch = 0
+        self.done = False
+        self._checkpoint: dict[str, Any] | None = None
+        if resume and self.out_dir is not None and (self.out_dir / CHECKPOINT).is_file():
+            # Read (and check) now, so a bad or foreign checkpoint fails before any write.
+            self._checkpoint = load_checkpoint(self.out_dir / CHECKPOINT, map_location="cpu")
+            self._check_resume_config(self._checkpoint.get("config") or {})
+
+    # -- setup ----------------------------------------------------------------------------------
+    def _check_device(self, device: str) -> torch.device:
+        try:
+            dev = distributed.device_for(device, self.dist)
+        except (RuntimeError, ValueError) as err:
+            raise ConfigError(f"config key 'device': {err}") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"config key 'device' is {device!r} but CUDA is not available")
+        return dev
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        c = self.config
+        params = self.model.parameters()
+        if c.optimizer == "adam":
+            return torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)
+        return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+
+    def _make_lr_scheduler(self) -> Any:
+        kind, epochs = self.config.lr_schedule, self.config.epochs
+        opt = self.optimizer
+        if kind == "cosine":
+            return torch.optim.lr_scheduler.LambdaLR(
+                opt, lambda e: 0.5 * (1 + math.cos(math.pi * min(e, epochs) / epochs))
+            )
+        if kind == "step":  # x0.1 at 50% and again at 75% of the epochs
+            m1, m2 = epochs // 2, (3 * epochs) // 4
+            return torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 0.1 ** ((e >= m1) + (e >= m2)))
+        if kind == "plateau":
+            return torch.optim.lr_scheduler.ReduceLROnPlateau(
+                opt, mode="min", factor=PLATEAU_FACTOR, patience=PLATEAU_PATIENCE
+            )
+        return None
+
+    def _make_estimator_schedule(self) -> tuple[Schedule | None, str]:
+        spec = self.config.estimator_schedule
+        if spec is None:  # HashNet's continuation is part of tanh_continuation itself
+            tanh = [e for e in estimators_in(self.model) if e.name == "tanh_continuation"]
+            if not tanh:
+                return None, "epoch"
+            spec = {"param": "beta", "kind": "hashnet", "beta0": tanh[0].beta, "unit": "step"}
+        if not spec:  # {} switches every schedule off
+            return None, "epoch"
+        if not isinstance(spec, Mapping) or "param" not in spec or "kind" not in spec:
+            raise ConfigError(
+                "config key 'estimator_schedule' must be a table with 'param' and 'kind' "
+                f"(and optionally 'unit' = 'epoch' | 'step'), got {spec!r}"
+            )
+        unit = spec.get("unit", "epoch")
+        if unit not in ("epoch", "step"):
+            raise ConfigError(f"estimator_schedule 'unit' must be 'epoch' or 'step', got {unit!r}")
+        try:
+            schedule = Schedule.from_config(self.model, dict(spec))
+        except TypeError as err:
+            raise ConfigError(f"config key 'estimator_schedule': {err}") from None
+        except ValueError as err:
+            raise ConfigError(f"config key 'estimator_schedule': {err}") from None
+        return schedule, unit
+
+    def _check_resume_config(self, saved: Mapping[str, Any]) -> None:
+        now = to_plain(self.config.to_dict())
+        changed = sorted(
+            k for k in set(now) | set(saved)
+            if k not in RESUME_MAY_CHANGE and to_plain(saved.get(k)) != now.get(k)
+        )  # fmt: skip
+        if changed:
+            raise ConfigError(
+                f"cannot resume from {self.out_dir / CHECKPOINT}: config key(s) "
+                f"{', '.join(map(repr, changed))} differ from the checkpoint's"
+            )
+
+    # -- checkpointing ----------------------------------------------------------------------------
+    def _state(self, epoch: int) -> dict[str, Any]:
+        return {
+            "config": to_plain(self.config.to_dict()),
+            "epoch": epoch,
+            "done": self.done,
+            "world_size": self.dist.world_size,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "lr_scheduler": self.lr_scheduler.state_dict() if self.lr_scheduler else None,
+            "estimator_schedule": self.est_schedule.state_dict() if self.est_schedule else None,
+            "early_stopping": self.early.state_dict(),
+            "history": self.history,
+            "rng": rng_state(),
+        }
+
+    def _restore(self, ckpt: Mapping[str, Any]) -> None:
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.lr_scheduler is not None and ckpt.get("lr_scheduler") is not None:
+            self.lr_scheduler.load_state_dict(ckpt["lr_scheduler"])
+        if self.est_schedule is not None and ckpt.get("estimator_schedule") is not None:
+            self.est_schedule.load_state_dict(ckpt["estimator_schedule"])
+        self.early.load_state_dict(ckpt["early_stopping"])
+        self.history = list(ckpt["history"])
+        self.start_epoch = int(ckpt["epoch"])
+        self.done = bool(ckpt.get("done", False))
+        set_rng_state(ckpt["rng"])
+
+    def _write(self, epoch: int) -> None:
+        """Checkpoint and history.jsonl, atomically, from rank 0 only."""
+        if self.out_dir is None or not self.dist.is_main:
+            return
+        save_checkpoint(self.out_dir / CHECKPOINT, self._state(epoch))
+        atomic_write_jsonl(self.out_dir / HISTORY, self.history)
+
+    # -- training ---------------------------------------------------------------------------------
+    def _batches(self, n: int, epoch: int) -> list[Tensor]:
+        idx = distributed.shard(epoch_permutation(n, self.config.seed, epoch), self.dist)
+        bs = self.config.batch_size
+        batches = list(torch.split(idx, bs))
+        # A trailing batch of one sample breaks BatchNorm's batch statistics; drop it.
+        if len(batches) > 1 and len(batches[-1]) < 2:
+            batches.pop()
+        return batches
+
+    def _train_epoch(self, net: nn.Module, X: Tensor, Y: Tensor, epoch: int) -> float:
+        net.train()
+        total = torch.zeros(2, dtype=torch.float64, device=self.device)
+        for b, idx in enumerate(self._batches(len(X), epoch)):
+            idx = idx.to(self.device)
+            xb, yb = X[idx], Y[idx]
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self.loss(_loss_input(net(xb), self.task), yb)
+            loss.backward()
+            self.optimizer.step()
+            if self.est_schedule is not None and self.schedule_unit == "step":
+                self.est_schedule.step()
+            total[0] += loss.detach().double() * len(idx)
+            total[1] += len(idx)
+            for cb in self.callbacks:
+                cb.on_batch_end(b, {"epoch": epoch + 1, "batch": b, "loss": loss.item()})
+        total = distributed.all_reduce_sum(total, self.dist)
+        return float(total[0] / total[1]) if total[1] > 0 else math.nan
+
+    def _validate(self, logs: dict[str, Any]) -> float:
+        """Validation metrics of both forwards into ``logs``; returns the loss to monitor."""
+        if self.n_val == 0:
+            logs["val_loss"] = math.nan
+            return math.nan
+        metrics = evaluate(self.model, self.data.X_val, self.data.y_val, self.task, self.data)
+        modes = _training_modes(self.model)
+        if not modes:  # no estimators: both forwards are the same network
+            val_loss = metrics["loss_hard"]
+        elif len(modes) == 1:
+            val_loss = metrics[f"loss_{modes.pop()}"]
+        else:  # mixed modes: score the network exactly as it trains
+            out = predict(self.model, self.data.X_val)
+            val_loss = _metrics_from_outputs(out, self.data.y_val, self.task, self.data)["loss"]
+        logs["val_loss"] = val_loss
+        logs.update({f"val_{k}": v for k, v in metrics.items()})
+        return val_loss
+
+    def fit(self) -> FitResult:
+        """Train for ``config.epochs`` epochs (or until early stopping); see the module doc.
+
+        Each epoch's history row holds ``epoch``, ``train_loss``, ``val_loss`` (training-mode
+        forward), ``val_{metric}_{hard|smooth}``, ``lr``, ``estimator_params``, ``grad_norm``,
+        ``act`` and ``epoch_time_s``.
+        """
+        with distributed.session(self.config.device) as d:
+            self.dist = d
+            return self._fit()
+
+    def _fit(self) -> FitResult:
+        c = self.config
+        if self._checkpoint is not None:
+            self._restore(self._checkpoint)
+            self._checkpoint = None
+        else:
+            torch.manual_seed(c.seed)  # dropout and stochastic backward rules
+        net = distributed.wrap(self.model, self.device, self.dist)
+        X = torch.as_tensor(np.asarray(self.data.X_train, dtype=np.float32)).to(self.device)
+        Y = target_tensor(self.data.y_train, self.task, self.device)
+        for cb in self.callbacks:
+            cb.on_fit_start(self)
+        bar = _progress(self.start_epoch, c.epochs, self.progress and self.dist.is_main)
+        stop = self.done or self.early.stopped
+        epoch = self.start_epoch
+        while not stop and epoch < c.epochs:
+            t0 = time.perf_counter()
+            if self.est_schedule is not None and self.schedule_unit == "epoch" and epoch > 0:
+                self.est_schedule.step()
+            logs: dict[str, Any] = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]}
+            logs["train_loss"] = self._train_epoch(net, X, Y, epoch)
+            val_loss = self._validate(logs)
+            first = next(estimators_in(self.model), None)
+            logs["estimator_params"] = dict(first.params) if first is not None else {}
+            for cb in self.callbacks:
+                cb.on_epoch_end(epoch + 1, logs)
+            logs["epoch_time_s"] = time.perf_counter() - t0
+            self.history.append(to_plain(logs))
+            monitor = val_loss if self.n_val else logs["train_loss"]
+            self.early.update(monitor, epoch + 1, self.model)
+            stop = distributed.broadcast_flag(self.early.stopped, self.dist, self.device)
+            self._step_lr(monitor)
+            epoch += 1
+            self._write(epoch)
+            _update_bar(bar, logs, self.task)
+        if bar is not None:
+            bar.close()
+        return self._finish(epoch)
+
+    def _step_lr(self, monitor: float) -> None:
+        if self.lr_scheduler is None:
+            return
+        if isinstance(self.lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.lr_scheduler.step(monitor)
+        else:
+            self.lr_scheduler.step()
+
+    def _finish(self, epoch: int) -> FitResult:
+        restored = False
+        if not self.done and self.config.patience > 0 and self.early.best_state is not None:
+            self.model.load_state_dict(self.early.best_state)
+            restored = True
+        elif self.done:
+            restored = self.config.patience > 0 and self.early.best_state is not None
+        self.done = True
+        self._write(epoch)
+        if self.out_dir is not None and self.dist.is_main:
+            save_safetensors(self.model, self.out_dir / WEIGHTS, {"config": self.config.to_dict()})
+        stats = next((cb for cb in self.callbacks if isinstance(cb, ActivationStats)), None)
+        for cb in self.callbacks:
+            cb.on_fit_end(self.history[-1] if self.history else {})
+        return FitResult(
+            model=self.model,
+            history=self.history,
+            epochs=len(self.history),
+            best_epoch=self.early.best_epoch,
+            stopped_early=self.early.stopped,
+            restored_best=restored,
+            train_time_s=float(sum(h.get("epoch_time_s", 0.0) for h in self.history)),
+            activation_samples=dict(stats.samples) if stats is not None else {},
+        )
+
+
+def _progress(start: int, total: int, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=start, unit="epoch", file=sys.stderr, dynamic_ncols=True)
+
+
+def _update_bar(bar: Any, logs: Mapping[str, Any], task: str) -> None:
+    if bar is None:
+        return
+    metric = PRIMARY[task]
+    post = {"loss": f"{logs['train_loss']:.4f}", "val": f"{logs.get('val_loss', math.nan):.4f}"}
+    if f"val_{metric}_hard" in logs:
+        post[f"{metric}(step)"] = f"{logs[f'val_{metric}_hard']:.4f}"
+    bar.set_postfix(post, refresh=False)
+    bar.update(1)
+
+
+def fit(
+    model: nn.Module,
+    data: Any,
+    config: RunConfig,
+    *,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    callbacks: Iterable[Callback] = (),
+    progress: bool = True,
+) -> FitResult:
+    """Train ``model`` on ``data`` (a ``htaf.data.Dataset``) as ``config`` says.
+
+    With ``out_dir``, every epoch atomically rewrites ``checkpoint.pt`` and ``history.jsonl``,
+    and the end writes ``model.safetensors``. ``resume=True`` continues from
+    ``out_dir/checkpoint.pt`` when it exists (and starts fresh otherwise); a finished run
+    resumes to its final state without training. With ``patience > 0`` the best epoch's
+    weights (lowest validation loss) are restored at the end.
+    """
+    trainer = Trainer(
+        model, data, config, out_dir=out_dir, resume=resume, callbacks=callbacks, progress=progress
+    )
+    return trainer.fit()

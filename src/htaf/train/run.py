@@ -1,0 +1,142 @@
+"""``run_one``: one config in, one run folder and one record out.
+
+The run folder ``out_dir`` holds (every file written atomically; under torchrun, by rank 0):
+
+* ``config.json``: the exact config (top-level keys, as ``RunConfig.to_dict()``) plus
+  ``versions`` (htaf, torch, python) and ``dataset_meta``; :func:`read_config` rebuilds the
+  ``RunConfig``;
+* ``history.jsonl``: one JSON line per epoch (rewritten after every epoch);
+* ``checkpoint.pt``: the resumable state (``weights_only``-loadable);
+* ``model.safetensors``: the final weights;
+* ``metrics.json``: a flat dict ``SPLIT_METRIC_MODE`` (``test_auroc_hard``, ...), plus
+  ``train_time_s``, ``epochs_run``, ``best_epoch`` and the test-set activation statistics
+  ``near_binary_05``, ``near_binary_01``, ``entropy``, ``saturation`` (smooth forward) and
+  their ``*_hard`` counterparts;
+* ``activations.npz``: per hidden layer a sample of the test-set outputs in the unsigned space,
+  keys ``layer1_smooth``, ``layer1_hard``, ...
+
+Non-finite numbers are written as JSON ``null``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from htaf.config import RunConfig
+from htaf.families import build_model
+from htaf.train import distributed
+from htaf.train.callbacks import activation_stats
+from htaf.train.checkpoint import atomic_save_npz, atomic_write_json, json_safe
+from htaf.train.engine import (
+    CHECKPOINT,
+    HISTORY,
+    WEIGHTS,
+    FitResult,
+    Trainer,
+    evaluate,
+    seed_everything,
+)
+
+CONFIG = "config.json"
+METRICS = "metrics.json"
+ACTIVATIONS = "activations.npz"
+#: Every file a run writes; a fresh (non-resumed) run removes stale ones first.
+RUN_FILES = (CONFIG, HISTORY, CHECKPOINT, WEIGHTS, METRICS, ACTIVATIONS)
+SPLITS = ("train", "val", "test")
+#: Activation statistics copied into metrics.json.
+ACT_KEYS = ("near_binary_05", "near_binary_01", "entropy", "saturation")
+
+
+def versions() -> dict[str, str]:
+    from htaf import __version__
+
+    return {"htaf": __version__, "torch": torch.__version__, "python": platform.python_version()}
+
+
+def read_config(run_dir: str | Path) -> RunConfig:
+    """The ``RunConfig`` saved in ``run_dir/config.json`` (extra keys dropped)."""
+    import dataclasses
+
+    data = json.loads((Path(run_dir) / CONFIG).read_text())
+    fields = {f.name for f in dataclasses.fields(RunConfig)}
+    return RunConfig.from_dict({k: v for k, v in data.items() if k in fields})
+
+
+def load_dataset(config: RunConfig) -> Any:
+    """``htaf.data.load`` with the config's dataset options."""
+    from htaf import data
+
+    return data.load(
+        config.dataset,
+        data_dir=config.data_dir,
+        target=config.target,
+        impute=config.impute,
+        split_seed=config.split_seed,
+    )
+
+
+def final_metrics(model: torch.nn.Module, dataset: Any, result: FitResult) -> dict[str, Any]:
+    """The flat ``metrics.json`` dict (see the module doc)."""
+    metrics: dict[str, Any] = {}
+    for split in SPLITS:
+        X, y = getattr(dataset, f"X_{split}"), getattr(dataset, f"y_{split}")
+        for key, value in evaluate(model, X, y, dataset.task, dataset).items():
+            metrics[f"{split}_{key}"] = value
+    metrics["train_time_s"] = result.train_time_s
+    metrics["epochs_run"] = result.epochs
+    metrics["best_epoch"] = result.best_epoch
+    return metrics
+
+
+def run_one(
+    config: RunConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = False
+) -> dict[str, Any]:
+    """Load the data, build the model (``htaf.families``), train, evaluate and write ``out_dir``.
+
+    Everything that can be wrong with the input (config, dataset, estimator, checkpoint) raises
+    a ``ValueError`` subclass before any file is written. ``resume=True`` continues from
+    ``out_dir/checkpoint.pt`` if present. Returns the record
+    ``{"config", "metrics", "history", "run_dir", "dataset_meta"}``.
+    """
+    out_dir = Path(out_dir)
+    config.validate()
+    dataset = load_dataset(config)
+    with distributed.session(config.device) as d:
+        seed_everything(config.seed)
+        model = build_model(config, dataset)
+        trainer = Trainer(model, dataset, config, out_dir=out_dir, resume=resume, progress=progress)
+        meta = json_safe(dataset.meta)
+        if d.is_main:
+            if not resume:  # a fresh run never mixes with a previous run's files
+                for name in RUN_FILES:
+                    (out_dir / name).unlink(missing_ok=True)
+            record_config = {**config.to_dict(), "versions": versions(), "dataset_meta": meta}
+            atomic_write_json(out_dir / CONFIG, json_safe(record_config))
+        result = trainer.fit()
+
+        metrics = final_metrics(model, dataset, result)
+        stats, samples = activation_stats(model, dataset.X_test, modes=("smooth", "hard"))
+        for mode, suffix in (("smooth", ""), ("hard", "_hard")):
+            for key in ACT_KEYS:
+                metrics[f"{key}{suffix}"] = stats.get(mode, {}).get(key, math.nan)
+        metrics = json_safe(metrics)
+        if d.is_main:
+            atomic_write_json(out_dir / METRICS, metrics)
+            arrays = {
+                f"{layer}_{mode}": v for mode, by in samples.items() for layer, v in by.items()
+            }
+            atomic_save_npz(out_dir / ACTIVATIONS, arrays)
+        distributed.barrier(d)
+    return {
+        "config": config.to_dict(),
+        "metrics": metrics,
+        "history": json_safe(result.history),
+        "run_dir": str(out_dir),
+        "dataset_meta": meta,
+    }

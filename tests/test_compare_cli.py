@@ -1,0 +1,127 @@
+"""``htaf compare``, ``htaf runs`` and ``htaf report`` end to end (tiny networks, 2 epochs)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from htaf.cli import main
+
+TINY = ["--epochs", "2", "--seeds", "2", "--widths", "16", "--no-progress"]
+
+
+def write_csv(path: Path, rows: list[str]) -> Path:
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+@pytest.fixture
+def out(tmp_path, monkeypatch):
+    monkeypatch.delenv("HTAF_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path / "runs"
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory):
+    """One tiny compare run shared by the tests that read its outputs."""
+    out = tmp_path_factory.mktemp("compare") / "runs"
+    args = ["compare", *TINY, "--estimators", "htaf,ste,relu", "--out", str(out)]
+    assert main(args) == 0
+    (exp_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    return out, exp_dir
+
+
+def test_compare_writes_everything(experiment, capsys):
+    out, exp_dir = experiment
+    for name in ("config.json", "summary.json", "report.md", "report.html"):
+        assert (exp_dir / name).is_file(), name
+    assert (out / "results.sqlite").is_file()
+    spec = json.loads((exp_dir / "config.json").read_text())
+    assert spec["estimators"] == ["htaf", "ste", "relu"] and spec["seeds"] == [0, 1]
+    assert spec["base"]["widths"] == [16] and spec["command"].startswith("htaf compare")
+    for est in ("htaf", "ste", "relu"):
+        for seed in (0, 1):
+            run = exp_dir / "breast_cancer" / est / f"seed{seed}"
+            assert (run / "metrics.json").is_file() and (run / "history.jsonl").is_file()
+    assert {p.stem for p in (exp_dir / "plots").iterdir()} >= {
+        "learning_curves", "gradient_norms", "activation_histograms", "binary_metric"
+    }  # fmt: skip
+
+
+def test_summary_row_shape(experiment):
+    _, exp_dir = experiment
+    summary = json.loads((exp_dir / "summary.json").read_text())
+    assert [r["estimator"] for r in summary] == ["htaf", "ste", "relu"]
+    for row in summary:
+        assert set(row) == {"task", "dataset", "estimator", "metrics"}
+        assert (row["task"], row["dataset"]) == ("dhn", "breast_cancer")
+        for name in ("test_auroc_hard", "test_auroc_smooth", "test_accuracy_hard", "train_time_s"):
+            stats = row["metrics"][name]
+            assert set(stats) == {"mean", "std", "n"} and stats["n"] == 2
+        assert 0.5 <= row["metrics"]["test_auroc_hard"]["mean"] <= 1.0
+
+
+def test_runs_lists_and_exports(experiment, tmp_path, capsys):
+    out, _ = experiment
+    assert main(["runs", "--out", str(out), "--estimator", "ste"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 + 2 and all("ste" in x for x in lines[2:])
+    assert main(["runs", "--out", str(out), "--csv", str(tmp_path / "runs.csv")]) == 0
+    rows = list(csv.DictReader((tmp_path / "runs.csv").open()))
+    assert len(rows) == 6 and "test_auroc_hard" in rows[0]
+
+
+def test_report_rebuilds(experiment, capsys):
+    _, exp_dir = experiment
+    (exp_dir / "report.html").unlink()
+    assert main(["report", str(exp_dir)]) == 0
+    page = (exp_dir / "report.html").read_text()
+    assert "data:image/png;base64," in page and "src='http" not in page
+    assert "report.html" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("extra", "files", "message"),
+    [
+        (["--estimators", "htaf,nope"], {}, "unknown estimator 'nope'"),
+        (["--estimators", "htaf(2,x)"], {}, "not a number"),
+        (["--dataset", "nope"], {}, "unknown dataset 'nope'"),
+        (["--dataset", "csv:missing.csv", "--target", "y"], {}, "missing.csv"),
+        (["--dataset", "csv:bad.csv", "--target", "y"], {"bad.csv": ["a,b,y", "1,2"]}, "bad.csv"),
+        (
+            ["--dataset", "csv:nan.csv", "--target", "y"],
+            {"nan.csv": ["a,y", *[f"{i if i != 3 else ''},{i % 2}" for i in range(40)]]},
+            "",
+        ),
+        (
+            ["--dataset", "csv:ok.csv", "--target", "label"],
+            {"ok.csv": ["a,y", *[f"{i},{i % 2}" for i in range(40)]]},
+            "label",
+        ),
+        (
+            ["--dataset", "csv:one.csv", "--target", "y"],
+            {"one.csv": ["a,y", *[f"{i},1" for i in range(40)]]},
+            "",
+        ),
+        (["--widths", "16,x"], {}, "--widths"),
+        (["--seeds", "0"], {}, "--seeds"),
+        (["--epochs", "0"], {}, "epochs"),
+    ],
+)
+def test_bad_input_exits_2_and_writes_nothing(out, capsys, extra, files, message):
+    for name, rows in files.items():
+        write_csv(Path(name), rows)
+    assert main(["compare", *TINY, "--out", str(out), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("htaf compare: error: ") and message in err
+    assert not out.exists()  # no store, no experiment folder
+
+
+def test_runs_without_store_exits_2(out, capsys):
+    assert main(["runs", "--out", str(out)]) == 2
+    assert "no results store" in capsys.readouterr().err
+    assert not out.exists()

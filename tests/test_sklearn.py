@@ -1,0 +1,94 @@
+"""HeavisideClassifier / HeavisideRegressor: scikit-learn's estimator checks and real data."""
+
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.datasets import load_breast_cancer, load_diabetes, make_blobs
+from sklearn.model_selection import train_test_split
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from htaf.dhn import DHN, HeavisideClassifier, HeavisideRegressor
+
+# Small nets keep the ~100 fits of the checks fast. The regressor gets more epochs: its check
+# asks for training R² > 0.5, which 20 epochs at lr 1e-3 on 200 samples do not reach.
+CHECKED = [
+    HeavisideClassifier(hidden_layer_sizes=(16,), epochs=20),
+    HeavisideRegressor(hidden_layer_sizes=(16,), epochs=50),
+]
+
+
+@pytest.mark.slow
+@parametrize_with_checks(CHECKED)
+def test_sklearn_compatible(estimator, check) -> None:
+    check(estimator)
+
+
+@pytest.fixture(scope="module")
+def cancer():
+    X, y = load_breast_cancer(return_X_y=True)
+    return train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
+
+
+@pytest.fixture(scope="module")
+def fitted(cancer):
+    X_tr, _, y_tr, _ = cancer
+    return HeavisideClassifier(random_state=0).fit(X_tr, y_tr)
+
+
+def test_breast_cancer_hard_forward(cancer, fitted) -> None:
+    X_tr, X_te, y_tr, y_te = cancer
+    assert fitted.forward == "hard" and isinstance(fitted.model_, DHN)
+    assert fitted.score(X_te, y_te) >= 0.93
+    proba = fitted.predict_proba(X_te)
+    assert proba.shape == (len(X_te), 2) and np.allclose(proba.sum(1), 1)
+    assert 1 <= fitted.n_iter_ <= 100 and fitted.history_
+
+
+def test_hard_predictions_come_from_exact_steps(cancer, fitted) -> None:
+    # in hard mode the network is piecewise constant: few distinct logits for many inputs
+    X_te = cancer[1]
+    smooth = clone(fitted).set_params(forward="smooth")
+    smooth.__dict__.update({k: v for k, v in fitted.__dict__.items() if k.endswith("_")})
+    assert not np.array_equal(fitted.decision_function(X_te), smooth.decision_function(X_te))
+
+
+def test_pickle_round_trip(cancer, fitted) -> None:
+    X_te = cancer[1]
+    again = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(again.predict_proba(X_te), fitted.predict_proba(X_te))
+
+
+def test_clone_and_determinism() -> None:
+    X, y = make_blobs(n_samples=120, centers=3, random_state=0)
+    est = HeavisideClassifier(hidden_layer_sizes=(16,), epochs=10, random_state=3)
+    twin = clone(est)
+    assert twin.get_params() == est.get_params() and not hasattr(twin, "model_")
+    a = est.fit(X, y).predict_proba(X)
+    np.testing.assert_array_equal(a, twin.fit(X, y).predict_proba(X))
+    other = clone(est).set_params(random_state=4).fit(X, y).predict_proba(X)
+    assert not np.array_equal(a, other)
+    assert est.predict_proba(X).shape == (120, 3) and set(est.predict(X)) <= {0, 1, 2}
+
+
+def test_regressor_diabetes() -> None:
+    X, y = load_diabetes(return_X_y=True)
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.25, random_state=0)
+    reg = HeavisideRegressor(hidden_layer_sizes=(16,), batch_size=64, random_state=0)
+    reg.fit(X_tr, y_tr)
+    assert reg.score(X_te, y_te) > 0.3
+    assert abs(reg.predict(X_te).mean() - y_te.mean()) < 0.5 * y_te.std()  # back in y's units
+
+
+def test_unknown_estimator_raises_at_fit() -> None:
+    est = HeavisideClassifier(estimator="htfa", epochs=1)  # construction never validates
+    with pytest.raises(ValueError, match="htfa"):
+        est.fit(np.random.rand(20, 3), np.arange(20) % 2)
+
+
+@pytest.mark.parametrize(("param", "value"), [("forward", "soft"), ("validation_fraction", 1.0)])
+def test_bad_params_raise_at_fit(param: str, value) -> None:
+    est = HeavisideRegressor(epochs=1).set_params(**{param: value})
+    with pytest.raises(ValueError, match=param):
+        est.fit(np.random.rand(20, 3), np.random.rand(20))

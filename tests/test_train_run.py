@@ -1,0 +1,110 @@
+"""run_one's folder and record, and ``htaf train`` end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from htaf.cli import main
+from htaf.config import RunConfig
+from htaf.experiment import read_run
+from htaf.train import read_config, run_one
+from htaf.train.run import RUN_FILES
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+TOML = """
+dataset = "breast_cancer"
+estimator = "htaf"
+widths = [16]
+epochs = 5
+batch_size = 64
+"""
+
+
+def test_run_one_folder_and_record(tmp_path):
+    config = RunConfig(widths=[16, 8], epochs=2, estimator="htaf")
+    record = run_one(config, tmp_path / "run")
+    run_dir = tmp_path / "run"
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted(RUN_FILES)
+    assert set(record) == {"config", "metrics", "history", "run_dir", "dataset_meta"}
+    assert record["config"] == config.to_dict() and record["run_dir"] == str(run_dir)
+    m = record["metrics"]
+    for split in ("train", "val", "test"):
+        for name in ("accuracy", "auroc", "logloss"):
+            assert 0 <= m[f"{split}_{name}_hard"] and 0 <= m[f"{split}_{name}_smooth"]
+    assert m["near_binary_05_hard"] == 1.0 and m["entropy_hard"] == 0.0
+    assert 0 <= m["near_binary_05"] <= 1 and 0 <= m["saturation"] <= 1
+    assert m["train_time_s"] > 0 and m["epochs_run"] == 2
+    # files agree with the record; the config round-trips
+    assert json.loads((run_dir / "metrics.json").read_text()) == m
+    assert read_config(run_dir) == config
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["versions"]["torch"] == torch.__version__
+    assert saved["dataset_meta"]["split_sizes"]["test"] == 114
+    assert read_run(run_dir)["history"] == record["history"]
+    with np.load(run_dir / "activations.npz") as npz:
+        assert set(npz.files) == {"layer1_smooth", "layer1_hard", "layer2_smooth", "layer2_hard"}
+        assert set(np.unique(npz["layer2_hard"])) <= {0.0, 1.0}
+
+
+def test_run_one_regression_and_relu(tmp_path):
+    config = RunConfig(dataset="diabetes", widths=[8], epochs=2, estimator="relu")
+    m = run_one(config, tmp_path)["metrics"]
+    assert m["test_rmse_hard"] == m["test_rmse_smooth"] > 10  # original units, not standardised
+    assert {"val_mae_hard", "train_r2_smooth"} <= set(m)
+
+
+def write_toml(tmp_path, extra=""):
+    path = tmp_path / "run.toml"
+    path.write_text(TOML + extra)
+    return path
+
+
+def test_cli_train_end_to_end(tmp_path, capsys):
+    toml = write_toml(tmp_path)
+    out = tmp_path / "out"
+    code = main(["train", "--config", str(toml), "--set", "epochs=2", "--out", str(out),
+                 "--no-progress"])  # fmt: skip
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "hard (step)" in text and "smooth" in text and "auroc" in text
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 2 and math.isfinite(metrics["test_auroc_hard"])
+    # a second fresh run into the same folder is refused; --resume finishes instantly
+    assert main(["train", "--config", str(toml), "--out", str(out), "--no-progress"]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["train", "--config", str(toml), "--set", "epochs=2", "--out", str(out),
+                 "--resume", "--no-progress"]) == 0  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("bogus_key=1", "bogus_key"),
+        ("estimator='htfa'", "htfa"),
+        ("dataset='no_such_data'", "no_such_data"),
+        ("lr=-1", "lr"),
+        ("task='cnn'", "cnn"),
+        ("estimator_params={beta=3}", "beta"),
+    ],
+)
+def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, override, named):
+    toml = write_toml(tmp_path)
+    out = tmp_path / "out"
+    code = main(["train", "--config", str(toml), "--set", override, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("htaf train: error:") and named in err
+    assert not out.exists()
