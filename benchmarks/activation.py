@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     times = time_cases(cases, x, grad, args.repeats, args.warmup)
     med = {name: statistics.median(ts) for name, ts in times.items()}
-    saved = {name: saved_tensors(fn, x) for name, fn in eager.items()}
+    saved = {name: saved_tensors(fn, x) for name, fn in cases.items()}
 
     ratios: dict[str, tuple[float, float, str]] = {
         "htaf / scaled sigmoid (eager)": (med["htaf"] / med["scaled sigmoid(22x)"], 1.1, "<="),

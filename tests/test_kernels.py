@@ -12,7 +12,7 @@ import torch
 
 import htaf._kernels as K
 from htaf import functional as F
-from htaf.functional import _htaf_forward, _htaf_grad, htaf
+from htaf.functional import _htaf_forward, _htaf_forward_fusable, _htaf_grad, htaf
 
 PARAMS = [(2.0, 11.0), (1.5, 1.5), (8.0, 2.75), (1.5, 24.0), (0.1, 0.1), (100.0, 100.0)]
 
@@ -177,6 +177,13 @@ def test_double_backward_uses_differentiable_path(fast):
     assert torch.autograd.gradgradcheck(lambda t: htaf(t, 1.5, 4.0), (x,))
 
 
+def test_vmap_takes_torch_path(fast):
+    x = torch.randn(3, 2000)
+    torch.testing.assert_close(torch.func.vmap(htaf)(x), _htaf_forward(x, 2.0, 11.0))
+    g = torch.func.vmap(torch.func.grad(lambda t: htaf(t).sum()))(x)
+    torch.testing.assert_close(g, _htaf_grad(x, 2.0, 11.0))
+
+
 def test_small_tensors_use_torch_path(monkeypatch):
     monkeypatch.setattr(K, "forward", None)  # would raise if called
     x = torch.randn(100, requires_grad=True)
@@ -193,6 +200,14 @@ def test_compile_traces_pure_torch_path(fast, monkeypatch):
     y.sum().backward()
     torch.testing.assert_close(y, _htaf_forward(x.detach(), 2.0, 11.0))
     torch.testing.assert_close(x.grad, _htaf_grad(x.detach(), 2.0, 11.0))
+
+
+@pytest.mark.parametrize(("a0", "a1"), [*PARAMS, (0.1, 100.0)])
+def test_fusable_forward_accurate_against_float64(a0, a1):
+    x = grid()
+    truth = torch.sigmoid(a1 * torch.tanh(a0 * x.double()))
+    assert_rel_close(_htaf_forward_fusable(x, a0, a1), truth, rtol_for(a1), 1e-35)
+    assert torch.isnan(_htaf_forward_fusable(torch.tensor([float("nan")]), a0, a1)).all()
 
 
 def test_non_cpu_and_subclass_inputs_are_not_supported(fast):

@@ -109,7 +109,14 @@ def test_history_rows(cancer):
     res = fit(model, cancer, config, progress=False)
     assert res.epochs == len(res.history) == 3
     row = res.history[-1]
-    for key in ("train_loss", "val_loss", "val_auroc_hard", "val_auroc_smooth", "lr", "epoch_time_s"):
+    for key in (
+        "train_loss",
+        "val_loss",
+        "val_auroc_hard",
+        "val_auroc_smooth",
+        "lr",
+        "epoch_time_s",
+    ):
         assert math.isfinite(row[key])
     # gradient norms: one per Linear layer (head last), positive and finite
     assert set(row["grad_norm"]) == {"layer1", "layer2", "layer3"}
@@ -158,7 +165,14 @@ def test_early_stopping_restores_best(cancer):
 
 @pytest.mark.parametrize("unit", ["epoch", "step"])
 def test_estimator_schedule_moves_parameter(cancer, unit):
-    sched = {"param": "alpha1", "kind": "linear", "start": 4.0, "end": 12.0, "steps": 2, "unit": unit}
+    sched = {
+        "param": "alpha1",
+        "kind": "linear",
+        "start": 4.0,
+        "end": 12.0,
+        "steps": 2,
+        "unit": unit,
+    }
     model, config = make(cancer, estimator="htaf", estimator_schedule=sched)
     res = fit(model, cancer, config, progress=False)
     values = [h["estimator_params"]["alpha1"] for h in res.history]

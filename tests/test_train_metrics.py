@@ -31,7 +31,9 @@ def test_multiclass_metrics_match_sklearn():
     p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     got = M.classification_metrics(y, p)
     assert got["accuracy"] == pytest.approx(skm.accuracy_score(y, p.argmax(1)))
-    assert got["auroc"] == pytest.approx(skm.roc_auc_score(y, p, multi_class="ovr", average="macro"))
+    assert got["auroc"] == pytest.approx(
+        skm.roc_auc_score(y, p, multi_class="ovr", average="macro")
+    )
     assert got["logloss"] == pytest.approx(skm.log_loss(y, p, labels=range(4)))
 
 

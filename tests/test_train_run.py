@@ -42,8 +42,9 @@ def test_run_one_folder_and_record(tmp_path):
     assert record["config"] == config.to_dict() and record["run_dir"] == str(run_dir)
     m = record["metrics"]
     for split in ("train", "val", "test"):
-        for name in ("accuracy", "auroc", "logloss"):
-            assert 0 <= m[f"{split}_{name}_hard"] and 0 <= m[f"{split}_{name}_smooth"]
+        for mode in ("hard", "smooth"):
+            assert 0 <= m[f"{split}_accuracy_{mode}"] <= 1 and 0 <= m[f"{split}_auroc_{mode}"] <= 1
+            assert m[f"{split}_logloss_{mode}"] > 0
     assert m["near_binary_05_hard"] == 1.0 and m["entropy_hard"] == 0.0
     assert 0 <= m["near_binary_05"] <= 1 and 0 <= m["saturation"] <= 1
     assert m["train_time_s"] > 0 and m["epochs_run"] == 2

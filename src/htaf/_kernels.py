@@ -219,9 +219,9 @@ def _cpu_signature() -> str:
 
 
 def _compiler() -> str | None:
-    cc = os.environ.get("CC")
+    cc = os.environ.get("CC", "").split()
     if cc:
-        return shutil.which(cc.split()[0]) and cc.split()[0]
+        return cc[0] if shutil.which(cc[0]) else None
     for name in ("cc", "gcc", "clang"):
         if shutil.which(name):
             return name

@@ -125,6 +125,8 @@ class _HTAF(torch.autograd.Function):
     cheaper :func:`_htaf_forward_fusable` on CPU.
     """
 
+    generate_vmap_rule = True  # under vmap the inputs are wrapped and take the torch path
+
     @staticmethod
     def forward(x: Tensor, a0: float, a1: float) -> Tensor:
         xc = _opmath(x)

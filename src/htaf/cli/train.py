@@ -78,18 +78,20 @@ def _cell(value: Any) -> str:
     return f"{value:.4f}"
 
 
+#: Row order of the table: each task's metrics as htaf.train.metrics lists them, then the loss.
+_ORDER = ("accuracy", "auroc", "logloss", "rmse", "mae", "r2", "loss")
+
+
 def format_metrics(metrics: dict[str, Any]) -> str:
     """A table with one row per (split, metric) and hard / smooth columns."""
     rows = [("split", "metric", "hard (step)", "smooth")]
     for split in ("train", "val", "test"):
-        names = sorted(
-            {
-                k[len(split) + 1 : -len("_hard")]
-                for k in metrics
-                if k.startswith(f"{split}_") and k.endswith("_hard")
-            },
-            key=lambda n: (n == "loss", n),
-        )
+        present = {
+            k[len(split) + 1 : -len("_hard")]
+            for k in metrics
+            if k.startswith(f"{split}_") and k.endswith("_hard")
+        }
+        names = [n for n in _ORDER if n in present] + sorted(present - set(_ORDER))
         for name in names:
             hard, smooth = (
                 metrics.get(f"{split}_{name}_hard"),

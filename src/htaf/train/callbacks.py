@@ -200,7 +200,7 @@ def activation_stats(
     The model is run in eval mode without gradients; RNG states are left untouched.
     """
     modules = activation_modules(model)
-    device = next(model.parameters()).device
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
     X = torch.as_tensor(X, dtype=torch.float32).to(device)
     stats: dict[str, Any] = {}
     samples: dict[str, dict[str, np.ndarray]] = {}

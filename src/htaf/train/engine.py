@@ -409,7 +409,10 @@ class Trainer:
         ``act`` and ``epoch_time_s``.
         """
         with distributed.session(self.config.device) as d:
-            self.dist = d
+            if d != self.dist:  # the group was opened here: pick this rank's device
+                self.dist = d
+                self.device = self._check_device(self.config.device)
+                self.model.to(self.device)  # in place: the optimizer keeps its parameters
             return self._fit()
 
     def _fit(self) -> FitResult:
@@ -522,7 +525,9 @@ def fit(
     resumes to its final state without training. With ``patience > 0`` the best epoch's
     weights (lowest validation loss) are restored at the end.
     """
-    trainer = Trainer(
-        model, data, config, out_dir=out_dir, resume=resume, callbacks=callbacks, progress=progress
-    )
-    return trainer.fit()
+    with distributed.session(config.device):  # under torchrun: one group for setup and training
+        trainer = Trainer(
+            model, data, config, out_dir=out_dir, resume=resume, callbacks=callbacks,
+            progress=progress,
+        )  # fmt: skip
+        return trainer.fit()

@@ -1,0 +1,7 @@
+"""``python -m htaf`` runs the command line."""
+
+import sys
+
+from htaf.cli import main
+
+sys.exit(main())
