@@ -7,6 +7,9 @@ import torch
 matplotlib.use("Agg")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+# Test models are tiny: one intra-op thread avoids OpenMP overhead that dominates their runtime.
+torch.set_num_threads(1)
+
 #: Devices every device-aware test runs on: CUDA joins in when present, never skipped.
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

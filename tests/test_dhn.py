@@ -1,4 +1,4 @@
-"""DHN: shapes of the three heads, one estimator per layer, exact binary codes, summary, validation."""
+"""DHN: the three heads, one estimator per layer, exact binary codes, summary, validation."""
 
 import pickle
 

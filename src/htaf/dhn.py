@@ -10,6 +10,9 @@ hardened), ``N`` an optional BatchNorm1d and ``D`` optional dropout. A linear he
 
     >>> model = DHN(30, 1, widths=(64, 32), activation="htaf(2,11)")
     >>> print(model.summary())
+
+``HeavisideClassifier`` / ``HeavisideRegressor`` wrap a DHN and ``htaf.train.fit`` in the
+scikit-learn API; they predict with the exact steps by default (``forward="hard"``).
 """
 
 from __future__ import annotations
@@ -219,7 +222,22 @@ def _validate_data(est: BaseEstimator, X: Any, y: Any = "no_validation", **kw: A
 
 
 class _HeavisideBase(BaseEstimator):
-    """Shared fit/forward logic; subclasses define the target handling."""
+    """Shared fit/forward logic; subclasses define the target handling.
+
+    Parameters (stored as given; checked at ``fit``):
+        estimator: how the steps are trained, any ``htaf.estimators`` name (``"htaf"``,
+            ``"htaf(2,11)"``, ``"ste"``, ...) or a continuous reference (``"relu"``).
+        hidden_layer_sizes, batch_norm, dropout: the :class:`DHN` architecture.
+        epochs, batch_size, lr, optimizer ("adam" | "sgd"), weight_decay: training.
+        validation_fraction: share of the training data held out for early stopping
+            (stratified for classifiers); 0 disables early stopping.
+        patience: epochs without a better validation loss before stopping (best weights are
+            restored); 0 disables early stopping.
+        forward: the forward ``predict`` uses: ``"hard"`` (exact steps, the deployed binary
+            network) or ``"smooth"`` (the estimator's smooth forward, e.g. HTAF itself).
+        random_state: seed for the split, the initialisation and the batch order.
+        verbose: show a progress bar.
+    """
 
     _task_kind: str = ""
 
@@ -297,7 +315,7 @@ class _HeavisideBase(BaseEstimator):
         """Standardise X, train a :class:`DHN` with ``htaf.train.fit``, and return self."""
         from htaf.config import RunConfig
         from htaf.data import Dataset
-        from htaf.train.engine import fit as train_fit
+        from htaf.train import fit as train_fit  # lazy: htaf.train imports the families
 
         self._check_params()
         X, y = _validate_data(self, X, y)
@@ -332,9 +350,11 @@ class _HeavisideBase(BaseEstimator):
                 config.dropout,
             )  # fmt: skip
             result = train_fit(model, data, config, progress=bool(self.verbose))
+        # leave model_ in the forward predict uses, so model_ on its own reproduces predict
+        set_mode(model, self.forward)
         self.model_ = model.eval()
-        self.history_ = list(getattr(result, "history", []) or [])
-        self.n_iter_ = int(getattr(result, "epochs", None) or len(self.history_) or config.epochs)
+        self.history_ = result.history
+        self.n_iter_ = result.epochs
         return self
 
     # -- inference -----------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import math
 import re
 import statistics
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -138,6 +138,23 @@ def _single_thread() -> None:
         torch.set_num_interop_threads(1)
 
 
+@contextlib.contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """One intra-op thread while the grid runs in this process, restored afterwards.
+
+    The cells are small MLPs: extra threads buy nothing and slow down sharply when other
+    processes hold the cores. It also makes in-process runs use the workers' thread count.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _ray_cell(config_dict: dict[str, Any], run_dir: str, resume: bool) -> dict[str, Any]:
     _single_thread()
     return _run_cell(config_dict, run_dir, resume)
@@ -180,8 +197,9 @@ def run_grid(
         if backend == "ray":
             _run_ray(cells, done, jobs=jobs, address=address)
         elif jobs == 1:
-            for i, cell in enumerate(cells):
-                done(i, _run_cell(*cell))
+            with _one_torch_thread():
+                for i, cell in enumerate(cells):
+                    done(i, _run_cell(*cell))
         else:
             _run_pool(cells, done, jobs=jobs)
     finally:

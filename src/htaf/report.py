@@ -179,9 +179,11 @@ def write_report(exp_dir: str | Path) -> dict[str, Path]:
     title = f"htaf experiment {spec.get('experiment_id', exp_dir.name)}"
     note = (
         "Exact-binary (step) metrics use the hard forward at inference; the gap is the smooth "
-        "forward's metric minus the step's, per run. Near-binary: fraction of smooth hidden "
-        "outputs within 0.05 of 0 or 1. Mean ± sample std over seeds. Non-binary reference "
-        "rows (relu) have no step: their step and smooth columns are the same network."
+        "forward's metric minus the step's, per run. Near-binary: fraction of the smooth "
+        "forward's hidden outputs within 0.05 of 0 or 1 (STE and surrogates train with the "
+        "step itself, so for them it describes a forward they never use). Mean ± sample std "
+        "over seeds. Non-binary reference rows (relu) have no step: both columns are the "
+        "same network."
     )
 
     md = [f"# {title}", "", note, ""]

@@ -85,7 +85,7 @@ def learning_curves(records: Sequence[dict[str, Any]], out_dir: str | Path) -> l
     colors = _colors(list(groups))
     val_names = {k for r in records for row in r.get("history", []) for k in row}
     metric = primary_metric([k.replace("val_", "test_", 1) for k in val_names])
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
     for label, runs in groups.items():
         c = colors[label]
         for key, style in (("train_loss", "-"), ("val_loss", "--")):
@@ -116,7 +116,8 @@ def gradient_norms(records: Sequence[dict[str, Any]], out_dir: str | Path) -> li
     )
     groups = _by_estimator(records)
     colors = _colors(list(groups))
-    fig, axes = plt.subplots(1, max(1, len(layers)), figsize=(3.6 * max(1, len(layers)), 3.6))
+    n = max(1, len(layers))
+    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.8), layout="constrained")
     axes = np.atleast_1d(axes)
     for ax, layer in zip(axes, layers, strict=False):
         for label, runs in groups.items():
@@ -160,7 +161,9 @@ def activation_histograms(records: Sequence[dict[str, Any]], out_dir: str | Path
     n = max(1, len(per_est))
     cols = min(3, n)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.8 * cols, 3.0 * rows), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(3.8 * cols, 3.0 * rows), squeeze=False, layout="constrained"
+    )
     colors = _colors(list(per_est))
     for ax, (label, values) in zip(axes.ravel(), per_est.items(), strict=False):
         weights = np.full(values.shape, 1.0 / values.size)
@@ -175,7 +178,6 @@ def activation_histograms(records: Sequence[dict[str, Any]], out_dir: str | Path
         ax.axis("off")
     axes[0, 0].set_ylabel("fraction of activations")
     fig.suptitle("hidden activations on the test set (seed 0)")
-    fig.tight_layout()
     return save_figure(fig, out_dir, "activation_histograms")
 
 
@@ -199,14 +201,30 @@ def binary_metric_bars(summary: Sequence[dict[str, Any]], out_dir: str | Path) -
     stds = [r["metrics"][key]["std"] or 0.0 for r in rows]
     fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(rows) + 1), 3.6))
     colors = _colors(labels)
-    ax.bar(labels, means, yerr=stds, capsize=4, color=[colors[lb] for lb in labels])
+    # Continuous reference rows (relu) have no step: hatch them so they read as a reference.
+    hatches = ["" if _binary(r["estimator"]) else "//" for r in rows]
+    bars = ax.bar(labels, means, yerr=stds, capsize=4, color=[colors[lb] for lb in labels])
+    for bar, hatch in zip(bars, hatches, strict=True):
+        bar.set_hatch(hatch)
     if means and metric in ("auroc", "accuracy"):
         low = min(m - s for m, s in zip(means, stds, strict=True))
         ax.set_ylim(max(0.0, min(low - 0.02, 0.9)), 1.0)
-    ax.set(ylabel=f"test {metric} (exact step)", title=f"test {metric}, binary inference")
+    ax.set(
+        ylabel=f"test {metric} (exact step)",
+        title=f"test {metric}, binary inference (hatched: non-binary reference)",
+    )
     ax.tick_params(axis="x", labelrotation=30)
     ax.grid(axis="y", alpha=0.3)
     return save_figure(fig, out_dir, "binary_metric")
+
+
+def _binary(spec: str) -> bool:
+    from htaf.estimators import is_binary
+
+    try:
+        return is_binary(spec)
+    except ValueError:
+        return True
 
 
 def plot_experiment(
