@@ -88,7 +88,7 @@ def _opmath(x: Tensor) -> Tensor:
 
 
 def _htaf_forward(x: Tensor, a0: float, a1: float) -> Tensor:
-    """Pure-torch HTAF (the reference path: any device, ``torch.compile``, small tensors)."""
+    """Pure-torch HTAF: the reference path (small tensors, other devices, compile off CPU)."""
     return torch.sigmoid(a1 * torch.tanh(a0 * x))
 
 
