@@ -3,9 +3,9 @@ import os
 # Lets scikit-learn's array-API estimator checks run instead of skipping; must precede scipy.
 os.environ.setdefault("SCIPY_ARRAY_API", "1")
 
-import matplotlib  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import matplotlib
+import pytest
+import torch
 
 matplotlib.use("Agg")
 os.environ.setdefault("MPLBACKEND", "Agg")
