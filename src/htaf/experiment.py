@@ -15,6 +15,7 @@ change any metric.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import math
 import re
@@ -33,6 +34,15 @@ BACKENDS = ("local", "ray")
 
 #: Metrics that describe the run, not the model; they differ between otherwise equal runs.
 TIMING_METRICS = ("train_time_s",)
+
+
+class GridRunError(RuntimeError):
+    """A run failed while the grid ran (its input had passed validation)."""
+
+    def __init__(self, run_dir: str, error: BaseException):
+        super().__init__(f"run {run_dir} failed: {type(error).__name__}: {error}")
+        self.run_dir = run_dir
+        self.error = error
 
 
 @dataclass
@@ -113,6 +123,16 @@ def validate(configs: Iterable[RunConfig]) -> dict[str, Any]:
     return loaded
 
 
+def check_backend(backend: str, jobs: int) -> None:
+    """A known backend, a positive job count, and Ray importable when it is asked for."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r} (available: {', '.join(BACKENDS)})")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ConfigError(f"jobs must be an integer >= 1, got {jobs!r}")
+    if backend == "ray" and importlib.util.find_spec("ray") is None:
+        raise ConfigError("the ray backend needs Ray: pip install 'htaf[ray]'")
+
+
 def _check_task(task: str) -> None:
     from htaf import train
 
@@ -175,13 +195,11 @@ def run_grid(
 
     ``backend="local"`` runs in this process when ``jobs == 1``, else in a spawn process pool of
     ``jobs`` workers; ``backend="ray"`` sends each cell to Ray as a task (``address`` of a running
-    cluster, or a local one). ``on_result(record)`` is called in this process as each cell
-    finishes (the CLI adds rows to the store there, so only one process writes).
+    cluster, or a local one; on a multi-machine cluster ``out_dir`` must be a shared path).
+    ``on_result(record)`` is called in this process as each cell finishes (the CLI adds rows to
+    the store there, so only one process writes). A cell that fails raises ``GridRunError``.
     """
-    if backend not in BACKENDS:
-        raise ConfigError(f"unknown backend {backend!r} (available: {', '.join(BACKENDS)})")
-    if jobs < 1:
-        raise ConfigError(f"jobs must be >= 1, got {jobs}")
+    check_backend(backend, jobs)
     cells = [(c.to_dict(), str(run_dir_for(out_dir, c)), resume) for c in configs]
     results: list[dict[str, Any] | None] = [None] * len(cells)
     bar = _progress_bar(len(cells), progress)
@@ -199,7 +217,11 @@ def run_grid(
         elif jobs == 1:
             with _one_torch_thread():
                 for i, cell in enumerate(cells):
-                    done(i, _run_cell(*cell))
+                    try:
+                        record = _run_cell(*cell)
+                    except Exception as err:
+                        raise GridRunError(cell[1], err) from err
+                    done(i, record)
         else:
             _run_pool(cells, done, jobs=jobs)
     finally:
@@ -222,7 +244,12 @@ def _run_pool(cells: list[tuple], done: Callable[[int, dict], None], *, jobs: in
         futures = {pool.submit(_run_cell, *cell): i for i, cell in enumerate(cells)}
         try:
             for fut in as_completed(futures):
-                done(futures[fut], fut.result())
+                i = futures[fut]
+                try:
+                    record = fut.result()
+                except Exception as err:
+                    raise GridRunError(cells[i][1], err) from err
+                done(i, record)
         except BaseException:
             for fut in futures:
                 fut.cancel()
@@ -232,10 +259,8 @@ def _run_pool(cells: list[tuple], done: Callable[[int, dict], None], *, jobs: in
 def _run_ray(
     cells: list[tuple], done: Callable[[int, dict], None], *, jobs: int, address: str | None
 ) -> None:
-    try:
-        import ray
-    except ImportError:
-        raise ConfigError("the ray backend needs Ray: pip install 'htaf[ray]'") from None
+    import ray
+
     started = not ray.is_initialized()
     if started:
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
@@ -251,7 +276,14 @@ def _run_ray(
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             for ref in ready:
-                done(refs[ref], ray.get(ref))
+                i = refs[ref]
+                try:
+                    record = ray.get(ref)
+                except Exception as err:
+                    for other in pending:  # the grid has failed: stop the rest
+                        ray.cancel(other)
+                    raise GridRunError(cells[i][1], getattr(err, "cause", None) or err) from err
+                done(i, record)
     finally:
         if started:
             ray.shutdown()

@@ -95,7 +95,7 @@ def table_rows(
         near = m.get("near_binary_05") or {}
         cells.append(fmt(near.get("mean"), near.get("std"), 3))
         t = m.get("train_time_s") or {}
-        cells.append(fmt(t.get("mean"), t.get("std"), 1))
+        cells.append(fmt(t.get("mean"), t.get("std"), 2))
         cells.append(str(max((s.get("n", 0) for s in m.values()), default=0)))
         key = (row["task"], row["dataset"])
         tables.setdefault(key, (header, []))[1].append(cells)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -91,10 +92,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from htaf.config import RunConfig
-    from htaf.experiment import Grid, validate
+    from htaf.experiment import Grid, GridRunError, check_backend, validate
 
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    check_backend(args.backend, args.jobs)
     estimators = split_specs(args.estimators)
     base = RunConfig(
         task=args.task, dataset=args.dataset, estimator=estimators[0],
@@ -106,10 +108,15 @@ def run(args: argparse.Namespace) -> int:
     configs = grid.configs()
     validate(configs)  # everything below writes; nothing may be written for bad input
     command = command_line(args)
-    exp_dir, records, summary = run_experiment(
-        configs, grid, Path(args.out), command=command, prefix="compare", backend=args.backend,
-        jobs=args.jobs, address=args.address, progress=not args.no_progress,
-    )  # fmt: skip
+    try:
+        exp_dir, records, summary = run_experiment(
+            configs, grid, Path(args.out).resolve(), command=command, prefix="compare",
+            backend=args.backend, jobs=args.jobs, address=args.address,
+            progress=not args.no_progress,
+        )  # fmt: skip
+    except GridRunError as err:  # valid input, failed training (e.g. diverged): not exit 2
+        print(f"htaf compare: error: {err}", file=sys.stderr)
+        return 1
     print_table(summary, records)
     print(f"report: {exp_dir / 'report.html'}")
     print(f"        {exp_dir / 'report.md'}")

@@ -23,13 +23,17 @@ from htaf.store import atomic_write_text
 
 LABELS = ("htaf(2,11)", "htaf(8,2.75)", "htaf(11,2)", "scaled_sigmoid(22)", "relu")
 WIDTHS = (256, 256, 128)
-#: Defaults: plain SGD without batch norm, as in the paper's appendix setting.
+#: Adam at lr 1e-2, no batch norm. Measured (breast_cancer, seeds 0-3): at the compare
+#: defaults (lr 3e-4) and with SGD (lr 0.01-0.3, 20-100 epochs) every binary activation keeps
+#: the same layer-1 norm within ~4x: inputs are standardized, so pre-activations stay near 0,
+#: where all four have slope ~22/4. lr 1e-2 drives them into the tails: htaf(11,2) then dies
+#: (norm ~1e-13, test AUROC 0.5) in 3-4 of 4 seeds, htaf(2,11) keeps training (AUROC ~0.97).
+#: sigmoid(22x) ends only 3-25x below htaf(2,11), not the paper's orders of magnitude.
 DEFAULTS: dict[str, Any] = {
     "dataset": "breast_cancer",
-    "epochs": 20,
-    "optimizer": "sgd",
-    "lr": 0.01,
-    "momentum": 0.9,
+    "epochs": 30,
+    "optimizer": "adam",
+    "lr": 1e-2,
     "batch_size": 64,
 }
 
@@ -72,7 +76,8 @@ def run(
     atomic_write_text(out_dir / "gradient_flow.json", json.dumps(norms, indent=2))
     settings = {k: v for k, v in cfgs[0].to_dict().items() if k != "estimator"}
     atomic_write_text(out_dir / "config.json", json.dumps(settings, indent=2))
-    plots = plot(norms, out_dir)
+    c = cfgs[0]
+    plots = plot(norms, out_dir, f"{c.dataset}, {c.optimizer} lr={c.lr:g}, seed {c.seed}")
     return {"norms": norms, "ratios": ratios(norms), "plots": plots, "records": records}
 
 
@@ -88,7 +93,7 @@ def ratios(norms: dict[str, list[float]], reference: str = "htaf(2,11)") -> dict
     }
 
 
-def plot(norms: dict[str, list[float]], out_dir: str | Path) -> list[Path]:
+def plot(norms: dict[str, list[float]], out_dir: str | Path, settings: str = "") -> list[Path]:
     """log10 of the mean layer-1 gradient L2 norm per epoch, one line per activation."""
     import numpy as np
 
@@ -99,8 +104,8 @@ def plot(norms: dict[str, list[float]], out_dir: str | Path) -> list[Path]:
         v = np.asarray(values, dtype=float)
         with np.errstate(divide="ignore"):
             ax.plot(np.arange(1, len(v) + 1), np.log10(v), marker="o", markersize=3, label=label)
-    ax.set(xlabel="epoch", ylabel="log10 mean L2 norm of layer-1 gradient",
-           title="gradient flow, [256, 256, 128] MLP without batch norm")  # fmt: skip
+    title = "gradient flow, MLP without batch norm" + (f"\n{settings}" if settings else "")
+    ax.set(xlabel="epoch", ylabel="log10 mean L2 norm of layer-1 gradient", title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return save_figure(fig, out_dir, "gradient_flow")
