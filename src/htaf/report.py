@@ -17,7 +17,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from htaf.store import atomic_write_text
+from htaf.io import atomic_write_text
 
 #: Columns of the results table: (title, metric, higher is better).
 CLASSIFICATION_COLUMNS = (("test AUROC", "auroc"), ("test accuracy", "accuracy"))

@@ -13,7 +13,6 @@ the global backend and figure registry are left alone. Files are written atomica
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from matplotlib.figure import Figure
 
 from htaf import functional as F
 from htaf import theory
+from htaf.io import save_figure
 
 __all__ = ["activation_figures", "bounds_figure", "save"]
 
@@ -55,29 +55,8 @@ FORMATS = ("png", "svg")
 
 
 def save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
-    """Write ``fig`` as ``stem.png`` and ``stem.svg`` in ``out_dir``, each atomically.
-
-    Each file is rendered to a temporary file in the same folder and moved into place with
-    :func:`os.replace`, so a reader never sees a half-written figure.
-    """
-    paths = []
-    for fmt in FORMATS:
-        path = out_dir / f"{stem}.{fmt}"
-        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{stem}.", suffix=f".{fmt}")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                fig.savefig(handle, format=fmt, metadata=_metadata(fmt), bbox_inches="tight")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        paths.append(path)
-    return paths
-
-
-def _metadata(fmt: str) -> dict[str, None]:
-    # Drop the timestamp so identical figures give identical files.
-    return {"Date": None} if fmt == "svg" else {}
+    """Write ``fig`` as ``stem.png`` and ``stem.svg`` in ``out_dir``, each atomically."""
+    return save_figure(fig, out_dir, stem)
 
 
 def _out_dir(out_dir: str | os.PathLike[str]) -> Path:

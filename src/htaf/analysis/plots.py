@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt
 import numpy as np
 
-from htaf.store import atomic_write_bytes
+from htaf.io import save_figure as io_save_figure
 
 #: Primary metrics in order of preference, with whether higher is better.
 PRIMARY = (("auroc", True), ("accuracy", True), ("rmse", False))
@@ -32,13 +31,7 @@ PRIMARY = (("auroc", True), ("accuracy", True), ("rmse", False))
 
 def save_figure(fig: Any, out_dir: str | Path, stem: str) -> list[Path]:
     """Save ``fig`` as ``stem.png`` and ``stem.svg`` in ``out_dir`` and close it."""
-    paths = []
-    for fmt in ("png", "svg"):
-        buf = io.BytesIO()
-        # No date in the SVG: rebuilding a report from the same runs gives the same file.
-        meta = {"Date": None} if fmt == "svg" else {}
-        fig.savefig(buf, format=fmt, dpi=120, bbox_inches="tight", metadata=meta)
-        paths.append(atomic_write_bytes(Path(out_dir) / f"{stem}.{fmt}", buf.getvalue()))
+    paths = io_save_figure(fig, out_dir, stem)
     plt.close(fig)
     return paths
 

@@ -142,8 +142,9 @@ def run_experiment(
     import json
 
     from htaf.experiment import new_experiment_id, run_grid, summarize
+    from htaf.io import atomic_write_text
     from htaf.report import environment, write_report
-    from htaf.store import STORE_NAME, ResultStore, atomic_write_text
+    from htaf.store import STORE_NAME, ResultStore
 
     exp_id = new_experiment_id(prefix)
     exp_dir = out / exp_id

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from htaf.config import RunConfig
-from htaf.store import atomic_write_text
+from htaf.io import atomic_write_text
 
 LABELS = ("htaf(2,11)", "htaf(8,2.75)", "htaf(11,2)", "scaled_sigmoid(22)", "relu")
 WIDTHS = (256, 256, 128)

@@ -1,8 +1,4 @@
-"""Atomic file writes and safe checkpoints.
-
-Every file a run writes goes through :func:`atomic_write_bytes`: the bytes land in a temporary
-file in the same folder, are flushed to disk, and then ``os.replace`` swaps them in. A reader
-(or a run killed half-way) therefore sees either the old file or the new one, never a torn one.
+"""Safe checkpoints (file writes are atomic, through :mod:`htaf.io`).
 
 Checkpoints hold only tensors and plain data (dicts, lists, tuples, numbers, strings, None), so
 they load with ``torch.load(weights_only=True)``: loading never runs code, and a crafted pickle
@@ -11,13 +7,9 @@ is refused with :class:`CheckpointError` instead of being executed.
 
 from __future__ import annotations
 
-import io
 import json
-import math
-import os
 import pickle
 import random
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +18,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from htaf.io import (  # noqa: F401  (re-exported for the engine)
+    atomic_save_npz,
+    atomic_torch_save,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_jsonl,
+    atomic_write_text,
+    json_safe,
+    to_plain,
+)
+
 #: Checkpoint format tag and version, checked on load.
 FORMAT = "htaf-checkpoint"
 VERSION = 1
@@ -33,84 +36,6 @@ VERSION = 1
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be loaded safely (corrupt, foreign, or carrying code)."""
-
-
-# -- atomic writes -------------------------------------------------------------------------------
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder + ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Same folder, so os.replace never crosses a file system (which would not be atomic).
-    # (os.open with mode 0o666 rather than mkstemp, so the file gets the usual umask permissions.)
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def to_plain(obj: Any) -> Any:
-    """Numpy/torch scalars and arrays -> Python numbers and lists (JSON- and weights_only-safe)."""
-    if isinstance(obj, Mapping):
-        return {str(k): to_plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [to_plain(v) for v in obj]
-    if isinstance(obj, torch.Tensor):
-        return to_plain(obj.detach().cpu().tolist()) if obj.ndim else obj.item()
-    if isinstance(obj, np.ndarray):
-        return to_plain(obj.tolist())
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
-def json_safe(obj: Any) -> Any:
-    """Plain JSON data: numpy/torch values converted, NaN and infinities replaced by None."""
-    obj = to_plain(obj)
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [json_safe(v) for v in obj]
-    return obj
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    """``obj`` as indented, key-sorted, standard JSON (non-finite numbers become null)."""
-    text = json.dumps(json_safe(obj), indent=2, sort_keys=True, allow_nan=False)
-    return atomic_write_text(path, text + "\n")
-
-
-def atomic_write_jsonl(path: str | Path, rows: list[Mapping[str, Any]]) -> Path:
-    """One JSON object per line (non-finite numbers become null)."""
-    text = "".join(json.dumps(json_safe(r), sort_keys=True, allow_nan=False) + "\n" for r in rows)
-    return atomic_write_text(path, text)
-
-
-def atomic_save_npz(path: str | Path, arrays: Mapping[str, np.ndarray]) -> Path:
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **{k: np.asarray(v) for k, v in arrays.items()})
-    return atomic_write_bytes(path, buf.getvalue())
-
-
-def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return atomic_write_bytes(path, buf.getvalue())
 
 
 # -- RNG state as plain data ---------------------------------------------------------------------

@@ -1,0 +1,112 @@
+"""Atomic file writes: everything htaf writes goes through here.
+
+The bytes land in a temporary file in the same folder (so ``os.replace`` never crosses a file
+system), are flushed to disk, and are then swapped in. A reader, or a run killed half-way,
+sees either the old file or the new one, never a torn one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+FIGURE_FORMATS = ("png", "svg")
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder + ``os.replace``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # os.open with 0o666 rather than mkstemp, so the file gets the usual umask permissions.
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def to_plain(obj: Any) -> Any:
+    """Numpy/torch scalars and arrays -> Python numbers and lists (JSON- and weights_only-safe)."""
+    if isinstance(obj, Mapping):
+        return {str(k): to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [to_plain(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return to_plain(obj.detach().cpu().tolist()) if obj.ndim else obj.item()
+    if isinstance(obj, np.ndarray):
+        return to_plain(obj.tolist())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def json_safe(obj: Any) -> Any:
+    """Plain JSON data: numpy/torch values converted, NaN and infinities replaced by None."""
+    obj = to_plain(obj)
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    """``obj`` as indented, key-sorted, standard JSON (non-finite numbers become null)."""
+    text = json.dumps(json_safe(obj), indent=2, sort_keys=True, allow_nan=False)
+    return atomic_write_text(path, text + "\n")
+
+
+def atomic_write_jsonl(path: str | Path, rows: list[Mapping[str, Any]]) -> Path:
+    """One JSON object per line (non-finite numbers become null)."""
+    text = "".join(json.dumps(json_safe(r), sort_keys=True, allow_nan=False) + "\n" for r in rows)
+    return atomic_write_text(path, text)
+
+
+def atomic_save_npz(path: str | Path, arrays: Mapping[str, np.ndarray]) -> Path:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def save_figure(fig: Any, out_dir: str | Path, stem: str, *, dpi: int = 120) -> list[Path]:
+    """Write a matplotlib figure as ``stem.png`` and ``stem.svg`` in ``out_dir``, atomically.
+
+    The SVG carries no date, so rebuilding a figure from the same data gives the same file.
+    """
+    paths = []
+    for fmt in FIGURE_FORMATS:
+        buf = io.BytesIO()
+        meta = {"Date": None} if fmt == "svg" else {}
+        fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight", metadata=meta)
+        paths.append(atomic_write_bytes(Path(out_dir) / f"{stem}.{fmt}", buf.getvalue()))
+    return paths
