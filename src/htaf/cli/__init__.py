@@ -25,6 +25,7 @@ COMMAND_MODULES = [
 ]
 
 EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,6 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"htaf {args.command}: error: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except RuntimeError as err:  # a run that failed after its input was accepted
+        print(f"htaf {args.command}: failed: {err}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,6 +19,7 @@ from htaf.train.checkpoint import CheckpointError, load_checkpoint, load_safeten
 from htaf.train.engine import (
     FitResult,
     Trainer,
+    TrainingDiverged,
     evaluate,
     fit,
     predict,
@@ -39,6 +40,7 @@ __all__ = [
     "FitResult",
     "GradientNorms",
     "Trainer",
+    "TrainingDiverged",
     "activation_stats",
     "evaluate",
     "fit",

@@ -56,6 +56,10 @@ RESUME_MAY_CHANGE = frozenset({"epochs", "device", "data_dir"})
 DATASET_TASKS = ("binary", "multiclass", "regression")
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite: the run cannot go on (not a bad-input error)."""
+
+
 @dataclass
 class FitResult:
     """What :func:`fit` returns. ``history`` has one dict per epoch (see :meth:`Trainer.fit`)."""
@@ -436,6 +440,12 @@ class Trainer:
                 self.est_schedule.step()
             logs: dict[str, Any] = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]}
             logs["train_loss"] = self._train_epoch(net, X, Y, epoch)
+            if not math.isfinite(logs["train_loss"]):
+                raise TrainingDiverged(
+                    f"training diverged in epoch {epoch + 1}: the training loss is "
+                    f"{logs['train_loss']} (estimator {c.estimator!r}, lr={c.lr:g}); "
+                    "lower the learning rate"
+                )
             val_loss = self._validate(logs)
             first = next(estimators_in(self.model), None)
             logs["estimator_params"] = dict(first.params) if first is not None else {}

@@ -1,0 +1,21 @@
+"""Runs that fail after their input was accepted: a clear error and exit status 1, not 2."""
+
+import pytest
+
+from htaf.cli import main
+from htaf.config import RunConfig
+from htaf.train import TrainingDiverged, run_one
+
+
+def test_diverged_training_raises_a_named_error(tmp_path):
+    cfg = RunConfig(estimator="relu", widths=[8], epochs=2, lr=1e30)
+    with pytest.raises(TrainingDiverged, match="epoch 1.*lower the learning rate"):
+        run_one(cfg, tmp_path / "run")
+
+
+def test_cli_reports_divergence_with_exit_1(tmp_path, capsys):
+    config = tmp_path / "run.toml"
+    config.write_text('estimator = "relu"\nwidths = [8]\nepochs = 2\nlr = 1e30\n')
+    code = main(["train", "--config", str(config), "--out", str(tmp_path / "o"), "--no-progress"])
+    assert code == 1
+    assert "training diverged" in capsys.readouterr().err
