@@ -9,7 +9,7 @@ from htaf.train import TrainingDiverged, run_one
 
 def test_diverged_training_raises_a_named_error(tmp_path):
     cfg = RunConfig(estimator="relu", widths=[8], epochs=2, lr=1e30)
-    with pytest.raises(TrainingDiverged, match="epoch 1.*lower the learning rate"):
+    with pytest.raises(TrainingDiverged, match=r"epoch 1.*lower the learning rate"):
         run_one(cfg, tmp_path / "run")
 
 
