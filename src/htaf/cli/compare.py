@@ -87,6 +87,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default="local", choices=["local", "ray"])
     p.add_argument("--address", default=None, help="Ray cluster address (default: start local)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--resume",
+        metavar="EXP_DIR",
+        default=None,
+        help="finish an interrupted experiment: every run continues from its last checkpoint "
+        "(the grid and settings come from EXP_DIR/config.json)",
+    )
     p.set_defaults(func=run)
 
 
@@ -97,22 +104,26 @@ def run(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
     check_backend(args.backend, args.jobs)
-    estimators = split_specs(args.estimators)
-    base = RunConfig(
-        task=args.task, dataset=args.dataset, estimator=estimators[0],
-        widths=parse_widths(args.widths), epochs=args.epochs, lr=args.lr,
-        batch_size=args.batch_size, data_dir=args.data_dir, target=args.target,
-        impute=args.impute,
-    )  # fmt: skip
-    grid = Grid(base, [args.dataset], estimators, list(range(args.seeds)))
+    if args.resume:
+        grid, command, exp_dir = resumed_grid(Path(args.resume).resolve())
+        out = exp_dir.parent
+    else:
+        estimators = split_specs(args.estimators)
+        base = RunConfig(
+            task=args.task, dataset=args.dataset, estimator=estimators[0],
+            widths=parse_widths(args.widths), epochs=args.epochs, lr=args.lr,
+            batch_size=args.batch_size, data_dir=args.data_dir, target=args.target,
+            impute=args.impute,
+        )  # fmt: skip
+        grid = Grid(base, [args.dataset], estimators, list(range(args.seeds)))
+        command, exp_dir, out = command_line(args), None, Path(args.out).resolve()
     configs = grid.configs()
     validate(configs)  # everything below writes; nothing may be written for bad input
-    command = command_line(args)
     try:
         exp_dir, records, summary = run_experiment(
-            configs, grid, Path(args.out).resolve(), command=command, prefix="compare",
+            configs, grid, out, command=command, prefix="compare",
             backend=args.backend, jobs=args.jobs, address=args.address,
-            progress=not args.no_progress,
+            progress=not args.no_progress, exp_dir=exp_dir,
         )  # fmt: skip
     except GridRunError as err:  # valid input, failed training (e.g. diverged): not exit 2
         print(f"htaf compare: error: {err}", file=sys.stderr)
@@ -123,11 +134,27 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def resumed_grid(exp_dir: Path) -> tuple[Any, str, Path]:
+    """The grid, command and folder of an earlier experiment, from its ``config.json``."""
+    import json
+
+    from htaf.config import RunConfig
+    from htaf.experiment import Grid
+
+    spec_path = exp_dir / "config.json"
+    if not spec_path.is_file():
+        raise FileNotFoundError(f"--resume {exp_dir}: no experiment config.json there")
+    spec = json.loads(spec_path.read_text())
+    base = RunConfig.from_dict(spec["base"])
+    grid = Grid(base, spec["datasets"], spec["estimators"], spec["seeds"])
+    return grid, spec["command"], exp_dir
+
+
 def command_line(args: argparse.Namespace) -> str:
     """The command with every option spelled out: rerunning it repeats the experiment."""
     parts = ["htaf", "compare"]
     for key, value in vars(args).items():
-        if key in ("func", "command") or value is None or value is False:
+        if key in ("func", "command", "resume") or value is None or value is False:
             continue
         flag = "--" + key.replace("_", "-")
         parts += [flag] if value is True else [flag, str(value)]
@@ -136,9 +163,12 @@ def command_line(args: argparse.Namespace) -> str:
 
 def run_experiment(
     configs: list, grid: Any, out: Path, *, command: str, prefix: str, backend: str, jobs: int,
-    address: str | None, progress: bool,
+    address: str | None, progress: bool, exp_dir: Path | None = None,
 ) -> tuple[Path, list[dict[str, Any]], list[dict[str, Any]]]:  # fmt: skip
-    """Create the experiment folder and store rows, run the grid, write summary and report."""
+    """Create the experiment folder and store rows, run the grid, write summary and report.
+
+    With ``exp_dir`` (``--resume``) the folder exists: every run resumes from its checkpoint.
+    """
     import json
 
     from htaf.experiment import new_experiment_id, run_grid, summarize
@@ -146,7 +176,8 @@ def run_experiment(
     from htaf.report import environment, write_report
     from htaf.store import STORE_NAME, ResultStore
 
-    exp_id = new_experiment_id(prefix)
+    resume = exp_dir is not None
+    exp_id = exp_dir.name if resume else new_experiment_id(prefix)
     exp_dir = out / exp_id
     spec = {
         "experiment_id": exp_id,
@@ -159,12 +190,13 @@ def run_experiment(
         "jobs": jobs,
         "environment": environment(),
     }
-    atomic_write_text(exp_dir / "config.json", json.dumps(spec, indent=2))
+    if not resume:
+        atomic_write_text(exp_dir / "config.json", json.dumps(spec, indent=2))
     store = ResultStore(out / STORE_NAME)
     store.start_experiment(exp_id, command=command, config=spec)
     records = run_grid(
         configs, exp_dir, backend=backend, jobs=jobs, address=address, progress=progress,
-        on_result=lambda rec: store.add_run(rec, experiment_id=exp_id),
+        resume=resume, on_result=lambda rec: store.add_run(rec, experiment_id=exp_id),
     )  # fmt: skip
     summary = summarize(records)
     atomic_write_text(exp_dir / "summary.json", json.dumps(summary, indent=2))
