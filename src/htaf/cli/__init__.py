@@ -16,6 +16,7 @@ from htaf import __version__
 #: Modules defining ``add_parser(subparsers)``; each sets ``func`` on its parser.
 COMMAND_MODULES = [
     "htaf.cli.estimators_cmd",
+    "htaf.cli.datasets_cmd",
     "htaf.cli.plot",
     "htaf.cli.train",
     "htaf.cli.compare",
