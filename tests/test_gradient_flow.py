@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from htaf.cli import main
 from htaf.studies import gradient_flow
 
@@ -16,6 +18,11 @@ def test_configs_share_everything_but_the_activation():
         assert {**c.to_dict(), "estimator": ""} == {**configs[0].to_dict(), "estimator": ""}
 
 
+def test_geometric_mean_and_underflow():
+    assert gradient_flow.geometric_mean([[1.0, 4.0], [100.0, 1.0]]) == pytest.approx([10.0, 2.0])
+    assert gradient_flow.geometric_mean([[1.0], [0.0]]) == [0.0]
+
+
 def test_ratios():
     norms = {"htaf(2,11)": [1.0, 0.5], "scaled_sigmoid(22)": [1.0, 0.001], "relu": [1.0, 0.0]}
     assert gradient_flow.ratios(norms) == {"scaled_sigmoid(22)": 500.0, "relu": float("inf")}
@@ -23,11 +30,19 @@ def test_ratios():
 
 def test_cli_writes_json_and_plots(tmp_path, capsys):
     out = tmp_path / "gf"
-    args = ["study", "gradient-flow", "--out", str(out), "--epochs", "2", "--no-progress"]
+    args = ["study", "gradient-flow", "--out", str(out), "--epochs", "2", "--seeds", "2",
+            "--no-progress"]  # fmt: skip
     assert main(args) == 0
     norms = json.loads((out / "gradient_flow.json").read_text())
     assert list(norms) == list(gradient_flow.LABELS)
     assert all(len(v) == 2 and all(x > 0 for x in v) for v in norms.values())
+    per_seed = json.loads((out / "gradient_flow_seeds.json").read_text())
+    assert set(per_seed["relu"]) == {"0", "1"}
+    for label, curve in norms.items():  # the geometric mean lies between the seeds
+        a, b = per_seed[label]["0"], per_seed[label]["1"]
+        assert all(
+            min(x, y) * 0.999 <= g <= max(x, y) * 1.001 for g, x, y in zip(curve, a, b, strict=True)
+        )
     assert (out / "gradient_flow.png").is_file() and (out / "gradient_flow.svg").is_file()
     assert "htaf(2,11) / other" in capsys.readouterr().out
 

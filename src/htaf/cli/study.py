@@ -17,7 +17,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--out", required=True, help="output folder")
     g.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])
     g.add_argument("--dataset", default=DEFAULTS["dataset"])
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument(
+        "--seeds", type=int, default=DEFAULTS["seeds"], help="seeds 0..N-1 (geometric mean)"
+    )
+    g.add_argument("--seed", type=int, default=None, help="run this single seed instead")
     g.add_argument("--lr", type=float, default=DEFAULTS["lr"])
     g.add_argument("--optimizer", default=DEFAULTS["optimizer"], choices=["sgd", "adam"])
     g.add_argument("--data-dir", default=None)
@@ -29,17 +32,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run_gradient_flow(args: argparse.Namespace) -> int:
     from htaf.studies import gradient_flow
 
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    single = {} if args.seed is None else {"seed": args.seed}
     result = gradient_flow.run(
-        args.out, epochs=args.epochs, dataset=args.dataset, seed=args.seed, lr=args.lr,
+        args.out, epochs=args.epochs, dataset=args.dataset, seeds=args.seeds, lr=args.lr,
         optimizer=args.optimizer, data_dir=args.data_dir, jobs=args.jobs,
-        progress=not args.no_progress,
+        progress=not args.no_progress, **single,
     )  # fmt: skip
-    print("last-epoch mean L2 norm of the layer-1 gradient:")
+    seeds = list(result["seed_ratios"])
+    print("last-epoch mean L2 norm of the layer-1 gradient (geometric mean over seeds):")
     for label, values in result["norms"].items():
         print(f"  {label:<20} {values[-1]:.3e}")
-    print("htaf(2,11) / other:")
+    print(f"htaf(2,11) / other: geometric mean, then per seed {', '.join(seeds)}")
     for label, ratio in result["ratios"].items():
-        print(f"  {label:<20} {ratio:.3g}x")
+        each = "  ".join(f"{result['seed_ratios'][s][label]:.3g}" for s in seeds)
+        print(f"  {label:<20} {ratio:.3g}x   [{each}]")
     for path in result["plots"]:
         print(path)
     print(f"{args.out}/gradient_flow.json")
