@@ -19,6 +19,7 @@ import importlib.util
 import json
 import math
 import re
+import secrets
 import statistics
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -68,8 +69,11 @@ class Grid:
 
 
 def new_experiment_id(prefix: str = "exp") -> str:
-    """A sortable, readable id: ``compare-20260101-120000-123456``."""
-    return f"{prefix}-{datetime.now().strftime('%Y%m%d-%H%M%S-%f')}"
+    """A sortable, readable id: ``compare-20260101-120000-123456-a3f9``.
+
+    The random tail keeps ids unique when two processes start in the same microsecond.
+    """
+    return f"{prefix}-{datetime.now().strftime('%Y%m%d-%H%M%S-%f')}-{secrets.token_hex(2)}"
 
 
 def safe_name(text: str) -> str:
