@@ -272,3 +272,36 @@ def test_csv_single_class_and_too_small_class(tmp_path):
     path = write(tmp_path / "lone.csv", ["a,y"] + [f"{i},{'x' if i else 'z'}" for i in range(30)])
     with pytest.raises(DataError, match="cannot split"):
         load(f"csv:{path}", target="y")
+
+
+def test_no_rows_left_after_dropping(tmp_path):
+    path = write(tmp_path / "g.csv", ["a,b,y"] + [f"{i},,{i % 2}" for i in range(10)])
+    with pytest.raises(DataError, match=r"g\.csv: no rows left \(dropped: \{'missing values': 10"):
+        load(f"csv:{path}", target="y", impute="drop")
+    path = write(tmp_path / "t.csv", ["a,y"] + [f"{i}," for i in range(10)])
+    with pytest.raises(DataError, match=r"no rows left.*missing target"):
+        load(f"csv:{path}", target="y", impute="mean")
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy's overflow warning comes first
+def test_values_too_large_to_standardize(tmp_path):
+    path = write(tmp_path / "b.csv", ["a,b,y"] + [f"{i},1.7e308,{i % 2}" for i in range(40)])
+    with pytest.raises(DataError, match=r"b\.csv, row \d+, column 'b': values too large"):
+        load(f"csv:{path}", target="y")
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"val_size": "0.1"}, "split sizes"),
+        ({"test_size": None}, "split sizes"),
+        ({"split_seed": -1}, "split_seed"),
+        ({"split_seed": "3"}, "split_seed"),
+        ({"n": "abc"}, "integers n >= 10"),
+        ({"n": 100.5}, "integers n >= 10"),
+        ({"seed": "x"}, "seed must be"),
+    ],
+)
+def test_bad_load_arguments_are_dataerrors(kwargs, match):
+    with pytest.raises(DataError, match=match):
+        load("teacher", **kwargs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import io
 import urllib.error
 import urllib.request
@@ -155,6 +156,10 @@ def test_wine_quality_variants(tmp_path):
     assert sum(white.meta["split_sizes"].values()) == 50
     with pytest.raises(DataError, match="variant"):
         load("wine_quality", data_dir=tmp_path, variant="rose")
+    path = tmp_path / "winequality-white.csv"  # an extra column in one file only
+    path.write_text("".join(f'{line};"x"\n' for line in path.read_text().splitlines()))
+    with pytest.raises(DataError, match=r"white\.csv: columns differ from .*red\.csv"):
+        load("wine_quality", data_dir=tmp_path)
 
 
 def test_wine_errors_name_file_row_column(tmp_path):
@@ -233,3 +238,14 @@ def test_download_is_atomic_and_failures_are_dataerrors(tmp_path, monkeypatch):
     with pytest.raises(DataError, match=r"could not download .*winequality-red\.csv.*no route"):
         load("wine_quality_red", data_dir=tmp_path / "w", download=True)
     assert list((tmp_path / "w").iterdir()) == []  # no partial file left behind
+
+    class CutOff(FakeResponse):  # the connection drops mid-body
+        def read(self, size=-1):
+            if self.tell():
+                raise http.client.IncompleteRead(b"")
+            return super().read(size)
+
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: CutOff(b"M,0.4,"))
+    with pytest.raises(DataError, match=r"could not download .*abalone\.data"):
+        load("abalone", data_dir=tmp_path / "cut", download=True)
+    assert list((tmp_path / "cut").iterdir()) == []

@@ -111,3 +111,16 @@ def test_bad_params_raise_at_fit(param: str, value) -> None:
     est = HeavisideRegressor(epochs=1).set_params(**{param: value})
     with pytest.raises(ValueError, match=param):
         est.fit(np.random.rand(20, 3), np.random.rand(20))
+
+
+def test_scaling_uses_training_rows_only() -> None:
+    # the early-stopping rows must not leak into the X scaler or the target standardisation;
+    # x0 == y, so the scaler's mean of x0 is the training rows' target mean
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=40) * 10
+    X = np.column_stack([y, rng.normal(size=40)])
+    reg = HeavisideRegressor(hidden_layer_sizes=(4,), epochs=1, validation_fraction=0.25)
+    reg.set_params(patience=1, random_state=0).fit(X, y)
+    assert reg.scaler_.n_samples_seen_ == 30
+    assert reg.y_mean_ == pytest.approx(reg.scaler_.mean_[0]) and reg.y_mean_ != y.mean()
+    assert reg.y_std_ == pytest.approx(reg.scaler_.scale_[0])

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,10 @@ else:  # pragma: no cover
 
 class ConfigError(ValueError):
     """A bad configuration value; the message names the key."""
+
+
+INT_KEYS = ("epochs", "batch_size", "patience", "seed", "split_seed")
+FLOAT_KEYS = ("lr", "momentum", "weight_decay", "dropout")
 
 
 @dataclass
@@ -54,14 +60,29 @@ class RunConfig:
         self.validate()
 
     def validate(self) -> None:
-        positive = {"lr": self.lr, "epochs": self.epochs, "batch_size": self.batch_size}
-        for key, value in positive.items():
-            if not value > 0:
-                raise ConfigError(f"config key {key!r} must be > 0, got {value!r}")
+        # TOML, JSON and --set give any type: check types before comparing, so a string is a
+        # ConfigError naming its key rather than a TypeError deep inside training
+        for key in INT_KEYS + FLOAT_KEYS:
+            value = getattr(self, key)
+            kind = numbers.Integral if key in INT_KEYS else numbers.Real
+            if isinstance(value, bool) or not isinstance(value, kind):
+                noun = "an integer" if key in INT_KEYS else "a number"
+                raise ConfigError(f"config key {key!r} must be {noun}, got {value!r}")
+        for key in ("lr", "epochs", "batch_size"):
+            if not getattr(self, key) > 0:
+                raise ConfigError(f"config key {key!r} must be > 0, got {getattr(self, key)!r}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"config key 'dropout' must be in [0, 1), got {self.dropout!r}")
-        if not self.widths or any(int(w) <= 0 for w in self.widths):
-            raise ConfigError(f"config key 'widths' must be positive integers, got {self.widths}")
+        w = self.widths
+        ints = isinstance(w, list | tuple) and all(
+            isinstance(x, numbers.Integral) and not isinstance(x, bool) for x in w
+        )
+        if not ints or not w or min(w) <= 0:
+            raise ConfigError(f"config key 'widths' must be a list of positive integers, got {w!r}")
+        if not isinstance(self.estimator_params, dict):
+            raise ConfigError(
+                f"config key 'estimator_params' must be a table, got {self.estimator_params!r}"
+            )
         if self.optimizer not in ("adam", "sgd"):
             raise ConfigError(
                 f"config key 'optimizer' must be 'adam' or 'sgd', got {self.optimizer!r}"
@@ -86,13 +107,15 @@ class RunConfig:
         return cls(**data)
 
     @classmethod
-    def from_toml(cls, path: str | Path, overrides: list[str] = ()) -> RunConfig:
+    def from_toml(cls, path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
         """Read a TOML file (top-level keys), then apply ``key=value`` overrides."""
         path = Path(path)
         try:
             data = tomllib.loads(path.read_text())
         except FileNotFoundError:
             raise ConfigError(f"config file {path} does not exist") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"config file {path} cannot be read: {err}") from None
         except tomllib.TOMLDecodeError as err:
             raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
         return cls.from_dict(apply_overrides(data, overrides))
@@ -104,7 +127,7 @@ class RunConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Apply ``key=value`` strings; values are parsed as TOML literals, else kept as strings."""
     data = dict(data)
     for item in overrides:

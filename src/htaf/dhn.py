@@ -63,8 +63,14 @@ class HeavisideLayer(nn.Module):
     """One hidden layer: ``Linear -> [BatchNorm1d] -> activation -> [Dropout]``."""
 
     def __init__(
-        self, n_in: int, n_out: int, activation: str, batch_norm: bool, dropout: float, **params
-    ):
+        self,
+        n_in: int,
+        n_out: int,
+        activation: str,
+        batch_norm: bool,
+        dropout: float,
+        **params: float,
+    ) -> None:
         super().__init__()
         self.linear = nn.Linear(n_in, n_out)
         self.norm = nn.BatchNorm1d(n_out) if batch_norm else nn.Identity()
@@ -121,10 +127,9 @@ class DHN(nn.Module):
         if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence) or not widths:
             raise ValueError(f"widths must be a non-empty sequence of positive ints: {widths!r}")
         widths = [_positive_int(w, "widths") for w in widths]
-        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real):
+        real = isinstance(dropout, numbers.Real) and not isinstance(dropout, bool)
+        if not real or not 0 <= dropout < 1:
             raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
-        if not 0 <= dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         self.n_in, self.n_out, self.widths = n_in, n_out, tuple(widths)
         self.activation = activation
         self.binary = is_binary(activation)
@@ -274,8 +279,9 @@ class _HeavisideBase(BaseEstimator):
         self.verbose = verbose
 
     # -- subclass hooks ------------------------------------------------------------------------
-    def _encode_targets(self, y: np.ndarray) -> tuple[np.ndarray, str, int, dict[str, Any]]:
-        """Return (encoded y, task, n_out, Dataset.meta); sets ``classes_`` for classifiers."""
+    def _encode_targets(self, y: np.ndarray) -> tuple[np.ndarray, str, int]:
+        """Return (encoded y, task, n_out); sets ``classes_`` for classifiers. ``fit``
+        standardises a regression target with the training rows."""
         raise NotImplementedError
 
     # -- fitting -------------------------------------------------------------------------------
@@ -285,31 +291,27 @@ class _HeavisideBase(BaseEstimator):
         vf = self.validation_fraction
         if isinstance(vf, bool) or not isinstance(vf, numbers.Real) or not 0 <= vf < 1:
             raise ValueError(f"validation_fraction must be in [0, 1), got {vf!r}")
-        if isinstance(self.patience, bool) or not isinstance(self.patience, numbers.Integral):
-            raise ValueError(f"patience must be an integer >= 0, got {self.patience!r}")
-        if self.patience < 0:
-            raise ValueError(f"patience must be an integer >= 0, got {self.patience!r}")
+        p = self.patience
+        if isinstance(p, bool) or not isinstance(p, numbers.Integral) or p < 0:
+            raise ValueError(f"patience must be an integer >= 0, got {p!r}")
 
-    def _split(self, X: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, ...]:
-        """Hold out ``validation_fraction`` for early stopping (stratified for classifiers).
-
-        Returns empty validation arrays when early stopping is off or there is too little data
-        to hold any out.
-        """
+    def _split(self, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """Row indices (train, val): ``validation_fraction`` held out for early stopping,
+        stratified for classifiers; no validation rows when early stopping is off or there is
+        too little data to hold any out."""
         n = len(y)
+        idx = np.arange(n)
         n_val = int(np.ceil(self.validation_fraction * n))
         if self.patience == 0 or n_val == 0 or n - n_val < 2:
-            return X, y, X[:0], y[:0]
+            return idx, idx[:0]
         stratify = None
         if self._task_kind == "classifier":
             counts = np.bincount(y)
             # stratifying needs >= 2 samples per class and room for every class on each side
             if counts.min() >= 2 and len(counts) <= min(n_val, n - n_val):
                 stratify = y
-        X_tr, X_val, y_tr, y_val = train_test_split(
-            X, y, test_size=n_val, random_state=seed, stratify=stratify
-        )
-        return X_tr, y_tr, X_val, y_val
+        tr, va = train_test_split(idx, test_size=n_val, random_state=seed, stratify=stratify)
+        return tr, va
 
     def fit(self, X: Any, y: Any) -> _HeavisideBase:
         """Standardise X, train a :class:`DHN` with ``htaf.train.fit``, and return self."""
@@ -319,16 +321,23 @@ class _HeavisideBase(BaseEstimator):
 
         self._check_params()
         X, y = _validate_data(self, X, y)
-        y_enc, task, n_out, meta = self._encode_targets(y)
+        y_enc, task, n_out = self._encode_targets(y)
         seed = int(check_random_state(self.random_state).randint(2**31 - 1))
-        # standardise with train statistics only; steps are scale-sensitive, so inputs of very
-        # different scales would otherwise leave most first-layer units stuck at 0 or 1
-        self.scaler_ = StandardScaler().fit(X)
+        tr, va = self._split(y_enc, seed)
+        # Steps are scale-sensitive: unscaled inputs would leave most first-layer units stuck at
+        # 0 or 1. Fit on the training rows only so the early-stopping rows stay unseen.
+        self.scaler_ = StandardScaler().fit(X[tr])
         Xs = self.scaler_.transform(X).astype(np.float32)
-        X_tr, y_tr, X_val, y_val = self._split(Xs, y_enc, seed)
+        meta: dict[str, Any] = {}
+        if task == "regression":  # t = (y - mean) / std, same rows as the scaler
+            self.y_mean_ = float(y_enc[tr].mean())
+            self.y_std_ = float(y_enc[tr].std()) or 1.0  # a constant target trains towards t = 0
+            y_enc = ((y_enc - self.y_mean_) / self.y_std_).astype(np.float32)
+            meta = {"y_mean": self.y_mean_, "y_std": self.y_std_}
+        y_val = y_enc[va]
         data = Dataset(
-            name="sklearn", task=task, X_train=X_tr, y_train=y_tr, X_val=X_val, y_val=y_val,
-            X_test=X_val, y_test=y_val,
+            name="sklearn", task=task, X_train=Xs[tr], y_train=y_enc[tr], X_val=Xs[va],
+            y_val=y_val, X_test=Xs[va], y_test=y_val,
             feature_names=[str(f) for f in getattr(self, "feature_names_in_", range(X.shape[1]))],
             class_names=[str(c) for c in self.classes_] if task != "regression" else None,
             n_classes=len(self.classes_) if task != "regression" else None,
@@ -391,13 +400,13 @@ class HeavisideClassifier(ClassifierMixin, _HeavisideBase):
 
     _task_kind = "classifier"
 
-    def _encode_targets(self, y: np.ndarray) -> tuple[np.ndarray, str, int, dict[str, Any]]:
+    def _encode_targets(self, y: np.ndarray) -> tuple[np.ndarray, str, int]:
         check_classification_targets(y)
         self.classes_, y_enc = np.unique(y, return_inverse=True)
         k = len(self.classes_)
         if k < 2:
             raise ValueError(f"{type(self).__name__} needs at least 2 classes in y, got 1 class")
-        return y_enc.astype(np.int64), "binary" if k == 2 else "multiclass", 1 if k == 2 else k, {}
+        return y_enc.astype(np.int64), "binary" if k == 2 else "multiclass", 1 if k == 2 else k
 
     def decision_function(self, X: Any) -> np.ndarray:
         """Logits: shape ``(n,)`` for two classes (> 0 means ``classes_[1]``), else ``(n, K)``."""
@@ -421,9 +430,10 @@ class HeavisideClassifier(ClassifierMixin, _HeavisideBase):
 class HeavisideRegressor(RegressorMixin, _HeavisideBase):
     """A Deep Heaviside Network regressor with the scikit-learn API.
 
-    y is standardised internally, ``t = (y - mean) / std``, the network is trained with squared
-    error on t, and predictions are mapped back: ``y_hat = std * f(x) + mean``. With
-    ``forward="hard"`` every hidden unit is an exact step, so ``f`` is piecewise constant.
+    y is standardised internally, ``t = (y - mean) / std`` with the statistics of the training
+    rows (not the early-stopping ones); the network is trained with squared error on t, and
+    predictions are mapped back: ``y_hat = std * f(x) + mean``. With ``forward="hard"`` every
+    hidden unit is an exact step, so ``f`` is piecewise constant.
 
     Attributes: n_features_in_, feature_names_in_, model_, scaler_, y_mean_, y_std_, n_iter_,
     history_.
@@ -431,12 +441,8 @@ class HeavisideRegressor(RegressorMixin, _HeavisideBase):
 
     _task_kind = "regressor"
 
-    def _encode_targets(self, y: np.ndarray) -> tuple[np.ndarray, str, int, dict[str, Any]]:
-        y = np.asarray(y, dtype=np.float64)
-        self.y_mean_ = float(y.mean())
-        self.y_std_ = float(y.std()) or 1.0  # a constant target trains towards t = 0
-        t = ((y - self.y_mean_) / self.y_std_).astype(np.float32)
-        return t, "regression", 1, {"y_mean": self.y_mean_, "y_std": self.y_std_}
+    def _encode_targets(self, y: np.ndarray) -> tuple[np.ndarray, str, int]:
+        return np.asarray(y, dtype=np.float64), "regression", 1
 
     def predict(self, X: Any) -> np.ndarray:
         return self._logits(X)[:, 0] * self.y_std_ + self.y_mean_

@@ -33,9 +33,6 @@ from htaf.config import ConfigError, RunConfig
 
 BACKENDS = ("local", "ray")
 
-#: Metrics that describe the run, not the model; they differ between otherwise equal runs.
-TIMING_METRICS = ("train_time_s",)
-
 
 class GridRunError(RuntimeError):
     """A run failed while the grid ran (its input had passed validation)."""
@@ -99,7 +96,8 @@ def validate(configs: Iterable[RunConfig]) -> dict[str, Any]:
     Raises ``ValueError`` (``UnknownEstimatorError``, ``DataError``, ``ConfigError``) with a
     clear message. Returns each distinct dataset's loaded ``Dataset`` keyed by its data key.
     """
-    from htaf import data, estimators
+    from htaf import estimators
+    from htaf.train.run import dataset_key, load_dataset
 
     configs = list(configs)
     if not configs:
@@ -111,15 +109,9 @@ def validate(configs: Iterable[RunConfig]) -> dict[str, Any]:
         _check_task(cfg.task)
         # Building the activation checks the name, the spec's numbers and their ranges.
         estimators.activation(cfg.estimator, **cfg.estimator_params)
-        key = json.dumps([cfg.dataset, cfg.data_dir, cfg.target, cfg.impute, cfg.split_seed])
+        key = dataset_key(cfg)
         if key not in loaded:
-            loaded[key] = data.load(
-                cfg.dataset,
-                data_dir=cfg.data_dir,
-                target=cfg.target,
-                impute=cfg.impute,
-                split_seed=cfg.split_seed,
-            )
+            loaded[key] = load_dataset(cfg)
         cell = str(run_dir_for("", cfg))
         if cell in seen_runs:
             raise ConfigError(f"two grid cells share the run folder {cell}; repeated estimator?")
@@ -138,19 +130,22 @@ def check_backend(backend: str, jobs: int) -> None:
 
 
 def _check_task(task: str) -> None:
-    from htaf import train
+    from htaf.families import family_names
 
-    tasks = getattr(train, "TASKS", None)
-    if tasks is not None and task not in tasks:
+    tasks = family_names()
+    if task not in tasks:
         raise ConfigError(f"unknown task {task!r} (available: {', '.join(sorted(tasks))})")
 
 
 # -- running ------------------------------------------------------------------------------------
-def _run_cell(config_dict: dict[str, Any], run_dir: str, resume: bool) -> dict[str, Any]:
+def _run_cell(
+    config_dict: dict[str, Any], run_dir: str, resume: bool, dataset: Any = None
+) -> dict[str, Any]:
     """One cell, in whatever process runs it (importable at module level for pickling)."""
     from htaf.train import run_one
 
-    return run_one(RunConfig.from_dict(config_dict), Path(run_dir), resume=resume, progress=False)
+    config = RunConfig.from_dict(config_dict)
+    return run_one(config, Path(run_dir), resume=resume, progress=False, dataset=dataset)
 
 
 def _single_thread() -> None:
@@ -219,10 +214,16 @@ def run_grid(
         if backend == "ray":
             _run_ray(cells, done, jobs=jobs, address=address)
         elif jobs == 1:
+            from htaf.train.run import dataset_key, load_dataset
+
+            datasets: dict[str, Any] = {}  # in one process the cells share each loaded dataset
             with _one_torch_thread():
-                for i, cell in enumerate(cells):
+                for i, (config, cell) in enumerate(zip(configs, cells, strict=True)):
                     try:
-                        record = _run_cell(*cell)
+                        key = dataset_key(config)
+                        if key not in datasets:
+                            datasets[key] = load_dataset(config)
+                        record = _run_cell(*cell, datasets[key])
                     except Exception as err:
                         raise GridRunError(cell[1], err) from err
                     done(i, record)
@@ -381,5 +382,5 @@ def _stats(xs: list[float]) -> dict[str, float | int | None]:
 
 
 def model_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
-    """``metrics`` without wall-clock timings: what must match across backends."""
-    return {k: v for k, v in metrics.items() if k not in TIMING_METRICS and not k.endswith("_s")}
+    """``metrics`` without wall-clock timings (``*_s``): what must match across backends."""
+    return {k: v for k, v in metrics.items() if not k.endswith("_s")}

@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import random
 import sqlite3
 import time
@@ -26,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
-from htaf.io import atomic_write_text
+from htaf.io import atomic_write_text, json_safe
 
 T = TypeVar("T")
 
@@ -74,17 +73,8 @@ def _now() -> str:
 
 
 def _json(value: Any) -> str:
-    # NaN/inf are not JSON; store them as null so every reader can parse the row.
-    def clean(v: Any) -> Any:
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, list | tuple):
-            return [clean(x) for x in v]
-        return v
-
-    return json.dumps(clean(value), sort_keys=True, default=str)
+    # NaN/inf are not JSON; json_safe stores them as null so every reader can parse the row.
+    return json.dumps(json_safe(value), sort_keys=True, default=str)
 
 
 class ResultStore:
@@ -95,10 +85,15 @@ class ResultStore:
         self.timeout = timeout
         self.retries = retries
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as conn:
-            # journal_mode is a property of the file: set once, every later connection sees it.
-            self._retry(lambda: conn.execute("PRAGMA journal_mode=WAL"))
-            self._retry(lambda: conn.executescript(_SCHEMA))
+        try:
+            with self._connect() as conn:
+                # journal_mode is a property of the file: set once, later connections see it.
+                self._retry(lambda: conn.execute("PRAGMA journal_mode=WAL"))
+                self._retry(lambda: conn.executescript(_SCHEMA))
+        except sqlite3.DatabaseError as err:
+            if isinstance(err, sqlite3.OperationalError):  # locked, read-only, ...: not the file
+                raise
+            raise ValueError(f"{self.path} is not a results store: {err}") from None
 
     @classmethod
     def open_existing(cls, path: str | Path) -> ResultStore:

@@ -1,7 +1,8 @@
 """The ``htaf`` command line. Each sub-command lives in its own module with ``add_parser``.
 
-Bad input (unknown names, bad files, bad parameters) prints one clear line to stderr and exits
-with status 2; nothing is written.
+Bad input (unknown names, bad files, bad parameters) prints ``htaf CMD: error: ...`` to stderr
+and exits with status 2; nothing is written. A run that fails after its input was accepted
+(e.g. diverged training) prints the same kind of line and exits with status 1.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ COMMAND_MODULES = [
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
+#: What bad input raises: unknown names and bad values (``ValueError``, incl. ``ConfigError``,
+#: ``DataError``, ``CheckpointError``, JSON/TOML errors) and unusable paths (``OSError``).
+BAD_INPUT_ERRORS = (ValueError, TypeError, KeyError, OSError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,11 +45,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _bad_input_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [ValueError, TypeError, FileNotFoundError, KeyError]
-    return tuple(errors)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -57,12 +56,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `htaf estimators | head`
         sys.stderr.close()
         return 0
-    except _bad_input_errors() as err:
+    except BAD_INPUT_ERRORS as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"htaf {args.command}: error: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except RuntimeError as err:  # a run that failed after its input was accepted
-        print(f"htaf {args.command}: failed: {err}", file=sys.stderr)
+        print(f"htaf {args.command}: error: {err}", file=sys.stderr)
         return EXIT_FAILED
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +98,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from htaf.config import RunConfig
-    from htaf.experiment import Grid, GridRunError, check_backend, validate
+    from htaf.experiment import Grid, check_backend, validate
 
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
@@ -119,15 +118,12 @@ def run(args: argparse.Namespace) -> int:
         command, exp_dir, out = command_line(args), None, Path(args.out).resolve()
     configs = grid.configs()
     validate(configs)  # everything below writes; nothing may be written for bad input
-    try:
-        exp_dir, records, summary = run_experiment(
-            configs, grid, out, command=command, prefix="compare",
-            backend=args.backend, jobs=args.jobs, address=args.address,
-            progress=not args.no_progress, exp_dir=exp_dir,
-        )  # fmt: skip
-    except GridRunError as err:  # valid input, failed training (e.g. diverged): not exit 2
-        print(f"htaf compare: error: {err}", file=sys.stderr)
-        return 1
+    # A run that fails from here on raises GridRunError (a RuntimeError): exit status 1.
+    exp_dir, records, summary = run_experiment(
+        configs, grid, out, command=command, prefix="compare",
+        backend=args.backend, jobs=args.jobs, address=args.address,
+        progress=not args.no_progress, exp_dir=exp_dir,
+    )  # fmt: skip
     print_table(summary, records)
     print(f"report: {exp_dir / 'report.html'}")
     print(f"        {exp_dir / 'report.md'}")
@@ -138,13 +134,17 @@ def resumed_grid(exp_dir: Path) -> tuple[Any, str, Path]:
     """The grid, command and folder of an earlier experiment, from its ``config.json``."""
     import json
 
-    from htaf.config import RunConfig
+    from htaf.config import ConfigError, RunConfig
     from htaf.experiment import Grid
 
     spec_path = exp_dir / "config.json"
     if not spec_path.is_file():
         raise FileNotFoundError(f"--resume {exp_dir}: no experiment config.json there")
     spec = json.loads(spec_path.read_text())
+    keys = ("base", "datasets", "estimators", "seeds", "command")
+    missing = [k for k in keys if k not in spec] if isinstance(spec, dict) else list(keys)
+    if missing:
+        raise ConfigError(f"--resume {spec_path} is not an experiment config: no {missing[0]!r}")
     base = RunConfig.from_dict(spec["base"])
     grid = Grid(base, spec["datasets"], spec["estimators"], spec["seeds"])
     return grid, spec["command"], exp_dir
@@ -169,10 +169,8 @@ def run_experiment(
 
     With ``exp_dir`` (``--resume``) the folder exists: every run resumes from its checkpoint.
     """
-    import json
-
     from htaf.experiment import new_experiment_id, run_grid, summarize
-    from htaf.io import atomic_write_text
+    from htaf.io import atomic_write_json
     from htaf.report import environment, write_report
     from htaf.store import STORE_NAME, ResultStore
 
@@ -191,7 +189,7 @@ def run_experiment(
         "environment": environment(),
     }
     if not resume:
-        atomic_write_text(exp_dir / "config.json", json.dumps(spec, indent=2))
+        atomic_write_json(exp_dir / "config.json", spec)
     store = ResultStore(out / STORE_NAME)
     store.start_experiment(exp_id, command=command, config=spec)
     records = run_grid(
@@ -199,7 +197,7 @@ def run_experiment(
         resume=resume, on_result=lambda rec: store.add_run(rec, experiment_id=exp_id),
     )  # fmt: skip
     summary = summarize(records)
-    atomic_write_text(exp_dir / "summary.json", json.dumps(summary, indent=2))
+    atomic_write_json(exp_dir / "summary.json", summary)
     write_report(exp_dir)
     return exp_dir, records, summary
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import numbers
+from typing import Any
+
 import numpy as np
 from sklearn import datasets as skd
 
@@ -10,7 +13,7 @@ from .preprocess import Table
 from .registry import Ctx, register
 
 
-def _table(name: str, X: np.ndarray, y: np.ndarray, feature_names: list[str], **kw) -> Table:
+def _table(name: str, X: np.ndarray, y: np.ndarray, feature_names: list[str], **kw: Any) -> Table:
     n = len(y)
     feats = {str(c): X[:, j].astype(np.float64) for j, c in enumerate(feature_names)}
     return Table(
@@ -87,10 +90,14 @@ def teacher(ctx: Ctx, *, n: int = 2000, d: int = 20, seed: int | None = None) ->
     that can give (almost) one class; we subtract the median of ``out`` before thresholding,
     which makes the classes balanced (y = 1 where out > median).
     """
-    if int(n) < 10 or int(d) < 1:
-        raise DataError(f"teacher: need n >= 10 and d >= 1, got n={n}, d={d}")
+    ints = all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in (n, d))
+    if not ints or n < 10 or d < 1:
+        raise DataError(f"teacher: need integers n >= 10 and d >= 1, got n={n!r}, d={d!r}")
+    if seed is not None and (not isinstance(seed, numbers.Integral) or seed < 0):
+        raise DataError(f"teacher: seed must be None or an integer >= 0, got {seed!r}")
+    n, d = int(n), int(d)
     rng = np.random.default_rng(ctx.seed if seed is None else seed)
-    X = rng.standard_normal((int(n), int(d)))
+    X = rng.standard_normal((n, d))
     h = X
     for width in TEACHER_WIDTHS:
         h = np.tanh(h @ rng.uniform(-1, 1, (h.shape[1], width)))
@@ -101,11 +108,11 @@ def teacher(ctx: Ctx, *, n: int = 2000, d: int = 20, seed: int | None = None) ->
         "file": None,
         "files": [],
         "teacher": {
-            "n": int(n),
-            "d": int(d),
+            "n": n,
+            "d": d,
             "widths": list(TEACHER_WIDTHS),
             "threshold": "median",
         },
     }
-    names = [f"x{j}" for j in range(int(d))]
+    names = [f"x{j}" for j in range(d)]
     return _table("teacher", X, y, names, task="binary", classes=[0.0, 1.0], meta=meta)

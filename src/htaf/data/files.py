@@ -6,8 +6,8 @@ import csv
 import io
 import os
 import tempfile
-import urllib.error
 import urllib.request
+from http.client import HTTPException
 from pathlib import Path
 
 import numpy as np
@@ -71,15 +71,17 @@ def fetch(url: str, dest: Path, timeout: float = TIMEOUT_S) -> None:
         if os.path.getsize(tmp) == 0:
             raise DataError(f"download of {url} returned an empty file")
         os.replace(tmp, dest)
-    except (urllib.error.URLError, OSError, ValueError) as e:  # URLError/timeouts are OSErrors
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(e, DataError):
-            raise
+    except DataError:
+        raise
+    # URLError and timeouts are OSErrors; a connection cut mid-body is an HTTPException
+    except (OSError, HTTPException, ValueError) as e:
         raise DataError(
             f"could not download {url} to {dest}: {e}. Check the network, or download the file "
             f"by hand and place it at {dest}"
         ) from e
+    finally:  # never leave a partial file behind
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def _sniff(text: str) -> str:

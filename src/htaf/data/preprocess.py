@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,9 @@ class Table:
         """Table from ``read_csv`` output; ``drop`` removes ID-like columns."""
         for c in [target, *drop]:
             if c not in header:
-                raise DataError(f"{path}: column {c!r} not found; columns are {', '.join(header)}")
+                raise DataError(
+                    f"{path}: column {c!r} not found; available columns: {', '.join(header)}"
+                )
         feats = {h: parse_column(c) for h, c in zip(header, cols, strict=True)}
         y = feats.pop(target)
         for c in drop:
@@ -90,19 +93,25 @@ class Table:
     @staticmethod
     def concat(tables: list[Table]) -> Table:
         """Stack tables with the same columns (e.g. red + white wine), keeping row origins."""
-        t0, offset, files = tables[0], 0, []
-        row_file = []
-        for t in tables:
-            row_file.append(t.row_file + offset)
-            files += t.files
-            offset += len(t.files)
+        t0 = tables[0]
+        for t in tables[1:]:
+            if set(t.features) != set(t0.features):  # order may differ: joined by name
+                raise DataError(
+                    f"{t.files[0]}: columns differ from {t0.files[0]}'s "
+                    f"({', '.join(t.features)} vs {', '.join(t0.features)})"
+                )
+        offsets = np.cumsum([0, *(len(t.files) for t in tables[:-1])])
         return replace(
             t0,
             features={c: np.concatenate([t.features[c] for t in tables]) for c in t0.features},
             y=np.concatenate([t.y for t in tables]),
-            files=files,
+            files=[f for t in tables for f in t.files],
             row_no=np.concatenate([t.row_no for t in tables]),
-            row_file=np.concatenate(row_file),
+            row_file=np.concatenate([t.row_file + o for t, o in zip(tables, offsets, strict=True)]),
+            special={
+                c: np.concatenate([t.special.get(c, np.zeros(len(t.y), bool)) for t in tables])
+                for c in dict.fromkeys(c for t in tables for c in t.special)
+            },
         )
 
 
@@ -227,8 +236,12 @@ def _features(
     if categories:
         steps.append(f"one-hot (train categories; unseen -> zeros): {', '.join(categories)}")
     steps.append(f"standardize {n_scaled} numeric columns with train mean/std (constant: std 1)")
-    X = np.stack([np.asarray(col, dtype=np.float64) for col in cols], axis=1)
-    return X.astype(np.float32), names, categories
+    X = np.stack([np.asarray(col, dtype=np.float64) for col in cols], axis=1).astype(np.float32)
+    bad = ~np.isfinite(X)  # e.g. |value| > 3.4e38, or far outside a near-constant train column
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise DataError(f"{t.at(i)}, column {names[j]!r}: values too large to standardize")
+    return X, names, categories
 
 
 def build(
@@ -243,7 +256,8 @@ def build(
     """Check, encode, split and transform a ``Table`` into a ``Dataset``."""
     if impute not in (None, "mean", "drop"):
         raise DataError(f"impute must be None, 'mean' or 'drop', not {impute!r}")
-    if not (0 < test_size < 1 and 0 <= val_size < 1 and val_size + test_size < 1):
+    real = all(isinstance(s, Real) and not isinstance(s, bool) for s in (val_size, test_size))
+    if not (real and 0 < test_size < 1 and 0 <= val_size < 1 and val_size + test_size < 1):
         raise DataError(f"bad split sizes val_size={val_size}, test_size={test_size}")
     dropped = dict(t.meta.get("rows_dropped", {}))  # by the loader (e.g. HELOC all -9 rows)
     n_read = len(t.y) + sum(dropped.values())
@@ -272,6 +286,8 @@ def build(
         raise DataError(f"{t.at(i)}, column {col!r}: missing value (pass impute='mean' or 'drop')")
     if impute == "drop" and miss.any():
         t, dropped["missing values"] = t.take(~miss), int(miss.sum())
+    if len(t.y) == 0:
+        raise DataError(f"{t.files[0]}: no rows left (dropped: {dropped})")
 
     task, y, class_names = encode_target(t)
     tr, va, te = split_indices(y, task != "regression", split_seed, val_size, test_size)

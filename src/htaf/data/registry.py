@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +105,9 @@ def load(
     None (missing cells are errors), "mean" (train mean / most frequent) or "drop" (drop rows).
     Splits are deterministic in ``split_seed`` and stratified for classification.
     """
+    seed_ok = isinstance(split_seed, numbers.Integral) and not isinstance(split_seed, bool)
+    if not seed_ok or split_seed < 0:
+        raise DataError(f"split_seed must be an integer >= 0, not {split_seed!r}")
     if name.startswith("csv:"):
         csv_options = {k: v for k, v in _kwonly(load_csv).items() if k != "target"}
         _check_options(name, csv_options, options)

@@ -36,8 +36,8 @@ def telco_churn(ctx: Ctx) -> Table:
     require_columns(path, header, COLUMNS)
     tenure, total = cols[header.index("tenure")], cols[header.index("TotalCharges")]
     n_zero = 0
-    for i, (t, c) in enumerate(zip(tenure, total, strict=True)):
-        if not c.strip() and is_number(t) and float(t) == 0:
+    for i, (months, charges) in enumerate(zip(tenure, total, strict=True)):
+        if not charges.strip() and is_number(months) and float(months) == 0:
             total[i], n_zero = "0", n_zero + 1
     meta = {"source": URL, "total_charges_blank_to_zero": n_zero}
     t = Table.from_columns(

@@ -34,7 +34,8 @@ def _wine(ctx: Ctx, colour: str, dataset: str) -> Table:
     return t
 
 
-def wine_quality_table(ctx: Ctx, variant: str, dataset: str = "wine_quality") -> Table:
+def _wine_quality(ctx: Ctx, variant: str, dataset: str = "wine_quality") -> Table:
+    """``dataset`` is the registered name that file-not-found errors report."""
     if variant not in ("red", "white", "both"):
         raise DataError(f"wine_quality: variant must be 'red', 'white' or 'both', not {variant!r}")
     if variant != "both":
@@ -59,7 +60,7 @@ WINE_FILES = ("winequality-red.csv", "winequality-white.csv")
 )
 def wine_quality(ctx: Ctx, *, variant: str = "both") -> Table:
     """``variant``: "red", "white" or "both" (both adds a 0/1 ``is_red`` feature)."""
-    return wine_quality_table(ctx, variant)
+    return _wine_quality(ctx, variant)
 
 
 @register(
@@ -70,7 +71,7 @@ def wine_quality(ctx: Ctx, *, variant: str = "both") -> Table:
     files=WINE_FILES[:1],
 )
 def wine_quality_red(ctx: Ctx) -> Table:
-    return wine_quality_table(ctx, "red", "wine_quality_red")
+    return _wine_quality(ctx, "red", "wine_quality_red")
 
 
 @register(
@@ -81,7 +82,7 @@ def wine_quality_red(ctx: Ctx) -> Table:
     files=WINE_FILES[1:],
 )
 def wine_quality_white(ctx: Ctx) -> Table:
-    return wine_quality_table(ctx, "white", "wine_quality_white")
+    return _wine_quality(ctx, "white", "wine_quality_white")
 
 
 @register(

@@ -18,16 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from htaf.io import (  # noqa: F401  (re-exported for the engine)
-    atomic_save_npz,
-    atomic_torch_save,
-    atomic_write_bytes,
-    atomic_write_json,
-    atomic_write_jsonl,
-    atomic_write_text,
-    json_safe,
-    to_plain,
-)
+from htaf.io import atomic_torch_save, atomic_write_bytes, to_plain
 
 #: Checkpoint format tag and version, checked on load.
 FORMAT = "htaf-checkpoint"
@@ -118,22 +109,16 @@ def _unpickler_reason(err: Exception) -> str:
 
 def copy_state(model: nn.Module) -> dict[str, Any]:
     """A detached copy of ``model.state_dict()`` (tensors cloned, extra state deep-copied)."""
-    out: dict[str, Any] = {}
-    for key, value in model.state_dict().items():
-        if isinstance(value, torch.Tensor):
-            out[key] = value.detach().clone()
-        else:
-            out[key] = _clone_plain(value)
-    return out
+    return _clone(model.state_dict())
 
 
-def _clone_plain(obj: Any) -> Any:
+def _clone(obj: Any) -> Any:
     if isinstance(obj, torch.Tensor):
         return obj.detach().clone()
     if isinstance(obj, Mapping):
-        return {k: _clone_plain(v) for k, v in obj.items()}
+        return {k: _clone(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return type(obj)(_clone_plain(v) for v in obj)
+        return type(obj)(_clone(v) for v in obj)
     return obj
 
 
@@ -154,21 +139,10 @@ def save_safetensors(
             # safetensors refuses shared or non-contiguous storage: give each tensor its own.
             tensors[key] = value.detach().cpu().contiguous().clone()
         else:
-            extra[key] = _json_safe_extra(value)
+            extra[key] = to_plain(value)  # tensors inside (generator states) become lists
     meta = {str(k): json.dumps(to_plain(v)) for k, v in (metadata or {}).items()}
     meta["extra_state"] = json.dumps(extra, sort_keys=True)
     return atomic_write_bytes(path, save(tensors, metadata=meta))
-
-
-def _json_safe_extra(value: Any) -> Any:
-    """Extra state as JSON: tensors inside (e.g. generator states) become lists of ints."""
-    if isinstance(value, torch.Tensor):
-        return value.tolist()
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe_extra(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe_extra(v) for v in value]
-    return to_plain(value)
 
 
 def load_safetensors(model: nn.Module, path: str | Path) -> nn.Module:

@@ -31,16 +31,15 @@ from torch import Tensor, nn
 
 from htaf.config import ConfigError, RunConfig
 from htaf.estimators import MODES, Schedule, estimators_in, set_mode
+from htaf.io import atomic_write_jsonl, to_plain
 from htaf.train import distributed
 from htaf.train.callbacks import ActivationStats, Callback, EarlyStopping, GradientNorms
 from htaf.train.checkpoint import (
-    atomic_write_jsonl,
     load_checkpoint,
     rng_state,
     save_checkpoint,
     save_safetensors,
     set_rng_state,
-    to_plain,
 )
 from htaf.train.metrics import METRICS, PRIMARY, classification_metrics, regression_metrics
 
@@ -53,7 +52,7 @@ PLATEAU_FACTOR = 0.1
 PLATEAU_PATIENCE = 5
 #: Config keys that may differ between a checkpoint and the config resuming it.
 RESUME_MAY_CHANGE = frozenset({"epochs", "device", "data_dir"})
-DATASET_TASKS = ("binary", "multiclass", "regression")
+DATASET_TASKS = tuple(METRICS)  # binary, multiclass, regression
 
 
 class TrainingDiverged(RuntimeError):
@@ -223,7 +222,7 @@ class Trainer:
         if self.task not in DATASET_TASKS:
             raise ValueError(f"dataset task {self.task!r} is not one of {', '.join(DATASET_TASKS)}")
         self.out_dir = Path(out_dir) if out_dir is not None else None
-        self.resume, self.progress = resume, progress
+        self.progress = progress
         self.dist = distributed.info()
         self.device = self._check_device(config.device)
         y_val = getattr(data, "y_val", None)
@@ -251,6 +250,8 @@ class Trainer:
             # Read (and check) now, so a bad or foreign checkpoint fails before any write.
             self._checkpoint = load_checkpoint(self.out_dir / CHECKPOINT, map_location="cpu")
             self._check_resume_config(self._checkpoint.get("config") or {})
+        #: Whether :meth:`fit` continues a checkpoint (False: a fresh run, even with ``resume``).
+        self.resuming = self._checkpoint is not None
 
     # -- setup ----------------------------------------------------------------------------------
     def _check_device(self, device: str) -> torch.device:
@@ -304,9 +305,7 @@ class Trainer:
             raise ConfigError(f"estimator_schedule 'unit' must be 'epoch' or 'step', got {unit!r}")
         try:
             schedule = Schedule.from_config(self.model, dict(spec))
-        except TypeError as err:
-            raise ConfigError(f"config key 'estimator_schedule': {err}") from None
-        except ValueError as err:
+        except (TypeError, ValueError) as err:
             raise ConfigError(f"config key 'estimator_schedule': {err}") from None
         return schedule, unit
 
@@ -473,12 +472,10 @@ class Trainer:
             self.lr_scheduler.step()
 
     def _finish(self, epoch: int) -> FitResult:
-        restored = False
-        if not self.done and self.config.patience > 0 and self.early.best_state is not None:
+        # A finished run's checkpoint already holds the restored weights.
+        restored = self.config.patience > 0 and self.early.best_state is not None
+        if restored and not self.done:
             self.model.load_state_dict(self.early.best_state)
-            restored = True
-        elif self.done:
-            restored = self.config.patience > 0 and self.early.best_state is not None
         self.done = True
         self._write(epoch)
         if self.out_dir is not None and self.dist.is_main:

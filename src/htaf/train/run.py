@@ -20,6 +20,7 @@ Non-finite numbers are written as JSON ``null``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import platform
@@ -30,9 +31,9 @@ import torch
 
 from htaf.config import RunConfig
 from htaf.families import build_model
+from htaf.io import atomic_save_npz, atomic_write_json, json_safe
 from htaf.train import distributed
 from htaf.train.callbacks import activation_stats
-from htaf.train.checkpoint import atomic_save_npz, atomic_write_json, json_safe
 from htaf.train.engine import (
     CHECKPOINT,
     HISTORY,
@@ -46,7 +47,7 @@ from htaf.train.engine import (
 CONFIG = "config.json"
 METRICS = "metrics.json"
 ACTIVATIONS = "activations.npz"
-#: Every file a run writes; a fresh (non-resumed) run removes stale ones first.
+#: Every file a run writes; a run that does not continue a checkpoint removes stale ones first.
 RUN_FILES = (CONFIG, HISTORY, CHECKPOINT, WEIGHTS, METRICS, ACTIVATIONS)
 SPLITS = ("train", "val", "test")
 #: Activation statistics copied into metrics.json.
@@ -61,11 +62,15 @@ def versions() -> dict[str, str]:
 
 def read_config(run_dir: str | Path) -> RunConfig:
     """The ``RunConfig`` saved in ``run_dir/config.json`` (extra keys dropped)."""
-    import dataclasses
-
     data = json.loads((Path(run_dir) / CONFIG).read_text())
     fields = {f.name for f in dataclasses.fields(RunConfig)}
     return RunConfig.from_dict({k: v for k, v in data.items() if k in fields})
+
+
+def dataset_key(config: RunConfig) -> str:
+    """The config keys that decide the loaded dataset, as one string: equal keys, equal data."""
+    return json.dumps([config.dataset, config.data_dir, config.target, config.impute,
+                       config.split_seed])  # fmt: skip
 
 
 def load_dataset(config: RunConfig) -> Any:
@@ -95,29 +100,36 @@ def final_metrics(model: torch.nn.Module, dataset: Any, result: FitResult) -> di
 
 
 def run_one(
-    config: RunConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = False
+    config: RunConfig,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = False,
+    dataset: Any = None,
 ) -> dict[str, Any]:
     """Load the data, build the model (``htaf.families``), train, evaluate and write ``out_dir``.
 
     Everything that can be wrong with the input (config, dataset, estimator, checkpoint) raises
     a ``ValueError`` subclass before any file is written. ``resume=True`` continues from
-    ``out_dir/checkpoint.pt`` if present. Returns the record
+    ``out_dir/checkpoint.pt`` if present. ``dataset``: the already loaded
+    ``load_dataset(config)``, to share one load between runs. Returns the record
     ``{"config", "metrics", "history", "run_dir", "dataset_meta"}``.
     """
     out_dir = Path(out_dir)
     config.validate()
-    dataset = load_dataset(config)
+    if dataset is None:
+        dataset = load_dataset(config)
     with distributed.session(config.device) as d:
         seed_everything(config.seed)
         model = build_model(config, dataset)
         trainer = Trainer(model, dataset, config, out_dir=out_dir, resume=resume, progress=progress)
         meta = json_safe(dataset.meta)
         if d.is_main:
-            if not resume:  # a fresh run never mixes with a previous run's files
+            if not trainer.resuming:  # a fresh run never mixes with a previous run's files
                 for name in RUN_FILES:
                     (out_dir / name).unlink(missing_ok=True)
             record_config = {**config.to_dict(), "versions": versions(), "dataset_meta": meta}
-            atomic_write_json(out_dir / CONFIG, json_safe(record_config))
+            atomic_write_json(out_dir / CONFIG, record_config)
         result = trainer.fit()
 
         metrics = final_metrics(model, dataset, result)
