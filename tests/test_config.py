@@ -39,3 +39,18 @@ def test_unreadable_toml(tmp_path):
     (tmp_path / "bad.toml").write_bytes(b"\xff\xfe")
     with pytest.raises(ConfigError, match="cannot be read"):
         RunConfig.from_toml(tmp_path / "bad.toml")
+
+
+def test_negative_patience_names_the_key():
+    with pytest.raises(ConfigError, match="patience"):
+        RunConfig(patience=-1)
+
+
+def test_fractional_hidden_layer_sizes_are_refused():
+    import numpy as np
+
+    from htaf.dhn import HeavisideClassifier
+
+    X, y = np.random.default_rng(0).normal(size=(40, 3)), np.arange(40) % 2
+    with pytest.raises(ValueError, match="hidden_layer_sizes"):
+        HeavisideClassifier(hidden_layer_sizes=(2.5,), epochs=1).fit(X, y)

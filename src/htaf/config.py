@@ -71,6 +71,8 @@ class RunConfig:
         for key in ("lr", "epochs", "batch_size"):
             if not getattr(self, key) > 0:
                 raise ConfigError(f"config key {key!r} must be > 0, got {getattr(self, key)!r}")
+        if self.patience < 0:
+            raise ConfigError(f"config key 'patience' must be >= 0, got {self.patience!r}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"config key 'dropout' must be in [0, 1), got {self.dropout!r}")
         w = self.widths

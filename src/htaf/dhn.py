@@ -51,6 +51,15 @@ def _positive_int(value: Any, name: str) -> int:
     return int(value)
 
 
+def _widths(sizes: Any) -> list[int]:
+    """``hidden_layer_sizes`` as a list of ints; 2.5 is an error, not silently 2."""
+    values = np.atleast_1d(sizes).tolist()
+    for w in values:
+        if isinstance(w, bool) or not isinstance(w, numbers.Integral) or w <= 0:
+            raise ValueError(f"hidden_layer_sizes must be positive integers, got {sizes!r}")
+    return [int(w) for w in values]
+
+
 def _describe(act: nn.Module) -> str:
     """``htaf(alpha0=2, alpha1=11)`` for an estimator, ``relu`` for a reference activation."""
     if isinstance(act, Estimator):
@@ -345,7 +354,7 @@ class _HeavisideBase(BaseEstimator):
         )  # fmt: skip
         config = RunConfig(
             task="dhn", dataset="sklearn", estimator=self.estimator,
-            widths=[int(w) for w in np.atleast_1d(self.hidden_layer_sizes)],
+            widths=_widths(self.hidden_layer_sizes),
             batch_norm=bool(self.batch_norm), dropout=float(self.dropout),
             optimizer=self.optimizer, lr=float(self.lr), weight_decay=float(self.weight_decay),
             epochs=int(self.epochs), batch_size=int(self.batch_size),
