@@ -138,3 +138,22 @@ def test_failed_run_is_not_bad_input(out, capsys, monkeypatch):
     assert main(["compare", *TINY, "--out", str(out), "--estimators", "htaf"]) == 1
     err = capsys.readouterr().err
     assert "seed0 failed: ValueError: Input contains NaN" in err
+
+
+def test_unusable_paths_exit_2_without_traceback(out, capsys):
+    out.mkdir()
+    (out / "results.sqlite").write_text("not sqlite")
+    assert main(["runs", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.startswith("htaf runs: error: ")
+    not_a_dir = out / "file"
+    not_a_dir.write_text("")
+    assert main(["compare", *TINY, "--seeds", "1", "--estimators", "relu",
+                 "--out", str(not_a_dir)]) == 2  # fmt: skip
+    assert capsys.readouterr().err.startswith("htaf compare: error: ")
+
+
+def test_resume_of_a_foreign_config_names_the_missing_key(out, capsys):
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    assert main(["compare", "--resume", str(out), "--no-progress"]) == 2
+    assert "not an experiment config: no 'base'" in capsys.readouterr().err

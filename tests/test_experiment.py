@@ -93,3 +93,15 @@ def test_process_pool_matches_in_process(tmp_path):
     assert [model_metrics(r["metrics"]) for r in two] == [model_metrics(r["metrics"]) for r in one]
     assert len(seen) == 4
     assert (tmp_path / "two" / "breast_cancer" / "ste" / "seed1" / "metrics.json").is_file()
+
+
+def test_in_process_grid_loads_each_dataset_once(tmp_path, monkeypatch):
+    from htaf import data
+    from htaf.experiment import run_grid
+
+    calls = []
+    load = data.load
+    monkeypatch.setattr(data, "load", lambda *a, **k: calls.append(a) or load(*a, **k))
+    configs = Grid(RunConfig(epochs=1, widths=[4]), ["breast_cancer"], ["relu"], [0, 1]).configs()
+    run_grid(configs, tmp_path, progress=False)
+    assert len(calls) == 1

@@ -18,4 +18,15 @@ def test_cli_reports_divergence_with_exit_1(tmp_path, capsys):
     config.write_text('estimator = "relu"\nwidths = [8]\nepochs = 2\nlr = 1e30\n')
     code = main(["train", "--config", str(config), "--out", str(tmp_path / "o"), "--no-progress"])
     assert code == 1
-    assert "training diverged" in capsys.readouterr().err
+    assert capsys.readouterr().err.startswith("htaf train: error: training diverged")
+
+
+def test_resume_without_checkpoint_clears_stale_files(tmp_path):
+    # resume=True with no checkpoint is a fresh run: a previous run's files must not survive it.
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "metrics.json").write_text('{"test_auroc_hard": 1.0}')
+    cfg = RunConfig(estimator="relu", widths=[8], epochs=2, lr=1e30)
+    with pytest.raises(TrainingDiverged):
+        run_one(cfg, run_dir, resume=True)
+    assert not (run_dir / "metrics.json").exists()

@@ -109,3 +109,10 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, override, na
     assert code == 2
     assert err.startswith("htaf train: error:") and named in err
     assert not out.exists()
+
+
+def test_cli_train_into_a_file_exits_2(tmp_path, capsys):
+    out = tmp_path / "file"
+    out.write_text("")
+    assert main(["train", "--config", str(write_toml(tmp_path)), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.startswith("htaf train: error: ")

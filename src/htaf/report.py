@@ -19,7 +19,7 @@ from typing import Any
 
 from htaf.io import atomic_write_text
 
-#: Columns of the results table: (title, metric, higher is better).
+#: Columns of the results table: (title, metric); the exact step's (hard) test value.
 CLASSIFICATION_COLUMNS = (("test AUROC", "auroc"), ("test accuracy", "accuracy"))
 REGRESSION_COLUMNS = (("test RMSE", "rmse"), ("test MAE", "mae"), ("test R²", "r2"))
 PLOTS = (
@@ -131,16 +131,17 @@ def _load(exp_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]], list[dic
 
 def _settings(spec: dict[str, Any], records: list[dict[str, Any]]) -> list[tuple[str, str]]:
     base = spec.get("base") or records[0]["config"]
-    seeds = spec.get("seeds") or sorted({r["config"]["seed"] for r in records})
+
+    def listed(key: str, config_key: str) -> str:  # the spec's list, else what the runs used
+        values = spec.get(key) or sorted({r["config"][config_key] for r in records})
+        return ", ".join(str(v) for v in values)
+
     items = [
         ("command", spec.get("command", "–")),
         ("experiment", spec.get("experiment_id", "–")),
-        (
-            "datasets",
-            ", ".join(spec.get("datasets") or sorted({r["config"]["dataset"] for r in records})),
-        ),
-        ("estimators", ", ".join(spec.get("estimators") or [])),
-        ("seeds", ", ".join(str(s) for s in seeds)),
+        ("datasets", listed("datasets", "dataset")),
+        ("estimators", listed("estimators", "estimator")),
+        ("seeds", listed("seeds", "seed")),
         ("backend", f"{spec.get('backend', 'local')} (jobs={spec.get('jobs', 1)})"),
     ]
     shown = (

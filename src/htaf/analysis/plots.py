@@ -25,8 +25,8 @@ import numpy as np
 
 from htaf.io import save_figure as io_save_figure
 
-#: Primary metrics in order of preference, with whether higher is better.
-PRIMARY = (("auroc", True), ("accuracy", True), ("rmse", False))
+#: Primary metrics in order of preference (records carry the model family, not the task).
+PRIMARY = ("auroc", "accuracy", "rmse")
 
 
 def save_figure(fig: Any, out_dir: str | Path, stem: str) -> list[Path]:
@@ -39,7 +39,7 @@ def save_figure(fig: Any, out_dir: str | Path, stem: str) -> list[Path]:
 def primary_metric(metric_names: Sequence[str], split: str = "test") -> str | None:
     """The metric a table or plot leads with: AUROC, else accuracy, else RMSE."""
     names = set(metric_names)
-    for metric, _ in PRIMARY:
+    for metric in PRIMARY:
         if f"{split}_{metric}_hard" in names:
             return metric
     return None

@@ -106,7 +106,6 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     t = metrics.get("train_time_s")
-    lines.append(
-        f"train time: {t:.1f} s, epochs: {metrics.get('epochs_run')}" if t is not None else ""
-    )
+    if t is not None:
+        lines.append(f"train time: {t:.1f} s, epochs: {metrics.get('epochs_run')}")
     return "\n".join(lines)

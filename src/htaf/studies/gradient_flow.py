@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from htaf.config import RunConfig
-from htaf.io import atomic_write_text
+from htaf.io import atomic_write_text, json_safe
 
 LABELS = ("htaf(2,11)", "htaf(8,2.75)", "htaf(11,2)", "scaled_sigmoid(22)", "relu")
 WIDTHS = (256, 256, 128)
@@ -89,11 +89,10 @@ def run(
     for cfg, rec in zip(cfgs, records, strict=True):
         per_seed.setdefault(cfg.estimator, {})[str(cfg.seed)] = layer1_norms(rec)
     norms = {label: geometric_mean(curves.values()) for label, curves in per_seed.items()}
-    atomic_write_text(out_dir / "gradient_flow.json", json.dumps(norms, indent=2))
-    atomic_write_text(out_dir / "gradient_flow_seeds.json", json.dumps(per_seed, indent=2))
+    _write_json(out_dir / "gradient_flow.json", norms)
+    _write_json(out_dir / "gradient_flow_seeds.json", per_seed)
     settings = {k: v for k, v in cfgs[0].to_dict().items() if k not in ("estimator", "seed")}
-    settings["seeds"] = seed_list
-    atomic_write_text(out_dir / "config.json", json.dumps(settings, indent=2))
+    _write_json(out_dir / "config.json", {**settings, "seeds": seed_list})
     c = cfgs[0]
     title = f"{c.dataset}, {c.optimizer} lr={c.lr:g}, seeds {seed_list[0]}..{seed_list[-1]}"
     plots = plot(norms, out_dir, title, per_seed=per_seed)
@@ -107,6 +106,11 @@ def run(
         "plots": plots,
         "records": records,
     }
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    # Not atomic_write_json: that sorts keys, and the labels' order is the study's order.
+    atomic_write_text(path, json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n")
 
 
 def geometric_mean(curves: Any) -> list[float]:

@@ -107,11 +107,9 @@ def wrap(model: nn.Module, device: torch.device, d: DistInfo) -> nn.Module:
 
 def unwrap(model: nn.Module) -> nn.Module:
     """The module inside a DDP wrapper (or ``model`` itself)."""
-    return (
-        getattr(model, "module", model)
-        if type(model).__name__ == "DistributedDataParallel"
-        else model
-    )
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    return model.module if isinstance(model, DDP) else model
 
 
 def shard(indices: torch.Tensor, d: DistInfo) -> torch.Tensor:

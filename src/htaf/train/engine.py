@@ -408,8 +408,8 @@ class Trainer:
         """Train for ``config.epochs`` epochs (or until early stopping); see the module doc.
 
         Each epoch's history row holds ``epoch``, ``train_loss``, ``val_loss`` (training-mode
-        forward), ``val_{metric}_{hard|smooth}``, ``lr``, ``estimator_params``, ``grad_norm``,
-        ``act`` and ``epoch_time_s``.
+        forward), ``val_{metric}_{hard|smooth}`` (the task's metrics and ``loss``), ``lr``,
+        ``estimator_params``, ``grad_norm``, ``act`` and ``epoch_time_s``.
         """
         with distributed.session(self.config.device) as d:
             if d != self.dist:  # the group was opened here: pick this rank's device
