@@ -129,6 +129,17 @@ def test_resume_with_changed_config_is_refused(cancer, tmp_path):
         fit(build(cancer, changed), cancer, changed, out_dir=tmp_path, resume=True)
 
 
+def test_resume_with_another_world_size_is_refused(cancer, tmp_path):
+    config = RunConfig(widths=[8], epochs=2)
+    fit(build(cancer, config), cancer, config, out_dir=tmp_path, progress=False)
+    path = tmp_path / "checkpoint.pt"
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["world_size"] = 2  # as if written by a 2-process torchrun
+    torch.save(ckpt, path)
+    with pytest.raises(ConfigError, match="written by 2 process"):
+        fit(build(cancer, config), cancer, config, out_dir=tmp_path, resume=True)
+
+
 class Evil:
     """Unpickling this calls ``open(marker, "w")``: code execution on load."""
 

@@ -261,37 +261,57 @@ def _run_pool(cells: list[tuple], done: Callable[[int, dict], None], *, jobs: in
             raise
 
 
+@contextlib.contextmanager
+def ray_session(address: str | None, jobs: int) -> Iterator[None]:
+    """Connect to Ray (``address``) or start a local one with ``jobs`` CPUs, for the block.
+
+    A connection failure is a ConfigError, raised before the caller writes anything. An
+    already initialised Ray is used as it is and left running.
+    """
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+    if address:
+        kwargs["address"] = address
+    else:
+        kwargs["num_cpus"] = jobs  # a local cluster: as many workers as asked
+    try:
+        ray.init(**kwargs)
+    except Exception as err:  # ray raises ConnectionError, ValueError, RuntimeError...
+        raise ConfigError(f"cannot start or reach Ray (address={address!r}): {err}") from err
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
 def _run_ray(
     cells: list[tuple], done: Callable[[int, dict], None], *, jobs: int, address: str | None
 ) -> None:
     import ray
 
-    started = not ray.is_initialized()
-    if started:
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-        if address:
-            kwargs["address"] = address
-        else:
-            kwargs["num_cpus"] = jobs  # a local cluster: as many workers as asked
-        ray.init(**kwargs)
-    try:
-        task = ray.remote(num_cpus=1)(_ray_cell)
-        refs = {task.remote(*cell): i for i, cell in enumerate(cells)}
-        pending = list(refs)
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            for ref in ready:
-                i = refs[ref]
-                try:
-                    record = ray.get(ref)
-                except Exception as err:
-                    for other in pending:  # the grid has failed: stop the rest
-                        ray.cancel(other)
-                    raise GridRunError(cells[i][1], getattr(err, "cause", None) or err) from err
-                done(i, record)
-    finally:
-        if started:
-            ray.shutdown()
+    with ray_session(address, jobs):
+        _wait_ray(ray, cells, done)
+
+
+def _wait_ray(ray: Any, cells: list[tuple], done: Callable[[int, dict], None]) -> None:
+    task = ray.remote(num_cpus=1)(_ray_cell)
+    refs = {task.remote(*cell): i for i, cell in enumerate(cells)}
+    pending = list(refs)
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        for ref in ready:
+            i = refs[ref]
+            try:
+                record = ray.get(ref)
+            except Exception as err:
+                for other in pending:  # the grid has failed: stop the rest
+                    ray.cancel(other)
+                raise GridRunError(cells[i][1], getattr(err, "cause", None) or err) from err
+            done(i, record)
 
 
 # -- reading back -------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from htaf.config import RunConfig
-    from htaf.experiment import Grid, check_backend, validate
+    from htaf.experiment import Grid, check_backend, ray_session, validate
 
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
@@ -118,12 +119,15 @@ def run(args: argparse.Namespace) -> int:
         command, exp_dir, out = command_line(args), None, Path(args.out).resolve()
     configs = grid.configs()
     validate(configs)  # everything below writes; nothing may be written for bad input
-    # A run that fails from here on raises GridRunError (a RuntimeError): exit status 1.
-    exp_dir, records, summary = run_experiment(
-        configs, grid, out, command=command, prefix="compare",
-        backend=args.backend, jobs=args.jobs, address=args.address,
-        progress=not args.no_progress, exp_dir=exp_dir,
-    )  # fmt: skip
+    # Ray is reached before anything is written: a bad --address is bad input, not a half run.
+    session = ray_session(args.address, args.jobs) if args.backend == "ray" else nullcontext()
+    with session:
+        # A run that fails from here on raises GridRunError (a RuntimeError): exit status 1.
+        exp_dir, records, summary = run_experiment(
+            configs, grid, out, command=command, prefix="compare",
+            backend=args.backend, jobs=args.jobs, address=args.address,
+            progress=not args.no_progress, exp_dir=exp_dir,
+        )  # fmt: skip
     print_table(summary, records)
     print(f"report: {exp_dir / 'report.html'}")
     print(f"        {exp_dir / 'report.md'}")

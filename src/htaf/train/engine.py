@@ -250,6 +250,7 @@ class Trainer:
             # Read (and check) now, so a bad or foreign checkpoint fails before any write.
             self._checkpoint = load_checkpoint(self.out_dir / CHECKPOINT, map_location="cpu")
             self._check_resume_config(self._checkpoint.get("config") or {})
+            self._check_resume_world(int(self._checkpoint.get("world_size", 1)))
         #: Whether :meth:`fit` continues a checkpoint (False: a fresh run, even with ``resume``).
         self.resuming = self._checkpoint is not None
 
@@ -319,6 +320,15 @@ class Trainer:
             raise ConfigError(
                 f"cannot resume from {self.out_dir / CHECKPOINT}: config key(s) "
                 f"{', '.join(map(repr, changed))} differ from the checkpoint's"
+            )
+
+    def _check_resume_world(self, saved: int) -> None:
+        # Each rank's shard of every epoch depends on the world size: another size would
+        # resume on different batches, and the result would no longer match a straight run.
+        if saved != self.dist.world_size:
+            raise ConfigError(
+                f"cannot resume from {self.out_dir / CHECKPOINT}: it was written by {saved} "
+                f"process(es), this run has {self.dist.world_size}; resume with the same number"
             )
 
     # -- checkpointing ----------------------------------------------------------------------------
