@@ -20,3 +20,11 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def cancer():
+    """breast_cancer through the data registry (deterministic split)."""
+    from htaf import data
+
+    return data.load("breast_cancer")

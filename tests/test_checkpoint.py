@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from conftest import DEVICES
-from htaf import data as hdata
 from htaf.config import ConfigError, RunConfig
 from htaf.families import build_model
 from htaf.train import Callback, CheckpointError, evaluate, fit, load_checkpoint, seed_everything
@@ -21,19 +20,6 @@ from htaf.train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def cancer():
-    return hdata.load("breast_cancer")
 
 
 class Crash(Callback):

@@ -4,24 +4,12 @@ import pickle
 
 import numpy as np
 import pytest
-import torch
 from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer, load_diabetes, make_blobs
 from sklearn.model_selection import StratifiedKFold, cross_validate, train_test_split
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from htaf.dhn import DHN, HeavisideClassifier, HeavisideRegressor
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # These nets are tiny: with 2 cores shared by other jobs, intra-op threads only spin and
-    # make each fit ~10x slower. One thread keeps the ~200 fits of this module fast.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 # Small nets keep the ~100 fits of the checks fast. The regressor gets more epochs: its check
 # asks for training R² > 0.5, which 20 epochs at lr 1e-3 on 200 samples do not reach.
@@ -38,7 +26,7 @@ def test_sklearn_compatible(estimator, check) -> None:
 
 
 @pytest.fixture(scope="module")
-def cancer():
+def cancer_cv():
     """Default classifier (256-256-128, HTAF, hard forward) under stratified 5-fold CV."""
     X, y = load_breast_cancer(return_X_y=True)
     cv = StratifiedKFold(5, shuffle=True, random_state=0)
@@ -46,22 +34,22 @@ def cancer():
     return X, y, cross_validate(est, X, y, cv=cv, return_estimator=True, return_indices=True)
 
 
-def test_breast_cancer_hard_forward(cancer) -> None:
+def test_breast_cancer_hard_forward(cancer_cv) -> None:
     # each fold scores on held-out data; ~1 s per fit thanks to early stopping
-    scores = cancer[2]["test_score"]
+    scores = cancer_cv[2]["test_score"]
     assert scores.min() >= 0.93 and scores.mean() >= 0.95, scores
-    for est in cancer[2]["estimator"]:
+    for est in cancer_cv[2]["estimator"]:
         assert est.forward == "hard" and isinstance(est.model_, DHN)
         assert 1 <= est.n_iter_ <= 100 and len(est.history_) == est.n_iter_
 
 
-def _held_out(cancer):
-    X, _, cv = cancer
+def _held_out(cancer_cv):
+    X, _, cv = cancer_cv
     return cv["estimator"][0], X[cv["indices"]["test"][0]]
 
 
-def test_predict_proba_and_hard_steps(cancer) -> None:
-    est, X_te = _held_out(cancer)
+def test_predict_proba_and_hard_steps(cancer_cv) -> None:
+    est, X_te = _held_out(cancer_cv)
     proba = est.predict_proba(X_te)
     assert proba.shape == (len(X_te), 2) and np.allclose(proba.sum(1), 1)
     assert np.array_equal(est.predict(X_te), est.classes_[proba.argmax(1)])
@@ -73,8 +61,8 @@ def test_predict_proba_and_hard_steps(cancer) -> None:
     assert (np.sign(hard_z) == np.sign(smooth_z)).mean() > 0.9
 
 
-def test_pickle_round_trip(cancer) -> None:
-    est, X_te = _held_out(cancer)
+def test_pickle_round_trip(cancer_cv) -> None:
+    est, X_te = _held_out(cancer_cv)
     again = pickle.loads(pickle.dumps(est))
     np.testing.assert_array_equal(again.predict_proba(X_te), est.predict_proba(X_te))
 

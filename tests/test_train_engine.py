@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from htaf import data as hdata
 from htaf.config import ConfigError, RunConfig
 from htaf.data import Dataset
 from htaf.estimators import estimators_in
@@ -17,20 +16,6 @@ from htaf.train import Callback, evaluate, fit, seed_everything
 from htaf.train.callbacks import activation_stats
 from htaf.train.distributed import DistInfo, shard
 from htaf.train.engine import epoch_permutation
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # Tiny models: one intra-op thread is much faster than two fighting for a busy machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def cancer():
-    return hdata.load("breast_cancer")
 
 
 def make(ds, **changes):

@@ -15,15 +15,6 @@ from htaf.experiment import read_run
 from htaf.train import read_config, run_one
 from htaf.train.run import RUN_FILES
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 TOML = """
 dataset = "breast_cancer"
 estimator = "htaf"
