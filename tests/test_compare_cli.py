@@ -157,3 +157,21 @@ def test_resume_of_a_foreign_config_names_the_missing_key(out, capsys):
     (out / "config.json").write_text("{}")
     assert main(["compare", "--resume", str(out), "--no-progress"]) == 2
     assert "not an experiment config: no 'base'" in capsys.readouterr().err
+
+
+def test_csv_with_id_column_dropped(tmp_path, capsys):
+    rows = ["id,x1,x2,label"] + [f"{i},{i % 7},{(i * 3) % 5},{'a' if i % 7 > 3 else 'b'}"
+                                 for i in range(120)]  # fmt: skip
+    path = tmp_path / "d.csv"
+    path.write_text("\n".join(rows) + "\n")
+    args = ["compare", "--dataset", f"csv:{path}", "--target", "label", "--estimators", "htaf",
+            "--seeds", "1", "--epochs", "2", "--widths", "8", "--no-progress"]  # fmt: skip
+    assert main([*args, "--drop", "id", "--out", str(tmp_path / "ok")]) == 0
+    (exp,) = [p for p in (tmp_path / "ok").iterdir() if p.is_dir()]
+    (run,) = exp.glob("*/htaf/seed0/config.json")
+    saved = json.loads(run.read_text())
+    assert saved["data_options"] == {"drop": ["id"]}
+    assert saved["dataset_meta"]["preprocessing"][0].startswith("standardize 2 numeric")
+    assert main([*args, "--drop", "idd", "--out", str(tmp_path / "bad")]) == 2
+    assert "'idd' not found" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

@@ -54,6 +54,8 @@ class RunConfig:
     data_dir: str | None = None
     target: str | None = None
     impute: str | None = None
+    #: Source-specific ``htaf.data.load`` options: ``drop`` (csv ID columns), ``variant``...
+    data_options: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -81,6 +83,10 @@ class RunConfig:
         )
         if not ints or not w or min(w) <= 0:
             raise ConfigError(f"config key 'widths' must be a list of positive integers, got {w!r}")
+        if not isinstance(self.data_options, dict):
+            raise ConfigError(
+                f"config key 'data_options' must be a table, got {self.data_options!r}"
+            )
         if not isinstance(self.estimator_params, dict):
             raise ConfigError(
                 f"config key 'estimator_params' must be a table, got {self.estimator_params!r}"

@@ -83,6 +83,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", default=None, help="where dataset files are looked for")
     p.add_argument("--target", default=None, help="target column of a csv: dataset")
     p.add_argument("--impute", default=None, choices=["mean", "drop"], help="missing cells")
+    p.add_argument(
+        "--drop", default=None, metavar="COLS", help="csv: comma-separated ID columns to ignore"
+    )
     p.add_argument("--jobs", type=int, default=1, help="parallel runs (default: 1)")
     p.add_argument("--backend", default="local", choices=["local", "ray"])
     p.add_argument("--address", default=None, help="Ray cluster address (default: start local)")
@@ -114,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
             widths=parse_widths(args.widths), epochs=args.epochs, lr=args.lr,
             batch_size=args.batch_size, data_dir=args.data_dir, target=args.target,
             impute=args.impute,
+            data_options={"drop": args.drop.split(",")} if args.drop else {},
         )  # fmt: skip
         grid = Grid(base, [args.dataset], estimators, list(range(args.seeds)))
         command, exp_dir, out = command_line(args), None, Path(args.out).resolve()

@@ -283,7 +283,10 @@ def build(
     if miss.any() and impute is None:
         i = int(np.argmax(miss))  # first row with a gap, then its first such column
         col = next(c for c, m in gaps.items() if m[i])
-        raise DataError(f"{t.at(i)}, column {col!r}: missing value (pass impute='mean' or 'drop')")
+        raise DataError(
+            f"{t.at(i)}, column {col!r}: missing value (impute='mean' or 'drop' fills or "
+            "drops such cells; on the command line: --impute mean|drop)"
+        )
     if impute == "drop" and miss.any():
         t, dropped["missing values"] = t.take(~miss), int(miss.sum())
     if len(t.y) == 0:

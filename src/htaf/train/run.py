@@ -70,7 +70,7 @@ def read_config(run_dir: str | Path) -> RunConfig:
 def dataset_key(config: RunConfig) -> str:
     """The config keys that decide the loaded dataset, as one string: equal keys, equal data."""
     return json.dumps([config.dataset, config.data_dir, config.target, config.impute,
-                       config.split_seed])  # fmt: skip
+                       config.split_seed, config.data_options], sort_keys=True)  # fmt: skip
 
 
 def load_dataset(config: RunConfig) -> Any:
@@ -82,6 +82,7 @@ def load_dataset(config: RunConfig) -> Any:
         data_dir=config.data_dir,
         target=config.target,
         impute=config.impute,
+        **config.data_options,
         split_seed=config.split_seed,
     )
 
