@@ -95,7 +95,22 @@ def test_report_rebuilds(experiment, capsys):
         (
             ["--dataset", "csv:nan.csv", "--target", "y"],
             {"nan.csv": ["a,y", *[f"{i if i != 3 else ''},{i % 2}" for i in range(40)]]},
-            "",
+            "row 4, column 'a': missing value",
+        ),
+        (
+            ["--dataset", "csv:inf.csv", "--target", "y"],
+            {"inf.csv": ["a,y", *[f"{i if i != 3 else 'inf'},{i % 2}" for i in range(40)]]},
+            "row 4, column 'a': infinite value",
+        ),
+        (
+            ["--dataset", "abalone", "--data-dir", "."],
+            {
+                "abalone.data": [
+                    *["M,0.45,0.36,0.09,0.51,0.22,0.10,0.15,15"] * 30,
+                    "F,0.53,0.42,0.13,0.67,0.25,0.14,0.21,nine",
+                ]
+            },
+            "column 'Rings': non-numeric value 'nine'",
         ),
         (
             ["--dataset", "csv:ok.csv", "--target", "label"],
@@ -105,7 +120,7 @@ def test_report_rebuilds(experiment, capsys):
         (
             ["--dataset", "csv:one.csv", "--target", "y"],
             {"one.csv": ["a,y", *[f"{i},1" for i in range(40)]]},
-            "",
+            "class",
         ),
         (["--widths", "16,x"], {}, "--widths"),
         (["--seeds", "0"], {}, "--seeds"),
