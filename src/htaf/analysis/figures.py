@@ -26,7 +26,9 @@ from htaf import functional as F
 from htaf import theory
 from htaf.io import save_figure
 
-__all__ = ["activation_figures", "bounds_figure", "save"]
+__all__ = ["activation_figures", "bounds_figure"]
+
+DPI = 150
 
 #: Paper values: output curves at α0 = 1.5 over α1 ∈ {6, 12, 18, 24}; baseline (1.5, 1.5).
 CURVE_ALPHA0 = (1.5,)
@@ -39,7 +41,7 @@ STUDY_BETA = 22.0
 STYLE = {
     "figure.figsize": (5.0, 3.6),
     "figure.dpi": 100,
-    "savefig.dpi": 150,
+    "savefig.dpi": DPI,
     "font.size": 9,
     "axes.titlesize": 10,
     "axes.labelsize": 9,
@@ -52,11 +54,6 @@ STYLE = {
     "svg.hashsalt": "htaf",  # stable SVG ids, so reruns give identical files
 }
 FORMATS = ("png", "svg")
-
-
-def save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
-    """Write ``fig`` as ``stem.png`` and ``stem.svg`` in ``out_dir``, each atomically."""
-    return save_figure(fig, out_dir, stem)
 
 
 def _out_dir(out_dir: str | os.PathLike[str]) -> Path:
@@ -160,7 +157,7 @@ def activation_figures(
         for stem, draw in panels.items():
             fig = Figure()
             draw(fig.add_subplot())
-            paths += save(fig, out, stem)
+            paths += save_figure(fig, out, stem, dpi=DPI)
     return paths
 
 
@@ -203,7 +200,7 @@ def bounds_figure(
         # Zoomed on the asymptote: the approach is the point of the panel.
         right.set_ylim(0.85 * asymptote, 1.6 * asymptote)
         right.set_title(r"$\alpha_1\,\alpha_{0,\min}$ (= 4 × slope at 0)")
-        return save(fig, out, "alpha0_bound")
+        return save_figure(fig, out, "alpha0_bound", dpi=DPI)
 
 
 def _bound_panel(
