@@ -42,7 +42,7 @@ def test_available_lists_every_source_with_metadata():
     assert expected <= set(info)
     assert info["heloc"]["files"] == ["heloc_dataset_v1.csv"]
     assert info["abalone"]["task"] == "regression"
-    assert info["teacher"]["options"] == {"n": 2000, "d": 20, "seed": None}
+    assert info["teacher"]["options"] == {"n": 2000, "d": 20, "seed": None, "flip": 0.0}
     for d in info.values():
         assert {"name", "task", "description", "source", "files"} <= set(d)
 
@@ -140,6 +140,25 @@ def test_teacher_balanced_seeded_and_sized():
     assert fixed.meta["teacher"]["d"] == 7 and load("teacher").n_features == 20
     with pytest.raises(DataError, match="n >= 10"):
         load("teacher", n=3)
+
+
+def _all_rows(ds):
+    X = np.concatenate([ds.X_train, ds.X_val, ds.X_test])
+    y = np.concatenate([ds.y_train, ds.y_val, ds.y_test])
+    order = np.argsort(X[:, 0])  # standardization is per-column affine: the order survives
+    return X[order], y[order]
+
+
+def test_teacher_flip_adds_label_noise_to_the_same_inputs():
+    X0, y0 = _all_rows(load("teacher", n=4000, d=5, seed=3))
+    X1, y1 = _all_rows(load("teacher", n=4000, d=5, seed=3, flip=0.2))
+    for j in range(5):  # the same points, up to each split's standardization
+        assert np.corrcoef(X0[:, j], X1[:, j])[0, 1] > 0.9999
+    assert 0.18 < (y0 != y1).mean() < 0.22
+    assert load("teacher", n=100, flip=0.2).meta["teacher"]["flip"] == 0.2
+    for bad in (0.5, -0.1, "x", True):
+        with pytest.raises(DataError, match="flip must be a number in"):
+            load("teacher", n=100, flip=bad)
 
 
 # --- csv:PATH ---------------------------------------------------------------------------------

@@ -47,6 +47,21 @@ def test_cli_writes_json_and_plots(tmp_path, capsys):
     assert "htaf(2,11) / other" in capsys.readouterr().out
 
 
+def test_cli_passes_dataset_options(tmp_path, capsys):
+    out = tmp_path / "gf"
+    args = ["study", "gradient-flow", "--out", str(out), "--epochs", "1", "--seeds", "1",
+            "--dataset", "teacher", "--data-option", "n=300", "--data-option", "flip=0.1",
+            "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["dataset"] == "teacher" and config["data_options"] == {"n": 300, "flip": 0.1}
+    bad = [*args[:-2], "flip=0.9", "--no-progress"]
+    bad[3] = str(tmp_path / "bad")
+    assert main(bad) == 2
+    assert "flip must be a number" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
 def test_htaf_2_11_keeps_the_gradient_that_htaf_11_2_loses(tmp_path):
     """The paper's result at the study's defaults (Adam, lr 1e-2, no batch norm), 5 epochs.
 

@@ -24,12 +24,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--lr", type=float, default=DEFAULTS["lr"])
     g.add_argument("--optimizer", default=DEFAULTS["optimizer"], choices=["sgd", "adam"])
     g.add_argument("--data-dir", default=None)
+    g.add_argument(
+        "--data-option",
+        dest="data_options",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dataset option (TOML literal), e.g. --dataset teacher --data-option n=5000 "
+        "--data-option flip=0.15; repeatable",
+    )
     g.add_argument("--jobs", type=int, default=1, help="parallel runs (default: 1)")
     g.add_argument("--no-progress", action="store_true")
     g.set_defaults(func=run_gradient_flow)
 
 
 def run_gradient_flow(args: argparse.Namespace) -> int:
+    from htaf.config import apply_overrides
     from htaf.studies import gradient_flow
 
     if args.seeds < 1:
@@ -38,6 +48,7 @@ def run_gradient_flow(args: argparse.Namespace) -> int:
     result = gradient_flow.run(
         args.out, epochs=args.epochs, dataset=args.dataset, seeds=args.seeds, lr=args.lr,
         optimizer=args.optimizer, data_dir=args.data_dir, jobs=args.jobs,
+        data_options=apply_overrides({}, args.data_options),
         progress=not args.no_progress, **single,
     )  # fmt: skip
     seeds = list(result["seed_ratios"])

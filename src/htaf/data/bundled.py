@@ -83,18 +83,27 @@ TEACHER_WIDTHS = (20, 20)
     description="Random teacher net (Ergen et al.): X ~ N(0,1), y = tanh-tanh-linear > median",
     source="generated (seed = split_seed unless seed= is given)",
 )
-def teacher(ctx: Ctx, *, n: int = 2000, d: int = 20, seed: int | None = None) -> Table:
+def teacher(
+    ctx: Ctx, *, n: int = 2000, d: int = 20, seed: int | None = None, flip: float = 0.0
+) -> Table:
     """X ~ N(0, I_d); out = tanh(tanh(X W1) W2) W3 with widths 20, 20 and W ~ U[-1, 1].
 
     Ergen et al. take y = sign(out). A random teacher's output is seldom centred at zero, so
     that can give (almost) one class; we subtract the median of ``out`` before thresholding,
     which makes the classes balanced (y = 1 where out > median).
+
+    ``flip`` in [0, 0.5) flips each label with that probability (drawn after the teacher, from
+    the same generator). The Bayes error is then ``flip``, so the task is not separable and the
+    training loss cannot go to zero, like the paper's Telco and HELOC tables.
     """
     ints = all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in (n, d))
     if not ints or n < 10 or d < 1:
         raise DataError(f"teacher: need integers n >= 10 and d >= 1, got n={n!r}, d={d!r}")
     if seed is not None and (not isinstance(seed, numbers.Integral) or seed < 0):
         raise DataError(f"teacher: seed must be None or an integer >= 0, got {seed!r}")
+    real = isinstance(flip, numbers.Real) and not isinstance(flip, bool)
+    if not real or not 0 <= flip < 0.5:
+        raise DataError(f"teacher: flip must be a number in [0, 0.5), got {flip!r}")
     n, d = int(n), int(d)
     rng = np.random.default_rng(ctx.seed if seed is None else seed)
     X = rng.standard_normal((n, d))
@@ -103,6 +112,8 @@ def teacher(ctx: Ctx, *, n: int = 2000, d: int = 20, seed: int | None = None) ->
         h = np.tanh(h @ rng.uniform(-1, 1, (h.shape[1], width)))
     out = (h @ rng.uniform(-1, 1, (h.shape[1], 1)))[:, 0]
     y = (out > np.median(out)).astype(np.float64)
+    if flip > 0:
+        y = np.where(rng.random(n) < flip, 1.0 - y, y)
     meta = {
         "source": "random teacher network (Ergen et al.)",
         "file": None,
@@ -112,6 +123,7 @@ def teacher(ctx: Ctx, *, n: int = 2000, d: int = 20, seed: int | None = None) ->
             "d": d,
             "widths": list(TEACHER_WIDTHS),
             "threshold": "median",
+            "flip": float(flip),
         },
     }
     names = [f"x{j}" for j in range(d)]

@@ -94,7 +94,9 @@ def run(
     settings = {k: v for k, v in cfgs[0].to_dict().items() if k not in ("estimator", "seed")}
     _write_json(out_dir / "config.json", {**settings, "seeds": seed_list})
     c = cfgs[0]
-    title = f"{c.dataset}, {c.optimizer} lr={c.lr:g}, seeds {seed_list[0]}..{seed_list[-1]}"
+    options = ",".join(f"{k}={v}" for k, v in c.data_options.items())
+    data = f"{c.dataset}({options})" if options else c.dataset
+    title = f"{data}, {c.optimizer} lr={c.lr:g}, seeds {seed_list[0]}..{seed_list[-1]}"
     plots = plot(norms, out_dir, title, per_seed=per_seed)
     return {
         "norms": norms,
