@@ -253,3 +253,24 @@ def test_fresh_build_into_cache(monkeypatch, tmp_path):
     built = list((tmp_path / "cache").glob("htaf_kernels_*.so"))
     assert len(built) == 1
     assert not list((tmp_path / "cache").glob(".build-*"))  # temporary build dir removed
+
+
+@pytest.mark.parametrize(("a0", "a1"), PARAMS)
+def test_portable_and_avx512_float32_kernels_agree(fast, monkeypatch, a0, a1):
+    """Where the AVX-512 pair was compiled, the portable float32 pair must still be right: it
+    is what machines without AVX-512 run."""
+    lib = K._load()
+    if not hasattr(lib, "htaf_fwd_f32_avx512"):
+        pytest.skip("this CPU has no AVX-512: only the portable kernels were compiled")
+    x = grid()
+    g = torch.randn(x.shape, generator=torch.Generator().manual_seed(3))
+    results = {}
+    for name in ("f32", "f32_avx512"):
+        fns = {torch.float32: (getattr(lib, f"htaf_fwd_{name}"), getattr(lib, f"htaf_bwd_{name}"))}
+        monkeypatch.setitem(K._fns, torch.float32, fns[torch.float32])
+        results[name] = (K.forward(x, a0, a1), K.backward(x, a0, a1, g))
+    truth_y = torch.sigmoid(a1 * torch.tanh(a0 * x.double()))
+    truth_g = g.double() * _htaf_grad(x.double(), a0, a1)
+    for y, dx in results.values():  # the bounds of the float32 tests above
+        assert_rel_close(y, truth_y, rtol_for(a1), 1e-35)
+        assert_rel_close(dx, truth_g, 1e-4, 1e-30)

@@ -115,23 +115,28 @@ def _htaf_grad(x: Tensor, a0: float, a1: float) -> Tensor:
     return (4 * a0 * a1) * (e / (one_e * one_e)) * (f / (one_f * one_f))
 
 
-def _forward(x: Tensor, a0: float, a1: float) -> Tensor:
+def _forward(x: Tensor, a0: float, a1: float) -> tuple[Tensor, bool]:
+    """HTAF and whether the fused kernel computed it (its backward can then use it too)."""
     xc = _opmath(x)
-    if _kernels.supports(xc):
+    fast = _kernels.supports(xc)
+    if fast:
         y = _kernels.forward(xc, a0, a1)
     elif torch.compiler.is_compiling() and xc.device.type == "cpu":
         y = _htaf_forward_fusable(xc, a0, a1)
     else:
         y = _htaf_forward(xc, a0, a1)
-    return y.to(x.dtype)
+    return (y if y.dtype == x.dtype else y.to(x.dtype)), fast
 
 
-def _backward(x: Tensor, a0: float, a1: float, grad: Tensor) -> Tensor:
+def _backward(x: Tensor, a0: float, a1: float, grad: Tensor, fast: bool | None = None) -> Tensor:
+    """``grad * HTAF'(x)``; ``fast`` is the forward's verdict on ``x`` (None: ask again)."""
     xc = _opmath(x)
     # With create_graph=True grad mode is on here and the result must be differentiable.
-    if not torch.is_grad_enabled() and _kernels.supports(xc):
-        return _kernels.backward(xc, a0, a1, grad).to(x.dtype)
-    return (grad * _htaf_grad(xc, a0, a1)).to(x.dtype)
+    if not torch.is_grad_enabled() and (_kernels.supports(xc) if fast is None else fast):
+        g = _kernels.backward(xc, a0, a1, grad)
+    else:
+        g = grad * _htaf_grad(xc, a0, a1)
+    return g if g.dtype == x.dtype else g.to(x.dtype)
 
 
 class _HTAF(torch.autograd.Function):
@@ -151,13 +156,14 @@ class _HTAF(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, a0: float, a1: float) -> Tensor:
         ctx.save_for_backward(x)
+        y, ctx.fast = _forward(x, a0, a1)
         ctx.a0, ctx.a1 = a0, a1
-        return _forward(x, a0, a1)
+        return y
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         (x,) = ctx.saved_tensors
-        return _backward(x, ctx.a0, ctx.a1, grad), None, None
+        return _backward(x, ctx.a0, ctx.a1, grad, ctx.fast), None, None
 
 
 class _HTAFTransformable(torch.autograd.Function):
@@ -167,7 +173,7 @@ class _HTAFTransformable(torch.autograd.Function):
 
     @staticmethod
     def forward(x: Tensor, a0: float, a1: float) -> Tensor:
-        return _forward(x, a0, a1)
+        return _forward(x, a0, a1)[0]
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
