@@ -114,8 +114,8 @@ class Estimator(nn.Module):
         check_float(x)
         # Half precision lacks the range for the tails and clamps: compute in float32.
         xc = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-        y = self.hard(xc) if self._mode == "hard" else self.smooth(xc)
-        return self._to_output(y).to(x.dtype)
+        y = self._to_output(self.hard(xc) if self._mode == "hard" else self.smooth(xc))
+        return y if y.dtype == x.dtype else y.to(x.dtype)  # skip a no-op call: hot path
 
     def _to_output(self, y: Tensor) -> Tensor:
         natural_signed = self.natural == "signed"
