@@ -72,48 +72,6 @@ static inline double f64_pow2(double k) {
     return f64_from_bits(f64_bits(k + (4503599627370496.0 + 1023.0)) << 52);
 }
 
-/* e^x for x <= 0 (not NaN; -inf allowed). Cody-Waite reduction, Cephes polynomial; the
-   scale 2^n is applied in two steps so results in the subnormal range round once. */
-static inline float exp_nonpos_f32(float x) {
-    x = x > -104.0f ? x : -104.0f;
-    float n = x * 1.44269504088896341f + 12582912.0f;
-    n = n - 12582912.0f;
-    float r = x - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * (r * r) + r + 1.0f;
-    float n1 = n > -126.0f ? n : -126.0f;
-    return p * f32_pow2(n1) * f32_pow2(n - n1);
-}
-
-static inline double exp_nonpos_f64(double x) {
-    x = x > -746.0 ? x : -746.0;
-    double n = x * 1.4426950408889634074 + 6755399441055744.0;
-    n = n - 6755399441055744.0;
-    double r = x - n * 6.93147180369123816490e-01;
-    r = r - n * 1.90821492927058770002e-10;
-    double p = 1.0 / 6227020800.0;          /* 1/13! */
-    p = p * r + 1.0 / 479001600.0;
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    p = p * (r * r) + r + 1.0;
-    double n1 = n > -1022.0 ? n : -1022.0;
-    return p * f64_pow2(n1) * f64_pow2(n - n1);
-}
-
 /* e^x = s (1 + q) for x <= 0, with s = 2^n exact (subnormal powers included) and q the
    polynomial part. Callers form e^x = s + s q (one rounding, gradual underflow) and
    1 - e^x = (1 - s) - s q, which has no cancellation near x = 0 (n = 0, s = 1, q ~ x), so
@@ -156,6 +114,17 @@ static inline double exp_parts_f64(double x, double *s) {
     double n1 = n > -1022.0 ? n : -1022.0;
     *s = f64_pow2(n1) * f64_pow2(n - n1);
     return p * (r * r) + r;
+}
+
+/* e^x for x <= 0 (not NaN; -inf allowed), rounded once, underflowing gradually. */
+static inline float exp_nonpos_f32(float x) {
+    float s, q = exp_parts_f32(x, &s);
+    return s + s * q;
+}
+
+static inline double exp_nonpos_f64(double x) {
+    double s, q = exp_parts_f64(x, &s);
+    return s + s * q;
 }
 
 /* Split the loop over nt OpenMP threads (one thread: no fork), each chunk vectorised. */
@@ -469,12 +438,7 @@ def forward(x: Tensor, a0: float, a1: float) -> Tensor:
     ``x`` is dense, else it is contiguous."""
     assert _load() is not None
     fn = _fns[x.dtype][0]
-    if x.is_contiguous():  # the common case, kept short: this runs once per layer and step
-        out = torch.empty_like(x, memory_format=torch.contiguous_format)
-        n = x.numel()
-        fn(x.data_ptr(), out.data_ptr(), n, a0, a1, _threads(n))
-        return out
-    order = _dense_order(x)
+    order = None if x.is_contiguous() else _dense_order(x)
     xp = x.permute(order) if order is not None else x.contiguous()
     out = torch.empty_like(xp, memory_format=torch.contiguous_format)
     n = xp.numel()
@@ -489,25 +453,21 @@ def backward(x: Tensor, a0: float, a1: float, grad: Tensor) -> Tensor:
     and dtype (a broadcast scalar such as the gradient of ``.sum()`` is not materialised)."""
     assert _load() is not None
     fn = _fns[x.dtype][1]
-    scalars = (-2 * a0, -a1, 4 * a0 * a1)
-    if grad.dtype == x.dtype and x.is_contiguous() and grad.is_contiguous():
-        out = torch.empty_like(x, memory_format=torch.contiguous_format)
-        n = x.numel()
-        fn(x.data_ptr(), grad.data_ptr(), 0.0, out.data_ptr(), n, *scalars, _threads(n))
-        return out
     order = None if x.is_contiguous() else _dense_order(x)
     xp = x.permute(order) if order is not None else x.contiguous()
-    grad = grad.to(x.dtype)
-    scalar = grad.numel() == 1 or all(s == 0 for s in grad.stride())
-    if scalar:
-        gp, gs = None, grad.reshape(-1)[0].item()
+    if grad.dtype != x.dtype:
+        grad = grad.to(x.dtype)
+    gp, gs = None, 0.0
+    if order is None and grad.is_contiguous():
+        gp = grad  # the usual case: no stride inspection
+    elif grad.numel() == 1 or all(st == 0 for st in grad.stride()):
+        gs = grad.reshape(-1)[0].item()
     else:
-        gp = grad.permute(order) if order is not None else grad
-        gp, gs = gp.contiguous(), 0.0
+        gp = (grad.permute(order) if order is not None else grad).contiguous()
     out = torch.empty_like(xp, memory_format=torch.contiguous_format)
     n = xp.numel()
     gptr = None if gp is None else gp.data_ptr()
-    fn(xp.data_ptr(), gptr, gs, out.data_ptr(), n, *scalars, _threads(n))
+    fn(xp.data_ptr(), gptr, gs, out.data_ptr(), n, -2 * a0, -a1, 4 * a0 * a1, _threads(n))
     if order is not None:
         out = out.permute([order.index(d) for d in range(x.dim())])
     return out
