@@ -22,6 +22,7 @@ import time
 import torch
 from torch import nn
 
+from htaf import _kernels, _native
 from htaf.dhn import DHN
 
 ACTIVATIONS = ["relu", "htaf", "scaled_sigmoid", "ste", "atan"]
@@ -68,6 +69,14 @@ def paired_ratios(samples: dict[str, list[float]], base: str = "relu") -> dict[s
     return {k: [t / b for t, b in zip(v, samples[base], strict=True)] for k, v in samples.items()}
 
 
+def htaf_path() -> str:
+    if _native.available():
+        return "the native operator (htaf._native)"
+    if _kernels.available():
+        return "the Python autograd.Function with ctypes kernels (no C++ build)"
+    return "pure torch (no C compiler)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, nargs="+", default=[64, 256, 1024])
@@ -75,7 +84,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--json", default=None, help="also write the numbers here")
     args = parser.parse_args()
-    result = {}
+    result = {"htaf_path": htaf_path()}
+    print(f"htaf runs through: {result['htaf_path']}")
     for batch in args.batch:
         samples = measure(batch, args.repeats, args.steps)
         ratios = paired_ratios(samples)

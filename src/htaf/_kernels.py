@@ -3,7 +3,8 @@
 Eager PyTorch evaluates HTAF as a chain of elementwise ops, each of which allocates (and
 page-faults) a full-size temporary and streams it through memory. Here the forward and the
 backward are each one pass over memory: a small C file, compiled on first use into a per-user
-cache directory and called through :mod:`ctypes` on contiguous CPU float32/float64 buffers,
+cache directory and called on contiguous CPU float32/float64 buffers (by the native operator of
+:mod:`htaf._native` where it builds, else through :mod:`ctypes`),
 parallelised with OpenMP (the same ``libgomp`` that PyTorch has loaded, with
 ``torch.get_num_threads()`` threads).
 

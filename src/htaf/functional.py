@@ -6,9 +6,11 @@ Conventions used everywhere in htaf:
   al.'s convention; snnTorch and Norse fire at ``x > 0``).
 * The signed step is ``2 * heaviside(x) - 1``, so ``sign(0) = +1`` (Larq's convention).
 
-HTAF is a custom autograd function that saves only its input. Its derivative is evaluated in a
+HTAF has a hand-written backward that saves only its input. Its derivative is evaluated in a
 form that does not collapse to zero in float32 when ``tanh`` rounds to ±1 (see
-:func:`htaf_derivative`).
+:func:`htaf_derivative`). In eager mode, contiguous CPU float32/float64 tensors go through a
+native operator (:mod:`htaf._native`: fused C kernels behind a C++ autograd node); everything
+else, and every machine without a C++ compiler, uses the autograd functions below.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import math
 import torch
 from torch import Tensor
 
-from htaf import _kernels
+from htaf import _kernels, _native
 
 __all__ = [
     "check_float",
@@ -142,6 +144,7 @@ def _backward(x: Tensor, a0: float, a1: float, grad: Tensor, fast: bool | None =
 class _HTAF(torch.autograd.Function):
     """HTAF with a stable hand-written backward; saves only the input tensor.
 
+    The path for what the native operator does not take (or where it cannot be built).
     Large CPU float32/float64 tensors in eager mode go through the fused kernels of
     :mod:`htaf._kernels` (one memory pass each way, no temporaries). Everything else (small
     tensors, other devices, double backward, no C compiler) uses the pure-torch functions
@@ -202,6 +205,8 @@ def htaf(x: Tensor, alpha0: Param = 2.0, alpha1: Param = 11.0) -> Tensor:
     a1 = check_param(alpha1, "alpha1")
     if torch._C._are_functorch_transforms_active():
         return _HTAFTransformable.apply(x, a0, a1)
+    if _native.accepts(x):
+        return _native.htaf(x, a0, a1)
     return _HTAF.apply(x, a0, a1)
 
 
