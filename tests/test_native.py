@@ -190,3 +190,17 @@ def test_without_the_operator_htaf_still_works(tmp_path, env):
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert out.split()[0] == "False" and "HtafFunction" not in out, out
+
+
+def test_estimator_fast_path_matches_generic_path(native):
+    from htaf.estimators import get
+
+    x = torch.randn(32, 64, requires_grad=True)
+    est = get("htaf(8,2.75)")
+    y = est(x)
+    assert "HtafFunction" in y.grad_fn.name()
+    assert torch.equal(y, htaf(x, 8.0, 2.75))
+    signed = get("htaf(8,2.75)", signed=True)(x)
+    assert torch.equal(signed, 2 * htaf(x, 8.0, 2.75) - 1)
+    est.mode = "hard"
+    assert torch.equal(est(x), (x >= 0).float())

@@ -279,9 +279,12 @@ def available() -> bool:
 
 def accepts(x: Tensor) -> bool:
     """Whether :func:`htaf` handles ``x``: a plain contiguous CPU float32/float64 tensor in
-    eager mode. Cheap checks first; builds the operator on the first accepted call."""
+    eager mode, outside functorch transforms. Cheap checks first; builds the operator on the
+    first accepted call."""
     if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting():
         return False
+    if torch._C._are_functorch_transforms_active():
+        return False  # vmap and friends need an autograd.Function with setup_context
     if x.dtype not in _DTYPES or not x.is_contiguous():
         return False
     return _kernels._is_plain_cpu(x) and _load() is not None
