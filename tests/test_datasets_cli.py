@@ -9,6 +9,7 @@ def test_lists_every_registered_dataset(capsys):
     for name in ("breast_cancer", "telco_churn", "heloc", "wine_quality", "abalone", "teacher"):
         assert name in out
     assert "heloc_dataset_v1.csv" in out and "csv:PATH" in out
+    assert "teacher: n=2000, d=20, seed=None, flip=0.0" in out  # options with their defaults
 
 
 def test_fetch_of_a_file_already_present_needs_no_network(tmp_path, capsys):

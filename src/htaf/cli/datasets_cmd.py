@@ -37,4 +37,11 @@ def run(args: argparse.Namespace) -> int:
         if i == 0:
             print("  ".join("-" * w for w in widths) + "  ------")
     print("\nAlso: csv:PATH --target COL for any CSV file.")
+    with_options = [info for info in available() if info["options"]]
+    if with_options:
+        print("\nOptions and their defaults (`data_options` in a run config,")
+        print("`--data-option KEY=VALUE` for `htaf study`):")
+        for info in with_options:
+            opts = ", ".join(f"{k}={v!r}" for k, v in info["options"].items())
+            print(f"  {info['name']}: {opts}")
     return 0
