@@ -234,7 +234,8 @@ def _built_library() -> Path | None:
     with open(target.parent / ".htaf_native.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # parallel workers: one builds, the others wait
         if not target.exists():
-            logger.info("htaf: compiling the native HTAF operator (once, about 15 s)")
+            msg = "htaf: compiling the native HTAF operator into %s (once, about 15 s)"
+            logger.warning(msg, target.parent)
             if not _build(cxx, target):
                 return None
     return target
