@@ -230,3 +230,16 @@ def test_epoch_permutation_and_shards():
     parts = [shard(perm, DistInfo(rank=r, world_size=3)) for r in range(3)]
     assert [len(p) for p in parts] == [4, 4, 4]  # padded to 12
     assert set(torch.cat(parts).tolist()) == set(range(11))
+
+
+@pytest.mark.parametrize(("estimator", "builds"), [("htaf", True), ("ste", False)])
+def test_kernels_are_built_before_the_timed_epochs(cancer, monkeypatch, estimator, builds):
+    """A machine's first HTAF call compiles its kernels (~15 s); that must not count as
+    training time, so fit builds them up front, and only for models that use HTAF."""
+    from htaf import _native
+
+    calls = []
+    monkeypatch.setattr(_native, "available", lambda: calls.append("built") or False)
+    model, config = make(cancer, estimator=estimator, epochs=1)
+    fit(model, cancer, config, progress=False)
+    assert calls == (["built"] if builds else [])

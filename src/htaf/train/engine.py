@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from htaf import _native
 from htaf.config import ConfigError, RunConfig
 from htaf.estimators import MODES, Schedule, estimators_in, set_mode
 from htaf.io import atomic_write_jsonl, to_plain
@@ -435,6 +436,8 @@ class Trainer:
             self._checkpoint = None
         else:
             torch.manual_seed(c.seed)  # dropout and stochastic backward rules
+        if self.device.type == "cpu" and any(e.name == "htaf" for e in estimators_in(self.model)):
+            _native.available()  # a machine's first use compiles HTAF's kernels: not in epoch times
         net = distributed.wrap(self.model, self.device, self.dist)
         X = torch.as_tensor(np.asarray(self.data.X_train, dtype=np.float32)).to(self.device)
         Y = target_tensor(self.data.y_train, self.task, self.device)
