@@ -3,7 +3,9 @@
 For each estimator: the backward rule against an independent float64 reference (a central
 finite difference of its smooth function, or its formula for the stochastic rules), a binary
 hard forward, finite outputs and gradients at extreme inputs, state_dict round-trips, and
-torch.compile.
+torch.compile. Every test runs twice: through the native operators (htaf._native, where they
+build) and through the pure-PyTorch path that GPUs, torch.compile and machines without a
+compiler use.
 """
 
 import io
@@ -13,7 +15,17 @@ import pytest
 import torch
 
 import htaf
+import htaf._native as N
 from htaf import estimators as E
+
+
+@pytest.fixture(autouse=True, params=["native", "pytorch"])
+def path(request, monkeypatch):
+    if request.param == "pytorch":
+        monkeypatch.setattr(N, "_tried", True)
+        monkeypatch.setattr(N, "_op", None)
+    return request.param
+
 
 NAMES = E.names()
 EXTREME = torch.tensor(

@@ -181,6 +181,20 @@ HTAF_FWD(double, f64, 1.0)
 HTAF_BWD(float, f32, 1.0f)
 HTAF_BWD(double, f64, 1.0)
 
+/* The exact step of every hard estimator: y = 1 where x >= 0, lo (0 or -1) where x < 0, NaN
+   stays NaN. PyTorch's compare + cast + isnan + where takes ~20x longer on 16k elements. */
+#define HTAF_STEP(T, SUF)                                                                   \
+void htaf_step_##SUF(const T *restrict x, T *restrict y, i64 n, T lo, int nt) {             \
+    HTAF_OMP_LOOP                                                                           \
+    for (i64 i = 0; i < n; ++i) {                                                           \
+        T xi = x[i];                                                                        \
+        y[i] = xi >= 0 ? (T)1 : (xi != xi ? xi : lo);                                       \
+    }                                                                                       \
+}
+
+HTAF_STEP(float, f32)
+HTAF_STEP(double, f64)
+
 #ifdef __AVX512F__
 #include <immintrin.h>
 /* Hand-vectorised float32 kernels for AVX-512: the same formulas as above, about 25% faster,
@@ -279,6 +293,8 @@ _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
 # dtype -> (forward, backward) C functions; the AVX-512 float32 pair where it was compiled.
 _fns: dict[torch.dtype, tuple[Any, Any]] = {}
+# dtype -> the exact step (used by the native operator's hard estimators)
+_step_fns: dict[torch.dtype, Any] = {}
 _tried = False
 _has_openmp = False
 
@@ -359,6 +375,10 @@ def _load_variant(cc: str, flags: list[str]) -> ctypes.CDLL | None:
         bwd = getattr(lib, f"htaf_bwd_{suffix}")
         bwd.argtypes = [vp, vp, real, vp, i64, real, real, real, ci]
         bwd.restype = None
+    for suffix, real in (("f32", ctypes.c_float), ("f64", ctypes.c_double)):
+        step = getattr(lib, f"htaf_step_{suffix}")
+        step.argtypes = [vp, vp, i64, real, ci]
+        step.restype = None
     return lib
 
 
@@ -390,6 +410,8 @@ def _load() -> ctypes.CDLL | None:
                 if lib is not None:
                     _lib, _has_openmp = lib, "-fopenmp" in flags
                     _fns.update(_functions(lib))
+                    _step_fns[torch.float32] = lib.htaf_step_f32
+                    _step_fns[torch.float64] = lib.htaf_step_f64
                     break
         except Exception as exc:  # never let the fast path break the slow one
             logger.debug("htaf kernels unavailable: %s", exc)

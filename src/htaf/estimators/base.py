@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
+from htaf import _native
 from htaf.functional import check_float, check_param, heaviside
 
 Mode = Literal["smooth", "hard"]
@@ -111,11 +112,23 @@ class Estimator(nn.Module):
 
     # -- nn.Module ------------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
+        if (self._mode == "hard" or not self.has_primitive) and _native.accepts(x):
+            return self._native_hard(x)
         check_float(x)
         # Half precision lacks the range for the tails and clamps: compute in float32.
         xc = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
         y = self._to_output(self.hard(xc) if self._mode == "hard" else self.smooth(xc))
         return y if y.dtype == x.dtype else y.to(x.dtype)  # skip a no-op call: hot path
+
+    def _native_hard(self, x: Tensor) -> Tensor:
+        """The hard forward in the output space as one native operator: the same values and
+        gradients as ``_to_output(hard(x))``, without the dozen small ops around the step."""
+        lo = -1.0 if self.signed else 0.0
+        if not (torch.is_grad_enabled() and x.requires_grad):
+            return _native.step(x, lo)
+        with torch.no_grad():  # with_rule detaches the rule too
+            rule = self.output_grad(x)
+        return _native.step_with_rule(x, rule, lo)
 
     def _to_output(self, y: Tensor) -> Tensor:
         natural_signed = self.natural == "signed"
