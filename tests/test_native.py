@@ -242,3 +242,9 @@ def test_every_hard_estimator_equals_its_generic_path(native, monkeypatch, name,
     # The generic path halves (or doubles) the upstream gradient before the rule, the native
     # one the rule: the same number except where a product is subnormal (one rounding apart).
     assert torch.allclose(dn[:-1], dp[:-1], rtol=0, atol=torch.finfo(torch.float32).tiny)
+
+
+@pytest.mark.parametrize("name", ["htaf", "ste", "atan"])
+def test_non_tensor_input_gets_the_usual_error(name):
+    with pytest.raises(TypeError, match=r"x must be a torch\.Tensor, got list"):
+        get_estimator(name)([1.0, -1.0])

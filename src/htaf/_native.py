@@ -333,6 +333,8 @@ def accepts(x: Tensor) -> bool:
     """Whether :func:`htaf` handles ``x``: a plain contiguous CPU float32/float64 tensor in
     eager mode, outside functorch transforms. Cheap checks first; builds the operator on the
     first accepted call."""
+    if not isinstance(x, Tensor):
+        return False  # the callers' checks name the bad input
     if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting():
         return False
     if torch._C._are_functorch_transforms_active():
