@@ -27,7 +27,6 @@ PyTorch paths instead.
 from __future__ import annotations
 
 import ctypes
-import fcntl
 import hashlib
 import logging
 import os
@@ -279,6 +278,8 @@ def _built_library() -> Path | None:
     target = _target(cxx)
     if target.exists():
         return target
+    import fcntl  # POSIX only; _load() reaches here only on Linux
+
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target.parent / ".htaf_native.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # parallel workers: one builds, the others wait
