@@ -284,7 +284,7 @@ def _built_library() -> Path | None:
     with open(target.parent / ".htaf_native.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # parallel workers: one builds, the others wait
         if not target.exists():
-            msg = "htaf: compiling the native HTAF operator into %s (once, about 15 s)"
+            msg = "htaf: compiling the native HTAF operators into %s (once, about 15 s)"
             logger.warning(msg, target.parent)
             if not _build(cxx, target):
                 return None
@@ -295,38 +295,45 @@ def _address(fn: Any) -> int:
     return ctypes.cast(fn, ctypes.c_void_p).value or 0
 
 
+def _open() -> Any:
+    """Build the operators (once per machine), load them and hand them the kernels; the HTAF
+    operator, or None where any of that is not possible."""
+    disabled = os.environ.get("HTAF_DISABLE_NATIVE", "").strip() not in ("", "0")
+    if disabled or not sys.platform.startswith("linux") or not _kernels.available():
+        return None
+    path = _built_library()
+    if path is None:
+        return None
+    torch.ops.load_library(str(path))
+    ops = torch.ops.htaf_native
+    if ops.abi() != 2:  # abi() in _SOURCE
+        return None
+    (f32, b32), (f64, b64) = (_kernels._fns[d] for d in _DTYPES)
+    s32, s64 = (_kernels._step_fns[d] for d in _DTYPES)
+    parallel = _kernels._PARALLEL_NUMEL if _kernels._has_openmp else 1 << 62
+    ops.set_kernels(*[_address(fn) for fn in (f32, b32, f64, b64, s32, s64)], parallel)
+    _ops.update(step=ops.step.default, rule=ops.step_with_rule.default)
+    return ops.htaf.default
+
+
 def _load() -> Any:
     global _op, _tried
     if _tried:
         return _op
     with _lock:
-        if _tried:
-            return _op
-        try:
-            disabled = os.environ.get("HTAF_DISABLE_NATIVE", "").strip() not in ("", "0")
-            if not disabled and sys.platform.startswith("linux") and _kernels.available():
-                path = _built_library()
-                if path is not None:
-                    torch.ops.load_library(str(path))
-                    ops = torch.ops.htaf_native
-                    if ops.abi() == 2:
-                        (f32, b32), (f64, b64) = (_kernels._fns[d] for d in _DTYPES)
-                        s32, s64 = (_kernels._step_fns[d] for d in _DTYPES)
-                        addresses = [_address(fn) for fn in (f32, b32, f64, b64, s32, s64)]
-                        parallel = _kernels._PARALLEL_NUMEL if _kernels._has_openmp else 1 << 62
-                        ops.set_kernels(*addresses, parallel)
-                        _ops.update(step=ops.step.default, rule=ops.step_with_rule.default)
-                        _op = ops.htaf.default
-        except Exception as exc:  # never let the fast path break the slow one
-            logger.debug("htaf native op unavailable: %s", exc)
-            _op = None
-        finally:
-            _tried = True
+        if not _tried:
+            try:
+                _op = _open()
+            except Exception as exc:  # never let the fast path break the slow one
+                logger.debug("htaf native operators unavailable: %s", exc)
+                _op = None
+            finally:
+                _tried = True
     return _op
 
 
 def available() -> bool:
-    """Whether the native operator can be used (builds it on the first call)."""
+    """Whether the native operators can be used (builds them on the first call)."""
     return _load() is not None
 
 
