@@ -130,6 +130,18 @@ def test_hard_forward_is_binary_and_extremes_are_finite(name, signed):
                 assert torch.isfinite(out).all(), f"{name} {mode} {dtype} output not finite"
 
 
+@pytest.mark.parametrize("signed", [False, True])
+@pytest.mark.parametrize("name", NAMES)
+def test_hard_forward_at_infinity_is_the_step_while_training(name, signed):
+    est = E.get(name, mode="hard", signed=signed)
+    x = torch.tensor([float("inf"), -float("inf"), 2.0, -2.0], requires_grad=True)
+    y = est(x)
+    lo = -1.0 if signed else 0.0
+    assert torch.equal(y.detach(), torch.tensor([1.0, lo, 1.0, lo]))
+    y.sum().backward()
+    assert torch.isfinite(x.grad).all()
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_nan_input_gives_nan(name):
     est = E.get(name, mode="hard")

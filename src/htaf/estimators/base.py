@@ -31,9 +31,11 @@ def with_rule(hard: Tensor, x: Tensor, g: Tensor) -> Tensor:
     """Return ``hard`` in the forward pass and ``g * upstream`` in the backward pass.
 
     ``(x - x.detach())`` is exactly zero but carries a unit gradient, so autograd saves only
-    ``g`` and the trick traces cleanly under ``torch.compile``.
+    ``g`` and the trick traces cleanly under ``torch.compile``. At ``x = ±inf`` it is
+    ``inf - inf = NaN``; ``nan_to_num`` keeps the forward at the step's value there (and the
+    gradient at 0).
     """
-    return hard + (x - x.detach()) * g.detach()
+    return hard + (x - x.detach()).nan_to_num(0.0, 0.0, 0.0) * g.detach()
 
 
 class Estimator(nn.Module):
