@@ -76,7 +76,7 @@ def heaviside(x: Tensor) -> Tensor:
     """
     check_float(x)
     out = (x >= 0).to(x.dtype)
-    return torch.where(torch.isnan(x), x, out)
+    return torch.where(torch.isnan(x), x.detach(), out)  # detach: no gradient through NaN
 
 
 def sign(x: Tensor) -> Tensor:
