@@ -232,10 +232,10 @@ def test_epoch_permutation_and_shards():
     assert set(torch.cat(parts).tolist()) == set(range(11))
 
 
-@pytest.mark.parametrize(("estimator", "builds"), [("htaf", True), ("ste", False)])
+@pytest.mark.parametrize(("estimator", "builds"), [("htaf", True), ("ste", True), ("relu", False)])
 def test_kernels_are_built_before_the_timed_epochs(cancer, monkeypatch, estimator, builds):
-    """A machine's first HTAF call compiles its kernels (~15 s); that must not count as
-    training time, so fit builds them up front, and only for models that use HTAF."""
+    """A machine's first estimator call compiles the native operators (~15 s); that must not
+    count as training time, so fit builds them up front, and only for models with estimators."""
     from htaf import _native
 
     calls = []
