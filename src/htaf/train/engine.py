@@ -436,7 +436,7 @@ class Trainer:
             self._checkpoint = None
         else:
             torch.manual_seed(c.seed)  # dropout and stochastic backward rules
-        if self.device.type == "cpu" and any(True for _ in estimators_in(self.model)):
+        if self.device.type == "cpu" and next(estimators_in(self.model), None) is not None:
             _native.available()  # a machine's first use compiles the operators: not epoch time
         net = distributed.wrap(self.model, self.device, self.dist)
         X = torch.as_tensor(np.asarray(self.data.X_train, dtype=np.float32)).to(self.device)
