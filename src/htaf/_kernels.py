@@ -132,27 +132,34 @@ static inline double exp_nonpos_f64(double x) {
 #define HTAF_OMP_LOOP \
     _Pragma("omp parallel for simd num_threads(nt) if(parallel: nt > 1) schedule(simd:static)")
 
+/* The two exps both directions need, for ax = |x|: returns f = e^(-a1 tanh(a0 ax)) and sets
+   e = e^(-2 a0 ax), with tanh(a0 ax) = (1 - e)/(1 + e) taken from the same exp (exp_parts).
+   m2a0 = -2 a0, ma1 = -a1. */
+#define HTAF_EF(T, SUF, ONE)                                                                \
+static inline T htaf_ef_##SUF(T ax, T m2a0, T ma1, T *e) {                                  \
+    T s;                                                                                    \
+    T q = exp_parts_##SUF(m2a0 * ax, &s);                                                   \
+    *e = s + s * q;                                                                         \
+    return exp_nonpos_##SUF(ma1 * ((ONE - s) - s * q) / (ONE + *e));                        \
+}
+
 /* Forward: y = sigmoid(u), u = a1 tanh(a0 x), evaluated from f = e^-|u| as 1 / (1 + f) or
    f / (1 + f) so that it neither overflows nor loses the small side. NaN in, NaN out. */
 #define HTAF_FWD(T, SUF, ONE)                                                               \
 void htaf_fwd_##SUF(const T *restrict x, T *restrict y, i64 n, T a0, T a1, int nt) {        \
+    T m2a0 = -2 * a0, ma1 = -a1;                                                            \
     HTAF_OMP_LOOP                                                                           \
     for (i64 i = 0; i < n; ++i) {                                                           \
         T xi = x[i];                                                                        \
         int isnan_ = xi != xi;                                                              \
-        T ax = isnan_ ? (T)0 : (xi < 0 ? -xi : xi);                                         \
-        T s;                                                                                \
-        T q = exp_parts_##SUF(-2 * a0 * ax, &s);                                            \
-        T e = s + s * q;                                                                    \
-        T one_minus_e = (ONE - s) - s * q;                                                  \
-        T f = exp_nonpos_##SUF(-a1 * one_minus_e / (ONE + e));                              \
+        T e, f = htaf_ef_##SUF(isnan_ ? (T)0 : (xi < 0 ? -xi : xi), m2a0, ma1, &e);         \
         T inv = ONE / (ONE + f);                                                            \
         T yi = xi < 0 ? f * inv : inv;                                                      \
         y[i] = isnan_ ? xi : yi;                                                            \
     }                                                                                       \
 }
 
-/* Backward: out = grad * HTAF'(x) with e = e^(-2 a0 |x|), f = e^(-a1 (1-e)/(1+e)):
+/* Backward: out = grad * HTAF'(x) with e and f as above:
    HTAF' = c e f / ((1+e)(1+f))^2, c = 4 a0 a1; no intermediate can overflow or underflow
    before the result does. grad == NULL means the scalar gs. */
 #define HTAF_BWD(T, SUF, ONE)                                                               \
@@ -162,20 +169,16 @@ void htaf_bwd_##SUF(const T *restrict x, const T *restrict g, T gs, T *restrict 
     for (i64 i = 0; i < n; ++i) {                                                           \
         T xi = x[i];                                                                        \
         int isnan_ = xi != xi;                                                              \
-        T ax = isnan_ ? (T)0 : (xi < 0 ? -xi : xi);                                         \
-        T s;                                                                                \
-        T q = exp_parts_##SUF(m2a0 * ax, &s);                                               \
-        T e = s + s * q;                                                                    \
-        T one_e = ONE + e;                                                                  \
-        T f = exp_nonpos_##SUF(ma1 * ((ONE - s) - s * q) / one_e);                          \
-        T one_f = ONE + f;                                                                  \
-        T den = one_e * one_f;                                                              \
+        T e, f = htaf_ef_##SUF(isnan_ ? (T)0 : (xi < 0 ? -xi : xi), m2a0, ma1, &e);         \
+        T den = (ONE + e) * (ONE + f);                                                      \
         T d = c * e * f / (den * den);                                                      \
         T gi = g ? g[i] : gs;                                                               \
         out[i] = isnan_ ? xi : gi * d;                                                      \
     }                                                                                       \
 }
 
+HTAF_EF(float, f32, 1.0f)
+HTAF_EF(double, f64, 1.0)
 HTAF_FWD(float, f32, 1.0f)
 HTAF_FWD(double, f64, 1.0)
 HTAF_BWD(float, f32, 1.0f)
