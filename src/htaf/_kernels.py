@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -321,33 +322,49 @@ def _cpu_signature() -> str:
     return platform.processor()
 
 
-def _compiler() -> str | None:
-    cc = os.environ.get("CC", "").split()
-    if cc:
-        return cc[0] if shutil.which(cc[0]) else None
-    for name in ("cc", "gcc", "clang"):
-        if shutil.which(name):
-            return name
-    return None
+def _compiler(env: str = "CC", names: tuple[str, ...] = ("cc", "gcc", "clang")) -> str | None:
+    """The compiler named by ``$env`` (None if it is not on PATH), else the first of ``names``."""
+    chosen = os.environ.get(env, "").split()
+    if chosen:
+        return chosen[0] if shutil.which(chosen[0]) else None
+    return next((name for name in names if shutil.which(name)), None)
+
+
+def compile_library(
+    source: str,
+    filename: str,
+    commands: Callable[[Path, Path], list[list[str]]],
+    target: Path,
+    timeout: float = 600,
+) -> bool:
+    """Compile ``source`` into the shared library ``target``; False if it cannot be built.
+
+    ``commands(src, out)`` lists alternative command lines, tried in order until one succeeds.
+    The build happens in a temporary folder beside ``target`` and ends with an atomic rename,
+    so concurrent builders never see a partial file.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as tmp:
+        src, out = Path(tmp) / filename, Path(tmp) / target.name
+        src.write_text(source)
+        for cmd in commands(src, out):
+            try:
+                res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+            except (OSError, subprocess.SubprocessError) as exc:
+                logger.debug("htaf: %s failed: %s", cmd, exc)
+                return False
+            if res.returncode == 0:
+                os.replace(out, target)
+                return True
+            logger.debug("htaf: %s failed:\n%s", cmd, res.stderr[-4000:])
+    return False
 
 
 def _build(cc: str, flags: list[str], target: Path) -> bool:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as tmp:
-        src = Path(tmp) / "htaf_kernels.c"
-        src.write_text(_SOURCE)
-        out = Path(tmp) / target.name
-        cmd = [cc, *_BASE_FLAGS, *flags, str(src), "-o", str(out)]
-        try:
-            res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
-        except (OSError, subprocess.SubprocessError) as exc:
-            logger.debug("htaf kernels: %s failed: %s", cmd, exc)
-            return False
-        if res.returncode != 0:
-            logger.debug("htaf kernels: %s failed:\n%s", cmd, res.stderr)
-            return False
-        os.replace(out, target)  # atomic: concurrent builders never see a partial file
-    return True
+    def command(src: Path, out: Path) -> list[list[str]]:
+        return [[cc, *_BASE_FLAGS, *flags, str(src), "-o", str(out)]]
+
+    return compile_library(_SOURCE, "htaf_kernels.c", command, target, timeout=120)
 
 
 def _load_variant(cc: str, flags: list[str]) -> ctypes.CDLL | None:

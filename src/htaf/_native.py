@@ -30,10 +30,7 @@ import ctypes
 import hashlib
 import logging
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -226,13 +223,6 @@ _op: Any = None  # torch.ops.htaf_native.htaf.default once loaded
 _ops: dict[str, Any] = {}  # the step operators, loaded with it
 
 
-def _compiler() -> str | None:
-    cxx = os.environ.get("CXX", "").split()
-    if cxx:
-        return cxx[0] if shutil.which(cxx[0]) else None
-    return next((c for c in ("c++", "g++", "clang++") if shutil.which(c)), None)
-
-
 def _command(cxx: str, std: str, src: Path, out: Path) -> list[str]:
     from torch.utils import cpp_extension
 
@@ -253,26 +243,15 @@ def _target(cxx: str) -> Path:
 
 
 def _build(cxx: str, target: Path) -> bool:
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as tmp:
-        src = Path(tmp) / "htaf_native.cpp"
-        src.write_text(_SOURCE)
-        out = Path(tmp) / target.name
-        for std in ("-std=c++20", "-std=c++17"):  # PyTorch >= 2.6 wants C++20, older C++17
-            cmd = _command(cxx, std, src, out)
-            try:
-                res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-            except (OSError, subprocess.SubprocessError) as exc:
-                logger.debug("htaf native op: %s failed: %s", cmd, exc)
-                return False
-            if res.returncode == 0:
-                os.replace(out, target)  # atomic: a reader never sees a partial library
-                return True
-            logger.debug("htaf native op: %s failed:\n%s", cmd, res.stderr[-4000:])
-    return False
+    def commands(src: Path, out: Path) -> list[list[str]]:
+        # PyTorch >= 2.6 wants C++20, older versions C++17.
+        return [_command(cxx, std, src, out) for std in ("-std=c++20", "-std=c++17")]
+
+    return _kernels.compile_library(_SOURCE, "htaf_native.cpp", commands, target)
 
 
 def _built_library() -> Path | None:
-    cxx = _compiler()
+    cxx = _kernels._compiler("CXX", ("c++", "g++", "clang++"))
     if cxx is None:
         return None
     target = _target(cxx)
@@ -280,7 +259,7 @@ def _built_library() -> Path | None:
         return target
     import fcntl  # POSIX only; _load() reaches here only on Linux
 
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target.parent.mkdir(parents=True, exist_ok=True)  # for the lock file
     with open(target.parent / ".htaf_native.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # parallel workers: one builds, the others wait
         if not target.exists():
