@@ -41,7 +41,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["MIN_NUMEL", "available", "backward", "forward", "supports"]
+__all__ = [
+    "DTYPES", "MIN_NUMEL", "available", "backward", "compile_library", "forward", "supports",
+    "tracing",
+]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +52,8 @@ logger = logging.getLogger(__name__)
 # From 1024 up, one fused call beats the ~16 small torch ops of the backward (a DHN step at
 # batch 64 went from 1.7x to 1.25x ReLU's time). The build happens once per machine (~0.3 s).
 MIN_NUMEL = 1 << 10
+# The dtypes the kernels exist for.
+DTYPES = (torch.float32, torch.float64)
 # Below this many elements one thread does the work (OpenMP fork/join is not free).
 _PARALLEL_NUMEL = 1 << 12
 
@@ -455,13 +460,16 @@ def _is_plain_cpu(t: Tensor) -> bool:
     return not (is_wrapped is not None and is_wrapped(t))
 
 
+def tracing() -> bool:
+    """Whether dynamo, TorchScript or jit.trace is recording: they need the pure-torch path.
+    Ask this first: under dynamo, sizes may be symbolic and comparing them would add guards."""
+    return torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting()
+
+
 def supports(x: Tensor) -> bool:
     """Whether the fast path handles ``x`` (already in its compute dtype). Cheap checks first;
     compiles the kernels on the first large enough call."""
-    # Tracing first: under dynamo, numel() may be symbolic and comparing it would add a guard.
-    if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting():
-        return False
-    if x.dtype not in (torch.float32, torch.float64) or x.numel() < MIN_NUMEL:
+    if tracing() or x.dtype not in DTYPES or x.numel() < MIN_NUMEL:
         return False
     return _is_plain_cpu(x) and _load() is not None
 

@@ -216,7 +216,6 @@ TORCH_LIBRARY(htaf_native, m) {
 }
 """
 
-_DTYPES = (torch.float32, torch.float64)
 _lock = threading.Lock()
 _tried = False
 _op: Any = None  # torch.ops.htaf_native.htaf.default once loaded
@@ -287,8 +286,8 @@ def _open() -> Any:
     ops = torch.ops.htaf_native
     if ops.abi() != 2:  # abi() in _SOURCE
         return None
-    (f32, b32), (f64, b64) = (_kernels._fns[d] for d in _DTYPES)
-    s32, s64 = (_kernels._step_fns[d] for d in _DTYPES)
+    (f32, b32), (f64, b64) = (_kernels._fns[d] for d in _kernels.DTYPES)
+    s32, s64 = (_kernels._step_fns[d] for d in _kernels.DTYPES)
     parallel = _kernels._PARALLEL_NUMEL if _kernels._has_openmp else 1 << 62
     ops.set_kernels(*[_address(fn) for fn in (f32, b32, f64, b64, s32, s64)], parallel)
     _ops.update(step=ops.step.default, rule=ops.step_with_rule.default)
@@ -322,11 +321,9 @@ def accepts(x: Tensor) -> bool:
     first accepted call."""
     if not isinstance(x, Tensor):
         return False  # the callers' checks name the bad input
-    if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting():
-        return False
-    if torch._C._are_functorch_transforms_active():
+    if _kernels.tracing() or torch._C._are_functorch_transforms_active():
         return False  # vmap and friends need an autograd.Function with setup_context
-    if x.dtype not in _DTYPES or not x.is_contiguous():
+    if x.dtype not in _kernels.DTYPES or not x.is_contiguous():
         return False
     return _kernels._is_plain_cpu(x) and _load() is not None
 
