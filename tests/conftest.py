@@ -28,3 +28,16 @@ def cancer():
     from htaf import data
 
     return data.load("breast_cancer")
+
+
+@pytest.fixture
+def native_off(monkeypatch):
+    """A function that turns htaf's native operators off for the rest of the test, so that
+    everything takes the pure-PyTorch path (as on GPUs or without a C++ compiler)."""
+    import htaf._native as N
+
+    def off() -> None:
+        monkeypatch.setattr(N, "_tried", True)
+        monkeypatch.setattr(N, "_op", None)
+
+    return off

@@ -15,15 +15,13 @@ import pytest
 import torch
 
 import htaf
-import htaf._native as N
 from htaf import estimators as E
 
 
 @pytest.fixture(autouse=True, params=["native", "pytorch"])
-def path(request, monkeypatch):
+def path(request, native_off):
     if request.param == "pytorch":
-        monkeypatch.setattr(N, "_tried", True)
-        monkeypatch.setattr(N, "_op", None)
+        native_off()
     return request.param
 
 

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 import htaf._kernels as K
-import htaf._native as N
 from htaf import functional as F
 from htaf.functional import _htaf_forward, _htaf_forward_fusable, _htaf_grad, htaf
 
@@ -19,11 +18,10 @@ PARAMS = [(2.0, 11.0), (1.5, 1.5), (8.0, 2.75), (1.5, 24.0), (0.1, 0.1), (100.0,
 
 
 @pytest.fixture(autouse=True)
-def python_path(monkeypatch):
+def python_path(native_off):
     """These tests cover the Python autograd.Function and its ctypes calls, the fallback of the
     native operator (tests/test_native.py covers that one): turn the operator off."""
-    monkeypatch.setattr(N, "_tried", True)
-    monkeypatch.setattr(N, "_op", None)
+    native_off()
 
 
 @pytest.fixture
