@@ -38,6 +38,6 @@ def native_off(monkeypatch):
 
     def off() -> None:
         monkeypatch.setattr(N, "_tried", True)
-        monkeypatch.setattr(N, "_op", None)
+        monkeypatch.setattr(N, "_ops", None)
 
     return off

@@ -218,8 +218,7 @@ TORCH_LIBRARY(htaf_native, m) {
 
 _lock = threading.Lock()
 _tried = False
-_op: Any = None  # torch.ops.htaf_native.htaf.default once loaded
-_ops: dict[str, Any] = {}  # the step operators, loaded with it
+_ops: dict[str, Any] | None = None  # the loaded operators by name; None where unavailable
 
 
 def _command(cxx: str, std: str, src: Path, out: Path) -> list[str]:
@@ -273,9 +272,9 @@ def _address(fn: Any) -> int:
     return ctypes.cast(fn, ctypes.c_void_p).value or 0
 
 
-def _open() -> Any:
-    """Build the operators (once per machine), load them and hand them the kernels; the HTAF
-    operator, or None where any of that is not possible."""
+def _open() -> dict[str, Any] | None:
+    """Build the operators (once per machine), load them and hand them the kernels; the
+    operators by name, or None where any of that is not possible."""
     disabled = os.environ.get("HTAF_DISABLE_NATIVE", "").strip() not in ("", "0")
     if disabled or not sys.platform.startswith("linux") or not _kernels.available():
         return None
@@ -290,24 +289,23 @@ def _open() -> Any:
     s32, s64 = (_kernels._step_fns[d] for d in _kernels.DTYPES)
     parallel = _kernels._PARALLEL_NUMEL if _kernels._has_openmp else 1 << 62
     ops.set_kernels(*[_address(fn) for fn in (f32, b32, f64, b64, s32, s64)], parallel)
-    _ops.update(step=ops.step.default, rule=ops.step_with_rule.default)
-    return ops.htaf.default
+    return {"htaf": ops.htaf.default, "step": ops.step.default, "rule": ops.step_with_rule.default}
 
 
-def _load() -> Any:
-    global _op, _tried
+def _load() -> dict[str, Any] | None:
+    global _ops, _tried
     if _tried:
-        return _op
+        return _ops
     with _lock:
         if not _tried:
             try:
-                _op = _open()
+                _ops = _open()
             except Exception as exc:  # never let the fast path break the slow one
                 logger.debug("htaf native operators unavailable: %s", exc)
-                _op = None
+                _ops = None
             finally:
                 _tried = True
-    return _op
+    return _ops
 
 
 def available() -> bool:
@@ -330,7 +328,7 @@ def accepts(x: Tensor) -> bool:
 
 def htaf(x: Tensor, a0: float, a1: float) -> Tensor:
     """HTAF through the native operator, for ``x`` accepted by :func:`accepts`."""
-    return _op(x, a0, a1)
+    return _ops["htaf"](x, a0, a1)
 
 
 def step(x: Tensor, lo: float) -> Tensor:
