@@ -26,8 +26,9 @@ def run(args: argparse.Namespace) -> int:
         files = ds.meta.get("files") or [ds.meta.get("file")]
         print(f"{ds.name}: {ds.n_features} features, task {ds.task}; files: {files}")
         return 0
+    infos = available()
     rows = [("name", "task", "files", "source")]
-    for info in available():
+    for info in infos:
         rows.append((info["name"], info["task"], ", ".join(info["files"]) or "(bundled)",
                      info["source"]))  # fmt: skip
     widths = [max(len(r[c]) for r in rows) for c in range(3)]
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         if i == 0:
             print("  ".join("-" * w for w in widths) + "  ------")
     print("\nAlso: csv:PATH --target COL for any CSV file.")
-    with_options = [info for info in available() if info["options"]]
+    with_options = [info for info in infos if info["options"]]
     if with_options:
         print("\nOptions and their defaults (`data_options` in a run config,")
         print("`--data-option KEY=VALUE` for `htaf study`):")
