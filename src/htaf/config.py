@@ -7,7 +7,6 @@ TOML for ``htaf train --config run.toml --set lr=0.01``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import numbers
 import sys
 from collections.abc import Sequence
@@ -130,9 +129,6 @@ class RunConfig:
 
     def replace(self, **changes: Any) -> RunConfig:
         return dataclasses.replace(self, **changes)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:

@@ -53,7 +53,6 @@ STYLE = {
     "axes.spines.right": False,
     "svg.hashsalt": "htaf",  # stable SVG ids, so reruns give identical files
 }
-FORMATS = ("png", "svg")
 
 
 def _out_dir(out_dir: str | os.PathLike[str]) -> Path:
