@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from htaf import _kernels, _native
-from htaf.dhn import DHN
+from htaf.families.dhn import DHN
 
 ACTIVATIONS = ["relu", "htaf", "scaled_sigmoid", "ste", "atan"]
 TARGET = 1.15

@@ -48,12 +48,13 @@ def without_times(history):
 
 CASES = {
     # smooth forward, dropout, cosine lr, a per-epoch estimator schedule, early stopping state
-    "htaf": dict(estimator="htaf", dropout=0.2, lr_schedule="cosine", patience=3,
+    "htaf": dict(estimator="htaf", model={"widths": [16, 8], "dropout": 0.2},
+                 lr_schedule="cosine", patience=3,
                  estimator_schedule={"param": "alpha1", "kind": "linear", "start": 4,
                                      "end": 11, "steps": 4}),
     # a stochastic backward rule (global RNG), SGD momentum, plateau lr, batch norm
     "jamming": dict(estimator="jamming", optimizer="sgd", lr=0.05, lr_schedule="plateau",
-                    batch_norm=True),
+                    model={"widths": [16, 8], "batch_norm": True}),
     # per-iteration continuation schedule
     "tanh": dict(estimator="tanh_continuation", lr_schedule="step"),
 }  # fmt: skip
@@ -61,7 +62,8 @@ CASES = {
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_resume_after_crash_is_exact(cancer, tmp_path, case):
-    config = RunConfig(widths=[16, 8], epochs=5, batch_size=64, seed=7, **CASES[case])
+    config = RunConfig(**{"model": {"widths": [16, 8]}, "epochs": 5, "batch_size": 64, "seed": 7,
+                          **CASES[case]})  # fmt: skip
 
     straight = build(cancer, config)
     ref = fit(straight, cancer, config, out_dir=tmp_path / "a", progress=False)
@@ -91,7 +93,7 @@ def test_resume_after_crash_is_exact(cancer, tmp_path, case):
 
 
 def test_resume_of_finished_run_trains_nothing(cancer, tmp_path):
-    config = RunConfig(widths=[8], epochs=2)
+    config = RunConfig(model={"widths": [8]}, epochs=2)
     model = build(cancer, config)
     fit(model, cancer, config, out_dir=tmp_path, progress=False)
     again = build(cancer, config.replace(seed=config.seed))
@@ -108,7 +110,7 @@ def test_resume_of_finished_run_trains_nothing(cancer, tmp_path):
 
 
 def test_resume_with_changed_config_is_refused(cancer, tmp_path):
-    config = RunConfig(widths=[8], epochs=2)
+    config = RunConfig(model={"widths": [8]}, epochs=2)
     fit(build(cancer, config), cancer, config, out_dir=tmp_path, progress=False)
     changed = config.replace(lr=0.5)
     with pytest.raises(ConfigError, match="'lr'"):
@@ -116,7 +118,7 @@ def test_resume_with_changed_config_is_refused(cancer, tmp_path):
 
 
 def test_resume_with_another_world_size_is_refused(cancer, tmp_path):
-    config = RunConfig(widths=[8], epochs=2)
+    config = RunConfig(model={"widths": [8]}, epochs=2)
     fit(build(cancer, config), cancer, config, out_dir=tmp_path, progress=False)
     path = tmp_path / "checkpoint.pt"
     ckpt = torch.load(path, weights_only=True)
@@ -145,7 +147,7 @@ def test_malicious_checkpoint_is_refused_not_executed(cancer, tmp_path):
         load_checkpoint(path)
     assert not marker.exists()
     # resuming from it fails the same way, before anything else happens
-    config = RunConfig(widths=[8], epochs=1)
+    config = RunConfig(model={"widths": [8]}, epochs=1)
     with pytest.raises(CheckpointError):
         fit(build(cancer, config), cancer, config, out_dir=tmp_path, resume=True)
     assert not marker.exists()
@@ -188,7 +190,9 @@ def test_atomic_write_replaces_and_leaves_no_temp_files(tmp_path):
 
 
 def test_safetensors_weights_round_trip(cancer, tmp_path):
-    config = RunConfig(widths=[8], epochs=1, estimator="htaf", estimator_params={"alpha1": 9.0})
+    config = RunConfig(
+        model={"widths": [8]}, epochs=1, estimator="htaf", estimator_params={"alpha1": 9.0}
+    )
     model = build(cancer, config)
     fit(model, cancer, config, out_dir=tmp_path, progress=False)
     fresh = build(cancer, config.replace(seed=99, estimator_params={}))
@@ -200,7 +204,8 @@ def test_safetensors_weights_round_trip(cancer, tmp_path):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_resume_on_device(cancer, tmp_path, device):
-    config = RunConfig(widths=[16], epochs=3, device=device, estimator="jamming", dropout=0.1)
+    config = RunConfig(model={"widths": [16]}, epochs=3, device=device, estimator="jamming")
+    config.model["dropout"] = 0.1
     straight = build(cancer, config)
     fit(straight, cancer, config, out_dir=tmp_path / "a", progress=False)
     with pytest.raises(KeyboardInterrupt):

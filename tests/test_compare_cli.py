@@ -42,7 +42,7 @@ def test_compare_writes_everything(experiment, capsys):
     assert (out / "results.sqlite").is_file()
     spec = json.loads((exp_dir / "config.json").read_text())
     assert spec["estimators"] == ["htaf", "ste", "relu"] and spec["seeds"] == [0, 1]
-    assert spec["base"]["widths"] == [16] and spec["command"].startswith("htaf compare")
+    assert spec["base"]["model"] == {"widths": [16]} and spec["command"].startswith("htaf compare")
     for est in ("htaf", "ste", "relu"):
         for seed in (0, 1):
             run = exp_dir / "breast_cancer" / est / f"seed{seed}"

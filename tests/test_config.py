@@ -12,13 +12,9 @@ from htaf.config import ConfigError, RunConfig, apply_overrides
         ({"epochs": 2.5}, "'epochs' must be an integer"),
         ({"batch_size": True}, "'batch_size' must be an integer"),
         ({"seed": "1"}, "'seed' must be an integer"),
-        ({"dropout": None}, "'dropout' must be a number"),
         ({"lr": 0}, "'lr' must be > 0"),
-        ({"widths": 64}, "'widths'"),
-        ({"widths": ["a"]}, "'widths'"),
-        ({"widths": [8, 0]}, "'widths'"),
-        ({"widths": []}, "'widths'"),
         ({"estimator_params": 3}, "'estimator_params'"),
+        ({"model": [8]}, "'model' must be a table"),
     ],
 )
 def test_bad_values_name_the_key(changes, key):
@@ -26,11 +22,41 @@ def test_bad_values_name_the_key(changes, key):
         RunConfig(**changes)
 
 
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"widths": 64}, "'model.widths' of family 'dhn' must be a list of integers"),
+        ({"widths": ["a"]}, "'model.widths'"),
+        ({"widths": [8, 0]}, "'model.widths' must be positive"),
+        ({"widths": []}, "'model.widths' must be positive"),
+        ({"dropout": None}, "'model.dropout' of family 'dhn' must be a number"),
+        ({"dropout": 1.0}, r"'model.dropout' must be in \[0, 1\)"),
+        ({"batch_norm": 1}, "'model.batch_norm' of family 'dhn' must be true or false"),
+        ({"width": [8]}, "family 'dhn' has no option 'model.width'.*widths, batch_norm, dropout"),
+    ],
+)
+def test_bad_model_options_name_the_key(table, message):
+    from htaf.families import model_options
+
+    with pytest.raises(ConfigError, match=message):
+        model_options("dhn", table)
+
+
+def test_model_options_fill_defaults():
+    from htaf.families import model_options
+
+    opts = model_options("dhn", {"widths": [8, 4]})
+    assert opts.widths == (8, 4) and opts.batch_norm is False and opts.dropout == 0.0
+
+
 def test_overrides_are_typed_and_checked():
-    data = apply_overrides({}, ["lr=0.01", "widths=[8, 4]", "dataset=wine"])
-    assert RunConfig.from_dict(data).widths == [8, 4]
-    with pytest.raises(ConfigError, match="'widths' must be a list"):
-        RunConfig.from_dict(apply_overrides({}, ["widths=64"]))
+    data = apply_overrides({}, ["lr=0.01", "model.widths=[8, 4]", "dataset=wine"])
+    config = RunConfig.from_dict(data)
+    assert config.model == {"widths": [8, 4]} and config.lr == 0.01
+    data = apply_overrides({"model": {"dropout": 0.1}}, ["model.widths=[3]"])
+    assert data["model"] == {"dropout": 0.1, "widths": [3]}
+    with pytest.raises(ConfigError, match="only the tables"):
+        apply_overrides({}, ["lr.x=1"])
 
 
 def test_unreadable_toml(tmp_path):
@@ -49,7 +75,7 @@ def test_negative_patience_names_the_key():
 def test_fractional_hidden_layer_sizes_are_refused():
     import numpy as np
 
-    from htaf.dhn import HeavisideClassifier
+    from htaf.sklearn import HeavisideClassifier
 
     X, y = np.random.default_rng(0).normal(size=(40, 3)), np.arange(40) % 2
     with pytest.raises(ValueError, match="hidden_layer_sizes"):

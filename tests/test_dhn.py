@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 import htaf
-from htaf.dhn import DHN
 from htaf.estimators import Estimator, UnknownEstimatorError
+from htaf.families.dhn import DHN
 
 
 @pytest.mark.parametrize(("n_out", "task"), [(1, "binary"), (5, "multiclass"), (1, "regression")])

@@ -26,7 +26,9 @@ def test_ddp_two_processes_cpu(tmp_path):
     script = tmp_path / "htaf_main.py"
     script.write_text(LAUNCHER)
     config = tmp_path / "run.toml"
-    config.write_text('dataset = "breast_cancer"\nestimator = "htaf"\nwidths = [16]\nepochs = 3\n')
+    config.write_text(
+        'dataset = "breast_cancer"\nestimator = "htaf"\nepochs = 3\n[model]\nwidths = [16]\n'
+    )
     out = tmp_path / "out"
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",

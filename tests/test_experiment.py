@@ -84,7 +84,9 @@ def test_model_metrics_drops_timings():
 def test_process_pool_matches_in_process(tmp_path):
     from htaf.experiment import run_grid
 
-    configs = Grid(RunConfig(epochs=2, widths=[8]), ["breast_cancer"], ["htaf", "ste"], [0, 1])
+    configs = Grid(
+        RunConfig(epochs=2, model={"widths": [8]}), ["breast_cancer"], ["htaf", "ste"], [0, 1]
+    )
     configs = configs.configs()
     seen = []
     one = run_grid(configs, tmp_path / "one", progress=False)
@@ -102,6 +104,8 @@ def test_in_process_grid_loads_each_dataset_once(tmp_path, monkeypatch):
     calls = []
     load = data.load
     monkeypatch.setattr(data, "load", lambda *a, **k: calls.append(a) or load(*a, **k))
-    configs = Grid(RunConfig(epochs=1, widths=[4]), ["breast_cancer"], ["relu"], [0, 1]).configs()
+    configs = Grid(
+        RunConfig(epochs=1, model={"widths": [4]}), ["breast_cancer"], ["relu"], [0, 1]
+    ).configs()
     run_grid(configs, tmp_path, progress=False)
     assert len(calls) == 1

@@ -14,7 +14,7 @@ def test_configs_share_everything_but_the_activation():
     configs = gradient_flow.configs(epochs=3)
     assert [c.estimator for c in configs] == list(gradient_flow.LABELS)
     for c in configs:
-        assert c.widths == [256, 256, 128] and c.batch_norm is False
+        assert c.model == {"widths": [256, 256, 128], "batch_norm": False}
         assert {**c.to_dict(), "estimator": ""} == {**configs[0].to_dict(), "estimator": ""}
 
 

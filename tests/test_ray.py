@@ -11,7 +11,7 @@ ray = pytest.importorskip("ray")
 
 
 def test_ray_backend_matches_local(tmp_path):
-    base = RunConfig(epochs=2, widths=[8], batch_size=64)
+    base = RunConfig(epochs=2, model={"widths": [8]}, batch_size=64)
     configs = Grid(base, ["breast_cancer"], ["htaf", "relu"], [0, 1]).configs()
     local = run_grid(configs, tmp_path / "local", progress=False)
     remote = run_grid(configs, tmp_path / "ray", backend="ray", jobs=2, progress=False)

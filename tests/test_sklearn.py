@@ -9,7 +9,8 @@ from sklearn.datasets import load_breast_cancer, load_diabetes, make_blobs
 from sklearn.model_selection import StratifiedKFold, cross_validate, train_test_split
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from htaf.dhn import DHN, HeavisideClassifier, HeavisideRegressor
+from htaf.families.dhn import DHN
+from htaf.sklearn import HeavisideClassifier, HeavisideRegressor
 
 # Small nets keep the ~100 fits of the checks fast. The regressor gets more epochs: its check
 # asks for training R² > 0.5, which 20 epochs at lr 1e-3 on 200 samples do not reach.

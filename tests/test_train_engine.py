@@ -19,7 +19,8 @@ from htaf.train.engine import epoch_permutation
 
 
 def make(ds, **changes):
-    config = RunConfig(**{"widths": [16], "epochs": 3, "batch_size": 64, **changes})
+    model = {"widths": [16], **changes.pop("model", {})}
+    config = RunConfig(**{"model": model, "epochs": 3, "batch_size": 64, **changes})
     seed_everything(config.seed)
     return build_model(config, ds), config
 
@@ -77,20 +78,20 @@ def test_relu_reference_hard_equals_smooth(cancer):
 def test_seeded_runs_are_bit_identical(cancer):
     results = []
     for _ in range(2):
-        model, config = make(cancer, estimator="jamming", dropout=0.2, seed=3)
+        model, config = make(cancer, estimator="jamming", model={"dropout": 0.2}, seed=3)
         res = fit(model, cancer, config, progress=False)
         results.append((weights(model), [h["val_loss"] for h in res.history]))
     (w1, h1), (w2, h2) = results
     assert h1 == h2
     assert all(torch.equal(w1[k], w2[k]) for k in w1)
     # a different seed gives a different run
-    model, config = make(cancer, estimator="jamming", dropout=0.2, seed=4)
+    model, config = make(cancer, estimator="jamming", model={"dropout": 0.2}, seed=4)
     res = fit(model, cancer, config, progress=False)
     assert [h["val_loss"] for h in res.history] != h1
 
 
 def test_history_rows(cancer):
-    model, config = make(cancer, estimator="htaf", widths=[16, 8])
+    model, config = make(cancer, estimator="htaf", model={"widths": [16, 8]})
     res = fit(model, cancer, config, progress=False)
     assert res.epochs == len(res.history) == 3
     row = res.history[-1]
@@ -199,7 +200,9 @@ def test_lr_schedules(cancer, schedule, expected):
 @pytest.mark.parametrize("task", ["multiclass", "regression"])
 def test_other_tasks(task):
     ds = synthetic(task)
-    model, config = make(ds, optimizer="sgd", lr=0.05, lr_schedule="plateau", batch_norm=True)
+    model, config = make(
+        ds, optimizer="sgd", lr=0.05, lr_schedule="plateau", model={"batch_norm": True}
+    )
     res = fit(model, ds, config, progress=False)
     assert math.isfinite(res.history[-1]["train_loss"])
     m = evaluate(model, ds.X_test, ds.y_test, task, ds)

@@ -18,14 +18,16 @@ from htaf.train.run import RUN_FILES
 TOML = """
 dataset = "breast_cancer"
 estimator = "htaf"
-widths = [16]
 epochs = 5
 batch_size = 64
+
+[model]
+widths = [16]
 """
 
 
 def test_run_one_folder_and_record(tmp_path):
-    config = RunConfig(widths=[16, 8], epochs=2, estimator="htaf")
+    config = RunConfig(model={"widths": [16, 8]}, epochs=2, estimator="htaf")
     record = run_one(config, tmp_path / "run")
     run_dir = tmp_path / "run"
     assert sorted(p.name for p in run_dir.iterdir()) == sorted(RUN_FILES)
@@ -52,7 +54,7 @@ def test_run_one_folder_and_record(tmp_path):
 
 
 def test_run_one_regression_and_relu(tmp_path):
-    config = RunConfig(dataset="diabetes", widths=[8], epochs=2, estimator="relu")
+    config = RunConfig(dataset="diabetes", model={"widths": [8]}, epochs=2, estimator="relu")
     m = run_one(config, tmp_path)["metrics"]
     assert m["test_rmse_hard"] == m["test_rmse_smooth"] > 10  # original units, not standardised
     assert {"val_mae_hard", "train_r2_smooth"} <= set(m)

@@ -1,7 +1,9 @@
 """One run's configuration: what every model family, the engine, the CLI and the store share.
 
 A config is plain data. It is saved beside every result (``config.json``) and can be written as
-TOML for ``htaf train --config run.toml --set lr=0.01``.
+TOML for ``htaf train --config run.toml --set lr=0.01 --set model.widths=[64,64]``. The
+``model`` table holds the options of the family ``task`` names (see ``htaf.families``); the
+family validates them when it builds the model, with errors that name ``model.KEY``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ class ConfigError(ValueError):
 
 
 INT_KEYS = ("epochs", "batch_size", "patience", "seed", "split_seed")
-FLOAT_KEYS = ("lr", "momentum", "weight_decay", "dropout")
+FLOAT_KEYS = ("lr", "momentum", "weight_decay")
+#: Config keys that are tables; ``--set TABLE.KEY=VALUE`` sets one entry.
+TABLE_KEYS = ("model", "estimator_params", "data_options")
 
 
 @dataclass
@@ -37,9 +41,8 @@ class RunConfig:
     estimator: str = "htaf"
     estimator_params: dict[str, float] = field(default_factory=dict)
     estimator_schedule: dict[str, Any] | None = None
-    widths: list[int] = field(default_factory=lambda: [256, 256, 128])
-    batch_norm: bool = False
-    dropout: float = 0.0
+    #: The family's model options (DHN: widths, batch_norm, dropout); defaults fill the rest.
+    model: dict[str, Any] = field(default_factory=dict)
     optimizer: str = "adam"
     lr: float = 1e-3
     momentum: float = 0.9
@@ -74,22 +77,9 @@ class RunConfig:
                 raise ConfigError(f"config key {key!r} must be > 0, got {getattr(self, key)!r}")
         if self.patience < 0:
             raise ConfigError(f"config key 'patience' must be >= 0, got {self.patience!r}")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"config key 'dropout' must be in [0, 1), got {self.dropout!r}")
-        w = self.widths
-        ints = isinstance(w, list | tuple) and all(
-            isinstance(x, numbers.Integral) and not isinstance(x, bool) for x in w
-        )
-        if not ints or not w or min(w) <= 0:
-            raise ConfigError(f"config key 'widths' must be a list of positive integers, got {w!r}")
-        if not isinstance(self.data_options, dict):
-            raise ConfigError(
-                f"config key 'data_options' must be a table, got {self.data_options!r}"
-            )
-        if not isinstance(self.estimator_params, dict):
-            raise ConfigError(
-                f"config key 'estimator_params' must be a table, got {self.estimator_params!r}"
-            )
+        for key in TABLE_KEYS:
+            if not isinstance(getattr(self, key), dict):
+                raise ConfigError(f"config key {key!r} must be a table, got {getattr(self, key)!r}")
         if self.optimizer not in ("adam", "sgd"):
             raise ConfigError(
                 f"config key 'optimizer' must be 'adam' or 'sgd', got {self.optimizer!r}"
@@ -132,15 +122,27 @@ class RunConfig:
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Apply ``key=value`` strings; values are parsed as TOML literals, else kept as strings."""
+    """Apply ``key=value`` strings; values are parsed as TOML literals, else kept as strings.
+
+    ``table.key=value`` sets one entry of a table key (``model.widths=[64, 64]``).
+    """
     data = dict(data)
     for item in overrides:
         key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key:
             raise ConfigError(f"override {item!r} must look like key=value")
         try:
             value = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
             value = raw
-        data[key.strip()] = value
+        table, dot, entry = key.partition(".")
+        if not dot:
+            data[key] = value
+        elif table in TABLE_KEYS and entry:
+            data[table] = {**(data.get(table) or {}), entry: value}
+        else:
+            raise ConfigError(
+                f"override {item!r}: only the tables {', '.join(TABLE_KEYS)} take TABLE.KEY"
+            )
     return data

@@ -97,6 +97,7 @@ def validate(configs: Iterable[RunConfig]) -> dict[str, Any]:
     clear message. Returns each distinct dataset's loaded ``Dataset`` keyed by its data key.
     """
     from htaf import estimators
+    from htaf.families import model_options
     from htaf.train.run import dataset_key, load_dataset
 
     configs = list(configs)
@@ -107,6 +108,7 @@ def validate(configs: Iterable[RunConfig]) -> dict[str, Any]:
     for cfg in configs:
         cfg.validate()
         _check_task(cfg.task)
+        model_options(cfg.task, cfg.model)
         # Building the activation checks the name, the spec's numbers and their ranges.
         estimators.activation(cfg.estimator, **cfg.estimator_params)
         key = dataset_key(cfg)

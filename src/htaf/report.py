@@ -146,9 +146,7 @@ def _settings(spec: dict[str, Any], records: list[dict[str, Any]]) -> list[tuple
     ]
     shown = (
         "task",
-        "widths",
-        "batch_norm",
-        "dropout",
+        "model",
         "optimizer",
         "lr",
         "weight_decay",

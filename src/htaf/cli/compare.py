@@ -2,6 +2,10 @@
 
     htaf compare                                   # HTAF vs STE/surrogates vs ReLU, 5 seeds
     htaf compare --dataset csv:my.csv --target y --estimators "htaf(2,11),ste" --seeds 3
+    htaf compare --task dhn --dataset digits_images --model widths=[128,64]
+
+Each family (``--task``) brings its own defaults: dataset, estimators, epochs, learning rate and
+batch size; flags override them, and ``--model KEY=VALUE`` sets the family's model options.
 
 Writes ``OUT/<experiment-id>/`` (config.json, one folder per run, summary.json, plots/,
 report.md, report.html) and adds every run to ``OUT/results.sqlite``. Every input is checked
@@ -16,15 +20,9 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-DEFAULT_ESTIMATORS = "htaf,ste,ste_clipped,scaled_sigmoid,atan,relu"
-DEFAULT_WIDTHS = "256,256,128"
-# Shared training defaults, the same for every estimator (Adam, no schedule, no early stop).
-# Measured on breast_cancer, [256, 256, 128], 5 seeds: lr 1e-3 left HTAF at 0.973 exact-binary
-# test AUROC; 3e-4 for 30 epochs gives 0.990 (STE 0.949, scaled sigmoid 0.988, ReLU 0.993).
-DEFAULT_EPOCHS = 30
-DEFAULT_LR = 3e-4
-DEFAULT_BATCH_SIZE = 64
 DEFAULT_OUT = "htaf-runs"
+#: Settings a family's ``compare`` defaults may fill when the flag is not given.
+FAMILY_DEFAULTS = ("dataset", "epochs", "lr", "batch_size", "optimizer")
 
 
 def split_specs(text: str) -> list[str]:
@@ -50,6 +48,16 @@ def split_specs(text: str) -> list[str]:
     return items
 
 
+def parse_model_options(items: list[str]) -> dict[str, Any]:
+    """``--model KEY=VALUE`` items as a table (values are TOML literals, else strings)."""
+    from htaf.config import ConfigError, apply_overrides
+
+    try:
+        return apply_overrides({}, items)
+    except ConfigError as err:
+        raise ValueError(f"--model: {err}") from None
+
+
 def parse_widths(text: str) -> list[int]:
     try:
         widths = [int(w) for w in text.split(",") if w.strip()]
@@ -67,18 +75,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--task", default="dhn", help="model family (default: dhn)")
-    p.add_argument("--dataset", default="breast_cancer", help="dataset name or csv:PATH")
+    p.add_argument("--task", default="dhn", help="model family (default: dhn; see htaf families)")
+    p.add_argument("--dataset", default=None, help="dataset name or csv:PATH (family default)")
     p.add_argument(
-        "--estimators",
-        default=DEFAULT_ESTIMATORS,
-        help=f"comma-separated estimator specs (default: {DEFAULT_ESTIMATORS})",
+        "--estimators", default=None, help="comma-separated estimator specs (family default)"
     )
     p.add_argument("--seeds", type=int, default=5, help="number of seeds, 0..N-1 (default: 5)")
-    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
-    p.add_argument("--widths", default=DEFAULT_WIDTHS, help="hidden widths (default: 256,256,128)")
-    p.add_argument("--lr", type=float, default=DEFAULT_LR)
-    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    p.add_argument("--epochs", type=int, default=None, help="(family default)")
+    p.add_argument("--lr", type=float, default=None, help="(family default)")
+    p.add_argument("--batch-size", type=int, default=None, help="(family default)")
+    p.add_argument(
+        "--model", dest="model", action="append", default=[], metavar="KEY=VALUE",
+        help="a model option of the family (TOML literal, e.g. widths=[64,64]); repeatable",
+    )  # fmt: skip
+    p.add_argument("--widths", default=None, help="shorthand for --model widths=[...]: 256,256,128")
     p.add_argument("--out", default=DEFAULT_OUT, help="results folder (default: ./htaf-runs)")
     p.add_argument("--data-dir", default=None, help="where dataset files are looked for")
     p.add_argument("--target", default=None, help="target column of a csv: dataset")
@@ -101,7 +111,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from htaf.config import RunConfig
     from htaf.experiment import Grid, check_backend, ray_session, validate
 
     if args.seeds < 1:
@@ -111,15 +120,8 @@ def run(args: argparse.Namespace) -> int:
         grid, command, exp_dir = resumed_grid(Path(args.resume).resolve())
         out = exp_dir.parent
     else:
-        estimators = split_specs(args.estimators)
-        base = RunConfig(
-            task=args.task, dataset=args.dataset, estimator=estimators[0],
-            widths=parse_widths(args.widths), epochs=args.epochs, lr=args.lr,
-            batch_size=args.batch_size, data_dir=args.data_dir, target=args.target,
-            impute=args.impute,
-            data_options={"drop": args.drop.split(",")} if args.drop else {},
-        )  # fmt: skip
-        grid = Grid(base, [args.dataset], estimators, list(range(args.seeds)))
+        base, estimators = base_config(args)
+        grid = Grid(base, [base.dataset], estimators, list(range(args.seeds)))
         command, exp_dir, out = command_line(args), None, Path(args.out).resolve()
     configs = grid.configs()
     validate(configs)  # everything below writes; nothing may be written for bad input
@@ -136,6 +138,28 @@ def run(args: argparse.Namespace) -> int:
     print(f"report: {exp_dir / 'report.html'}")
     print(f"        {exp_dir / 'report.md'}")
     return 0
+
+
+def base_config(args: argparse.Namespace) -> tuple[Any, list[str]]:
+    """The grid's base config and estimators: the family's defaults, then the flags."""
+    from htaf.config import RunConfig
+    from htaf.families import get_family
+
+    family = get_family(args.task)
+    settings = {k: v for k, v in family.compare.items() if k in FAMILY_DEFAULTS}
+    settings.update(
+        {k: getattr(args, k) for k in FAMILY_DEFAULTS if getattr(args, k, None) is not None}
+    )
+    model = parse_model_options(args.model)
+    if args.widths is not None:
+        model["widths"] = parse_widths(args.widths)
+    estimators = split_specs(args.estimators or ",".join(family.estimators))
+    base = RunConfig(
+        task=args.task, estimator=estimators[0], model=model, data_dir=args.data_dir,
+        target=args.target, impute=args.impute,
+        data_options={"drop": args.drop.split(",")} if args.drop else {}, **settings,
+    )  # fmt: skip
+    return base, estimators
 
 
 def resumed_grid(exp_dir: Path) -> tuple[Any, str, Path]:
@@ -165,7 +189,12 @@ def command_line(args: argparse.Namespace) -> str:
         if key in ("func", "command", "resume") or value is None or value is False:
             continue
         flag = "--" + key.replace("_", "-")
-        parts += [flag] if value is True else [flag, str(value)]
+        if value is True:
+            parts.append(flag)
+        elif isinstance(value, list):  # a repeatable flag
+            parts += [x for item in value for x in (flag, str(item))]
+        else:
+            parts += [flag, str(value)]
     return shlex.join(parts)
 
 

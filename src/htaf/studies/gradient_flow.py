@@ -52,7 +52,8 @@ def configs(
     settings = {k: v for k, v in DEFAULTS.items() if k not in ("dataset", "epochs", "seeds")}
     settings.update(overrides)
     base = RunConfig(
-        task="dhn", dataset=dataset, widths=list(widths), batch_norm=False, epochs=epochs,
+        task="dhn", dataset=dataset, model={"widths": list(widths), "batch_norm": False},
+        epochs=epochs,
         seed=seed, **settings,
     )  # fmt: skip
     return [base.replace(estimator=label) for label in labels]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,10 +29,12 @@ from torch import Tensor, nn
 
 from htaf.estimators import Estimator, set_mode
 from htaf.estimators.registry import REFERENCE_ACTIVATIONS
+from htaf.train.batches import batches, sequential
 from htaf.train.checkpoint import copy_state
 
-if TYPE_CHECKING:
-    from htaf.train.engine import Trainer
+#: What ``on_fit_start`` receives: the engine's ``Trainer`` (``model``, ``data``, ``config``).
+#: Typed loosely so that callbacks never import the engine that calls them.
+Trainer = Any
 
 #: Where the backward rule counts as saturated: below this fraction of its value at 0.
 SATURATION_RATIO = 1e-3
@@ -183,6 +185,7 @@ def activation_stats(
     sample_size: int = SAMPLE_SIZE,
     batch_size: int = 4096,
     seed: int = 0,
+    to_float: Any = None,
 ) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]]]:
     """Binarisation and saturation of every hidden activation on ``X``, per forward mode.
 
@@ -198,10 +201,10 @@ def activation_stats(
     plus ``"layers": {"layer1": {...}, ...}``; ``samples[mode]["layer1"]`` is a float32 sample
     (at most ``sample_size`` values, fixed ``seed``) of the unsigned outputs, for histograms.
     The model is run in eval mode without gradients; RNG states are left untouched.
+    ``to_float`` turns a stored batch into the model's input (``Dataset.float_batch``).
     """
     modules = activation_modules(model)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    X = torch.as_tensor(X, dtype=torch.float32).to(device)
     stats: dict[str, Any] = {}
     samples: dict[str, dict[str, np.ndarray]] = {}
     if not modules or len(X) == 0:
@@ -213,7 +216,9 @@ def activation_stats(
     try:
         with torch.random.fork_rng(devices=_cuda_devices(device)), torch.no_grad():
             for mode in modes:
-                accs = _run_hooks(model, modules, X, mode, sample_size, batch_size, seed)
+                accs = _run_hooks(
+                    model, modules, X, mode, sample_size, batch_size, seed, to_float, device
+                )
                 layers = {f"layer{i}": a.summary() for i, a in enumerate(accs, start=1)}
                 keys = ("near_binary_05", "near_binary_01", "entropy", "saturation")
                 stats[mode] = {k: float(np.mean([s[k] for s in layers.values()])) for k in keys}
@@ -241,6 +246,8 @@ def _run_hooks(
     sample_size: int,
     batch_size: int,
     seed: int,
+    to_float: Any,
+    device: torch.device,
 ) -> list[_LayerAccumulator]:
     accs = [_LayerAccumulator() for _ in modules]
     rng = np.random.default_rng(seed)
@@ -271,8 +278,8 @@ def _run_hooks(
     handles = [m.register_forward_hook(hook_for(a)) for m, a in zip(modules, accs, strict=True)]
     try:
         with set_mode(model, mode):
-            for start in range(0, len(X), batch_size):
-                model(X[start : start + batch_size])
+            for xb in batches(X, sequential(len(X), batch_size), to_float=to_float, device=device):
+                model(xb)
     finally:
         for h in handles:
             h.remove()
@@ -291,17 +298,20 @@ class ActivationStats(Callback):
         self.samples: dict[str, np.ndarray] = {}
         self.model: nn.Module | None = None
         self.X: Any = None
+        self.to_float: Any = None
 
     def on_fit_start(self, trainer: Trainer) -> None:
         self.model = trainer.model
         self.X = getattr(trainer.data, "X_val", None)
+        self.to_float = getattr(trainer.data, "float_batch", None)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
         if self.model is None or self.X is None or len(self.X) == 0:
             return
         stats, samples = activation_stats(
-            self.model, self.X, modes=self.modes, sample_size=self.sample_size
-        )
+            self.model, self.X, modes=self.modes, sample_size=self.sample_size,
+            to_float=self.to_float,
+        )  # fmt: skip
         if stats:
             logs["act"] = stats
             self.samples = samples.get("smooth", {})

@@ -34,6 +34,7 @@ from htaf.config import ConfigError, RunConfig
 from htaf.estimators import MODES, Schedule, estimators_in, set_mode
 from htaf.io import atomic_write_jsonl, to_plain
 from htaf.train import distributed
+from htaf.train.batches import batches, sequential, to_device
 from htaf.train.callbacks import ActivationStats, Callback, EarlyStopping, GradientNorms
 from htaf.train.checkpoint import (
     load_checkpoint,
@@ -133,18 +134,24 @@ def _fork_rng(device: torch.device) -> Any:
     return torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else [])
 
 
-def predict(model: nn.Module, X: Any, *, batch_size: int = 4096) -> Tensor:
-    """Model outputs for ``X`` (eval mode, no gradients), on the CPU."""
+def float_batches(data: Any) -> Any:
+    """The dataset's batch conversion (uint8 images -> normalized float), if it has one."""
+    return getattr(data, "float_batch", None)
+
+
+def predict(model: nn.Module, X: Any, *, batch_size: int = 4096, to_float: Any = None) -> Tensor:
+    """Model outputs for ``X`` (eval mode, no gradients), on the CPU.
+
+    ``to_float`` turns a stored batch into the model's input (``Dataset.float_batch``).
+    """
     model = distributed.unwrap(model)
     device = _device_of(model)
-    X = torch.as_tensor(np.asarray(X, dtype=np.float32))
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad(), _fork_rng(device):
-            parts = [
-                model(X[i : i + batch_size].to(device)).cpu() for i in range(0, len(X), batch_size)
-            ]
+            index = sequential(len(X), batch_size)
+            parts = [model(xb).cpu() for xb in batches(X, index, to_float=to_float, device=device)]
     finally:
         model.train(was_training)
     return torch.cat(parts) if parts else torch.empty(0)
@@ -191,7 +198,7 @@ def evaluate(
     results: dict[str, float] = {}
     for mode in modes:
         with set_mode(inner, mode):
-            out = predict(inner, X, batch_size=batch_size)
+            out = predict(inner, X, batch_size=batch_size, to_float=float_batches(dataset))
         for name, value in _metrics_from_outputs(out, y, task, dataset).items():
             results[f"{name}_{mode}"] = value
     return results
@@ -238,6 +245,13 @@ class Trainer:
             est.mode = type(est).default_mode
         model.to(self.device)
         self.loss = loss_fn(self.task)
+        #: A model that is solved, not trained by gradient (see htaf.families).
+        self.closed_form = hasattr(model, "fit_closed_form")
+        if self.closed_form and config.epochs != 1:
+            raise ConfigError(
+                f"config key 'epochs' must be 1 for a closed-form model, got {config.epochs}"
+            )
+        self._constrained = [m for m in model.modules() if hasattr(m, "constrain_")]
         self.optimizer = self._make_optimizer()
         self.lr_scheduler = self._make_lr_scheduler()
         self.est_schedule, self.schedule_unit = self._make_estimator_schedule()
@@ -378,16 +392,21 @@ class Trainer:
             batches.pop()
         return batches
 
-    def _train_epoch(self, net: nn.Module, X: Tensor, Y: Tensor, epoch: int) -> float:
+    def _train_epoch(self, net: nn.Module, X: Any, Y: Tensor, epoch: int) -> float:
         net.train()
         total = torch.zeros(2, dtype=torch.float64, device=self.device)
-        for b, idx in enumerate(self._batches(len(X), epoch)):
-            idx = idx.to(self.device)
-            xb, yb = X[idx], Y[idx]
+        index = self._batches(len(X), epoch)
+        stream = batches(
+            X, index, to_float=float_batches(self.data), device=self.device, epoch=epoch,
+            train=True,
+        )  # fmt: skip
+        for b, (idx, xb) in enumerate(zip(index, stream, strict=True)):
+            yb = Y[idx.to(self.device)]
             self.optimizer.zero_grad(set_to_none=True)
             loss = self.loss(_loss_input(net(xb), self.task), yb)
             loss.backward()
             self.optimizer.step()
+            self._constrain()
             if self.est_schedule is not None and self.schedule_unit == "step":
                 self.est_schedule.step()
             total[0] += loss.detach().double() * len(idx)
@@ -409,7 +428,7 @@ class Trainer:
         elif len(modes) == 1:
             val_loss = metrics[f"loss_{modes.pop()}"]
         else:  # mixed modes: score the network exactly as it trains
-            out = predict(self.model, self.data.X_val)
+            out = predict(self.model, self.data.X_val, to_float=float_batches(self.data))
             val_loss = _metrics_from_outputs(out, self.data.y_val, self.task, self.data)["loss"]
         logs["val_loss"] = val_loss
         logs.update({f"val_{k}": v for k, v in metrics.items()})
@@ -439,7 +458,7 @@ class Trainer:
         if self.device.type == "cpu" and next(estimators_in(self.model), None) is not None:
             _native.available()  # a machine's first use compiles the operators: not epoch time
         net = distributed.wrap(self.model, self.device, self.dist)
-        X = torch.as_tensor(np.asarray(self.data.X_train, dtype=np.float32)).to(self.device)
+        X = to_device(self.data.X_train, self.device)
         Y = target_tensor(self.data.y_train, self.task, self.device)
         for cb in self.callbacks:
             cb.on_fit_start(self)
@@ -451,7 +470,10 @@ class Trainer:
             if self.est_schedule is not None and self.schedule_unit == "epoch" and epoch > 0:
                 self.est_schedule.step()
             logs: dict[str, Any] = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]}
-            logs["train_loss"] = self._train_epoch(net, X, Y, epoch)
+            if self.closed_form:
+                logs.update(self._solve(X, Y))
+            else:
+                logs["train_loss"] = self._train_epoch(net, X, Y, epoch)
             if not math.isfinite(logs["train_loss"]):
                 raise TrainingDiverged(
                     f"training diverged in epoch {epoch + 1}: the training loss is "
@@ -461,6 +483,8 @@ class Trainer:
             val_loss = self._validate(logs)
             first = next(estimators_in(self.model), None)
             logs["estimator_params"] = dict(first.params) if first is not None else {}
+            if hasattr(self.model, "epoch_stats"):
+                logs["model_stats"] = self.model.epoch_stats()
             for cb in self.callbacks:
                 cb.on_epoch_end(epoch + 1, logs)
             logs["epoch_time_s"] = time.perf_counter() - t0
@@ -475,6 +499,20 @@ class Trainer:
         if bar is not None:
             bar.close()
         return self._finish(epoch)
+
+    def _constrain(self) -> None:
+        """Model constraints after each step (e.g. latent binary weights clipped to [-1, 1])."""
+        for m in self._constrained:
+            m.constrain_()
+
+    def _solve(self, X: Any, Y: Tensor) -> dict[str, Any]:
+        """One closed-form 'epoch': the model solves its own problem on the training split."""
+        x = next(batches(X, sequential(len(X), len(X)), to_float=float_batches(self.data),
+                         device=self.device))  # fmt: skip
+        info = self.model.fit_closed_form(x, Y, self.task)
+        out = predict(self.model, X, to_float=float_batches(self.data))
+        loss = self.loss(_loss_input(out.to(self.device), self.task), Y)
+        return {"train_loss": float(loss), "solver": to_plain(info)}
 
     def _step_lr(self, monitor: float) -> None:
         if self.lr_scheduler is None:

@@ -3,7 +3,8 @@
 The run folder ``out_dir`` holds (every file written atomically; under torchrun, by rank 0):
 
 * ``config.json``: the exact config (top-level keys, as ``RunConfig.to_dict()``) plus
-  ``versions`` (htaf, torch, python) and ``dataset_meta``; :func:`read_config` rebuilds the
+  ``versions`` (htaf, torch, python), ``model_options`` (the family's options with every
+  default filled in) and ``dataset_meta``; :func:`read_config` rebuilds the
   ``RunConfig``;
 * ``history.jsonl``: one JSON line per epoch (rewritten after every epoch);
 * ``checkpoint.pt``: the resumable state (``weights_only``-loadable);
@@ -11,7 +12,8 @@ The run folder ``out_dir`` holds (every file written atomically; under torchrun,
 * ``metrics.json``: a flat dict ``SPLIT_METRIC_MODE`` (``test_auroc_hard``, ...), plus
   ``train_time_s``, ``epochs_run``, ``best_epoch`` and the test-set activation statistics
   ``near_binary_05``, ``near_binary_01``, ``entropy``, ``saturation`` (smooth forward) and
-  their ``*_hard`` counterparts;
+  their ``*_hard`` counterparts, and the model's own test statistics
+  (``test_{NAME}_{hard|smooth}``, see ``htaf.families``);
 * ``activations.npz``: per hidden layer a sample of the test-set outputs in the unsigned space,
   keys ``layer1_smooth``, ``layer1_hard``, ...
 
@@ -30,9 +32,11 @@ from typing import Any
 import torch
 
 from htaf.config import RunConfig
-from htaf.families import build_model
+from htaf.estimators import MODES, set_mode
+from htaf.families import build_model, model_options
 from htaf.io import atomic_save_npz, atomic_write_json, json_safe
 from htaf.train import distributed
+from htaf.train.batches import batches, sequential
 from htaf.train.callbacks import activation_stats
 from htaf.train.engine import (
     CHECKPOINT,
@@ -41,6 +45,7 @@ from htaf.train.engine import (
     FitResult,
     Trainer,
     evaluate,
+    float_batches,
     seed_everything,
 )
 
@@ -52,6 +57,8 @@ RUN_FILES = (CONFIG, HISTORY, CHECKPOINT, WEIGHTS, METRICS, ACTIVATIONS)
 SPLITS = ("train", "val", "test")
 #: Activation statistics copied into metrics.json.
 ACT_KEYS = ("near_binary_05", "near_binary_01", "entropy", "saturation")
+#: Test samples a model's ``eval_stats`` sees, per forward mode.
+EVAL_STATS_SAMPLES = 2048
 
 
 def versions() -> dict[str, str]:
@@ -94,10 +101,33 @@ def final_metrics(model: torch.nn.Module, dataset: Any, result: FitResult) -> di
         X, y = getattr(dataset, f"X_{split}"), getattr(dataset, f"y_{split}")
         for key, value in evaluate(model, X, y, dataset.task, dataset).items():
             metrics[f"{split}_{key}"] = value
+    metrics.update(model_test_stats(model, dataset))
     metrics["train_time_s"] = result.train_time_s
     metrics["epochs_run"] = result.epochs
     metrics["best_epoch"] = result.best_epoch
     return metrics
+
+
+def model_test_stats(model: torch.nn.Module, dataset: Any) -> dict[str, float]:
+    """``test_{NAME}_{mode}`` from the model's ``eval_stats`` on a fixed test sample, if any."""
+    if not hasattr(model, "eval_stats") or len(dataset.X_test) == 0:
+        return {}
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    n = min(len(dataset.X_test), EVAL_STATS_SAMPLES)
+    index = sequential(n, n)
+    out: dict[str, float] = {}
+    was_training = model.training
+    model.eval()
+    try:
+        for mode in MODES:
+            with torch.no_grad(), set_mode(model, mode):
+                x = next(batches(dataset.X_test, index, to_float=float_batches(dataset),
+                                 device=device))  # fmt: skip
+                for key, value in model.eval_stats(x).items():
+                    out[f"test_{key}_{mode}"] = float(value)
+    finally:
+        model.train(was_training)
+    return out
 
 
 def run_one(
@@ -118,6 +148,7 @@ def run_one(
     """
     out_dir = Path(out_dir)
     config.validate()
+    options = model_options(config.task, config.model)  # bad options fail before the data loads
     if dataset is None:
         dataset = load_dataset(config)
     with distributed.session(config.device) as d:
@@ -129,12 +160,17 @@ def run_one(
             if not trainer.resuming:  # a fresh run never mixes with a previous run's files
                 for name in RUN_FILES:
                     (out_dir / name).unlink(missing_ok=True)
-            record_config = {**config.to_dict(), "versions": versions(), "dataset_meta": meta}
+            record_config = {
+                **config.to_dict(), "versions": versions(),
+                "model_options": dataclasses.asdict(options), "dataset_meta": meta,
+            }  # fmt: skip
             atomic_write_json(out_dir / CONFIG, record_config)
         result = trainer.fit()
 
         metrics = final_metrics(model, dataset, result)
-        stats, samples = activation_stats(model, dataset.X_test, modes=("smooth", "hard"))
+        stats, samples = activation_stats(
+            model, dataset.X_test, modes=("smooth", "hard"), to_float=float_batches(dataset)
+        )
         for mode, suffix in (("smooth", ""), ("hard", "_hard")):
             for key in ACT_KEYS:
                 metrics[f"{key}{suffix}"] = stats.get(mode, {}).get(key, math.nan)

@@ -1,18 +1,12 @@
-"""Deep Heaviside Networks: MLPs whose hidden units are steps, plus scikit-learn wrappers.
+"""scikit-learn estimators over htaf's models: fit with ``htaf.train.fit``, predict exactly.
 
-Each hidden layer l computes
+    from htaf.sklearn import HeavisideClassifier
+    clf = HeavisideClassifier(estimator="htaf", hidden_layer_sizes=(256, 256, 128))
+    clf.fit(X_train, y_train).score(X_test, y_test)   # predicts with the exact steps
 
-    h_{l+1} = D(H(N(W_l h_l + b_l)))
-
-with ``H`` the step (trained through an estimator such as HTAF, exactly ``1{z >= 0}`` once
-hardened), ``N`` an optional BatchNorm1d and ``D`` optional dropout. A linear head gives logits
-``f(x) = W_L h_L + b_L``: one output for binary classification and regression, K for K classes.
-
-    >>> model = DHN(30, 1, widths=(64, 32), activation="htaf(2,11)")
-    >>> print(model.summary())
-
-``HeavisideClassifier`` / ``HeavisideRegressor`` wrap a DHN and ``htaf.train.fit`` in the
-scikit-learn API; they predict with the exact steps by default (``forward="hard"``).
+``HeavisideClassifier`` / ``HeavisideRegressor`` wrap a :class:`~htaf.families.dhn.DHN`; they
+predict with the exact steps by default (``forward="hard"``). They sit above the engine, so
+the families never import it.
 """
 
 from __future__ import annotations
@@ -20,7 +14,6 @@ from __future__ import annotations
 import itertools
 import numbers
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,23 +25,19 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
-from torch import Tensor, nn
 
-from htaf.estimators import Estimator, is_binary, set_mode
-from htaf.estimators import activation as make_activation
+from htaf.config import RunConfig
+from htaf.data import Dataset
+from htaf.estimators import set_mode
+from htaf.families.dhn import DHN
+from htaf.train import fit as train_fit
 
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as _sk_validate_data
 except ImportError:  # pragma: no cover
     _sk_validate_data = None
 
-__all__ = ["DHN", "HeavisideClassifier", "HeavisideLayer", "HeavisideRegressor", "LayerProfile"]
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+__all__ = ["HeavisideClassifier", "HeavisideRegressor"]
 
 
 def _widths(sizes: Any) -> list[int]:
@@ -60,173 +49,6 @@ def _widths(sizes: Any) -> list[int]:
     return [int(w) for w in values]
 
 
-def _describe(act: nn.Module) -> str:
-    """``htaf(alpha0=2, alpha1=11)`` for an estimator, ``relu`` for a reference activation."""
-    if isinstance(act, Estimator):
-        params = ", ".join(f"{k}={v:g}" for k, v in act.params.items())
-        return f"{act.name}({params})" if params else act.name
-    return type(act).__name__.lower()
-
-
-class HeavisideLayer(nn.Module):
-    """One hidden layer: ``Linear -> [BatchNorm1d] -> activation -> [Dropout]``."""
-
-    def __init__(
-        self,
-        n_in: int,
-        n_out: int,
-        activation: str,
-        batch_norm: bool,
-        dropout: float,
-        **params: float,
-    ) -> None:
-        super().__init__()
-        self.linear = nn.Linear(n_in, n_out)
-        self.norm = nn.BatchNorm1d(n_out) if batch_norm else nn.Identity()
-        self.act = make_activation(activation, **params)  # a fresh estimator per layer
-        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-
-    def code(self, x: Tensor) -> Tensor:
-        """The activation output before dropout: the layer's (binary) code."""
-        return self.act(self.norm(self.linear(x)))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.drop(self.code(x))
-
-
-@dataclass(frozen=True)
-class LayerProfile:
-    """One row of :meth:`DHN.summary`."""
-
-    name: str
-    kind: str
-    n_in: int
-    n_out: int
-    params: int
-    activation: str
-    binary: bool
-
-
-class DHN(nn.Module):
-    """A Deep Heaviside Network: an MLP with one estimator (step) activation per hidden layer.
-
-    Args:
-        n_in: number of input features.
-        n_out: logits; 1 for binary classification and regression, K for K classes.
-        widths: hidden layer widths.
-        activation: estimator name (``"htaf"``, ``"ste"``, ``"htaf(2,11)"``, ...) or a
-            continuous reference (``"relu"``, ``"tanh"``, ...).
-        batch_norm: BatchNorm1d before each activation.
-        dropout: dropout probability after each activation, in [0, 1).
-        **activation_params: passed to every layer's estimator (e.g. ``alpha0=2, alpha1=11``).
-    """
-
-    def __init__(
-        self,
-        n_in: int,
-        n_out: int,
-        widths: Sequence[int] = (256, 256, 128),
-        activation: str = "htaf",
-        batch_norm: bool = False,
-        dropout: float = 0.0,
-        **activation_params: float,
-    ):
-        super().__init__()
-        n_in, n_out = _positive_int(n_in, "n_in"), _positive_int(n_out, "n_out")
-        if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence) or not widths:
-            raise ValueError(f"widths must be a non-empty sequence of positive ints: {widths!r}")
-        widths = [_positive_int(w, "widths") for w in widths]
-        real = isinstance(dropout, numbers.Real) and not isinstance(dropout, bool)
-        if not real or not 0 <= dropout < 1:
-            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
-        self.n_in, self.n_out, self.widths = n_in, n_out, tuple(widths)
-        self.activation = activation
-        self.binary = is_binary(activation)
-        sizes = [n_in, *widths]
-        self.layers = nn.ModuleList(
-            HeavisideLayer(a, b, activation, batch_norm, float(dropout), **activation_params)
-            for a, b in itertools.pairwise(sizes)
-        )
-        self.head = nn.Linear(sizes[-1], n_out)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Logits, shape ``(batch, n_out)``."""
-        for layer in self.layers:
-            x = layer(x)
-        return self.head(x)
-
-    def hidden(self, x: Tensor) -> list[Tensor]:
-        """Every hidden layer's activation output (before dropout): ``[h_1, ..., h_L]``."""
-        codes = []
-        for layer in self.layers:
-            h = layer.code(x)
-            codes.append(h)
-            x = layer.drop(h)
-        return codes
-
-    # -- model summary (Larq-style) ------------------------------------------------------------
-    def layer_profiles(self) -> list[LayerProfile]:
-        """One profile per hidden layer plus the head."""
-        rows = []
-        for i, layer in enumerate(self.layers, 1):
-            kind = "dense+bn" if isinstance(layer.norm, nn.BatchNorm1d) else "dense"
-            rows.append(
-                LayerProfile(
-                    name=f"hidden{i}",
-                    kind=kind,
-                    n_in=layer.linear.in_features,
-                    n_out=layer.linear.out_features,
-                    params=sum(p.numel() for p in layer.parameters()),
-                    activation=_describe(layer.act),
-                    binary=self.binary,
-                )
-            )
-        rows.append(
-            LayerProfile(
-                name="head",
-                kind="dense",
-                n_in=self.head.in_features,
-                n_out=self.head.out_features,
-                params=sum(p.numel() for p in self.head.parameters()),
-                activation="logits",
-                binary=False,
-            )
-        )
-        return rows
-
-    def summary(self) -> str:
-        """A table of :meth:`layer_profiles` with totals.
-
-        Activation size is per sample: a binary hidden unit needs 1 bit once hardened, a
-        float32 unit 32 bits.
-        """
-        rows = self.layer_profiles()
-        cells = [("layer", "kind", "in", "out", "params", "activation", "binary")]
-        for r in rows:
-            yes = "yes" if r.binary else "no"
-            cells.append(
-                (r.name, r.kind, str(r.n_in), str(r.n_out), f"{r.params:,}", r.activation, yes)
-            )
-        widths = [max(len(c[i]) for c in cells) for i in range(len(cells[0]))]
-        text = [
-            "  ".join(c.ljust(w) for c, w in zip(cell, widths, strict=True)).rstrip()
-            for cell in cells
-        ]
-        rule = "  ".join("-" * w for w in widths)
-        units = sum(r.n_out for r in rows[:-1])
-        n_binary = sum(r.n_out for r in rows if r.binary)
-        total = sum(r.params for r in rows)
-        bits = n_binary + 32 * (units - n_binary)
-        return "\n".join([
-            f"DHN({self.n_in} -> {self.n_out})", rule, text[0], rule, *text[1:], rule,
-            f"total params: {total:,} ({total * 4 / 1024:.1f} KiB as float32)",
-            f"binary activations: {n_binary} of {units} hidden units",
-            f"hidden activations per sample: {bits:,} bits in binary mode "
-            f"vs {32 * units:,} bits as float32 ({32 * units / bits:.1f}x smaller)",
-        ])  # fmt: skip
-
-
-# -- scikit-learn wrappers ---------------------------------------------------------------------
 def _validate_data(est: BaseEstimator, X: Any, y: Any = "no_validation", **kw: Any) -> Any:
     """``sklearn.utils.validation.validate_data`` (>= 1.6), else the old private method."""
     kw.setdefault("dtype", [np.float64, np.float32])  # ints/objects become float64
@@ -324,10 +146,6 @@ class _HeavisideBase(BaseEstimator):
 
     def fit(self, X: Any, y: Any) -> _HeavisideBase:
         """Standardise X, train a :class:`DHN` with ``htaf.train.fit``, and return self."""
-        from htaf.config import RunConfig
-        from htaf.data import Dataset
-        from htaf.train import fit as train_fit  # lazy: htaf.train imports the families
-
         self._check_params()
         X, y = _validate_data(self, X, y)
         y_enc, task, n_out = self._encode_targets(y)
@@ -352,10 +170,14 @@ class _HeavisideBase(BaseEstimator):
             n_classes=len(self.classes_) if task != "regression" else None,
             meta=meta,
         )  # fmt: skip
+        widths = _widths(self.hidden_layer_sizes)
+        model_options = {
+            "widths": widths,
+            "batch_norm": bool(self.batch_norm),
+            "dropout": float(self.dropout),
+        }
         config = RunConfig(
-            task="dhn", dataset="sklearn", estimator=self.estimator,
-            widths=_widths(self.hidden_layer_sizes),
-            batch_norm=bool(self.batch_norm), dropout=float(self.dropout),
+            task="dhn", dataset="sklearn", estimator=self.estimator, model=model_options,
             optimizer=self.optimizer, lr=float(self.lr), weight_decay=float(self.weight_decay),
             epochs=int(self.epochs), batch_size=int(self.batch_size),
             patience=int(self.patience) if len(y_val) else 0, seed=seed, split_seed=seed,
@@ -364,8 +186,8 @@ class _HeavisideBase(BaseEstimator):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = DHN(
-                X.shape[1], n_out, config.widths, self.estimator, config.batch_norm,
-                config.dropout,
+                X.shape[1], n_out, widths, self.estimator, bool(self.batch_norm),
+                float(self.dropout),
             )  # fmt: skip
             result = train_fit(model, data, config, progress=bool(self.verbose))
         # leave model_ in the forward predict uses, so model_ on its own reproduces predict

@@ -1,0 +1,151 @@
+"""Model families: ``RunConfig.task`` names the family that turns a config into a model.
+
+    model = build_model(config, dataset)      # config.task == "dhn" -> htaf.families.dhn.DHN
+
+Each family lives in its own module here (``dhn``, ``bnn``, ``snn``, ``icbm``, ``convex``) and
+defines ``FAMILY``, a :class:`Family`: its options (a dataclass, filled from the config's
+``model`` table), a builder ``(options, spec, estimator, estimator_params) -> nn.Module`` that
+sees only a :class:`DataSpec` (never the data, the engine, the store or the CLI), and the
+defaults ``htaf compare --task NAME`` starts from. Modules are imported on first use, so
+``import htaf`` stays cheap.
+
+The model a builder returns maps a float batch ``(n, *spec.input_shape)`` to logits
+``(n, spec.n_out)``. The engine also honours these optional model methods:
+
+* ``constrain_()``: called after every optimizer step (e.g. clip latent binary weights);
+* ``binary_parameters()``: the parameters an ``optimizer = "bop"`` run flips with Bop;
+* ``epoch_stats() -> dict``: per-epoch statistics for the history (e.g. weight flip ratios);
+* ``eval_stats(x) -> dict``: statistics of one test batch in the current forward mode,
+  reported as ``test_{NAME}_{hard|smooth}`` (e.g. firing rates, active concepts);
+* ``fit_closed_form(x, y, task) -> dict``: a model that is solved, not trained by gradient
+  (the convex threshold networks); the engine calls it instead of the epochs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from htaf.config import ConfigError
+from htaf.families.options import defaults, parse_options
+
+#: Registered families and the module that defines each one's ``FAMILY``.
+MODULES: dict[str, str] = {"dhn": "htaf.families.dhn"}
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What a family may know about the data: its shape and the task, not the data."""
+
+    kind: str  # "table" | "image" | "sequence"
+    input_shape: tuple[int, ...]
+    n_out: int  # logits: 1 for binary classification and regression, K for K classes
+    task: str  # "binary" | "multiclass" | "regression"
+    n_concepts: int | None = None  # ground-truth attributes, where the data has them
+
+
+Builder = Callable[[Any, DataSpec, str, Mapping[str, float]], nn.Module]
+
+
+@dataclass(frozen=True)
+class Family:
+    """A model family: its options, its builder and its ``htaf compare`` defaults."""
+
+    name: str
+    description: str
+    options: type  # a dataclass; see htaf.families.options
+    build: Builder
+    kinds: tuple[str, ...] = ("table", "image", "sequence")  # data kinds it accepts
+    #: RunConfig fields ``htaf compare --task NAME`` starts from (dataset, lr, epochs...).
+    compare: Mapping[str, Any] = field(default_factory=dict)
+    #: The estimators ``htaf compare --task NAME`` compares by default.
+    estimators: tuple[str, ...] = ("htaf",)
+
+
+def family_names() -> list[str]:
+    """Registered family names, sorted."""
+    return sorted(MODULES)
+
+
+def register_family(name: str, module: str) -> None:
+    """Register a family defined as ``FAMILY`` in ``module`` (imported on first use)."""
+    if not name or name in MODULES:
+        raise ValueError(f"model family {name!r} is empty or already registered")
+    MODULES[name] = module
+
+
+def get_family(name: str) -> Family:
+    """The :class:`Family` registered as ``name``; ``ConfigError`` naming the others if none."""
+    if name not in MODULES:
+        raise ConfigError(
+            f"unknown model family (config key 'task') {name!r} "
+            f"(available: {', '.join(family_names())})"
+        )
+    return importlib.import_module(MODULES[name]).FAMILY
+
+
+def model_options(task: str, table: Mapping[str, Any] | None) -> Any:
+    """The family's options dataclass filled from ``table``; errors name ``model.KEY``."""
+    fam = get_family(task)
+    return parse_options(fam.options, table, fam.name)
+
+
+def option_defaults(task: str) -> dict[str, Any]:
+    """The family's default model options, as plain data."""
+    return defaults(get_family(task).options)
+
+
+def output_size(dataset: Any) -> int:
+    """Logits a model needs: 1 for binary classification and regression, K for K classes."""
+    if dataset.task == "multiclass":
+        return int(dataset.n_classes)
+    if dataset.task in ("binary", "regression"):
+        return 1
+    raise ValueError(f"unknown dataset task {dataset.task!r}")
+
+
+def data_spec(dataset: Any) -> DataSpec:
+    """The :class:`DataSpec` of a ``htaf.data.Dataset``."""
+    names = getattr(dataset, "concept_names", None)
+    return DataSpec(
+        kind=getattr(dataset, "kind", "table"),
+        input_shape=tuple(dataset.input_shape),
+        n_out=output_size(dataset),
+        task=dataset.task,
+        n_concepts=len(names) if names else None,
+    )
+
+
+def build_model(config: Any, dataset: Any) -> nn.Module:
+    """Build the model of family ``config.task`` for ``dataset`` from ``config.model``.
+
+    Raises ``ConfigError`` (a ``ValueError``) for an unknown family, a bad option, or data of
+    a kind the family does not take; builders raise ``ValueError`` for bad estimators.
+    """
+    fam = get_family(config.task)
+    options = parse_options(fam.options, config.model, fam.name)
+    spec = data_spec(dataset)
+    if spec.kind not in fam.kinds:
+        raise ConfigError(
+            f"model family {fam.name!r} takes {' or '.join(fam.kinds)} data; dataset "
+            f"{dataset.name!r} is {spec.kind} data"
+        )
+    return fam.build(options, spec, config.estimator, dict(config.estimator_params))
+
+
+__all__ = [
+    "DataSpec",
+    "Family",
+    "build_model",
+    "data_spec",
+    "family_names",
+    "get_family",
+    "model_options",
+    "option_defaults",
+    "output_size",
+    "register_family",
+]
