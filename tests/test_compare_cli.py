@@ -123,6 +123,10 @@ def test_report_rebuilds(experiment, capsys):
             "class",
         ),
         (["--widths", "16,x"], {}, "--widths"),
+        (["--model", "depth=3"], {}, "family 'dhn' has no option 'model.depth'"),
+        (["--model", "dropout=2"], {}, "'model.dropout' must be in [0, 1)"),
+        (["--model", "widths"], {}, "--model: override 'widths' must look like key=value"),
+        (["--task", "nope"], {}, "unknown model family (config key 'task') 'nope'"),
         (["--seeds", "0"], {}, "--seeds"),
         (["--epochs", "0"], {}, "epochs"),
         (["--jobs", "0"], {}, "jobs"),
@@ -190,3 +194,40 @@ def test_csv_with_id_column_dropped(tmp_path, capsys):
     assert main([*args, "--drop", "idd", "--out", str(tmp_path / "bad")]) == 2
     assert "'idd' not found" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_model_options_from_the_command_line(tmp_path):
+    args = [
+        "compare",
+        "--estimators",
+        "htaf",
+        "--seeds",
+        "1",
+        "--epochs",
+        "1",
+        "--no-progress",
+        "--model",
+        "widths=[8, 4]",
+        "--model",
+        "batch_norm=true",
+        "--out",
+        str(tmp_path),
+    ]
+    assert main(args) == 0
+    (exp,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    spec = json.loads((exp / "config.json").read_text())
+    assert spec["base"]["model"] == {"widths": [8, 4], "batch_norm": True}
+    assert "--model 'widths=[8, 4]' --model batch_norm=true" in spec["command"]
+    (run,) = exp.glob("*/htaf/seed0/config.json")
+    saved = json.loads(run.read_text())
+    assert saved["model_options"] == {"widths": [8, 4], "batch_norm": True, "dropout": 0.0}
+
+
+def test_the_family_supplies_the_defaults(tmp_path):
+    from htaf.cli import build_parser
+    from htaf.cli.compare import base_config
+
+    args = build_parser().parse_args(["compare", "--lr", "0.01"])
+    base, estimators = base_config(args)
+    assert base.dataset == "breast_cancer" and base.epochs == 30 and base.lr == 0.01
+    assert estimators == ["htaf", "ste", "ste_clipped", "scaled_sigmoid", "atan", "relu"]

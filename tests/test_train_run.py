@@ -70,8 +70,9 @@ def test_cli_train_end_to_end(tmp_path, capsys):
     toml = write_toml(tmp_path)
     out = tmp_path / "out"
     code = main(["train", "--config", str(toml), "--set", "epochs=2", "--out", str(out),
-                 "--no-progress"])  # fmt: skip
+                 "--set", "model.widths=[8]", "--no-progress"])  # fmt: skip
     assert code == 0
+    assert json.loads((out / "config.json").read_text())["model_options"]["widths"] == [8]
     text = capsys.readouterr().out
     assert "hard (step)" in text and "smooth" in text and "auroc" in text
     metrics = json.loads((out / "metrics.json").read_text())
@@ -80,7 +81,7 @@ def test_cli_train_end_to_end(tmp_path, capsys):
     assert main(["train", "--config", str(toml), "--out", str(out), "--no-progress"]) == 2
     assert "--resume" in capsys.readouterr().err
     assert main(["train", "--config", str(toml), "--set", "epochs=2", "--out", str(out),
-                 "--resume", "--no-progress"]) == 0  # fmt: skip
+                 "--set", "model.widths=[8]", "--resume", "--no-progress"]) == 0  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -92,6 +93,9 @@ def test_cli_train_end_to_end(tmp_path, capsys):
         ("lr=-1", "lr"),
         ("task='cnn'", "cnn"),
         ("estimator_params={beta=3}", "beta"),
+        ("model.depth=3", "'model.depth'"),
+        ("model.widths=[0]", "'model.widths' must be positive"),
+        ("model.dropout='high'", "'model.dropout' of family 'dhn' must be a number"),
     ],
 )
 def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, override, named):

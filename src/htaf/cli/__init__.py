@@ -18,6 +18,7 @@ from htaf import __version__
 COMMAND_MODULES = [
     "htaf.cli.estimators_cmd",
     "htaf.cli.datasets_cmd",
+    "htaf.cli.families_cmd",
     "htaf.cli.plot",
     "htaf.cli.train",
     "htaf.cli.compare",

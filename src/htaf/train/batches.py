@@ -44,7 +44,13 @@ def to_device(X: Any, device: torch.device | str) -> Any:
 
 
 def workers() -> int:
-    """DataLoader workers for lazy files: one per core but the trainer's, at most 4."""
+    """DataLoader workers for lazy files: ``$HTAF_DATA_WORKERS``, else one per core but the
+    trainer's, at most 4 (0 decodes in the training process)."""
+    env = os.environ.get("HTAF_DATA_WORKERS")
+    if env is not None:
+        if not env.isdigit():
+            raise ValueError(f"HTAF_DATA_WORKERS must be an integer >= 0, got {env!r}")
+        return int(env)
     return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
