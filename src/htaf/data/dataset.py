@@ -67,10 +67,7 @@ class Dataset:
 
     def float_batch(self, x: torch.Tensor) -> torch.Tensor:
         """A batch as the model sees it: float32, uint8 scaled to [0, 1] then normalized."""
-        if x.dtype == torch.uint8:
-            x = x.float().div_(255.0)
-        else:
-            x = x.float()
+        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
         if self.normalize is not None:
             shape = (1, -1) + (1,) * (x.dim() - 2)
             mean = torch.tensor(self.normalize["mean"], dtype=x.dtype, device=x.device)
