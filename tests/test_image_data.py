@@ -436,6 +436,18 @@ def test_image_files_corrupt_and_missing_images_name_the_file(tmp_path):
         ImageFiles([good], size=32, resize=8)
 
 
+def test_image_files_large_jpeg_decoded_at_reduced_scale_matches_full_decode(tmp_path):
+    yy, xx = np.mgrid[0:300, 0:400]
+    rgb = np.stack([xx * 255 // 399, yy * 255 // 299, (xx + yy) * 255 // 698], axis=2)
+    Image.fromarray(rgb.astype(np.uint8)).save(tmp_path / "big.jpg", quality=95)
+    fast = ImageFiles([tmp_path / "big.jpg"], size=32)[0]
+    with Image.open(tmp_path / "big.jpg") as im:
+        full = np.asarray(im.convert("RGB").resize((43, 32), Image.Resampling.BILINEAR))
+    full = full[:, 5:37].transpose(2, 0, 1).astype(int)  # center crop of the full decode
+    assert fast.shape == (3, 32, 32)
+    assert np.abs(fast.numpy().astype(int) - full).mean() < 4
+
+
 # --- CUB-200-2011 -----------------------------------------------------------------------------
 
 
@@ -469,7 +481,13 @@ def test_cub_missing_and_damaged_files(tmp_path):
     with pytest.raises(DataError, match=r"image_attribute_labels\.txt: 162 attribute lines"):
         load("cub200", data_dir=tmp_path)
     attrs.write_text("\n".join([*lines[:-1], "33 9 1 3 2.0"]) + "\n")
-    with pytest.raises(DataError, match=r"labels\.txt, line 165: image 33, attribute 9"):
+    with pytest.raises(DataError, match=r"labels\.txt, data line 165: image 33, attribute 9"):
+        load("cub200", data_dir=tmp_path)
+    attrs.write_text("\n".join([*lines[:-1], lines[0]]) + "\n")  # 165 lines, one twice
+    with pytest.raises(DataError, match=r"labels\.txt: 165 attribute lines, expected one for"):
+        load("cub200", data_dir=tmp_path)
+    attrs.write_text("\n".join([*lines[:-1], "33 5 yes"]) + "\n")
+    with pytest.raises(DataError, match=r"labels\.txt: malformed line: could not convert"):
         load("cub200", data_dir=tmp_path)
     (tmp_path / "attributes.txt").unlink()
     with pytest.raises(DataError, match=r"attributes\.txt .* not found"):
@@ -578,7 +596,7 @@ def test_verify_reports_ok_mismatch_and_missing(tmp_path, monkeypatch, capsys):
     assert f"{archive}: sha256 " in err and "differs from the official c4a38c50" in err
     assert "Replace it with the official file" in err
     assert main(["datasets", "--verify", "cifar100", "--data-dir", str(d)]) == 2
-    assert "'cifar-100-binary.tar.gz' not found. Place the official file" in capsys.readouterr().err
+    assert "'cifar-100-binary.tar.gz' not found (checksums are published" in capsys.readouterr().err
     _with_digests(monkeypatch, "cifar10", cifar, "CIFAR10_ARCHIVE",
                   {"cifar-10-binary.tar.gz": archive})  # fmt: skip
     assert main(["datasets", "--verify", "cifar10", "--data-dir", str(d)]) == 0

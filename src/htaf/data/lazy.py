@@ -20,6 +20,7 @@ keep the old epoch). Normalisation is not done here: ``Dataset.float_batch`` app
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -108,7 +109,7 @@ class ImageFiles(torch.utils.data.Dataset):
     def subset(self, indices: Sequence[int] | np.ndarray) -> ImageFiles:
         """The images at ``indices`` (same transforms and seed; evaluation mode, epoch 0)."""
         idx = np.asarray(indices, dtype=np.int64)
-        out = ImageFiles(
+        return ImageFiles(
             [self.paths[i] for i in idx],
             size=self.size,
             resize=self.resize,
@@ -118,7 +119,6 @@ class ImageFiles(torch.utils.data.Dataset):
             seed=self.seed,
             ids=self.ids[idx],
         )
-        return out
 
     # --- modes --------------------------------------------------------------------------------
 
@@ -141,6 +141,9 @@ class ImageFiles(torch.utils.data.Dataset):
         path = self.paths[i]
         try:
             with Image.open(path) as im:
+                scale = self.resize / min(im.size)
+                if scale < 1:  # JPEG: decode at a reduced scale still >= the resize (faster)
+                    im.draft(MODES[self.channels], tuple(math.ceil(v * scale) for v in im.size))
                 return im.convert(MODES[self.channels])  # convert forces the full decode
         except FileNotFoundError:
             raise DataError(f"{path}: image file not found") from None

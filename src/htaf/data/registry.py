@@ -193,7 +193,10 @@ def verify(name: str, data_dir: str | Path | None = None) -> list[str]:
     for off in src.official:
         path = off.find(dirs)
         if path is None:
-            missing = f"dataset {name!r}: {off.name!r} not found. "
+            missing = (
+                f"dataset {name!r}: {off.name!r} not found (checksums are published for the "
+                "files as distributed, not for unpacked copies). "
+            )
             raise DataError(missing + where_to_put(name, off, dirs))
         lines.append(verify_file(name, path, off))
     return lines
