@@ -250,6 +250,7 @@ def test_mnist_reads_idx_gz_and_keeps_the_official_split(tmp_path):
     assert ds.kind == "image" and ds.input_shape == (1, 28, 28) and ds.X_train.dtype == np.uint8
     assert ds.class_names == [str(d) for d in range(10)]
     assert np.array_equal(ds.X_test[:, 0], arrays["t10k-images-idx3-ubyte"])  # test untouched
+    assert ds.X_test.flags.writeable and ds.X_test.flags.c_contiguous
     assert ds.meta["split_sizes"] == {"train": 68, "val": 12, "test": 20}  # val: 15 % of train
     train = np.concatenate([ds.X_train, ds.X_val])[:, 0]
     assert sorted(map(bytes, train)) == sorted(map(bytes, arrays["train-images-idx3-ubyte"]
@@ -316,6 +317,8 @@ def test_cifar10_folder_and_archive_give_the_same_dataset(tmp_path):
     assert ds.meta["split_sizes"] == {"train": 85, "val": 15, "test": 20}
     _, X_test = cifar_records(20, 1, 10, 9)
     assert np.array_equal(ds.X_test, X_test)  # planes R, G, B in record order: (C, H, W)
+    for X in (ds.X_train, ds.X_val, ds.X_test):  # torch.from_numpy takes them without a warning
+        assert X.flags.writeable and X.flags.c_contiguous
     assert np.array_equal(ds.y_test, np.arange(20) % 10)
     (tmp_path / "b").mkdir()
     tar_folder(folder, tmp_path / "b" / "cifar-10-binary.tar.gz")

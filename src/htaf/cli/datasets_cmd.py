@@ -32,8 +32,9 @@ def _describe(ds: Any) -> str:
     else:
         shape = f"{ds.kind}s {'x'.join(map(str, ds.input_shape))}"
     sizes = "/".join(str(v) for v in ds.meta.get("split_sizes", {}).values())
-    files = ds.meta.get("files") or [ds.meta.get("file")]
-    return f"{ds.name}: {shape}, task {ds.task}, train/val/test {sizes}; files: {files}"
+    files = ds.meta.get("files") or [f for f in [ds.meta.get("file")] if f]
+    where = ", ".join(map(str, files)) or "none (bundled or generated)"
+    return f"{ds.name}: {shape}, task {ds.task}, train/val/test {sizes}; files: {where}"
 
 
 def _listing(infos: list[dict[str, Any]]) -> None:

@@ -109,7 +109,8 @@ def _records(raw: bytes, where: str, lay: Layout, dataset: str) -> Part:
             f"{where}: record {bad[0]} has label {y[bad[0]]}, not in 0..{lay.n_classes - 1}; "
             "is it the official file of this dataset?"
         )
-    return Part(rec[:, lay.label_bytes :].reshape(-1, 3, 32, 32), y)
+    # a contiguous, writable copy (frombuffer's array is read-only; the slice is strided)
+    return Part(rec[:, lay.label_bytes :].reshape(-1, 3, 32, 32).copy(), y)
 
 
 def _names(raw: bytes, where: str, n: int) -> list[str]:

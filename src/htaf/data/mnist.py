@@ -111,7 +111,8 @@ def read_idx(dataset: str, path: Path, magic: int) -> np.ndarray:
             f"{path}: {problem}: the header announces {dims} = {want} bytes of data, the file "
             f"holds {body}. Replace it with the official file at {path}"
         )
-    return np.frombuffer(raw, dtype=np.uint8, offset=head).reshape(dims)
+    # a copy: frombuffer's array is read-only, which torch.from_numpy warns about
+    return np.frombuffer(raw, dtype=np.uint8, offset=head).reshape(dims).copy()
 
 
 def _find(dataset: str, off: Official, ctx: Ctx) -> Path:
