@@ -237,7 +237,7 @@ def test_download_is_atomic_and_failures_are_dataerrors(tmp_path, monkeypatch):
     monkeypatch.setattr(urllib.request, "urlopen", fail)
     with pytest.raises(DataError, match=r"could not download .*winequality-red\.csv.*no route"):
         load("wine_quality_red", data_dir=tmp_path / "w", download=True)
-    assert list((tmp_path / "w").iterdir()) == []  # no partial file left behind
+    assert not (tmp_path / "w").exists()  # no partial file, nor the folder made for it
 
     class CutOff(FakeResponse):  # the connection drops mid-body
         def read(self, size=-1):
@@ -248,4 +248,8 @@ def test_download_is_atomic_and_failures_are_dataerrors(tmp_path, monkeypatch):
     monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: CutOff(b"M,0.4,"))
     with pytest.raises(DataError, match=r"could not download .*abalone\.data"):
         load("abalone", data_dir=tmp_path / "cut", download=True)
-    assert list((tmp_path / "cut").iterdir()) == []
+    assert not (tmp_path / "cut").exists()
+    (tmp_path / "kept").mkdir()  # a folder that was there before stays
+    with pytest.raises(DataError, match=r"could not download .*abalone\.data"):
+        load("abalone", data_dir=tmp_path / "kept", download=True)
+    assert list((tmp_path / "kept").iterdir()) == []

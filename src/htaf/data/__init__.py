@@ -1,14 +1,19 @@
-"""Tabular datasets: ``load(name)`` returns a split, preprocessed ``Dataset``.
+"""Datasets: ``load(name)`` returns a split ``Dataset`` of tables, images or sequences.
 
     from htaf.data import load, available
     ds = load("telco_churn", data_dir="~/data")   # or $HTAF_DATA
     ds = load("csv:my.csv", target="label")
+    ds = load("cifar10", data_dir="~/data")       # uint8 (n, 3, 32, 32) + ds.normalize
 
-See ``available()`` for the registered names; ``preprocess.py`` for what is done to every source.
+See ``available()`` for the registered names; ``preprocess.py`` for what is done to tables,
+``arrays.py`` for images and sequences (``from_arrays`` for your own arrays), ``lazy.py`` for
+image sets read from disk, ``verify(name)`` to check local files against published checksums.
 """
 
-from . import bundled, heloc, telco, uci  # noqa: F401  (importing registers the sources)
+from . import bundled, cifar, cub, heloc, mnist, shapes, telco, tiny_imagenet, uci  # noqa: F401
+from .arrays import from_arrays
 from .dataset import DataError, Dataset
-from .registry import available, load
+from .lazy import ImageFiles
+from .registry import available, load, verify
 
-__all__ = ["DataError", "Dataset", "available", "load"]
+__all__ = ["DataError", "Dataset", "ImageFiles", "available", "from_arrays", "load", "verify"]

@@ -1,4 +1,5 @@
-"""Datasets that need no files: sklearn's bundled tables and the random-teacher task."""
+"""Datasets that need no files: sklearn's bundled tables (and digits as images), the
+random-teacher task."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Any
 import numpy as np
 from sklearn import datasets as skd
 
-from .dataset import DataError
+from .arrays import Part, build_dataset
+from .dataset import DataError, Dataset
 from .preprocess import Table
 from .registry import Ctx, register
 
@@ -52,6 +54,37 @@ def breast_cancer(ctx: Ctx) -> Table:
 )
 def digits(ctx: Ctx) -> Table:
     return _sklearn("load_digits", "multiclass")
+
+
+@register(
+    "digits_images",
+    kind="image",
+    task="multiclass",
+    description="8x8 handwritten digits as 1x8x8 uint8 images (0..16 scaled to 0..255), 1797",
+    source="sklearn.datasets.load_digits",
+)
+def digits_images(ctx: Ctx) -> Dataset:
+    """sklearn's digits hold 0..16; stored as uint8 round(v * 255 / 16) so that x / 255 is
+    v / 16. The split is the one the ``digits`` table gets for the same seed and sizes."""
+    b = skd.load_digits()
+    X = np.rint(b.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
+    meta = {
+        "source": "sklearn.datasets.load_digits",
+        "file": None,
+        "files": [],
+        "pixel_scale": "uint8 = round(value * 255 / 16); sklearn's values are 0..16",
+    }
+    return build_dataset(
+        "digits_images",
+        "image",
+        Part(X, b.target.astype(np.int64)),
+        None,
+        class_names=[str(c) for c in b.target_names],
+        seed=ctx.seed,
+        val_size=ctx.val_size,
+        test_size=ctx.test_size,
+        meta=meta,
+    )
 
 
 @register(

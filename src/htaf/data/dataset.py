@@ -29,7 +29,8 @@ class DataError(ValueError):
 
 @dataclass
 class Dataset:
-    """A preprocessed, split dataset: X float32 2-D, y int64 class indices or float32 targets.
+    """A split dataset: ``X_*`` as the module doc says, ``y_*`` int64 class indices or float32
+    regression targets.
 
     Regression targets are standardized with the training mean/std (``meta["y_mean"]``,
     ``meta["y_std"]``); ``inverse_target`` maps predictions back to original units.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import hashlib
 import io
 import os
 import tempfile
@@ -60,17 +62,38 @@ def find_file(
     raise DataError(msg + (f" {note}" if note else ""))
 
 
-def fetch(url: str, dest: Path, timeout: float = TIMEOUT_S) -> None:
-    """Download ``url`` to ``dest`` atomically: a temp file in the same folder, then os.replace."""
+def fetch(
+    url: str, dest: Path, timeout: float = TIMEOUT_S, digests: dict[str, str] | None = None
+) -> None:
+    """Download ``url`` to ``dest`` atomically: a temp file in the same folder, then os.replace.
+
+    ``digests`` (``{"sha256": hex, "md5": hex}``, any subset) are checked on the downloaded bytes
+    before the rename: a mismatch is a DataError and nothing is written. Folders created for
+    ``dest`` are removed again when the download fails.
+    """
+    made = _missing_parents(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    hashes = {algo: hashlib.new(algo) for algo in (digests or {})}
+    ok = False
     try:
         with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=timeout) as r:
             while chunk := r.read(1 << 20):
                 f.write(chunk)
+                for h in hashes.values():
+                    h.update(chunk)
         if os.path.getsize(tmp) == 0:
             raise DataError(f"download of {url} returned an empty file")
+        for algo, h in hashes.items():
+            want = (digests or {})[algo].lower()
+            if h.hexdigest() != want:
+                raise DataError(
+                    f"download of {url}: {algo} {h.hexdigest()} differs from the official {want}; "
+                    f"nothing was written to {dest}. Try again later, or download the file by "
+                    f"hand, check it and place it at {dest}"
+                )
         os.replace(tmp, dest)
+        ok = True
     except DataError:
         raise
     # URLError and timeouts are OSErrors; a connection cut mid-body is an HTTPException
@@ -79,9 +102,23 @@ def fetch(url: str, dest: Path, timeout: float = TIMEOUT_S) -> None:
             f"could not download {url} to {dest}: {e}. Check the network, or download the file "
             f"by hand and place it at {dest}"
         ) from e
-    finally:  # never leave a partial file behind
+    finally:  # never leave a partial file (or a folder made only for it) behind
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if not ok:
+            for d in made:
+                with contextlib.suppress(OSError):  # not empty: someone else wrote there
+                    d.rmdir()
+
+
+def _missing_parents(path: Path) -> list[Path]:
+    """The folders above ``path`` that do not exist yet, deepest first."""
+    out = []
+    for d in path.parents:
+        if d.exists():
+            break
+        out.append(d)
+    return out
 
 
 def _sniff(text: str) -> str:

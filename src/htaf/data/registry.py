@@ -1,8 +1,13 @@
-"""The dataset registry: ``load(name)`` and ``available()``.
+"""The dataset registry: ``load(name)``, ``available()`` and ``verify(name)``.
 
-A source is a function ``loader(ctx, **options) -> Table`` registered under a name with
-``@register``; its keyword-only parameters are the options ``load`` accepts for it. Names of
-the form ``csv:PATH`` load any user CSV (``target=`` required).
+A source is a function ``loader(ctx, **options)`` registered under a name with ``@register``;
+its keyword-only parameters are the options ``load`` accepts for it. A table source
+(``kind="table"``) returns a ``Table`` of raw columns, which ``preprocess.build`` checks, splits
+and scales. An image or sequence source returns a finished ``Dataset`` (made with
+``arrays.build_dataset``, which splits with ``ctx.seed``/``ctx.val_size``/``ctx.test_size``).
+``official`` lists the files the publisher distributes, with their published checksums, for
+``verify`` and downloads. Names of the form ``csv:PATH`` load any user CSV (``target=``
+required).
 """
 
 from __future__ import annotations
@@ -17,7 +22,11 @@ from typing import Any
 
 from .csvfile import load_csv
 from .dataset import DataError, Dataset
+from .files import search_dirs
+from .official import Official, verify_file, where_to_put
 from .preprocess import Table, build
+
+KINDS = ("table", "image", "sequence")
 
 
 @dataclass(frozen=True)
@@ -26,7 +35,9 @@ class Ctx:
 
     data_dir: str | Path | None
     download: bool
-    seed: int  # split_seed; generated datasets (teacher) draw from it too
+    seed: int  # split_seed; generated datasets (teacher, shapes) draw from it too
+    val_size: float = 0.15
+    test_size: float = 0.2  # only for sets without an official test split
 
 
 @dataclass(frozen=True)
@@ -36,7 +47,9 @@ class Source:
     description: str
     source: str
     files: tuple[str, ...]
-    loader: Callable[..., Table]
+    loader: Callable[..., Table | Dataset]
+    kind: str = "table"
+    official: tuple[Official, ...] = ()
 
     def options(self) -> dict[str, Any]:
         return _kwonly(self.loader)
@@ -52,31 +65,45 @@ REGISTRY: dict[str, Source] = {}
 
 
 def register(
-    name: str, *, task: str, description: str, source: str, files: tuple[str, ...] = ()
-) -> Callable[[Callable[..., Table]], Callable[..., Table]]:
-    """Decorator adding ``loader`` to the registry under ``name``."""
+    name: str,
+    *,
+    task: str,
+    description: str,
+    source: str,
+    files: tuple[str, ...] = (),
+    kind: str = "table",
+    official: tuple[Official, ...] = (),
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator adding ``loader`` to the registry under ``name``.
 
-    def deco(loader: Callable[..., Table]) -> Callable[..., Table]:
+    ``kind="table"`` loaders return a ``Table``; "image" and "sequence" loaders a ``Dataset``.
+    ``files`` is what the listing shows; ``official`` what ``verify`` checks.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"dataset {name!r}: kind must be one of {KINDS}, not {kind!r}")
+
+    def deco(loader: Callable[..., Any]) -> Callable[..., Any]:
         if name in REGISTRY:
             raise ValueError(f"dataset {name!r} is already registered")
-        REGISTRY[name] = Source(name, task, description, source, files, loader)
+        REGISTRY[name] = Source(name, task, description, source, files, loader, kind, official)
         return loader
 
     return deco
 
 
 def available() -> list[dict[str, Any]]:
-    """One dict per registered dataset: name, task, description, source, files, options."""
+    """One dict per registered dataset: name, kind, task, description, source, files, options."""
     return [
         {
             "name": s.name,
+            "kind": s.kind,
             "task": s.task,
             "description": s.description,
             "source": s.source,
             "files": list(s.files),
             "options": s.options(),
         }
-        for s in REGISTRY.values()
+        for s in sorted(REGISTRY.values(), key=lambda s: KINDS.index(s.kind))  # stable
     ]
 
 
@@ -101,9 +128,12 @@ def load(
 ) -> Dataset:
     """Load dataset ``name`` (see ``available()``, or ``"csv:PATH"`` with ``target=``).
 
-    Files are looked for in ``data_dir``, then ``$HTAF_DATA``, then ``./data``. ``impute``:
-    None (missing cells are errors), "mean" (train mean / most frequent) or "drop" (drop rows).
-    Splits are deterministic in ``split_seed`` and stratified for classification.
+    Files are looked for in ``data_dir``, then ``$HTAF_DATA``, then ``./data``. ``impute``
+    (tables only): None (missing cells are errors), "mean" (train mean / most frequent) or
+    "drop" (drop rows). Splits are deterministic in ``split_seed`` and stratified for
+    classification. ``test_size`` applies to sets without an official test split; sets with
+    one keep it (any other ``test_size`` than the default is an error) and carve validation
+    (``val_size`` of it) out of their official training split.
     """
     seed_ok = isinstance(split_seed, numbers.Integral) and not isinstance(split_seed, bool)
     if not seed_ok or split_seed < 0:
@@ -113,19 +143,60 @@ def load(
         _check_options(name, csv_options, options)
         table = load_csv(name[4:], target=target, **options)
     else:
-        if name not in REGISTRY:
-            close = difflib.get_close_matches(name, list(REGISTRY), n=3, cutoff=0.5)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise DataError(
-                f"unknown dataset {name!r}{hint} (available: {', '.join(REGISTRY)}, csv:PATH)"
-            )
-        src = REGISTRY[name]
+        src = _source(name)
         _check_options(name, src.options(), options)
-        table = src.loader(Ctx(data_dir, download, split_seed), **options)
+        ctx = Ctx(data_dir, download, split_seed, val_size, test_size)
+        out = src.loader(ctx, **options)
+        if isinstance(out, Dataset):  # image and sequence sources split for themselves
+            for key, value in (("target", target), ("impute", impute)):
+                if value is not None:
+                    raise DataError(f"dataset {name!r} is not a table; {key} does not apply")
+            return out
+        table = out
         if target not in (None, table.target):
             raise DataError(
                 f"dataset {name!r} has the fixed target {table.target!r}, not {target!r}"
             )
     return build(
-        name, table, impute=impute, split_seed=split_seed, val_size=val_size, test_size=test_size
+        name,
+        table,
+        impute=impute,
+        split_seed=split_seed,
+        val_size=val_size,
+        test_size=test_size,
     )
+
+
+def _source(name: str) -> Source:
+    """The registered source ``name``, or a DataError suggesting close names."""
+    if name not in REGISTRY:
+        close = difflib.get_close_matches(name, list(REGISTRY), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise DataError(
+            f"unknown dataset {name!r}{hint} (available: {', '.join(REGISTRY)}, csv:PATH)"
+        )
+    return REGISTRY[name]
+
+
+def verify(name: str, data_dir: str | Path | None = None) -> list[str]:
+    """Check the local copies of ``name``'s official files against their published checksums.
+
+    Returns one report line per file; a missing file or a checksum mismatch is a DataError
+    that names the file and says where the official one goes.
+    """
+    src = _source(name)
+    if not src.official:
+        what = "generated or bundled" if not src.files else "no published checksum recorded"
+        return [f"{name}: {what}; nothing to verify"]
+    dirs = search_dirs(data_dir)
+    lines = []
+    for off in src.official:
+        path = off.find(dirs)
+        if path is None:
+            missing = (
+                f"dataset {name!r}: {off.name!r} not found (checksums are published for the "
+                "files as distributed, not for unpacked copies). "
+            )
+            raise DataError(missing + where_to_put(name, off, dirs))
+        lines.append(verify_file(name, path, off))
+    return lines
