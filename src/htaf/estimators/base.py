@@ -129,7 +129,13 @@ class Estimator(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         hard = self._mode == "hard" or not self.has_primitive
         if hard and _native.accepts(x):
-            return self._native_hard(x)
+            return self._fused_hard(x, _native)
+        if hard and torch.compiler.is_compiling():
+            # Dynamo runs this import rather than tracing it (see htaf._ops): lazy registration.
+            from htaf import _ops
+
+            if _ops.takes(x):
+                return self._fused_hard(x, _ops)
         check_float(x)
         # Half precision lacks the range for the tails and clamps: compute in float32.
         xc = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
@@ -144,15 +150,16 @@ class Estimator(nn.Module):
             return y
         return with_rule(y, x, self.output_grad(x))
 
-    def _native_hard(self, x: Tensor) -> Tensor:
-        """:meth:`output_hard` as one native operator: the same values and gradients, without
-        the dozen small ops around the step."""
+    def _fused_hard(self, x: Tensor, ops: Any) -> Tensor:
+        """:meth:`output_hard` as one operator of ``ops`` (:mod:`htaf._native` in eager mode,
+        :mod:`htaf._ops` under ``torch.compile``): the same values and gradients, without the
+        dozen small ops around the step."""
         lo = -1.0 if self.signed else 0.0
         if not (torch.is_grad_enabled() and x.requires_grad):
-            return _native.step(x, lo)
+            return ops.step(x, lo)
         with torch.no_grad():  # with_rule detaches the rule too
             rule = self.output_grad(x)
-        return _native.step_with_rule(x, rule, lo)
+        return ops.step_with_rule(x, rule, lo)
 
     def _to_output(self, y: Tensor) -> Tensor:
         """The smooth forward moved from the natural space to the output space: scaled with
