@@ -31,6 +31,20 @@ EXTREME = torch.tensor(
 )
 
 
+#: Straight-through rules pass the upstream gradient unchanged in both output spaces.
+PASS_THROUGH = {"ste", "ste_clipped"}
+
+
+def gain(name, signed):
+    """What the output-space backward is, relative to the natural-space rule ``grad``: 1 in
+    the natural space and for straight-through; else the step's height ratio, 2 from {0, 1}
+    to ±1 outputs and 1/2 back (written out here, independently of ``output_grad``)."""
+    natural_signed = E.get(name).natural == "signed"
+    if name in PASS_THROUGH or signed == natural_signed:
+        return 1.0
+    return 2.0 if signed else 0.5
+
+
 def autograd_grad(est, x):
     x = x.detach().clone().requires_grad_(True)
     est(x).sum().backward()
@@ -39,7 +53,8 @@ def autograd_grad(est, x):
 
 def smooth_points(est, n=2001, span=3.0, h=1e-6):
     """Float64 points away from kinks, where one-sided differences agree."""
-    x = torch.linspace(-span, span, n, dtype=torch.float64) + 1.234e-4
+    # Points exact in float32, so that float32 autograd and the float64 reference see one x.
+    x = (torch.linspace(-span, span, n, dtype=torch.float64) + 1.234e-4).float().double()
     f = est.smooth
     left = (f(x) - f(x - h)) / h
     right = (f(x + h) - f(x)) / h
@@ -68,20 +83,66 @@ def test_documented(name):
     assert info.defaults == cls.defaults
 
 
+@pytest.mark.parametrize("signed", [False, True])
 @pytest.mark.parametrize("name", [n for n in NAMES if not E.get(n).stochastic])
-def test_backward_matches_finite_difference_of_smooth(name):
-    est = E.get(name)
+def test_backward_matches_finite_difference_of_smooth(name, signed):
+    est = E.get(name, signed=signed)
     x = smooth_points(est)
     h = 1e-6
     fd = (est.smooth(x + h) - est.smooth(x - h)) / (2 * h)
     torch.testing.assert_close(est.grad(x), fd, rtol=1e-5, atol=1e-7)
-    # float32 autograd, in both modes, against the float64 rule.
-    ref = est.grad(x)
+    assert torch.isfinite(fd).all()
+    # The float64 reference in the output space: the natural-space difference quotient times
+    # the gain the output space implies.
+    ref = gain(name, signed) * fd
+    # The output-space smooth forward (float64) has that reference as its derivative too.
+    est.mode = "smooth"
+    fd_out = (est(x + h) - est(x - h)) / (2 * h)
+    torch.testing.assert_close(fd_out, ref, rtol=1e-5, atol=1e-7)
+    # float32 autograd, in both modes, against the float64 reference; float32 rounding of the
+    # output (hence atol) scales with the step's height in the output space.
     for mode in ("smooth", "hard"):
         est.mode = mode
         g32 = autograd_grad(est, x.float()).double()
-        torch.testing.assert_close(g32, est.output_grad(x.float().double()), rtol=2e-5, atol=2e-6)
-    assert torch.isfinite(ref).all()
+        torch.testing.assert_close(g32, ref, rtol=2e-5, atol=2e-6 * gain(name, signed))
+    torch.testing.assert_close(est.output_grad(x), ref, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("signed", [False, True])
+@pytest.mark.parametrize("name", sorted(PASS_THROUGH))
+def test_straight_through_passes_the_gradient_unchanged_in_both_spaces(name, signed):
+    """Backward 1 (``ste``) and 1{|x| <= clip} (``ste_clipped``), exactly, with {0, 1} and
+    ±1 outputs alike, at every dtype and at extreme inputs; the hard forward stays the step."""
+    clip = 0.75
+    est = E.get(name, mode="hard", signed=signed, **({"clip": clip} if "clip" in name else {}))
+    x = torch.cat([EXTREME, -EXTREME, torch.tensor([clip, -clip, 0.7499, 0.7501])])
+    for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        xd = x.to(dtype)
+        xd = xd[torch.isfinite(xd)]
+        expected = (xd.abs() <= clip).to(dtype) if "clip" in name else torch.ones_like(xd)
+        g = autograd_grad(est, xd)
+        assert torch.equal(g, expected), f"{name} signed={signed} {dtype}"
+        upstream = torch.linspace(-3, 3, xd.numel(), dtype=dtype)
+        xi = xd.clone().requires_grad_()
+        (est(xi) * upstream).sum().backward()
+        assert torch.equal(xi.grad, upstream * expected)
+
+
+@pytest.mark.parametrize("mode", ["smooth", "hard"])
+def test_straight_through_on_heaviside_is_troianos_constant_and_rectangular_rule(mode):
+    """On {0, 1} outputs ``ste`` is Troiano et al.'s constant rule and ``ste_clipped`` their
+    rectangular window, forward and backward (two independent definitions of the same rule)."""
+    x = torch.cat([torch.linspace(-3, 3, 601, dtype=torch.float64), EXTREME.double()])
+    pairs = [
+        (E.get("ste", mode=mode), E.get("decoupled_constant", mode=mode)),
+        (
+            E.get("ste_clipped", clip=0.5, mode=mode),
+            E.get("decoupled_rectangular", half_width=0.5, mode=mode),
+        ),
+    ]
+    for ste, troiano in pairs:
+        assert torch.equal(ste(x), troiano(x))
+        assert torch.equal(autograd_grad(ste, x), autograd_grad(troiano, x))
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if E.get(n).stochastic])
@@ -149,14 +210,19 @@ def test_nan_input_gives_nan(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_signed_is_the_affine_image(name):
+    """The exact step maps by s = 2u − 1; the backward by the ratio of the two spaces' gains
+    (2, or 1 for straight-through, whose smooth forward is shifted instead: s = u − 1/2)."""
     x = torch.linspace(-2, 2, 41, dtype=torch.float64)
+    ratio = gain(name, True) / gain(name, False)
     for mode in ("smooth", "hard"):
         u = E.get(name, mode=mode)
         s = E.get(name, mode=mode, signed=True)
         if not u.stochastic:
-            torch.testing.assert_close(s(x), 2 * u(x) - 1)
-            torch.testing.assert_close(autograd_grad(s, x), 2 * autograd_grad(u, x))
+            shifted = mode == "smooth" and name in PASS_THROUGH
+            torch.testing.assert_close(s(x), u(x) - 0.5 if shifted else 2 * u(x) - 1)
+            torch.testing.assert_close(autograd_grad(s, x), ratio * autograd_grad(u, x))
             torch.testing.assert_close(s.output_grad(x), autograd_grad(s, x))
+            torch.testing.assert_close(u.output_grad(x), autograd_grad(u, x))
 
 
 @pytest.mark.parametrize("name", NAMES)

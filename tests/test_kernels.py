@@ -198,9 +198,15 @@ def test_small_tensors_use_torch_path(monkeypatch):
     assert torch.equal(x.grad, _htaf_grad(x.detach(), 2.0, 11.0))
 
 
-def test_compile_traces_pure_torch_path(fast, monkeypatch):
+def test_compile_without_the_operators_traces_pure_torch_path(fast, monkeypatch):
+    """Where htaf._ops registered nothing (no kernels), compile traces the decomposition and
+    never reaches a kernel. (With the operators, tests/test_ops.py.)"""
+    from htaf import _ops
+
+    monkeypatch.setattr(_ops, "AVAILABLE", False)
     monkeypatch.setattr(K, "forward", None)
     monkeypatch.setattr(K, "backward", None)
+    torch._dynamo.reset()
     fn = torch.compile(lambda t: htaf(t, 2.0, 11.0), backend="aot_eager", fullgraph=True)
     x = grid().requires_grad_()
     y = fn(x)

@@ -42,8 +42,8 @@ import torch
 from torch import Tensor
 
 __all__ = [
-    "DTYPES", "MIN_NUMEL", "available", "backward", "compile_library", "forward", "supports",
-    "tracing",
+    "DTYPES", "MIN_NUMEL", "available", "backward", "compile_library", "forward", "step",
+    "supports", "tracing",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -521,4 +521,14 @@ def backward(x: Tensor, a0: float, a1: float, grad: Tensor) -> Tensor:
     fn(xp.data_ptr(), gptr, gs, out.data_ptr(), n, -2 * a0, -a1, 4 * a0 * a1, _threads(n))
     if order is not None:
         out = out.permute([order.index(d) for d in range(x.dim())])
+    return out
+
+
+def step(x: Tensor, lo: float) -> Tensor:
+    """The exact step ``1 if x >= 0 else lo`` (NaN stays NaN) of a contiguous CPU float32 or
+    float64 tensor, as a new contiguous tensor."""
+    assert _load() is not None and x.is_contiguous()
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    n = x.numel()
+    _step_fns[x.dtype](x.data_ptr(), out.data_ptr(), n, lo, _threads(n))
     return out

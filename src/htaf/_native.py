@@ -22,6 +22,10 @@ PyTorch version and machine) into the kernels' cache directory, under a file loc
 parallel workers build it once. Any failure (no C++ compiler, no headers, no kernels,
 ``HTAF_DISABLE_NATIVE=1``) makes :func:`accepts` return False, and callers use their pure
 PyTorch paths instead.
+
+Eager mode only: dynamo cannot trace these operators (their autograd lives in C++ and their
+kernels read data pointers), so under ``torch.compile`` the same kernels are reached through
+the ``torch.library`` custom operators of :mod:`htaf._ops`, which have fake kernels.
 """
 
 from __future__ import annotations

@@ -9,8 +9,10 @@ Conventions used everywhere in htaf:
 HTAF has a hand-written backward that saves only its input. Its derivative is evaluated in a
 form that does not collapse to zero in float32 when ``tanh`` rounds to ±1 (see
 :func:`htaf_derivative`). In eager mode, contiguous CPU float32/float64 tensors go through a
-native operator (:mod:`htaf._native`: fused C kernels behind a C++ autograd node); everything
-else, and every machine without a C++ compiler, uses the autograd functions below.
+native operator (:mod:`htaf._native`: fused C kernels behind a C++ autograd node); under
+``torch.compile``, CPU float32/float64 tensors go through the same kernels as custom operators
+(:mod:`htaf._ops`); everything else (other devices, half precision, machines without a C
+compiler) uses the autograd functions below.
 """
 
 from __future__ import annotations
@@ -90,12 +92,14 @@ def _opmath(x: Tensor) -> Tensor:
 
 
 def _htaf_forward(x: Tensor, a0: float, a1: float) -> Tensor:
-    """Pure-torch HTAF: the reference path (small tensors, other devices, compile off CPU)."""
+    """Pure-torch HTAF: the reference path (small tensors, other devices, half precision)."""
     return torch.sigmoid(a1 * torch.tanh(a0 * x))
 
 
 def _htaf_forward_fusable(x: Tensor, a0: float, a1: float) -> Tensor:
-    """HTAF as ``σ(2·a1·σ(2·a0·x) − a1)`` (``tanh(z) = 2σ(2z) − 1``), for inductor on CPU.
+    """HTAF as ``σ(2·a1·σ(2·a0·x) − a1)`` (``tanh(z) = 2σ(2z) − 1``), for inductor on CPU
+    where the custom operators of :mod:`htaf._ops` are not available (half precision, no C
+    compiler).
 
     Inductor's CPU ``tanh`` costs several ``exp``; this form makes the fused forward kernel
     about 20% cheaper. Its absolute error in ``u = a1·tanh(a0·x)`` is ~``a1·3e-8`` in float32
@@ -115,6 +119,27 @@ def _htaf_grad(x: Tensor, a0: float, a1: float) -> Tensor:
     f = torch.exp(-a1 * (1 - e) / one_e)
     one_f = 1 + f
     return (4 * a0 * a1) * (e / (one_e * one_e)) * (f / (one_f * one_f))
+
+
+def _htaf_grad2(x: Tensor, a0: float, a1: float) -> Tensor:
+    """Pure-torch HTAF''(x), for the double backward of the compiled operator (htaf._ops).
+
+    With z = a0·x, u = a1·tanh(z) and HTAF' = a0·a1·σ'(u)·sech²(z), where σ''(u) = −σ'(u)·tanh(u/2)
+    and (sech²)'(z) = −2·sech²(z)·tanh(z):
+
+        HTAF''(x) = −a0 · HTAF'(x) · (a1·tanh(u/2)·sech²(z) + 2·tanh(z))
+
+    The bracket is bounded by a1 + 2, so the product underflows no sooner than HTAF' itself;
+    tanh and sech² come from e = exp(−2|z|) and f = exp(−|u|) as in :func:`_htaf_grad`.
+    """
+    e = torch.exp(-2 * a0 * x.abs())
+    one_e = 1 + e
+    tanh_abs_z = (1 - e) / one_e
+    f = torch.exp(-a1 * tanh_abs_z)
+    sech2 = 4 * e / (one_e * one_e)
+    bracket = a1 * (1 - f) / (1 + f) * sech2 + 2 * tanh_abs_z
+    # tanh(z) and tanh(u/2) share the sign of x; HTAF'' is odd, and 0 at x = 0.
+    return -a0 * torch.sign(x) * _htaf_grad(x, a0, a1) * bracket
 
 
 def _forward(x: Tensor, a0: float, a1: float) -> tuple[Tensor, bool]:
@@ -148,8 +173,10 @@ class _HTAF(torch.autograd.Function):
     Large CPU float32/float64 tensors in eager mode go through the fused kernels of
     :mod:`htaf._kernels` (one memory pass each way, no temporaries). Everything else (small
     tensors, other devices, double backward, no C compiler) uses the pure-torch functions
-    above; under ``torch.compile`` dynamo traces those and inductor fuses them, with the
-    cheaper :func:`_htaf_forward_fusable` on CPU.
+    above. Under ``torch.compile``, CPU float32/float64 tensors go through the custom
+    operators of :mod:`htaf._ops` instead; dynamo traces this function for the rest (other
+    devices, half precision, no kernels), and inductor fuses it, with the cheaper
+    :func:`_htaf_forward_fusable` on CPU.
 
     This is the classic ``forward(ctx, ...)`` form: ``Function.apply`` binds arguments with
     ``inspect.signature`` on every call when ``setup_context`` is defined (~20 µs, as much as
@@ -207,6 +234,13 @@ def htaf(x: Tensor, alpha0: Param = 2.0, alpha1: Param = 11.0) -> Tensor:
         return _HTAFTransformable.apply(x, a0, a1)
     if _native.accepts(x):
         return _native.htaf(x, a0, a1)
+    if torch.compiler.is_compiling():
+        # Dynamo runs this import rather than tracing it: the first compiled call registers
+        # the custom operators, so that `import htaf` never pays for them.
+        from htaf import _ops
+
+        if _ops.takes(x):
+            return _ops.htaf(x, a0, a1)  # the fused kernels as one node of the graph
     return _HTAF.apply(x, a0, a1)
 
 

@@ -43,4 +43,9 @@ def run(args: argparse.Namespace) -> int:
         elif args.verbose:
             info = infos[n - 1]
             print(f"    {info.description}  [{info.source}]")
+    print(
+        "\nFormulas are in each estimator's natural space (column 'space'). With the other "
+        "output space\n(signed=True/False) the backward doubles (unsigned -> ±1) or halves "
+        "(signed -> {0,1}),\nexcept where it says '±1 and {0,1} alike' (straight-through)."
+    )
     return 0

@@ -2,8 +2,17 @@
 
 Every estimator is written in its *natural* space, the one its literature uses: ``"unsigned"``
 (outputs in {0, 1}, the Heaviside step) or ``"signed"`` (outputs in {-1, +1}, the sign).
-``signed=True`` / ``False`` picks the output space; moving between spaces is the affine map
-``s = 2u - 1``, so the backward doubles (or halves) with it.
+``signed=True`` / ``False`` picks the output space. The exact step moves between spaces by the
+affine map ``s = 2u - 1``. What the backward rule does depends on what the rule means:
+
+* a rule that is the derivative of a function approximating the step (a surrogate, HTAF,
+  ``approx_sign``, ``swish_sign``) scales with the map: ``g_out = 2 g`` from {0, 1} to ±1 and
+  ``g / 2`` the other way, and the smooth forward maps as ``2y - 1`` (or ``(y + 1) / 2``);
+* a rule that passes the upstream gradient straight through, or cancels it (``ste``,
+  ``ste_clipped``: ``space_independent = True``), passes it unchanged in either space,
+  ``g_out = g``, as Bengio et al. (2013) define straight-through for any step. Its smooth
+  forward is *shifted* by the difference of the steps' midpoints (``y + 1/2`` from ±1 to
+  {0, 1}, ``y - 1/2`` the other way), so that its derivative is still the rule.
 
 Two forward modes:
 
@@ -55,6 +64,10 @@ class Estimator(nn.Module):
     defaults: ClassVar[dict[str, float]] = {}
     has_primitive: ClassVar[bool] = True
     stochastic: ClassVar[bool] = False
+    #: True where ``grad`` passes (or cancels) the upstream gradient rather than approximating
+    #: the derivative of the natural-space step: the rule then means the same in both output
+    #: spaces and is not rescaled by the map between them (see the module docstring).
+    space_independent: ClassVar[bool] = False
 
     def __init__(self, *, mode: Mode | None = None, signed: bool = False, **params: float):
         super().__init__()
@@ -114,35 +127,57 @@ class Estimator(nn.Module):
 
     # -- nn.Module ------------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
-        if (self._mode == "hard" or not self.has_primitive) and _native.accepts(x):
-            return self._native_hard(x)
+        hard = self._mode == "hard" or not self.has_primitive
+        if hard and _native.accepts(x):
+            return self._fused_hard(x, _native)
+        if hard and torch.compiler.is_compiling():
+            # Dynamo runs this import rather than tracing it (see htaf._ops): lazy registration.
+            from htaf import _ops
+
+            if _ops.takes(x):
+                return self._fused_hard(x, _ops)
         check_float(x)
         # Half precision lacks the range for the tails and clamps: compute in float32.
         xc = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-        y = self._to_output(self.hard(xc) if self._mode == "hard" else self.smooth(xc))
+        y = self.output_hard(xc) if hard else self._to_output(self.smooth(xc))
         return y if y.dtype == x.dtype else y.to(x.dtype)  # skip a no-op call: hot path
 
-    def _native_hard(self, x: Tensor) -> Tensor:
-        """The hard forward in the output space as one native operator: the same values and
-        gradients as ``_to_output(hard(x))``, without the dozen small ops around the step."""
+    def output_hard(self, x: Tensor) -> Tensor:
+        """Exact step forward in the output space, with ``output_grad`` as its backward."""
+        h = heaviside(x)
+        y = 2 * h - 1 if self.signed else h
+        if not (torch.is_grad_enabled() and x.requires_grad):
+            return y
+        return with_rule(y, x, self.output_grad(x))
+
+    def _fused_hard(self, x: Tensor, ops: Any) -> Tensor:
+        """:meth:`output_hard` as one operator of ``ops`` (:mod:`htaf._native` in eager mode,
+        :mod:`htaf._ops` under ``torch.compile``): the same values and gradients, without the
+        dozen small ops around the step."""
         lo = -1.0 if self.signed else 0.0
         if not (torch.is_grad_enabled() and x.requires_grad):
-            return _native.step(x, lo)
+            return ops.step(x, lo)
         with torch.no_grad():  # with_rule detaches the rule too
             rule = self.output_grad(x)
-        return _native.step_with_rule(x, rule, lo)
+        return ops.step_with_rule(x, rule, lo)
 
     def _to_output(self, y: Tensor) -> Tensor:
+        """The smooth forward moved from the natural space to the output space: scaled with
+        the steps (``2y - 1``, ``(y + 1)/2``), or, for a space-independent rule, shifted by the
+        midpoints' difference (``y ± 1/2``) so that its derivative stays the rule."""
         natural_signed = self.natural == "signed"
         if self.signed == natural_signed:
             return y
+        if self.space_independent:
+            return y - 0.5 if self.signed else y + 0.5
         return 2 * y - 1 if self.signed else (y + 1) / 2
 
     def output_grad(self, x: Tensor) -> Tensor:
-        """Backward rule in the output space (``grad`` scaled by the affine map)."""
+        """Backward rule in the output space: ``grad``, scaled by 2 (±1 outputs of a {0, 1}
+        rule) or 1/2 (the reverse) unless the rule is ``space_independent``."""
         g = self.grad(x)
         natural_signed = self.natural == "signed"
-        if self.signed == natural_signed:
+        if self.signed == natural_signed or self.space_independent:
             return g
         return 2 * g if self.signed else g / 2
 

@@ -35,6 +35,9 @@ class EstimatorInfo:
     natural: str
     default_mode: str
     stochastic: bool
+    #: True where the backward passes the upstream gradient unchanged in both output spaces;
+    #: else it scales with the map s = 2u − 1 between {0, 1} and ±1 outputs.
+    space_independent: bool
 
 
 def register(cls: T) -> T:
@@ -115,6 +118,7 @@ def available() -> list[EstimatorInfo]:
             natural=cls.natural,
             default_mode=cls.default_mode,
             stochastic=cls.stochastic,
+            space_independent=cls.space_independent,
         )
         for cls in (_REGISTRY[n] for n in names())
     ]

@@ -1,7 +1,11 @@
 """Straight-through estimators: the exact sign forward with a hand-picked backward (BNN literature).
 
-These live in the signed space, as in Larq; ``signed=False`` gives {0, 1} outputs with half the
-gradient.
+These live in the signed space, as in Larq; ``signed=False`` gives {0, 1} outputs (the Heaviside
+step). ``ste`` and ``ste_clipped`` pass the upstream gradient straight through (or cancel it) in
+either space: backward 1 and ``1{|x| <= clip}`` on {0, 1} as on ±1, which is what
+straight-through means for a Heaviside unit (Bengio et al. 2013) and equals Troiano et al.'s
+constant rule. ``approx_sign`` and ``swish_sign`` approximate the derivative of the sign, so on
+{0, 1} outputs, a step half as high, their backward is halved.
 """
 
 from __future__ import annotations
@@ -15,14 +19,19 @@ from htaf.estimators.registry import register
 
 @register
 class STE(Estimator):
-    """Straight-through estimator. forward: sign(x); backward: 1 (identity)."""
+    """Straight-through estimator. forward: sign(x), or H(x) with ``signed=False``;
+    backward: 1 (identity) in both output spaces.
+
+    smooth: x on ±1 outputs, x + 1/2 on {0, 1} outputs (derivative 1 in both).
+    """
 
     name = "ste"
-    description = "straight-through: sign forward, identity backward"
+    description = "straight-through: sign (or Heaviside) forward, identity backward"
     source = "Bengio et al. 2013; BinaryConnect"
-    forward_formula = "sign(x)  [smooth: x]"
-    backward_formula = "1"
+    forward_formula = "sign(x) or H(x)  [smooth: x, or x + 1/2 on {0,1}]"
+    backward_formula = "1  (±1 and {0,1} alike)"
     natural = "signed"
+    space_independent = True
 
     def smooth(self, x: Tensor) -> Tensor:
         return x
@@ -33,14 +42,19 @@ class STE(Estimator):
 
 @register
 class STEClipped(Estimator):
-    """Clipped straight-through. forward: sign(x); backward: 1{|x| <= clip}."""
+    """Clipped straight-through. forward: sign(x), or H(x) with ``signed=False``;
+    backward: 1{|x| <= clip} in both output spaces.
+
+    smooth: clamp(x, -clip, clip), plus 1/2 on {0, 1} outputs.
+    """
 
     name = "ste_clipped"
     description = "straight-through with the gradient cancelled outside |x| <= clip"
     source = "Hubara et al. 2016, BinaryNet; Larq ste_sign"
-    forward_formula = "sign(x)  [smooth: clamp(x, -clip, clip)]"
-    backward_formula = "1{|x| <= clip}"
+    forward_formula = "sign(x) or H(x)  [smooth: clamp(x, -clip, clip) (+ 1/2 on {0,1})]"
+    backward_formula = "1{|x| <= clip}  (±1 and {0,1} alike)"
     natural = "signed"
+    space_independent = True
     defaults = {"clip": 1.0}
 
     def smooth(self, x: Tensor) -> Tensor:
@@ -52,13 +66,16 @@ class STEClipped(Estimator):
 
 @register
 class ApproxSign(Estimator):
-    """Bi-Real Net's approx_sign. forward: sign(x); backward: (2 - 2|x|)·1{|x| <= 1}."""
+    """Bi-Real Net's approx_sign. forward: sign(x); backward: (2 - 2|x|)·1{|x| <= 1}.
+
+    The derivative of a smooth sign: halved on {0, 1} outputs.
+    """
 
     name = "approx_sign"
     description = "piecewise-quadratic sign approximation of Bi-Real Net"
     source = "Liu et al. 2018, Bi-Real Net; Larq approx_sign"
     forward_formula = "sign(x)  [smooth: 2x - x|x| on |x|<=1, sign(x) outside]"
-    backward_formula = "(2 - 2|x|)·1{|x| <= 1}"
+    backward_formula = "(2 - 2|x|)·1{|x| <= 1}  (halved on {0,1})"
     natural = "signed"
 
     def smooth(self, x: Tensor) -> Tensor:
@@ -72,13 +89,16 @@ class ApproxSign(Estimator):
 @register
 class SwishSign(Estimator):
     r"""SignSwish. forward: sign(x); backward:
-    :math:`\beta(2 - \beta x\tanh(\beta x/2)) / (1 + \cosh\beta x)`."""
+    :math:`\beta(2 - \beta x\tanh(\beta x/2)) / (1 + \cosh\beta x)`.
+
+    The derivative of a smooth sign: halved on {0, 1} outputs.
+    """
 
     name = "swish_sign"
     description = "SignSwish: derivative of 2σ(βx)(1+βx(1−σ(βx)))−1"
     source = "Darabi et al. 2018, BNN+; Larq swish_sign"
     forward_formula = "sign(x)  [smooth: 2σ(βx)(1 + βx(1 − σ(βx))) − 1]"
-    backward_formula = "β(2 − βx·tanh(βx/2)) / (1 + cosh βx)"
+    backward_formula = "β(2 − βx·tanh(βx/2)) / (1 + cosh βx)  (halved on {0,1})"
     natural = "signed"
     defaults = {"beta": 5.0}
 
