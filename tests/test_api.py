@@ -263,3 +263,12 @@ def test_grids_and_epochs_share_one_progress_bar(monkeypatch, tmp_path):
     htaf.train_one(RunConfig(epochs=1, model={"widths": [4]}), tmp_path / "one")
     htaf.compare(estimators=["relu"], seeds=1, epochs=1, model={"widths": [4]}, out=tmp_path)
     assert made == ["epoch", "run"]
+
+
+def test_an_experiment_with_no_finished_run_loads_empty(tmp_path):
+    spec = {"base": RunConfig().to_dict(), "datasets": ["breast_cancer"], "estimators": ["htaf"],
+            "seeds": [0], "command": "htaf compare"}  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps(spec))
+    exp = htaf.load_experiment(tmp_path)
+    assert exp.summary.empty and exp.runs.empty and exp.history.empty and exp.plots == []
+    assert not exp.finished and "0/1 runs finished" in repr(exp)

@@ -123,7 +123,7 @@ def test_report_rebuilds(experiment, capsys):
             "class",
         ),
         (["--widths", "16,x"], {}, "--widths"),
-        (["--seeds", "0"], {}, "--seeds"),
+        (["--seeds", "0"], {}, "seeds must be >= 1"),
         (["--epochs", "0"], {}, "epochs"),
         (["--jobs", "0"], {}, "jobs"),
     ],

@@ -175,8 +175,10 @@ def compare(
                  "out": str(out), "model": model, **options}  # fmt: skip
         shown = ", ".join(f"{k}={v!r}" for k, v in given.items() if v is not None)
         command = f"htaf.compare({shown})"
-    return _run_experiment(grid, Path(out).resolve(), command=command, backend=backend, jobs=jobs,
-                     address=address, progress=progress, track=track)  # fmt: skip
+    return _run_experiment(
+        grid, Path(out).resolve(), command=command, backend=backend, jobs=jobs, address=address,
+        progress=progress, track=track,
+    )  # fmt: skip
 
 
 def _run_experiment(
@@ -367,9 +369,10 @@ class Experiment:
                     spec["seeds"])  # fmt: skip
         if track is None:
             track = (spec.get("track") or {}).get("kind")
-        return _run_experiment(grid, self.path.parent, command=spec["command"], backend=backend,
-                         jobs=jobs, address=address, progress=progress, track=track,
-                         exp_dir=self.path)  # fmt: skip
+        return _run_experiment(
+            grid, self.path.parent, command=spec["command"], backend=backend, jobs=jobs,
+            address=address, progress=progress, track=track, exp_dir=self.path,
+        )  # fmt: skip
 
     def _repr_html_(self) -> str:  # Jupyter shows the report's table
         from htaf.report import html_table, table_rows

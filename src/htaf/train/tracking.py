@@ -132,56 +132,13 @@ def prepare(
     if kind == "tensorboard":
         return Tracking(kind, root)
     store_dir = Path(store_dir).resolve()
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{store_dir / MLFLOW_DB}"
-    _probe(uri)
-    try:
-        client = _mlflow_client(uri)
-        found = client.get_experiment_by_name(experiment)
-        if found is not None:
-            experiment_id = found.experiment_id
-        else:
-            default_store = not os.environ.get("MLFLOW_TRACKING_URI")
-            # Artifacts of the default store stay beside it, not in the working directory.
-            location = str(store_dir / MLFLOW_ARTIFACTS / experiment) if default_store else None
-            experiment_id = client.create_experiment(experiment, artifact_location=location)
-    except Exception as err:  # MLflow raises its own exceptions, SQLAlchemy's, OSError...
-        raise ConfigError(
-            f"MLflow tracking URI {redact(uri)} cannot be used: {type(err).__name__}: "
-            f"{_first_line(err)}"
-        ) from None
-    return Tracking(kind, root, uri=uri, experiment_id=experiment_id)
-
-
-def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [""])[0][:1000]
-
-
-def _probe(uri: str) -> None:
-    """An http(s) server must accept a connection within seconds (MLflow itself would retry
-    for minutes before failing, with the runs already started)."""
-    parts = urlsplit(uri)
-    if parts.scheme not in ("http", "https"):
-        return  # local stores: opening them is the probe
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        with socket.create_connection((parts.hostname or "", port), timeout=PROBE_TIMEOUT_S):
-            pass
-    except OSError as err:
-        raise ConfigError(
-            f"MLflow tracking URI {redact(uri)} cannot be reached: {err.strerror or err}"
-        ) from None
-
-
-_CLIENTS: dict[str, Any] = {}
-
-
-def _mlflow_client(uri: str) -> Any:
-    # One client per store and process: opening a SQLite store checks its schema (seconds).
-    if uri not in _CLIENTS:
-        from mlflow.tracking import MlflowClient
-
-        _CLIENTS[uri] = MlflowClient(tracking_uri=uri)
-    return _CLIENTS[uri]
+    env_uri = os.environ.get("MLFLOW_TRACKING_URI")
+    uri = env_uri or f"sqlite:///{store_dir / MLFLOW_DB}"
+    # Artifacts of the default store stay beside it, not in the working directory.
+    artifacts = None if env_uri else store_dir / MLFLOW_ARTIFACTS / experiment
+    return Tracking(
+        kind, root, uri=uri, experiment_id=_mlflow_experiment(uri, experiment, artifacts)
+    )
 
 
 # -- what is logged -------------------------------------------------------------------------------
@@ -257,6 +214,7 @@ class RunTracker(Callback):
     def fail(self) -> None: ...
 
 
+# -- TensorBoard ----------------------------------------------------------------------------------
 class EventFile:
     """One TensorBoard event file, written in the calling thread and flushed at every event.
 
@@ -333,6 +291,10 @@ class EventFile:
         self._records.close()
 
 
+def _markdown_table(rows: Mapping[str, str]) -> str:
+    return "| key | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows.items())
+
+
 class TensorBoardTracker(RunTracker):
     """Event files in ``ROOT/tensorboard/<run name>``."""
 
@@ -364,6 +326,57 @@ class TensorBoardTracker(RunTracker):
     def fail(self) -> None:
         if self.events is not None:
             self.events.close()
+
+
+# -- MLflow ---------------------------------------------------------------------------------------
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [""])[0][:1000]
+
+
+def _probe(uri: str) -> None:
+    """An http(s) server must accept a connection within seconds (MLflow itself would retry
+    for minutes before failing, with the runs already started)."""
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https"):
+        return  # local stores: opening them is the probe
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "", port), timeout=PROBE_TIMEOUT_S):
+            pass
+    except OSError as err:
+        raise ConfigError(
+            f"MLflow tracking URI {redact(uri)} cannot be reached: {err.strerror or err}"
+        ) from None
+
+
+_CLIENTS: dict[str, Any] = {}
+
+
+def _mlflow_experiment(uri: str, name: str, artifacts: Path | None) -> str:
+    """The id of the MLflow experiment ``name`` at ``uri``, created if new: the probe that
+    the store works, before any run starts."""
+    _probe(uri)
+    try:
+        client = _mlflow_client(uri)
+        found = client.get_experiment_by_name(name)
+        if found is not None:
+            return str(found.experiment_id)
+        location = str(artifacts) if artifacts is not None else None
+        return str(client.create_experiment(name, artifact_location=location))
+    except Exception as err:  # MLflow raises its own exceptions, SQLAlchemy's, OSError...
+        raise ConfigError(
+            f"MLflow tracking URI {redact(uri)} cannot be used: {type(err).__name__}: "
+            f"{_first_line(err)}"
+        ) from None
+
+
+def _mlflow_client(uri: str) -> Any:
+    # One client per store and process: opening a SQLite store checks its schema (seconds).
+    if uri not in _CLIENTS:
+        from mlflow.tracking import MlflowClient
+
+        _CLIENTS[uri] = MlflowClient(tracking_uri=uri)
+    return _CLIENTS[uri]
 
 
 class MLflowTracker(RunTracker):
@@ -433,10 +446,7 @@ def _key(name: str) -> str:
     return re.sub(r"[^\w\-. :/]", "_", name)
 
 
-def _markdown_table(rows: Mapping[str, str]) -> str:
-    return "| key | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows.items())
-
-
+# -- choosing the logger, and what is logged after the runs ----------------------------------------
 def run_tracker(
     tracking: Tracking | None, run_dir: str | Path, config: Mapping[str, Any]
 ) -> RunTracker | None:
@@ -464,7 +474,6 @@ def log_run_plots(
         client.log_artifact(run_id, str(path), artifact_path="plots")
 
 
-# -- the experiment's summary ---------------------------------------------------------------------
 def log_summary(
     tracking: Tracking | None,
     summary: list[dict[str, Any]],
@@ -502,13 +511,13 @@ def log_summary(
     found = client.search_runs(
         [tracking.experiment_id], filter_string="tags.`htaf.kind` = 'summary'", max_results=1
     )
-    run_id = (
-        found[0].info.run_id
-        if found
-        else client.create_run(
-            tracking.experiment_id, run_name="summary", tags={"htaf.kind": "summary"}
+    if found:  # a resumed experiment updates its summary run
+        run_id = found[0].info.run_id
+    else:
+        tags = {"htaf.kind": "summary"}
+        run_id = client.create_run(
+            tracking.experiment_id, run_name="summary", tags=tags
         ).info.run_id
-    )
     now = int(time.time() * 1000)
     metrics = [Metric(_key(k), v, now, 0) for k, v in values.items()]
     for i in range(0, len(metrics), 1000):
