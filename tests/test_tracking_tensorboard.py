@@ -63,6 +63,10 @@ def test_compare_in_a_process_pool_logs_every_run(tmp_path):
     assert mean.value == pytest.approx(
         exp.summary.loc[("dhn", "breast_cancer", "htaf"), ("test_auroc_hard", "mean")], rel=1e-6
     )
+    # Resuming logs where the experiment logged, unless told otherwise.
+    before = len(list((root / "summary").iterdir()))
+    htaf.load_experiment(exp.path).resume(progress=False)
+    assert len(list((root / "summary").iterdir())) == before + 1
 
 
 def _get(row: dict, keys: list[str]) -> float:
