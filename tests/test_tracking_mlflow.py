@@ -21,6 +21,7 @@ def by_name(client: MlflowClient, experiment_id: str) -> dict:
 
 @pytest.mark.slow
 def test_compare_in_a_process_pool_logs_one_run_per_cell(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # MLflow puts a user store's artifacts in ./mlruns
     uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
     (tmp_path / "store").mkdir()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
@@ -85,6 +86,7 @@ def test_a_file_store_from_the_environment_and_a_failed_run(tmp_path, monkeypatc
     ``MLFLOW_ALLOW_FILE_STORE`` is set); a run that fails is marked FAILED."""
     from htaf.train.engine import Trainer, TrainingDiverged
 
+    monkeypatch.chdir(tmp_path)
     uri = (tmp_path / "mlruns").as_uri()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
