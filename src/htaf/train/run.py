@@ -53,8 +53,9 @@ from htaf.train.tracking import MLFLOW_RUN_FILE, Tracking, run_tracker
 CONFIG = "config.json"
 METRICS = "metrics.json"
 ACTIVATIONS = "activations.npz"
-#: Every file a run writes; a run that does not continue a checkpoint removes stale ones first.
-RUN_FILES = (CONFIG, HISTORY, CHECKPOINT, WEIGHTS, METRICS, ACTIVATIONS, MLFLOW_RUN_FILE)
+#: Every file a run writes; a run that does not continue a checkpoint removes stale ones first
+#: (and the id of an earlier MLflow run, which only a resumed run continues).
+RUN_FILES = (CONFIG, HISTORY, CHECKPOINT, WEIGHTS, METRICS, ACTIVATIONS)
 SPLITS = ("train", "val", "test")
 #: Activation statistics copied into metrics.json.
 ACT_KEYS = ("near_binary_05", "near_binary_01", "entropy", "saturation")
@@ -185,7 +186,7 @@ def run_one(
         meta = json_safe(dataset.meta)
         if d.is_main:
             if not trainer.resuming:  # a fresh run never mixes with a previous run's files
-                for name in RUN_FILES:
+                for name in (*RUN_FILES, MLFLOW_RUN_FILE):
                     (out_dir / name).unlink(missing_ok=True)
             record_config = {
                 **config.to_dict(), "versions": versions(),
