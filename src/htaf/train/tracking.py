@@ -1,9 +1,9 @@
 """Experiment tracking: every run's epochs, gradients, activations and plots in TensorBoard or
 MLflow.
 
-    tracking = prepare("tensorboard", root=exp_dir, experiment="compare-2026...")
+    tracking = prepare("tensorboard", root=exp_dir, experiment=exp_id, store_dir=out)
     run_one(config, run_dir, tracking=tracking)      # logs each epoch as it ends
-    log_summary(tracking, exp_dir, summary, plots)   # the experiment's tables and plots
+    log_summary(tracking, summary, plots, reports)   # the experiment's means, plots, report
 
 ``prepare`` checks everything before anything trains: the tracker's name, its package
 (``pip install 'htaf[tensorboard]'`` / ``'htaf[mlflow]'``) and, for MLflow, that the tracking
