@@ -101,7 +101,7 @@ def check_name(track: str | None) -> str | None:
     if not isinstance(track, str) or track not in TRACKERS:
         raise ConfigError(f"unknown tracker {track!r} (available: {', '.join(TRACKERS)}, none)")
     if importlib.util.find_spec(track) is None:
-        raise ConfigError(f"--track {track} needs the {track} package: pip install 'htaf[{track}]'")
+        raise ConfigError(f"tracker {track!r} needs its package: pip install 'htaf[{track}]'")
     return track
 
 
