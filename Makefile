@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
+# The optional backends and trackers, so that their tests run rather than skip.
 $(VENV)/.ray: $(STAMP)
-	$(PY) -m pip install -q -e ".[dev,ray]"
+	$(PY) -m pip install -q -e ".[dev,ray,tensorboard,mlflow]"
 	touch $(VENV)/.ray
 
 demo: $(STAMP)

@@ -127,7 +127,7 @@ def test_report_rebuilds(experiment, capsys):
         (["--model", "dropout=2"], {}, "'model.dropout' must be in [0, 1)"),
         (["--model", "widths"], {}, "--model: override 'widths' must look like key=value"),
         (["--task", "nope"], {}, "unknown model family (config key 'task') 'nope'"),
-        (["--seeds", "0"], {}, "--seeds"),
+        (["--seeds", "0"], {}, "seeds must be >= 1"),
         (["--epochs", "0"], {}, "epochs"),
         (["--jobs", "0"], {}, "jobs"),
     ],
@@ -223,11 +223,10 @@ def test_model_options_from_the_command_line(tmp_path):
     assert saved["model_options"] == {"widths": [8, 4], "batch_norm": True, "dropout": 0.0}
 
 
-def test_the_family_supplies_the_defaults(tmp_path):
-    from htaf.cli import build_parser
-    from htaf.cli.compare import base_config
+def test_the_family_supplies_the_defaults():
+    from htaf.api import compare_grid
 
-    args = build_parser().parse_args(["compare", "--lr", "0.01"])
-    base, estimators = base_config(args)
+    grid = compare_grid("dhn", lr=0.01)
+    base = grid.base
     assert base.dataset == "breast_cancer" and base.epochs == 30 and base.lr == 0.01
-    assert estimators == ["htaf", "ste", "ste_clipped", "scaled_sigmoid", "atan", "relu"]
+    assert list(grid.estimators) == ["htaf", "ste", "ste_clipped", "scaled_sigmoid", "atan", "relu"]

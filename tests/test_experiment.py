@@ -7,7 +7,7 @@ import statistics
 
 import pytest
 
-from htaf.cli.compare import split_specs
+from htaf.api import split_specs
 from htaf.config import RunConfig
 from htaf.experiment import Grid, model_metrics, run_dir_for, safe_name, summarize, validate
 

@@ -19,7 +19,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 import htaf._kernels as K
 from htaf import _ops  # importing it registers the operators (where the kernels build)
 from htaf import estimators as E
-from htaf.functional import _htaf_grad, _htaf_grad2, htaf
+from htaf.functional import _htaf_grad, htaf
 
 
 @pytest.fixture
@@ -230,7 +230,9 @@ def test_gradcheck_and_gradgradcheck(ops):
     assert torch.equal(dx, g.detach() * rule)
 
 
-def test_second_derivative_against_autograd_and_finite():
+def test_second_derivative_against_autograd_and_finite(ops):
+    from htaf._ops import _htaf_grad2
+
     x = torch.cat([torch.linspace(-12, 12, 4001, dtype=torch.float64),
                    torch.linspace(-0.05, 0.05, 2001, dtype=torch.float64),
                    torch.tensor([0.0, -0.0, 1e-300, 1e30, -3e38, 1e308])])  # fmt: skip
@@ -241,7 +243,7 @@ def test_second_derivative_against_autograd_and_finite():
         assert torch.isfinite(got).all()
         # atol: near x = 0 both sides round 1 - exp(-2·a0·|x|) alike, to ~eps/|x| relative
         torch.testing.assert_close(got, ref, rtol=1e-9, atol=1e-12 * ref.abs().max().item())
-    for dtype in (torch.float32, torch.float16):
+    for dtype in (torch.float32,):  # the operators take float32 and float64 only
         assert torch.isfinite(_htaf_grad2(x.to(dtype)[x.to(dtype).isfinite()], 2.0, 11.0)).all()
 
 

@@ -2,7 +2,15 @@
 
 ``HTAF(x) = sigmoid(a1 · tanh(a0 · x))`` trains smoothly and runs as the exact step
 ``H(x) = 1{x >= 0}`` at inference (``htaf.harden(model)``).
+
+Every command is a function too (imported on first use, so ``import htaf`` stays cheap):
+``htaf.compare(...)`` -> ``Experiment``, ``htaf.train_one(config)`` -> ``Run``,
+``htaf.load_experiment(path)``, ``htaf.runs(out, **filters)`` and the studies
+(``htaf.studies.gradient_flow(out, ...)``); see ``htaf.api``.
 """
+
+import importlib
+from typing import Any
 
 from htaf import estimators, functional
 from htaf.estimators import available, get, harden, set_mode, soften
@@ -10,9 +18,23 @@ from htaf.functional import heaviside, htaf, htaf_derivative, scaled_sigmoid, si
 
 __version__ = "0.1.0"
 
+#: Attributes imported on first use: name -> module (the module itself when the name is one).
+_LAZY = {
+    "compare": "htaf.api",
+    "train_one": "htaf.api",
+    "load_experiment": "htaf.api",
+    "runs": "htaf.api",
+    "Experiment": "htaf.api",
+    "Run": "htaf.api",
+    "studies": "htaf.studies",
+}
+
 __all__ = [
+    "Experiment",
+    "Run",
     "__version__",
     "available",
+    "compare",
     "estimators",
     "functional",
     "get",
@@ -20,8 +42,23 @@ __all__ = [
     "heaviside",
     "htaf",
     "htaf_derivative",
+    "load_experiment",
+    "runs",
     "scaled_sigmoid",
     "set_mode",
     "signed_htaf",
     "soften",
+    "studies",
+    "train_one",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'htaf' has no attribute {name!r}")
+    module = importlib.import_module(_LAZY[name])
+    return module if module.__name__ == f"htaf.{name}" else getattr(module, name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -13,7 +13,7 @@ The operators (namespace ``htaf``, CPU float32/float64 only):
 * ``htaf(x, alpha0, alpha1)``: ``σ(α1·tanh(α0·x))``; its backward is ``htaf_backward``.
 * ``htaf_backward(x, grad, alpha0, alpha1)``: ``grad·HTAF'(x)``. Its own backward (HTAF's
   double backward) is ``(gg·grad·HTAF''(x), gg·HTAF'(x))``: the first term in ATen ops
-  (:func:`htaf.functional._htaf_grad2`), the second this operator again, so every order of
+  (:func:`_htaf_grad2`), the second this operator again, so every order of
   derivative exists.
 * ``step(x, lo)``: ``1 if x >= 0 else lo``, NaN kept; no gradient (callers use it without one).
 * ``step_with_rule(x, rule, lo)``: the step forward, ``grad·rule`` backward, where ``rule`` is
@@ -38,7 +38,6 @@ import torch
 from torch import Tensor
 
 from htaf import _kernels
-from htaf.functional import _htaf_grad2
 
 __all__ = ["AVAILABLE", "htaf", "htaf_backward", "step", "step_with_rule", "takes"]
 
@@ -107,6 +106,28 @@ if AVAILABLE:
         return htaf_backward(x, grad, ctx.a0, ctx.a1), None, None
 
     htaf.register_autograd(_htaf_vjp, setup_context=_htaf_setup)
+
+    def _htaf_grad2(x: Tensor, a0: float, a1: float) -> Tensor:
+        """HTAF''(x), for the double backward of the operator.
+
+        With z = a0·x, u = a1·tanh(z) and HTAF' = a0·a1·σ'(u)·sech²(z), where
+        σ''(u) = −σ'(u)·tanh(u/2) and (sech²)'(z) = −2·sech²(z)·tanh(z):
+
+            HTAF''(x) = −a0 · HTAF'(x) · (a1·tanh(u/2)·sech²(z) + 2·tanh(z))
+
+        HTAF' comes from the fused backward kernel (so every higher order goes through the operator
+        again); the bracket is bounded by a1 + 2, so the product underflows no sooner than HTAF'
+        itself. tanh and sech² come from e = exp(−2|z|) and f = exp(−|u|), which never overflow.
+        """
+        e = torch.exp(-2 * a0 * x.abs())
+        one_e = 1 + e
+        tanh_abs_z = (1 - e) / one_e
+        f = torch.exp(-a1 * tanh_abs_z)
+        sech2 = 4 * e / (one_e * one_e)
+        bracket = a1 * (1 - f) / (1 + f) * sech2 + 2 * tanh_abs_z
+        # tanh(z) and tanh(u/2) share the sign of x; HTAF'' is odd, and 0 at x = 0.
+        first = htaf_backward(x, torch.ones_like(x), a0, a1)
+        return -a0 * torch.sign(x) * first * bracket
 
     def _backward_setup(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
         x, grad, ctx.a0, ctx.a1 = inputs

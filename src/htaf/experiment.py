@@ -21,7 +21,6 @@ import math
 import re
 import secrets
 import statistics
-import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -141,13 +140,19 @@ def _check_task(task: str) -> None:
 
 # -- running ------------------------------------------------------------------------------------
 def _run_cell(
-    config_dict: dict[str, Any], run_dir: str, resume: bool, dataset: Any = None
+    config_dict: dict[str, Any],
+    run_dir: str,
+    resume: bool,
+    tracking: Any = None,
+    dataset: Any = None,
 ) -> dict[str, Any]:
     """One cell, in whatever process runs it (importable at module level for pickling)."""
     from htaf.train import run_one
 
     config = RunConfig.from_dict(config_dict)
-    return run_one(config, Path(run_dir), resume=resume, progress=False, dataset=dataset)
+    return run_one(
+        config, Path(run_dir), resume=resume, progress=False, dataset=dataset, tracking=tracking
+    )
 
 
 def _single_thread() -> None:
@@ -176,9 +181,11 @@ def _one_torch_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _ray_cell(config_dict: dict[str, Any], run_dir: str, resume: bool) -> dict[str, Any]:
+def _ray_cell(
+    config_dict: dict[str, Any], run_dir: str, resume: bool, tracking: Any = None
+) -> dict[str, Any]:
     _single_thread()
-    return _run_cell(config_dict, run_dir, resume)
+    return _run_cell(config_dict, run_dir, resume, tracking)
 
 
 def run_grid(
@@ -191,6 +198,7 @@ def run_grid(
     progress: bool = True,
     resume: bool = False,
     on_result: Callable[[dict[str, Any]], None] | None = None,
+    tracking: Any = None,
 ) -> list[dict[str, Any]]:
     """Run every config in its own folder under ``out_dir``; records come back in grid order.
 
@@ -199,9 +207,10 @@ def run_grid(
     cluster, or a local one; on a multi-machine cluster ``out_dir`` must be a shared path).
     ``on_result(record)`` is called in this process as each cell finishes (the CLI adds rows to
     the store there, so only one process writes). A cell that fails raises ``GridRunError``.
+    ``tracking`` (``htaf.train.tracking.prepare``): every cell logs there, in its own process.
     """
     check_backend(backend, jobs)
-    cells = [(c.to_dict(), str(run_dir_for(out_dir, c)), resume) for c in configs]
+    cells = [(c.to_dict(), str(run_dir_for(out_dir, c)), resume, tracking) for c in configs]
     results: list[dict[str, Any] | None] = [None] * len(cells)
     bar = _progress_bar(len(cells), progress)
 
@@ -237,9 +246,9 @@ def run_grid(
 
 
 def _progress_bar(total: int, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
+    from htaf.progress import progress_bar
 
-    return tqdm(total=total, desc="runs", unit="run", file=sys.stderr, disable=not enabled)
+    return progress_bar(total=total, desc="runs", unit="run", disable=not enabled)
 
 
 def _run_pool(cells: list[tuple], done: Callable[[int, dict], None], *, jobs: int) -> None:

@@ -121,27 +121,6 @@ def _htaf_grad(x: Tensor, a0: float, a1: float) -> Tensor:
     return (4 * a0 * a1) * (e / (one_e * one_e)) * (f / (one_f * one_f))
 
 
-def _htaf_grad2(x: Tensor, a0: float, a1: float) -> Tensor:
-    """Pure-torch HTAF''(x), for the double backward of the compiled operator (htaf._ops).
-
-    With z = a0·x, u = a1·tanh(z) and HTAF' = a0·a1·σ'(u)·sech²(z), where σ''(u) = −σ'(u)·tanh(u/2)
-    and (sech²)'(z) = −2·sech²(z)·tanh(z):
-
-        HTAF''(x) = −a0 · HTAF'(x) · (a1·tanh(u/2)·sech²(z) + 2·tanh(z))
-
-    The bracket is bounded by a1 + 2, so the product underflows no sooner than HTAF' itself;
-    tanh and sech² come from e = exp(−2|z|) and f = exp(−|u|) as in :func:`_htaf_grad`.
-    """
-    e = torch.exp(-2 * a0 * x.abs())
-    one_e = 1 + e
-    tanh_abs_z = (1 - e) / one_e
-    f = torch.exp(-a1 * tanh_abs_z)
-    sech2 = 4 * e / (one_e * one_e)
-    bracket = a1 * (1 - f) / (1 + f) * sech2 + 2 * tanh_abs_z
-    # tanh(z) and tanh(u/2) share the sign of x; HTAF'' is odd, and 0 at x = 0.
-    return -a0 * torch.sign(x) * _htaf_grad(x, a0, a1) * bracket
-
-
 def _forward(x: Tensor, a0: float, a1: float) -> tuple[Tensor, bool]:
     """HTAF and whether the fused kernel computed it (its backward can then use it too)."""
     xc = _opmath(x)

@@ -108,7 +108,7 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def _html_table(header: list[str], rows: list[list[str]]) -> str:
+def html_table(header: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows
@@ -206,7 +206,7 @@ def write_report(exp_dir: str | Path) -> dict[str, Path]:
     for (task, dataset), (header, rows) in tables.items():
         parts += [
             f"<h2>{html.escape(dataset)} ({html.escape(task)})</h2>",
-            _html_table(header, rows),
+            html_table(header, rows),
         ]
     parts.append("<h2>Plots</h2>")
     for stem, caption in PLOTS:
@@ -219,7 +219,7 @@ def write_report(exp_dir: str | Path) -> dict[str, Path]:
             )
     parts += [
         "<h2>Settings and environment</h2>",
-        _html_table(["setting", "value"], [list(x) for x in settings]),
+        html_table(["setting", "value"], [list(x) for x in settings]),
     ]
     page = (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"

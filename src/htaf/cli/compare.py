@@ -6,6 +6,8 @@
 
 Each family (``--task``) brings its own defaults: dataset, estimators, epochs, learning rate and
 batch size; flags override them, and ``--model KEY=VALUE`` sets the family's model options.
+The command parses and prints; ``htaf.compare`` (``htaf.api``) does the work, with the same
+defaults.
 
 Writes ``OUT/<experiment-id>/`` (config.json, one folder per run, summary.json, plots/,
 report.md, report.html) and adds every run to ``OUT/results.sqlite``. Every input is checked
@@ -16,36 +18,9 @@ from __future__ import annotations
 
 import argparse
 import shlex
-from contextlib import nullcontext
-from pathlib import Path
 from typing import Any
 
-DEFAULT_OUT = "htaf-runs"
-#: Settings a family's ``compare`` defaults may fill when the flag is not given.
-FAMILY_DEFAULTS = ("dataset", "epochs", "lr", "batch_size", "optimizer")
-
-
-def split_specs(text: str) -> list[str]:
-    """Split on commas outside parentheses: ``"htaf(2,11),ste"`` -> ``["htaf(2,11)", "ste"]``."""
-    items, depth, current = [], 0, []
-    for ch in text:
-        depth += {"(": 1, ")": -1}.get(ch, 0)
-        if depth < 0:
-            raise ValueError(f"unbalanced parentheses in {text!r}")
-        if ch == "," and depth == 0:
-            items.append("".join(current).strip())
-            current = []
-        else:
-            current.append(ch)
-    if depth:
-        raise ValueError(f"unbalanced parentheses in {text!r}")
-    items.append("".join(current).strip())
-    items = [x for x in items if x]
-    if not items:
-        raise ValueError(f"no estimator names in {text!r}")
-    if len(set(items)) != len(items):
-        raise ValueError(f"estimator listed twice in {text!r}")
-    return items
+from htaf.api import DEFAULT_OUT
 
 
 def parse_model_options(items: list[str]) -> dict[str, Any]:
@@ -101,6 +76,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--address", default=None, help="Ray cluster address (default: start local)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
+        "--track", default=None, metavar="TRACKER",
+        help="log every run to tensorboard (OUT/<experiment>/tensorboard) or mlflow "
+        "($MLFLOW_TRACKING_URI, else OUT/mlflow.db); with --resume: as the experiment did",
+    )  # fmt: skip
+    p.add_argument(
         "--resume",
         metavar="EXP_DIR",
         default=None,
@@ -111,75 +91,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from htaf.experiment import Grid, check_backend, ray_session, validate
+    from htaf import api
 
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
-    check_backend(args.backend, args.jobs)
+    common = {"backend": args.backend, "jobs": args.jobs, "address": args.address,
+              "progress": not args.no_progress, "track": args.track}  # fmt: skip
     if args.resume:
-        grid, command, exp_dir = resumed_grid(Path(args.resume).resolve())
-        out = exp_dir.parent
+        exp = api.load_experiment(args.resume).resume(**common)
     else:
-        base, estimators = base_config(args)
-        grid = Grid(base, [base.dataset], estimators, list(range(args.seeds)))
-        command, exp_dir, out = command_line(args), None, Path(args.out).resolve()
-    configs = grid.configs()
-    validate(configs)  # everything below writes; nothing may be written for bad input
-    # Ray is reached before anything is written: a bad --address is bad input, not a half run.
-    session = ray_session(args.address, args.jobs) if args.backend == "ray" else nullcontext()
-    with session:
-        # A run that fails from here on raises GridRunError (a RuntimeError): exit status 1.
-        exp_dir, records, summary = run_experiment(
-            configs, grid, out, command=command, prefix="compare",
-            backend=args.backend, jobs=args.jobs, address=args.address,
-            progress=not args.no_progress, exp_dir=exp_dir,
+        model = parse_model_options(args.model)
+        if args.widths is not None:
+            model["widths"] = parse_widths(args.widths)
+        exp = api.compare(
+            task=args.task, dataset=args.dataset, estimators=args.estimators, seeds=args.seeds,
+            out=args.out, model=model, command=command_line(args), epochs=args.epochs,
+            lr=args.lr, batch_size=args.batch_size, data_dir=args.data_dir, target=args.target,
+            impute=args.impute, data_options={"drop": args.drop.split(",")} if args.drop else None,
+            **common,
         )  # fmt: skip
-    print_table(summary, records)
-    print(f"report: {exp_dir / 'report.html'}")
-    print(f"        {exp_dir / 'report.md'}")
+    print_table(exp.summary_rows, exp.records)
+    print(f"report: {exp.report['html']}")
+    print(f"        {exp.report['markdown']}")
     return 0
-
-
-def base_config(args: argparse.Namespace) -> tuple[Any, list[str]]:
-    """The grid's base config and estimators: the family's defaults, then the flags."""
-    from htaf.config import RunConfig
-    from htaf.families import get_family
-
-    family = get_family(args.task)
-    settings = {k: v for k, v in family.compare.items() if k in FAMILY_DEFAULTS}
-    settings.update(
-        {k: getattr(args, k) for k in FAMILY_DEFAULTS if getattr(args, k, None) is not None}
-    )
-    model = parse_model_options(args.model)
-    if args.widths is not None:
-        model["widths"] = parse_widths(args.widths)
-    estimators = split_specs(args.estimators or ",".join(family.estimators))
-    base = RunConfig(
-        task=args.task, estimator=estimators[0], model=model, data_dir=args.data_dir,
-        target=args.target, impute=args.impute,
-        data_options={"drop": args.drop.split(",")} if args.drop else {}, **settings,
-    )  # fmt: skip
-    return base, estimators
-
-
-def resumed_grid(exp_dir: Path) -> tuple[Any, str, Path]:
-    """The grid, command and folder of an earlier experiment, from its ``config.json``."""
-    import json
-
-    from htaf.config import ConfigError, RunConfig
-    from htaf.experiment import Grid
-
-    spec_path = exp_dir / "config.json"
-    if not spec_path.is_file():
-        raise FileNotFoundError(f"--resume {exp_dir}: no experiment config.json there")
-    spec = json.loads(spec_path.read_text())
-    keys = ("base", "datasets", "estimators", "seeds", "command")
-    missing = [k for k in keys if k not in spec] if isinstance(spec, dict) else list(keys)
-    if missing:
-        raise ConfigError(f"--resume {spec_path} is not an experiment config: no {missing[0]!r}")
-    base = RunConfig.from_dict(spec["base"])
-    grid = Grid(base, spec["datasets"], spec["estimators"], spec["seeds"])
-    return grid, spec["command"], exp_dir
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -196,47 +128,6 @@ def command_line(args: argparse.Namespace) -> str:
         else:
             parts += [flag, str(value)]
     return shlex.join(parts)
-
-
-def run_experiment(
-    configs: list, grid: Any, out: Path, *, command: str, prefix: str, backend: str, jobs: int,
-    address: str | None, progress: bool, exp_dir: Path | None = None,
-) -> tuple[Path, list[dict[str, Any]], list[dict[str, Any]]]:  # fmt: skip
-    """Create the experiment folder and store rows, run the grid, write summary and report.
-
-    With ``exp_dir`` (``--resume``) the folder exists: every run resumes from its checkpoint.
-    """
-    from htaf.experiment import new_experiment_id, run_grid, summarize
-    from htaf.io import atomic_write_json
-    from htaf.report import environment, write_report
-    from htaf.store import STORE_NAME, ResultStore
-
-    resume = exp_dir is not None
-    exp_id = exp_dir.name if resume else new_experiment_id(prefix)
-    exp_dir = out / exp_id
-    spec = {
-        "experiment_id": exp_id,
-        "command": command,
-        "base": grid.base.to_dict(),
-        "datasets": list(grid.datasets),
-        "estimators": list(grid.estimators),
-        "seeds": list(grid.seeds),
-        "backend": backend,
-        "jobs": jobs,
-        "environment": environment(),
-    }
-    if not resume:
-        atomic_write_json(exp_dir / "config.json", spec)
-    store = ResultStore(out / STORE_NAME)
-    store.start_experiment(exp_id, command=command, config=spec)
-    records = run_grid(
-        configs, exp_dir, backend=backend, jobs=jobs, address=address, progress=progress,
-        resume=resume, on_result=lambda rec: store.add_run(rec, experiment_id=exp_id),
-    )  # fmt: skip
-    summary = summarize(records)
-    atomic_write_json(exp_dir / "summary.json", summary)
-    write_report(exp_dir)
-    return exp_dir, records, summary
 
 
 def print_table(summary: list[dict[str, Any]], records: list[dict[str, Any]]) -> None:

@@ -42,8 +42,6 @@ def run_gradient_flow(args: argparse.Namespace) -> int:
     from htaf.config import apply_overrides
     from htaf.studies import gradient_flow
 
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
     single = {} if args.seed is None else {"seed": args.seed}
     result = gradient_flow.run(
         args.out, epochs=args.epochs, dataset=args.dataset, seeds=args.seeds, lr=args.lr,

@@ -5,20 +5,14 @@
     torchrun --nproc_per_node 2 --no-python htaf train --config run.toml --out runs/ddp
 
 Bad input (unknown config key, dataset or estimator; a foreign checkpoint) exits with status 2
-before anything is written.
+before anything is written. The command parses and prints; ``htaf.train_one`` does the work.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-from pathlib import Path
 from typing import Any
-
-from htaf.config import ConfigError, RunConfig
-
-#: Files that mark a folder as holding a run (fresh runs refuse to overwrite them).
-_RUN_MARKERS = ("checkpoint.pt", "metrics.json")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -45,30 +39,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--overwrite", action="store_true", help="replace a finished or partial run in OUT"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--track", default=None, metavar="TRACKER",
+        help="log the run to tensorboard (OUT/tensorboard) or mlflow ($MLFLOW_TRACKING_URI, "
+        "else OUT/../mlflow.db)",
+    )  # fmt: skip
     p.set_defaults(func=run)
 
 
-def default_out(config: RunConfig) -> Path:
-    from htaf.experiment import safe_name
-
-    return (
-        Path("runs")
-        / f"{safe_name(config.dataset)}-{safe_name(config.estimator)}-seed{config.seed}"
-    )
-
-
 def run(args: argparse.Namespace) -> int:
-    from htaf.train import run_one
+    from htaf.api import train_one
+    from htaf.config import RunConfig
     from htaf.train.distributed import launch_rank
 
     config = RunConfig.from_toml(args.config, args.overrides)
-    out = Path(args.out) if args.out else default_out(config)
-    if not (args.resume or args.overwrite) and any((out / m).exists() for m in _RUN_MARKERS):
-        raise ConfigError(f"{out} already holds a run; pass --resume, --overwrite or another --out")
-    record = run_one(config, out, resume=args.resume, progress=not args.no_progress)
+    result = train_one(
+        config, args.out, resume=args.resume, overwrite=args.overwrite,
+        progress=not args.no_progress, track=args.track,
+    )  # fmt: skip
     if launch_rank() == 0:  # under torchrun, one table, not one per rank
-        print(format_metrics(record["metrics"]))
-        print(f"run folder: {out}")
+        print(format_metrics(result.metrics))
+        print(f"run folder: {result.path}")
     return 0
 
 

@@ -11,9 +11,11 @@ Single runs are noisy (which hidden units end up near their threshold is down to
 the study trains every activation on several seeds and reports the geometric mean over seeds,
 i.e. the mean of the log norms the paper plots.
 
-    from htaf.studies import gradient_flow
-    result = gradient_flow.run("out/gradient-flow", epochs=20, seeds=3)
+    import htaf
+    result = htaf.studies.gradient_flow("out/gradient-flow", epochs=20, seeds=3)  # = run(...)
     result["ratios"]["scaled_sigmoid(22)"]      # last-epoch htaf(2,11) / sigmoid(22x)
+
+``htaf study gradient-flow`` calls :func:`run` with the same defaults (``DEFAULTS``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 from htaf.config import RunConfig
 from htaf.io import atomic_write_text, json_safe
+from htaf.studies import callable_study
 
 LABELS = ("htaf(2,11)", "htaf(8,2.75)", "htaf(11,2)", "scaled_sigmoid(22)", "relu")
 WIDTHS = (256, 256, 128)
@@ -82,6 +85,8 @@ def run(
     """
     from htaf.experiment import run_grid, validate
 
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds must be an integer >= 1, got {seeds!r}")
     out_dir = Path(out_dir)
     seed_list = [kwargs.pop("seed")] if "seed" in kwargs else list(range(seeds))
     cfgs = [c for seed in seed_list for c in configs(seed=seed, **kwargs)]
@@ -165,3 +170,6 @@ def plot(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return save_figure(fig, out_dir, "gradient_flow")
+
+
+callable_study(__name__)  # htaf.studies.gradient_flow(...) is run(...)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import random
-import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -549,9 +548,9 @@ class Trainer:
 def _progress(start: int, total: int, enabled: bool) -> Any:
     if not enabled:
         return None
-    from tqdm.auto import tqdm
+    from htaf.progress import progress_bar
 
-    return tqdm(total=total, initial=start, unit="epoch", file=sys.stderr, dynamic_ncols=True)
+    return progress_bar(total=total, initial=start, unit="epoch", dynamic_ncols=True)
 
 
 def _update_bar(bar: Any, logs: Mapping[str, Any], task: str) -> None:

@@ -48,11 +48,13 @@ from htaf.train.engine import (
     float_batches,
     seed_everything,
 )
+from htaf.train.tracking import MLFLOW_RUN_FILE, Tracking, run_tracker
 
 CONFIG = "config.json"
 METRICS = "metrics.json"
 ACTIVATIONS = "activations.npz"
-#: Every file a run writes; a run that does not continue a checkpoint removes stale ones first.
+#: Every file a run writes; a run that does not continue a checkpoint removes stale ones first
+#: (and the id of an earlier MLflow run, which only a resumed run continues).
 RUN_FILES = (CONFIG, HISTORY, CHECKPOINT, WEIGHTS, METRICS, ACTIVATIONS)
 SPLITS = ("train", "val", "test")
 #: Activation statistics copied into metrics.json.
@@ -130,6 +132,25 @@ def model_test_stats(model: torch.nn.Module, dataset: Any) -> dict[str, float]:
     return out
 
 
+def _write_test_results(
+    model: torch.nn.Module, dataset: Any, result: FitResult, out_dir: Path, is_main: bool
+) -> dict[str, Any]:
+    """metrics.json (returned) and activations.npz from the test split; rank 0 writes."""
+    metrics = final_metrics(model, dataset, result)
+    stats, samples = activation_stats(
+        model, dataset.X_test, modes=("smooth", "hard"), to_float=float_batches(dataset)
+    )
+    for mode, suffix in (("smooth", ""), ("hard", "_hard")):
+        for key in ACT_KEYS:
+            metrics[f"{key}{suffix}"] = stats.get(mode, {}).get(key, math.nan)
+    metrics = json_safe(metrics)
+    if is_main:
+        atomic_write_json(out_dir / METRICS, metrics)
+        arrays = {f"{layer}_{mode}": v for mode, by in samples.items() for layer, v in by.items()}
+        atomic_save_npz(out_dir / ACTIVATIONS, arrays)
+    return metrics
+
+
 def run_one(
     config: RunConfig,
     out_dir: str | Path,
@@ -137,13 +158,15 @@ def run_one(
     resume: bool = False,
     progress: bool = False,
     dataset: Any = None,
+    tracking: Tracking | None = None,
 ) -> dict[str, Any]:
     """Load the data, build the model (``htaf.families``), train, evaluate and write ``out_dir``.
 
     Everything that can be wrong with the input (config, dataset, estimator, checkpoint) raises
     a ``ValueError`` subclass before any file is written. ``resume=True`` continues from
     ``out_dir/checkpoint.pt`` if present. ``dataset``: the already loaded
-    ``load_dataset(config)``, to share one load between runs. Returns the record
+    ``load_dataset(config)``, to share one load between runs. ``tracking``: log the epochs and
+    final metrics to TensorBoard or MLflow (``htaf.train.tracking.prepare``). Returns the record
     ``{"config", "metrics", "history", "run_dir", "dataset_meta"}``.
     """
     out_dir = Path(out_dir)
@@ -154,33 +177,31 @@ def run_one(
     with distributed.session(config.device) as d:
         seed_everything(config.seed)
         model = build_model(config, dataset)
-        trainer = Trainer(model, dataset, config, out_dir=out_dir, resume=resume, progress=progress)
+        # Under torchrun only rank 0 logs, as only rank 0 writes files.
+        tracker = run_tracker(tracking, out_dir, config.to_dict()) if d.is_main else None
+        trainer = Trainer(
+            model, dataset, config, out_dir=out_dir, resume=resume, progress=progress,
+            callbacks=[tracker] if tracker is not None else [],
+        )  # fmt: skip
         meta = json_safe(dataset.meta)
         if d.is_main:
             if not trainer.resuming:  # a fresh run never mixes with a previous run's files
-                for name in RUN_FILES:
+                for name in (*RUN_FILES, MLFLOW_RUN_FILE):
                     (out_dir / name).unlink(missing_ok=True)
             record_config = {
                 **config.to_dict(), "versions": versions(),
                 "model_options": dataclasses.asdict(options), "dataset_meta": meta,
             }  # fmt: skip
             atomic_write_json(out_dir / CONFIG, record_config)
-        result = trainer.fit()
-
-        metrics = final_metrics(model, dataset, result)
-        stats, samples = activation_stats(
-            model, dataset.X_test, modes=("smooth", "hard"), to_float=float_batches(dataset)
-        )
-        for mode, suffix in (("smooth", ""), ("hard", "_hard")):
-            for key in ACT_KEYS:
-                metrics[f"{key}{suffix}"] = stats.get(mode, {}).get(key, math.nan)
-        metrics = json_safe(metrics)
-        if d.is_main:
-            atomic_write_json(out_dir / METRICS, metrics)
-            arrays = {
-                f"{layer}_{mode}": v for mode, by in samples.items() for layer, v in by.items()
-            }
-            atomic_save_npz(out_dir / ACTIVATIONS, arrays)
+        try:
+            result = trainer.fit()
+            metrics = _write_test_results(model, dataset, result, out_dir, d.is_main)
+            if tracker is not None:
+                tracker.finish(metrics)
+        except BaseException:
+            if tracker is not None:
+                tracker.fail()
+            raise
         distributed.barrier(d)
     return {
         "config": config.to_dict(),
