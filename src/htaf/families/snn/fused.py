@@ -23,9 +23,10 @@ Two backends give the same values and gradients:
 
 * ``"kernel"``: a C++ kernel (``lif_kernels.cpp``), compiled on first use with the compiler and
   cache of :mod:`htaf._kernels` and called through ctypes; OpenMP over blocks of neurons, the
-  time loop inside. It knows the step and HTAF/sigmoid forwards and the rules of htaf,
-  sigmoid_surrogate, scaled_sigmoid, atan, fast_sigmoid and triangle by formula; any other
-  rule is evaluated by the estimator (vectorised over the whole sequence) and passed in.
+  time loop inside. It knows the step, HTAF and sigmoid forwards and the rules of htaf,
+  sigmoid_surrogate, scaled_sigmoid, atan, fast_sigmoid and triangle by formula (HTAF through
+  :mod:`htaf._kernels`' vectorised functions); any other rule is evaluated by the estimator
+  (vectorised over the whole sequence) and passed in.
 * ``"torch"``: the same recurrences in PyTorch (any device, any estimator).
 
 ``"auto"`` picks the kernel for contiguous CPU float32/float64 tensors when it builds, and

@@ -17,6 +17,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 namespace {
 
@@ -24,10 +25,35 @@ typedef int64_t i64;
 const i64 BLOCK = 256;
 
 enum Fire { FIRE_STEP = 0, FIRE_HTAF = 1, FIRE_SIGMOID = 2 };
+// RULE_TABLE: the caller evaluated the rule (vectorised in PyTorch: sigmoids, any estimator).
 enum Rule { RULE_TABLE = 0, RULE_HTAF = 1, RULE_SIGMOID = 2, RULE_ATAN = 3, RULE_FAST_SIGMOID = 4,
             RULE_TRIANGLE = 5 };
 
 template <typename T> inline T absv(T x) { return x < 0 ? -x : x; }
+
+// e^x for x <= 0 that the compiler vectorises (libm's exp is a scalar call): Cody-Waite
+// reduction, a degree-6 polynomial (about 1 ulp) and 2^n written into the exponent bits.
+// Below x = -87 it returns e^-87 (1.6e-38) instead of underflowing; NaN stays NaN.
+inline float exp_nonpos(float x) {
+  x = x > -87.0f ? x : (x != x ? x : -87.0f);
+  float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest
+  float r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  float k = n + (8388608.0f + 127.0f);  // 2^23 + 127 + n: n + 127 in the low mantissa bits
+  uint32_t bits;
+  std::memcpy(&bits, &k, 4);
+  bits <<= 23;
+  float scale;
+  std::memcpy(&scale, &bits, 4);
+  return (p * (r * r) + r + 1.0f) * scale;
+}
+inline double exp_nonpos(double x) { return std::exp(x); }  // float64: exact, for references
 
 // htaf._kernels: forward y = HTAF(x); backward out = g HTAF'(x), g == NULL meaning the scalar gs.
 template <typename T> using HtafFwd = void (*)(const T*, T*, i64, T, T, int);
@@ -47,9 +73,10 @@ template <typename T> struct Neuron {
     if (fire_kind == FIRE_HTAF) {
       htaf_fwd(u, out, len, f0, f1, 1);
     } else if (fire_kind == FIRE_SIGMOID) {
+#pragma omp simd
       for (i64 i = 0; i < len; ++i) {  // e = e^(-|z|) <= 1: no overflow
-        T z = f0 * u[i], e = std::exp(-absv(z));
-        out[i] = z != z ? z : (z >= 0 ? T(1) / (T(1) + e) : e / (T(1) + e));
+        T z = f0 * u[i], e = exp_nonpos(-absv(z));
+        out[i] = z >= 0 ? T(1) / (T(1) + e) : e / (T(1) + e);  // NaN: e is NaN
       }
     } else {
 #pragma omp simd
@@ -64,8 +91,9 @@ template <typename T> struct Neuron {
         htaf_bwd(u, nullptr, T(1), out, len, T(-2) * r0, -r1, T(4) * r0 * r1, 1);
         break;
       case RULE_SIGMOID:  // alpha sigma(alpha u) sigma(-alpha u) = alpha f / (1 + f)^2
+#pragma omp simd
         for (i64 i = 0; i < len; ++i) {
-          T f = std::exp(-r0 * absv(u[i]));
+          T f = exp_nonpos(-r0 * absv(u[i]));
           out[i] = r0 * f / ((T(1) + f) * (T(1) + f));
         }
         break;
