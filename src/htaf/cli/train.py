@@ -67,7 +67,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{out} already holds a run; pass --resume, --overwrite or another --out")
     record = run_one(config, out, resume=args.resume, progress=not args.no_progress)
     if launch_rank() == 0:  # under torchrun, one table, not one per rank
+        from htaf.analysis.plots import run_figures
+
         print(format_metrics(record["metrics"]))
+        for path in run_figures(out, record):  # the model's own figures, if it has any
+            print(f"figure: {path}")
         print(f"run folder: {out}")
     return 0
 

@@ -15,7 +15,9 @@ The run folder ``out_dir`` holds (every file written atomically; under torchrun,
   their ``*_hard`` counterparts, and the model's own test statistics
   (``test_{NAME}_{hard|smooth}``, see ``htaf.families``);
 * ``activations.npz``: per hidden layer a sample of the test-set outputs in the unsigned space,
-  keys ``layer1_smooth``, ``layer1_hard``, ...
+  keys ``layer1_smooth``, ``layer1_hard``, ...;
+* ``model_arrays.npz``: the model's ``eval_arrays`` of the first test samples with the exact
+  forward (spike rasters, membrane traces; see ``htaf.families``), when the model has them.
 
 Non-finite numbers are written as JSON ``null``.
 """
@@ -52,13 +54,16 @@ from htaf.train.engine import (
 CONFIG = "config.json"
 METRICS = "metrics.json"
 ACTIVATIONS = "activations.npz"
+MODEL_ARRAYS = "model_arrays.npz"
 #: Every file a run writes; a run that does not continue a checkpoint removes stale ones first.
-RUN_FILES = (CONFIG, HISTORY, CHECKPOINT, WEIGHTS, METRICS, ACTIVATIONS)
+RUN_FILES = (CONFIG, HISTORY, CHECKPOINT, WEIGHTS, METRICS, ACTIVATIONS, MODEL_ARRAYS)
 SPLITS = ("train", "val", "test")
 #: Activation statistics copied into metrics.json.
 ACT_KEYS = ("near_binary_05", "near_binary_01", "entropy", "saturation")
 #: Test samples a model's ``eval_stats`` sees, per forward mode.
 EVAL_STATS_SAMPLES = 2048
+#: Test samples a model's ``eval_arrays`` sees (the exact forward).
+EVAL_ARRAY_SAMPLES = 4
 
 
 def versions() -> dict[str, str]:
@@ -130,6 +135,23 @@ def model_test_stats(model: torch.nn.Module, dataset: Any) -> dict[str, float]:
     return out
 
 
+def model_arrays(model: torch.nn.Module, dataset: Any) -> dict[str, Any]:
+    """The model's ``eval_arrays`` of the first test samples in hard mode, if it has them."""
+    if not hasattr(model, "eval_arrays") or len(dataset.X_test) == 0:
+        return {}
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    n = min(len(dataset.X_test), EVAL_ARRAY_SAMPLES)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), set_mode(model, "hard"):
+            x = next(batches(dataset.X_test, sequential(n, n), to_float=float_batches(dataset),
+                             device=device))  # fmt: skip
+            return dict(model.eval_arrays(x))
+    finally:
+        model.train(was_training)
+
+
 def run_one(
     config: RunConfig,
     out_dir: str | Path,
@@ -181,6 +203,9 @@ def run_one(
                 f"{layer}_{mode}": v for mode, by in samples.items() for layer, v in by.items()
             }
             atomic_save_npz(out_dir / ACTIVATIONS, arrays)
+            extra = model_arrays(model, dataset)
+            if extra:
+                atomic_save_npz(out_dir / MODEL_ARRAYS, extra)
         distributed.barrier(d)
     return {
         "config": config.to_dict(),

@@ -414,8 +414,9 @@ class SpikingNetwork(nn.Module):
 
     def eval_arrays(self, x: Tensor) -> dict[str, np.ndarray]:
         """Spike rasters ``spikes.LAYER`` ``(samples, T, neurons)`` (at most RASTER_NEURONS)
-        and membrane traces ``membrane.LAYER`` ``(samples, T, TRACE_NEURONS)`` of the most
-        variable neurons, with ``threshold``: what the raster and trace plots draw."""
+        and membrane traces ``membrane.LAYER`` ``(samples, T, TRACE_NEURONS)`` of the neurons
+        that come closest to the threshold in the first sample, with ``threshold``: what the
+        raster and trace plots draw."""
         if not self.spiking:
             return {}
         arrays: dict[str, np.ndarray] = {"threshold": np.array(self.spec.threshold)}
@@ -425,7 +426,7 @@ class SpikingNetwork(nn.Module):
             arrays[f"spikes.{name}"] = s[:, :, :RASTER_NEURONS].float().numpy()
             if membrane is not None:
                 h = membrane.detach().flatten(2).transpose(0, 1)
-                pick = h[0].var(0).argsort(descending=True)[:TRACE_NEURONS]
+                pick = h[0].amax(0).argsort(descending=True)[:TRACE_NEURONS]
                 arrays[f"membrane.{name}"] = h[:, :, pick].float().numpy()
 
         self._record(x, keep)
