@@ -86,8 +86,9 @@ class NeuronSequence:
     spikes: Tensor
     membrane: Tensor  # h_t, the membrane after charging and before the reset
     v: Tensor  # the state after the last step's reset
-    #: ``respike(membrane)`` gives ``spikes`` again, bit for bit, without a graph: a layer fed
-    #: by these spikes can save the membrane (already saved here) instead of the spikes.
+    #: ``respike(membrane)`` gives ``spikes`` again without a graph (bit for bit from the
+    #: kernel and for exact spikes; to rounding otherwise): a layer fed by these spikes can
+    #: save the membrane (already saved here) instead of the spikes.
     respike: Callable[[Tensor], Tensor] | None = field(repr=False, default=None)
 
 
@@ -441,7 +442,7 @@ def neuron_sequence(
 
 
 def _respike(n: _Neuron, h: Tensor) -> Tensor:
-    """``f(h - θ)`` without a graph, bit for bit as the forward of ``n`` computed it."""
+    """``f(h - θ)`` without a graph, as the forward of ``n`` computed it."""
     fire = _fire_spec(n.est)
     if n.kernel and fire is not None and h.dtype in _kernels.DTYPES:
         h = h.contiguous()

@@ -515,7 +515,7 @@ def build_network(
     connect: str = "ADD",
     steps: int = 8,
     encoder: str = "poisson",
-    decoder: str = "count",
+    decoder: str = "membrane",
     normalize: Mapping[str, Sequence[float]] | None = None,
     clamp: bool = False,
     checkpoint_steps: int = 0,
