@@ -31,6 +31,7 @@ from typing import Literal
 from htaf.config import ConfigError
 from htaf.families import DataSpec, Family
 from htaf.families.snn.functional import beta_from_tau, check_beta
+from htaf.families.snn.fused import kernel_available
 from htaf.families.snn.models import NeuronSpec, SpikingNetwork, build_network
 
 __all__ = ["FAMILY", "SNNOptions", "build"]
@@ -94,6 +95,7 @@ def build(
     options: SNNOptions, spec: DataSpec, estimator: str, params: Mapping[str, float]
 ) -> SpikingNetwork:
     """The network ``options.arch`` for ``spec``'s images; ``estimator`` fires its neurons."""
+    kernel_available()  # a machine's first use compiles the neuron kernel (~10 s): not epoch time
     rng = spec.input_range
     if options.encoder in RATE_CODES and rng is not None and not (rng[0] >= 0 and rng[1] <= 1):
         raise ConfigError(
