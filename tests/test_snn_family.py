@@ -58,6 +58,7 @@ def test_the_family_defaults_are_the_issues():
         ("beta", 1.5, "model.beta"),
         ("beta", 0.0, "model.beta"),
         ("encoder", "rank_order", "model.encoder"),
+        ("reset", "zero", "model.reset"),
     ],
 )
 def test_bad_options_exit_2_naming_the_key_and_write_nothing(
@@ -100,6 +101,16 @@ def test_negative_intensities_for_a_rate_code_exit_2_before_anything_is_written(
     # the constant-current encoder takes any input
     path = write_config(tmp_path, encoder="direct")
     assert main(["train", "--config", str(path), "--out", str(tmp_path / "run")]) == 0
+
+
+def test_option_rules_between_keys_name_them():
+    with pytest.raises(ConfigError, match=r"model\.beta.*plif"):
+        model_options("snn", {"neuron": "plif", "beta": 1.0})
+    with pytest.raises(ConfigError, match=r"model\.blocks"):
+        model_options("snn", {"arch": "sew_resnet", "channels": [8, 16], "blocks": [1]})
+    with pytest.raises(ConfigError, match=r"model\.checkpoint_steps"):
+        model_options("snn", {"arch": "cnn", "checkpoint_steps": 4})
+    assert model_options("snn", {"neuron": "plif", "tau": 2.0}).tau == 2.0
 
 
 def test_data_spec_carries_the_normalisation_and_the_input_range(small_digits):

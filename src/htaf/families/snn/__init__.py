@@ -79,6 +79,9 @@ class SNNOptions:
             check_beta(self.beta, "model.beta")
         except ValueError as err:
             raise ValueError(f"option {err}") from None
+        if self.neuron == "plif" and self.tau is None and self.beta == 1:
+            raise ValueError("option 'model.beta' must be < 1 for neuron 'plif' (it starts from "
+                             "init_tau = 1/(1 - beta)), got 1")  # fmt: skip
         if not self.threshold > 0:
             raise ValueError(f"option 'model.threshold' must be > 0, got {self.threshold}")
         if self.checkpoint_steps < 0:

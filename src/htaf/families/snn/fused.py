@@ -250,7 +250,7 @@ def _rule_values(est: Estimator, u: Tensor) -> Tensor:
 # -- forward and backward, each in both backends --------------------------------------------
 @dataclass(frozen=True)
 class _Neuron:
-    """Everything but the input: parameters, the estimator, the decay, the backend."""
+    """Everything but the input and the decay: parameters, estimator, and which backend runs."""
 
     p: IFParameters
     est: Estimator

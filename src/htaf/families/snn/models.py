@@ -89,7 +89,10 @@ class NeuronSpec:
     def __post_init__(self) -> None:
         if self.kind not in NEURONS:
             raise ValueError(f"unknown neuron {self.kind!r} (available: {', '.join(NEURONS)})")
-        _ = self.decay  # validates beta / tau
+        if self.kind == "plif" and self.decay == 1.0:
+            raise ValueError(
+                "a plif neuron learns its decay from beta < 1 (init_tau = 1/(1 - beta))"
+            )
 
     @property
     def spiking(self) -> bool:
@@ -415,8 +418,9 @@ class SpikingNetwork(nn.Module):
     def eval_arrays(self, x: Tensor) -> dict[str, np.ndarray]:
         """Spike rasters ``spikes.LAYER`` ``(samples, T, neurons)`` (at most RASTER_NEURONS)
         and membrane traces ``membrane.LAYER`` ``(samples, T, TRACE_NEURONS)`` of the neurons
-        that come closest to the threshold in the first sample, with ``threshold``: what the
-        raster and trace plots draw."""
+        that fire in about half of the steps of the first sample (the ones whose trace shows
+        charging, firing and reset), with ``threshold``: what the raster and trace plots
+        draw."""
         if not self.spiking:
             return {}
         arrays: dict[str, np.ndarray] = {"threshold": np.array(self.spec.threshold)}
@@ -426,7 +430,9 @@ class SpikingNetwork(nn.Module):
             arrays[f"spikes.{name}"] = s[:, :, :RASTER_NEURONS].float().numpy()
             if membrane is not None:
                 h = membrane.detach().flatten(2).transpose(0, 1)
-                pick = h[0].amax(0).argsort(descending=True)[:TRACE_NEURONS]
+                fired = (s[0] >= 0.5).sum(0).double()  # spikes per neuron, first sample
+                score = -(fired - s.shape[1] / 2).abs() + 1e-3 * h[0].amax(0).double()
+                pick = score.argsort(descending=True)[:TRACE_NEURONS]
                 arrays[f"membrane.{name}"] = h[:, :, pick].float().numpy()
 
         self._record(x, keep)
