@@ -19,10 +19,17 @@ $(VENV)/.ray: $(STAMP)
 	$(PY) -m pip install -q -e ".[dev,ray,tensorboard,mlflow]"
 	touch $(VENV)/.ray
 
+# The SNN peers for tests/test_interop.py. --no-deps: spikingjelly requires torchvision and
+# torchaudio, which would not match the CPU torch; its neuron modules need only loguru.
+$(VENV)/.interop: $(STAMP)
+	$(PY) -m pip install -q --no-deps "snntorch==1.0.0" "spikingjelly==2.0.0"
+	$(PY) -m pip install -q "loguru>=0.7,<1"
+	touch $(VENV)/.interop
+
 demo: $(STAMP)
 	$(VENV)/bin/htaf compare --out htaf-runs
 
-test: $(VENV)/.ray
+test: $(VENV)/.ray $(VENV)/.interop
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(PY) -m pytest -q

@@ -41,3 +41,31 @@ def native_off(monkeypatch):
         monkeypatch.setattr(N, "_ops", None)
 
     return off
+
+
+def make_digits_images(n: int | None = None, split_seed: int = 0):
+    """sklearn's digits as the ``digits_images`` loader makes them: (N, 1, 8, 8) uint8 (values
+    x 255/16), the ``digits`` table's split, training-split normalisation (``n``: first rows)."""
+    import numpy as np
+    from sklearn import datasets
+
+    from htaf.data import Dataset
+    from htaf.data.preprocess import split_indices
+
+    bunch = datasets.load_digits()
+    X = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None][:n]
+    y = bunch.target.astype(np.int64)[:n]
+    tr, va, te = split_indices(y, True, split_seed, 0.15, 0.2)
+    scaled = X[tr].astype(np.float64) / 255.0
+    return Dataset(
+        name="digits_images", task="multiclass", X_train=X[tr], y_train=y[tr], X_val=X[va],
+        y_val=y[va], X_test=X[te], y_test=y[te], feature_names=[],
+        class_names=[str(c) for c in range(10)], n_classes=10, kind="image",
+        normalize={"mean": [float(scaled.mean())], "std": [float(scaled.std())]},
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def digits_images():
+    """The full digits_images set (1797 images), built as the image loaders build it."""
+    return make_digits_images()

@@ -58,3 +58,13 @@ def test_regression_in_original_units():
     assert got["mae"] == pytest.approx(skm.mean_absolute_error(y0, p0))
     assert got["r2"] == pytest.approx(skm.r2_score(y0, p0))
     assert got["rmse"] == pytest.approx(3 * M.regression_metrics(y_std, pred)["rmse"])
+
+
+@pytest.mark.parametrize("decimals", [1, 3, 8])
+def test_binary_auroc_is_sklearns_roc_auc_ties_included(decimals):
+    rng = np.random.default_rng(decimals)
+    for n in (2, 7, 300):
+        y = rng.random(n) < 0.4
+        y[:2] = [True, False]
+        score = np.round(rng.random(n), decimals)  # coarse rounding makes ties
+        assert M.binary_auroc(y, score) == pytest.approx(skm.roc_auc_score(y, score), abs=1e-12)

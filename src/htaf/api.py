@@ -475,6 +475,9 @@ def train_one(
     if launch_rank() == 0:  # under torchrun, rank 0 logs (and checks the store) for all
         tracked = tracking.prepare(track, root=out, experiment="htaf-train", store_dir=out.parent)
     record = run_one(config, out, resume=resume, progress=progress, tracking=tracked)
+    from htaf.analysis.plots import run_figures
+
+    figures = run_figures(out, record) if launch_rank() == 0 else []
     if tracked is not None:
         from htaf.analysis import plots
 
@@ -483,7 +486,7 @@ def train_one(
         drawn += plots.activation_histograms([record], folder)
         pngs = [p for p in drawn if p.suffix == ".png"]
         tracking.log_run_plots(tracked, out, pngs, step=len(record["history"]))
-    return Run(out, config, record["metrics"], record["history"])
+    return Run(out, config, record["metrics"], record["history"], figures)
 
 
 @dataclass
@@ -494,6 +497,8 @@ class Run:
     config: RunConfig = field(repr=False)
     metrics: dict[str, Any] = field(repr=False)
     history_rows: list[dict[str, Any]] = field(repr=False)
+    #: The model's own figures (PNG and SVG) in ``path/plots``, if it has any.
+    figures: list[Path] = field(default_factory=list, repr=False)
 
     @property
     def history(self) -> Any:

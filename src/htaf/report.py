@@ -27,6 +27,9 @@ PLOTS = (
     ("learning_curves", "Learning curves"),
     ("gradient_norms", "Gradient norms per layer"),
     ("activation_histograms", "Hidden activations (smooth forward, seed 0)"),
+    ("model_stats", "Model statistics per epoch (e.g. firing rates per layer)"),
+    ("spike_raster", "Spike rasters, first test sample (exact spikes, seed 0)"),
+    ("membrane_traces", "Membrane traces, first test sample (seed 0)"),
 )
 
 

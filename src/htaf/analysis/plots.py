@@ -5,9 +5,16 @@
 * ``gradient_norms``: per-layer gradient L2 norm per epoch (log y);
 * ``activation_histograms``: the smooth hidden outputs of seed 0 on the test set (HTAF piles
   its mass at 0 and 1; ReLU does not);
-* ``binary_metric_bars``: the exact-binary test metric per estimator, with std error bars.
+* ``binary_metric_bars``: the exact-binary test metric per estimator, with std error bars;
+* ``model_stats``: every number a model reports per epoch (``epoch_stats``: firing rates,
+  flip ratios...), one panel per statistic, mean over seeds per estimator;
+* ``spike_rasters`` and ``membrane_traces``: from the runs' ``model_arrays.npz`` (the
+  ``eval_arrays`` hook: ``spikes.LAYER``, ``membrane.LAYER``), the first test sample of each
+  estimator's first seed, one column per layer.
 
-``plot_experiment(exp_dir)`` draws all four from the files in the folder.
+``plot_experiment(exp_dir)`` draws them all from the files in the folder (the last three only
+where the runs hold those statistics); ``run_figures(run_dir)`` draws the model figures of one
+run into ``run_dir/plots``.
 """
 
 from __future__ import annotations
@@ -220,6 +227,173 @@ def _binary(spec: str) -> bool:
         return True
 
 
+# -- model statistics: epoch_stats and eval_arrays -------------------------------------------------
+#: At most this many statistics get a panel in ``model_stats``.
+MAX_STAT_PANELS = 12
+MODEL_ARRAYS = "model_arrays.npz"
+
+
+def _stat_names(records: Sequence[dict[str, Any]]) -> list[str]:
+    names = {
+        k
+        for r in records
+        for row in r.get("history", [])
+        for k, v in (row.get("model_stats") or {}).items()
+        if isinstance(v, int | float)
+    }
+    return sorted(names, key=lambda k: (_layer_order(k), k))[:MAX_STAT_PANELS]
+
+
+def model_stats(records: Sequence[dict[str, Any]], out_dir: str | Path) -> list[Path]:
+    """Each ``model_stats`` number of the history over the epochs (mean over seeds, ±1 std)."""
+    names = _stat_names(records)
+    if not names:
+        return []
+    groups = _by_estimator(records)
+    colors = _colors(list(groups))
+    cols = min(4, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False, layout="constrained"
+    )
+    for ax, name in zip(axes.ravel(), names, strict=False):
+        for label, runs in groups.items():
+            if not any(
+                name in (row.get("model_stats") or {}) for r in runs for row in r["history"]
+            ):
+                continue  # e.g. the ReLU reference has no firing rates
+            x, m, s = _curve(
+                runs, lambda row, k=name: (row.get("model_stats") or {}).get(k, np.nan)
+            )
+            _band(ax, x, m, s, color=colors[label], label=label)
+        ax.set(xlabel="epoch", title=name)
+        ax.grid(alpha=0.3)
+    for ax in axes.ravel()[len(names) :]:
+        ax.axis("off")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle("model statistics per epoch, training batches (mean over seeds)")
+    return save_figure(fig, out_dir, "model_stats")
+
+
+def read_model_arrays(run_dir: str | Path) -> dict[str, np.ndarray]:
+    """The run's ``model_arrays.npz`` as a dict (empty if it has none)."""
+    path = Path(run_dir) / MODEL_ARRAYS
+    if not path.is_file():
+        return {}
+    with np.load(path) as npz:
+        return {k: np.asarray(npz[k]) for k in npz.files}
+
+
+def _layers(arrays: dict[str, np.ndarray], kind: str) -> list[str]:
+    names = [k.split(".", 1)[1] for k in arrays if k.startswith(f"{kind}.")]
+    return sorted(names, key=lambda n: (n != "input", _layer_order(n)))
+
+
+def _raster(ax: Any, spikes: np.ndarray, color: Any) -> None:
+    """Spikes ``(T, neurons)`` as a neuron x time image: a spike is a dark cell (a smooth
+    spike's value is its shade)."""
+    cmap = matplotlib.colors.LinearSegmentedColormap.from_list("spikes", ["white", color])
+    ax.imshow(np.clip(spikes.T, 0, 1), aspect="auto", cmap=cmap, vmin=0, vmax=1,
+              interpolation="nearest", origin="lower")  # fmt: skip
+
+
+def _trace(ax: Any, membrane: np.ndarray, threshold: float) -> None:
+    """Membrane ``(T, k)``, one line per neuron, with the threshold dashed."""
+    steps = np.arange(membrane.shape[0])
+    for j in range(membrane.shape[1]):
+        ax.plot(steps, membrane[:, j], marker=".", linewidth=1)
+    ax.axhline(threshold, color="k", linestyle="--", linewidth=0.8)
+
+
+def _first_seed_arrays(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, np.ndarray]]:
+    out = {}
+    for label, runs in _by_estimator(records).items():
+        first = min(runs, key=lambda r: r["config"].get("seed", 0))
+        arrays = read_model_arrays(first.get("run_dir", ""))
+        if arrays:
+            out[label] = arrays
+    return out
+
+
+def _grid_figure(
+    per_row: dict[str, dict[str, np.ndarray]], kind: str, draw: Any, stem: str, title: str,
+    out_dir: str | Path, xlabel: str, ylabel: str,
+) -> list[Path]:  # fmt: skip
+    layers = sorted({n for a in per_row.values() for n in _layers(a, kind)},
+                    key=lambda n: (n != "input", _layer_order(n)))  # fmt: skip
+    if not per_row or not layers:
+        return []
+    fig, axes = plt.subplots(
+        len(per_row), len(layers), figsize=(3.2 * len(layers), 2.4 * len(per_row)),
+        squeeze=False, layout="constrained",
+    )  # fmt: skip
+    colors = _colors(list(per_row))
+    for i, (label, arrays) in enumerate(per_row.items()):
+        for j, layer in enumerate(layers):
+            ax = axes[i, j]
+            key = f"{kind}.{layer}"
+            if key in arrays:
+                draw(ax, arrays[key], arrays, colors[label])
+            else:
+                ax.axis("off")
+            if i == 0:
+                ax.set_title(layer)
+            if j == 0:
+                ax.set_ylabel(f"{label}\n{ylabel}", fontsize=8)
+            if i == len(per_row) - 1:
+                ax.set_xlabel(xlabel)
+    fig.suptitle(title)
+    return save_figure(fig, out_dir, stem)
+
+
+def _draw_raster(ax: Any, values: np.ndarray, arrays: dict[str, np.ndarray], color: Any) -> None:
+    _raster(ax, values[0], color)
+
+
+def _draw_trace(ax: Any, values: np.ndarray, arrays: dict[str, np.ndarray], color: Any) -> None:
+    _trace(ax, values[0], float(arrays.get("threshold", np.array(1.0))))
+
+
+def spike_rasters(records: Sequence[dict[str, Any]], out_dir: str | Path) -> list[Path]:
+    """Spike raster of the first test sample, one row per estimator, one column per layer."""
+    return _grid_figure(
+        _first_seed_arrays(records), "spikes", _draw_raster, "spike_raster",
+        "spike rasters, first test sample, exact spikes (seed 0)", out_dir, "time step", "neuron",
+    )  # fmt: skip
+
+
+def membrane_traces(records: Sequence[dict[str, Any]], out_dir: str | Path) -> list[Path]:
+    """Membrane of the most variable neurons for the first test sample (threshold dashed)."""
+    return _grid_figure(
+        _first_seed_arrays(records), "membrane", _draw_trace, "membrane_traces",
+        "membrane traces, first test sample (threshold dashed; seed 0)", out_dir, "time step",
+        "membrane",
+    )  # fmt: skip
+
+
+def run_figures(run_dir: str | Path, record: dict[str, Any] | None = None) -> list[Path]:
+    """One run's model figures into ``run_dir/plots``: rasters and membrane traces of every
+    sample in ``model_arrays.npz`` (one row per sample) and ``model_stats`` over its epochs."""
+    from htaf.experiment import read_run
+
+    run_dir = Path(run_dir)
+    record = record if record is not None else read_run(run_dir)
+    out = run_dir / "plots"
+    arrays = read_model_arrays(run_dir)
+    paths = model_stats([record], out)
+    if arrays:
+        n = max((v.shape[0] for k, v in arrays.items() if k.startswith("spikes.")), default=0)
+        per_sample = {
+            f"sample {i}": {k: (v[i : i + 1] if "." in k else v) for k, v in arrays.items()}
+            for i in range(n)
+        }
+        raster = ("spikes", _draw_raster, "spike_raster", "spike rasters (exact spikes)")
+        trace = ("membrane", _draw_trace, "membrane_traces", "membrane traces (threshold dashed)")
+        paths += _grid_figure(per_sample, *raster, out, "time step", "neuron")
+        paths += _grid_figure(per_sample, *trace, out, "time step", "membrane")
+    return paths
+
+
 def plot_experiment(
     exp_dir: str | Path,
     records: Sequence[dict[str, Any]] | None = None,
@@ -234,4 +408,6 @@ def plot_experiment(
     out = exp_dir / "plots"
     paths = learning_curves(records, out) + gradient_norms(records, out)
     paths += activation_histograms(records, out) + binary_metric_bars(summary, out)
+    paths += model_stats(records, out) + spike_rasters(records, out)
+    paths += membrane_traces(records, out)
     return paths

@@ -59,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     if launch_rank() == 0:  # under torchrun, one table, not one per rank
         print(format_metrics(result.metrics))
+        for path in result.figures:  # the model's own figures, if it has any
+            print(f"figure: {path}")
         print(f"run folder: {result.path}")
     return 0
 

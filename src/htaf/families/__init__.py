@@ -14,9 +14,14 @@ The model a builder returns maps a float batch ``(n, *spec.input_shape)`` to log
 
 * ``constrain_()``: called after every optimizer step (e.g. clip latent binary weights);
 * ``binary_parameters()``: the parameters an ``optimizer = "bop"`` run flips with Bop;
-* ``epoch_stats() -> dict``: per-epoch statistics for the history (e.g. weight flip ratios);
+* ``epoch_stats() -> dict``: per-epoch statistics for the history (e.g. weight flip ratios,
+  firing rates), drawn per key over the epochs by ``htaf.analysis.plots``;
 * ``eval_stats(x) -> dict``: statistics of one test batch in the current forward mode,
   reported as ``test_{NAME}_{hard|smooth}`` (e.g. firing rates, active concepts);
+* ``eval_arrays(x) -> dict[str, np.ndarray]``: arrays of a few test samples with the exact
+  forward (hard mode), saved as ``model_arrays.npz`` in the run folder and drawn by
+  ``htaf.analysis.plots``: ``spikes.LAYER`` ``(samples, T, neurons)`` as spike rasters,
+  ``membrane.LAYER`` ``(samples, T, k)`` as membrane traces (with ``threshold``);
 * ``fit_closed_form(x, y, task) -> dict``: a model that is solved, not trained by gradient
   (the convex threshold networks); the engine calls it instead of the epochs.
 """
@@ -28,13 +33,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import torch
 from torch import nn
 
 from htaf.config import ConfigError
 from htaf.families.options import defaults, parse_options
 
 #: Registered families and the module that defines each one's ``FAMILY``.
-MODULES: dict[str, str] = {"dhn": "htaf.families.dhn"}
+MODULES: dict[str, str] = {"dhn": "htaf.families.dhn", "snn": "htaf.families.snn"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,13 @@ class DataSpec:
     n_out: int  # logits: 1 for binary classification and regression, K for K classes
     task: str  # "binary" | "multiclass" | "regression"
     n_concepts: int | None = None  # ground-truth attributes, where the data has them
+    #: Per-channel ``{"mean": [...], "std": [...]}`` the float batch applies to ``x / 255``
+    #: (``Dataset.normalize``): a model that needs raw intensities (a spike encoder) undoes it.
+    normalize: Mapping[str, list[float]] | None = None
+    #: ``(min, max)`` of the inputs before that normalisation, where known without reading
+    #: lazily stored data: ``(0, 1)`` for uint8 images (as ``x / 255``), the training split's
+    #: range for in-memory float arrays, else None.
+    input_range: tuple[float, float] | None = None
 
 
 Builder = Callable[[Any, DataSpec, str, Mapping[str, float]], nn.Module]
@@ -108,15 +122,29 @@ def output_size(dataset: Any) -> int:
     raise ValueError(f"unknown dataset task {dataset.task!r}")
 
 
+def input_range(dataset: Any) -> tuple[float, float] | None:
+    """:attr:`DataSpec.input_range` of a dataset (one pass over in-memory float inputs)."""
+    X = getattr(dataset, "X_train", None)
+    dtype = getattr(X, "dtype", None)
+    if dtype in (np.uint8, torch.uint8):
+        return (0.0, 1.0)
+    if isinstance(X, np.ndarray) and X.size and np.issubdtype(X.dtype, np.floating):
+        return (float(np.min(X)), float(np.max(X)))
+    return None
+
+
 def data_spec(dataset: Any) -> DataSpec:
     """The :class:`DataSpec` of a ``htaf.data.Dataset``."""
     names = getattr(dataset, "concept_names", None)
+    normalize = getattr(dataset, "normalize", None)
     return DataSpec(
         kind=getattr(dataset, "kind", "table"),
         input_shape=tuple(dataset.input_shape),
         n_out=output_size(dataset),
         task=dataset.task,
         n_concepts=len(names) if names else None,
+        normalize=dict(normalize) if normalize else None,
+        input_range=input_range(dataset),
     )
 
 

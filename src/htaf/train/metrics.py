@@ -15,7 +15,7 @@ import math
 from typing import Any
 
 import numpy as np
-from sklearn import metrics as skm
+from scipy.stats import rankdata
 
 #: Metric names per task, in display order.
 METRICS: dict[str, tuple[str, ...]] = {
@@ -74,8 +74,19 @@ def auroc(y: np.ndarray, probs: np.ndarray) -> float:
     for k in range(1 if p.shape[1] == 2 else 0, p.shape[1]):
         positive = y == k
         if positive.any() and not positive.all():
-            scores.append(skm.roc_auc_score(positive, p[:, k]))
+            scores.append(binary_auroc(positive, p[:, k]))
     return float(np.mean(scores)) if scores else math.nan
+
+
+def binary_auroc(positive: np.ndarray, score: np.ndarray) -> float:
+    """The area under the ROC curve as the Mann-Whitney statistic: the probability that a
+    positive outscores a negative, ties counting 1/2 (what ``sklearn``'s ``roc_auc_score``
+    integrates, without its per-call input checks, which cost ~25 ms each)."""
+    positive = np.asarray(positive, dtype=bool)
+    n_pos = int(positive.sum())
+    n_neg = positive.size - n_pos
+    ranks = rankdata(np.asarray(score, dtype=np.float64))  # average ranks of ties
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def log_loss(y: np.ndarray, probs: np.ndarray) -> float:

@@ -15,7 +15,9 @@ The run folder ``out_dir`` holds (every file written atomically; under torchrun,
   their ``*_hard`` counterparts, and the model's own test statistics
   (``test_{NAME}_{hard|smooth}``, see ``htaf.families``);
 * ``activations.npz``: per hidden layer a sample of the test-set outputs in the unsigned space,
-  keys ``layer1_smooth``, ``layer1_hard``, ...
+  keys ``layer1_smooth``, ``layer1_hard``, ...;
+* ``model_arrays.npz``: the model's ``eval_arrays`` of the first test samples with the exact
+  forward (spike rasters, membrane traces; see ``htaf.families``), when the model has them.
 
 Non-finite numbers are written as JSON ``null``.
 """
@@ -53,14 +55,17 @@ from htaf.train.tracking import MLFLOW_RUN_FILE, Tracking, run_tracker
 CONFIG = "config.json"
 METRICS = "metrics.json"
 ACTIVATIONS = "activations.npz"
+MODEL_ARRAYS = "model_arrays.npz"
 #: Every file a run writes; a run that does not continue a checkpoint removes stale ones first
 #: (and the id of an earlier MLflow run, which only a resumed run continues).
-RUN_FILES = (CONFIG, HISTORY, CHECKPOINT, WEIGHTS, METRICS, ACTIVATIONS)
+RUN_FILES = (CONFIG, HISTORY, CHECKPOINT, WEIGHTS, METRICS, ACTIVATIONS, MODEL_ARRAYS)
 SPLITS = ("train", "val", "test")
 #: Activation statistics copied into metrics.json.
 ACT_KEYS = ("near_binary_05", "near_binary_01", "entropy", "saturation")
 #: Test samples a model's ``eval_stats`` sees, per forward mode.
 EVAL_STATS_SAMPLES = 2048
+#: Test samples a model's ``eval_arrays`` sees (the exact forward).
+EVAL_ARRAY_SAMPLES = 4
 
 
 def versions() -> dict[str, str]:
@@ -132,6 +137,23 @@ def model_test_stats(model: torch.nn.Module, dataset: Any) -> dict[str, float]:
     return out
 
 
+def model_arrays(model: torch.nn.Module, dataset: Any) -> dict[str, Any]:
+    """The model's ``eval_arrays`` of the first test samples in hard mode, if it has them."""
+    if not hasattr(model, "eval_arrays") or len(dataset.X_test) == 0:
+        return {}
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    n = min(len(dataset.X_test), EVAL_ARRAY_SAMPLES)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), set_mode(model, "hard"):
+            x = next(batches(dataset.X_test, sequential(n, n), to_float=float_batches(dataset),
+                             device=device))  # fmt: skip
+            return dict(model.eval_arrays(x))
+    finally:
+        model.train(was_training)
+
+
 def _write_test_results(
     model: torch.nn.Module, dataset: Any, result: FitResult, out_dir: Path, is_main: bool
 ) -> dict[str, Any]:
@@ -148,6 +170,9 @@ def _write_test_results(
         atomic_write_json(out_dir / METRICS, metrics)
         arrays = {f"{layer}_{mode}": v for mode, by in samples.items() for layer, v in by.items()}
         atomic_save_npz(out_dir / ACTIVATIONS, arrays)
+        extra = model_arrays(model, dataset)
+        if extra:
+            atomic_save_npz(out_dir / MODEL_ARRAYS, extra)
     return metrics
 
 

@@ -1,0 +1,131 @@
+"""Spiking Neural Networks: LIF neurons whose spikes are steps, trained through an estimator.
+
+In training a neuron's spike is the estimator applied to ``v - θ``: with HTAF in smooth mode
+this is the paper's surrogate-free training, with a surrogate (atan, fast_sigmoid...) in hard
+mode the usual surrogate-gradient training. Evaluation reports both forwards; ``*_hard`` is
+the network with exact spikes ``1{v >= θ}``.
+
+    htaf compare --task snn                                  # spiking MLP on digits_images
+    htaf train --config run.toml --set task=snn --set model.arch=cnn --set model.T=4
+
+Modules:
+
+* :mod:`.functional`: pure steps ``if_step``, ``lif_step``, ``plif_step`` with typed parameters;
+* :mod:`.neurons`: multi-step ``IF``/``LIF``/``PLIF`` ``(T, B, ...) -> (T, B, ...)`` and
+  single-step cells;
+* :mod:`.fused`: the memory-light multi-step operator (C++ kernel + PyTorch fallback);
+* :mod:`.layers`: ``spike_linear``, a Linear that saves its spike input as bits or not at all;
+* :mod:`.encoders`, :mod:`.decoders`; :mod:`.models`: MLP, CNN, SEW-ResNet.
+
+The family's options (``[model]`` table) are :class:`SNNOptions`. The estimator ``relu`` (or
+another continuous activation) builds the non-spiking reference: the same network with ReLUs,
+run once without encoding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from htaf.config import ConfigError
+from htaf.families import DataSpec, Family
+from htaf.families.snn.functional import beta_from_tau, check_beta
+from htaf.families.snn.fused import kernel_available
+from htaf.families.snn.models import NeuronSpec, SpikingNetwork, build_network
+
+__all__ = ["FAMILY", "SNNOptions", "build"]
+
+
+@dataclass(frozen=True)
+class SNNOptions:
+    """The SNN family's ``[model]`` table."""
+
+    arch: Literal["mlp", "cnn", "sew_resnet"] = "mlp"
+    widths: tuple[int, ...] = (128,)  # hidden widths (mlp); dense layers after the convs (cnn)
+    channels: tuple[int, ...] = (16, 32)  # conv channels (cnn), stage channels (sew_resnet)
+    blocks: tuple[int, ...] = (1, 1, 1)  # SEW blocks per stage (sew_resnet)
+    connect: Literal["ADD", "AND", "IAND"] = "ADD"  # SEW connect function
+    T: int = 8  # time steps
+    encoder: Literal["poisson", "latency", "direct"] = "poisson"
+    decoder: Literal["count", "membrane", "first_spike"] = "membrane"
+    neuron: Literal["lif", "if", "plif"] = "lif"
+    beta: float = 0.9  # membrane decay (lif; plif's initial value)
+    tau: float | None = None  # time constant, replaces beta when set: beta = 1 - 1/tau
+    threshold: float = 1.0
+    reset: Literal["soft", "hard"] = "soft"
+    v_reset: float = 0.0  # the hard reset's target
+    detach_reset: bool = True
+    decay_input: bool = False
+    checkpoint_steps: int = 0  # gradient checkpointing over time chunks of this many steps (mlp)
+
+    def check(self) -> None:
+        if self.T < 1:
+            raise ValueError(f"option 'model.T' (time steps) must be >= 1, got {self.T}")
+        for key in ("widths", "channels", "blocks"):
+            values = getattr(self, key)
+            if any(v <= 0 for v in values) or (not values and key != "widths"):
+                raise ValueError(f"option 'model.{key}' must be positive integers, got {values}")
+        if self.arch == "mlp" and not self.widths:
+            raise ValueError("option 'model.widths' needs at least one hidden width for 'mlp'")
+        if self.arch == "sew_resnet" and len(self.blocks) != len(self.channels):
+            raise ValueError(
+                f"options 'model.blocks' {list(self.blocks)} and 'model.channels' "
+                f"{list(self.channels)} must have the same length (one entry per stage)"
+            )
+        try:
+            if self.tau is not None:
+                beta_from_tau(self.tau, "model.tau")
+            check_beta(self.beta, "model.beta")
+        except ValueError as err:
+            raise ValueError(f"option {err}") from None
+        if self.neuron == "plif" and self.tau is None and self.beta == 1:
+            raise ValueError("option 'model.beta' must be < 1 for neuron 'plif' (it starts from "
+                             "init_tau = 1/(1 - beta)), got 1")  # fmt: skip
+        if not self.threshold > 0:
+            raise ValueError(f"option 'model.threshold' must be > 0, got {self.threshold}")
+        if self.checkpoint_steps < 0:
+            raise ValueError(f"option 'model.checkpoint_steps' must be >= 0, got "
+                             f"{self.checkpoint_steps}")  # fmt: skip
+        if self.checkpoint_steps and self.arch != "mlp":
+            raise ValueError("option 'model.checkpoint_steps' works with arch 'mlp' only")
+
+
+RATE_CODES = ("poisson", "latency")
+
+
+def build(
+    options: SNNOptions, spec: DataSpec, estimator: str, params: Mapping[str, float]
+) -> SpikingNetwork:
+    """The network ``options.arch`` for ``spec``'s images; ``estimator`` fires its neurons."""
+    kernel_available()  # a machine's first use compiles the neuron kernel (~10 s): not epoch time
+    rng = spec.input_range
+    if options.encoder in RATE_CODES and rng is not None and not (rng[0] >= 0 and rng[1] <= 1):
+        raise ConfigError(
+            f"option 'model.encoder' {options.encoder!r} takes intensities in [0, 1], but the "
+            f"dataset's inputs span [{rng[0]:g}, {rng[1]:g}] (use encoder 'direct')"
+        )
+    neuron = NeuronSpec(
+        kind=options.neuron, beta=options.beta, tau=options.tau, threshold=options.threshold,
+        reset=options.reset, v_reset=options.v_reset, detach_reset=options.detach_reset,
+        decay_input=options.decay_input, spike_fn=estimator, params=dict(params),
+    )  # fmt: skip
+    return build_network(
+        options.arch, spec.input_shape, spec.n_out, neuron, widths=options.widths,
+        channels=options.channels, blocks=options.blocks, connect=options.connect,
+        steps=options.T, encoder=options.encoder, decoder=options.decoder,
+        normalize=spec.normalize, clamp=rng is not None and rng[0] >= 0 and rng[1] <= 1,
+        checkpoint_steps=options.checkpoint_steps,
+    )  # fmt: skip
+
+
+FAMILY = Family(
+    name="snn",
+    description="Spiking neural network (MLP, CNN, SEW-ResNet) of LIF neurons whose spikes "
+    "are the estimator's steps",
+    options=SNNOptions,
+    build=build,
+    kinds=("image",),
+    compare={"dataset": "digits_images", "epochs": 15, "lr": 5e-3, "batch_size": 64},
+    estimators=("htaf", "atan", "fast_sigmoid", "sigmoid_surrogate", "triangle", "relu"),
+)

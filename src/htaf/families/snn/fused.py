@@ -1,0 +1,486 @@
+"""The memory-light multi-step neuron: one autograd node for a whole (T, ...) sequence.
+
+    out = neuron_sequence(x, LIFParameters(beta=0.9), estimator)   # x: (T, ...) currents
+    out.spikes, out.membrane, out.v                                   # (T, ...), (T, ...), (...)
+
+Unrolled in autograd, every time step of a neuron saves several tensors (its membrane, the
+spike, the reset's operands), so BPTT memory grows by a few copies of the state per step. Here
+the node saves **only the membrane sequence** ``h`` (what the backward needs): the spikes, the
+estimator's backward rule ``g(h - θ)`` and the states after each reset are recomputed from it.
+The backward is the reverse recurrence (``functional`` gives the forward)
+
+    dh_t = gs_t g_t + gh_t + dv_t a_t,   dx_t = dh_t,   dv_{t-1} = β dh_t,   dβ = Σ_t dh_t v_{t-1}
+
+with ``a_t = ∂v_t/∂h_t``: ``1 - θ g_t`` (soft reset), ``1 - s_t + (v_r - h_t) g_t`` (hard
+reset), and without the ``g`` term when the reset is detached. It holds for every registered
+estimator: in hard mode ``g`` is the estimator's rule, in smooth mode the derivative of its
+smooth forward (the same function for every estimator with a primitive; see
+``htaf.estimators.base``). Stochastic rules (jamming) are drawn once per backward pass, over the
+whole sequence, from the estimator's own generator: the same numbers, in the same order, as an
+unrolled loop draws step by step.
+
+Two backends give the same values and gradients:
+
+* ``"kernel"``: a C++ kernel (``lif_kernels.cpp``), compiled on first use with the compiler and
+  cache of :mod:`htaf._kernels` and called through ctypes; OpenMP over blocks of neurons, the
+  time loop inside. It knows the step, HTAF and sigmoid forwards and the rules of htaf,
+  sigmoid_surrogate, scaled_sigmoid, atan, fast_sigmoid and triangle by formula (HTAF through
+  :mod:`htaf._kernels`' vectorised functions); any other rule is evaluated by the estimator
+  (vectorised over the whole sequence) and passed in.
+* ``"torch"``: the same recurrences in PyTorch (any device, any estimator).
+
+``"auto"`` picks the kernel for contiguous CPU float32/float64 tensors when it builds, and
+PyTorch otherwise (``HTAF_DISABLE_KERNELS=1`` switches the kernel off).
+
+Under ``torch.no_grad()`` no node is built. A constant input (``steps=T`` with ``x`` of shape
+``(...)``: direct encoding) is read T times without being copied, and its gradient is the sum
+over time.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from htaf import _kernels
+from htaf.estimators import Estimator
+from htaf.estimators.smooth import HTAF, ScaledSigmoid
+from htaf.estimators.surrogates import ATan, FastSigmoid, SigmoidSurrogate, Triangle
+from htaf.families.snn.functional import IFParameters
+
+__all__ = [
+    "BACKENDS", "NeuronSequence", "kernel_available", "neuron_sequence", "pack_bits",
+    "spike_values", "unpack_bits",
+]  # fmt: skip
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "kernel", "torch")
+_SOURCE = Path(__file__).with_name("lif_kernels.cpp")
+_FLAGS = ["-O3", "-std=c++17", "-fPIC", "-shared", "-fno-math-errno", "-fno-trapping-math"]
+# Tried in order; -march=native is safe because the cache key holds the CPU's feature flags.
+_VARIANTS = [["-march=native", "-fopenmp"], ["-fopenmp"], ["-march=native"], []]
+# Below this many elements (T x M) the kernel runs on one thread.
+_PARALLEL_NUMEL = 1 << 15
+
+FIRE_STEP, FIRE_HTAF, FIRE_SIGMOID = 0, 1, 2
+RULE_TABLE, RULE_HTAF, RULE_SIGMOID, RULE_ATAN, RULE_FAST_SIGMOID, RULE_TRIANGLE = range(6)
+
+
+@dataclass
+class NeuronSequence:
+    """A neuron layer's run over T steps: spikes and membrane ``(T, ...)``, last state ``(...)``."""
+
+    spikes: Tensor
+    membrane: Tensor  # h_t, the membrane after charging and before the reset
+    v: Tensor  # the state after the last step's reset
+    #: ``respike(membrane)`` gives ``spikes`` again without a graph (bit for bit from the
+    #: kernel and for exact spikes; to rounding otherwise): a layer fed by these spikes can
+    #: save the membrane (already saved here) instead of the spikes.
+    respike: Callable[[Tensor], Tensor] | None = field(repr=False, default=None)
+
+
+# -- the kernel library ------------------------------------------------------------------------
+_lock = threading.Lock()
+_lib: ctypes.CDLL | None = None
+_tried = False
+_openmp = False
+
+
+def _load_variant(cxx: str, source: str, flags: list[str]) -> ctypes.CDLL | None:
+    parts = [source, cxx, *_FLAGS, *flags, platform.machine(), sys.platform]
+    key = hashlib.sha256("\0".join([*parts, _kernels._cpu_signature()]).encode()).hexdigest()
+    target = _kernels._cache_dir() / f"htaf_snn_{key[:20]}.so"
+    if not target.exists():
+
+        def commands(src: Path, out: Path) -> list[list[str]]:
+            return [[cxx, *_FLAGS, *flags, str(src), "-o", str(out)]]
+
+        if not _kernels.compile_library(source, "lif_kernels.cpp", commands, target, timeout=120):
+            return None
+    try:
+        lib = ctypes.CDLL(str(target))  # releases the GIL: the calls are long
+        if lib.snn_kernels_abi() != 2:
+            return None
+    except (OSError, AttributeError) as exc:
+        logger.debug("htaf snn kernels: cannot load %s: %s", target, exc)
+        return None
+    i64, vp, ci = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
+    for suffix, real in (("f32", ctypes.c_float), ("f64", ctypes.c_double)):
+        fwd = getattr(lib, f"snn_forward_{suffix}")
+        fwd.argtypes = [vp, i64, vp, vp, vp, vp, i64, i64, real, real, real, ci, ci, real, real,
+                        vp, ci]  # fmt: skip
+        bwd = getattr(lib, f"snn_backward_{suffix}")
+        bwd.argtypes = [vp, vp, vp, vp, vp, vp, vp, i64, vp, vp, i64, i64, real, real, real, ci,
+                        ci, ci, real, real, ci, real, real, vp, vp, ci]  # fmt: skip
+        fire = getattr(lib, f"snn_fire_{suffix}")
+        fire.argtypes = [vp, vp, i64, real, ci, real, real, vp, ci]
+        pack = getattr(lib, f"snn_pack_{suffix}")
+        pack.argtypes = [vp, vp, i64, ci]
+        unpack = getattr(lib, f"snn_unpack_{suffix}")
+        unpack.argtypes = [vp, vp, i64, ci]
+        for fn in (fwd, bwd, fire, pack, unpack):
+            fn.restype = None
+    lib.snn_block.restype = ctypes.c_longlong
+    return lib
+
+
+def _load() -> ctypes.CDLL | None:
+    global _lib, _tried, _openmp
+    if _tried:
+        return _lib
+    with _lock:
+        if _tried:
+            return _lib
+        try:
+            off = os.environ.get("HTAF_DISABLE_KERNELS", "").strip() not in ("", "0")
+            cxx = _kernels._compiler("CXX", ("c++", "g++", "clang++"))
+            # HTAF comes from htaf._kernels' vectorised functions: both build or neither.
+            usable = sys.platform.startswith("linux") and _kernels.available()
+            if not off and usable and cxx is not None:
+                source = _SOURCE.read_text()
+                for flags in _VARIANTS:
+                    lib = _load_variant(cxx, source, flags)
+                    if lib is not None:
+                        _lib, _openmp = lib, "-fopenmp" in flags
+                        break
+        except Exception as exc:  # never let the fast path break the slow one
+            logger.debug("htaf snn kernels unavailable: %s", exc)
+            _lib = None
+        finally:
+            _tried = True
+    return _lib
+
+
+def kernel_available() -> bool:
+    """Whether the C++ kernel can be used (builds it on the first call, about 2 s)."""
+    return _load() is not None
+
+
+def _kernel_accepts(*tensors: Tensor | None) -> bool:
+    if _kernels.tracing() or torch._C._are_functorch_transforms_active():
+        return False
+    for t in tensors:
+        if t is None:
+            continue
+        if t.dtype not in _kernels.DTYPES or not _kernels._is_plain_cpu(t):
+            return False
+    return _load() is not None
+
+
+def _htaf_fns(dtype: torch.dtype) -> tuple[int, int]:
+    """Addresses of htaf._kernels' HTAF forward and backward for ``dtype``."""
+    return tuple(ctypes.cast(fn, ctypes.c_void_p).value or 0 for fn in _kernels._fns[dtype])
+
+
+def _threads(n: int) -> int:
+    return torch.get_num_threads() if _openmp and n >= _PARALLEL_NUMEL else 1
+
+
+def _ptr(t: Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+# -- what the kernel knows about an estimator ------------------------------------------------
+def _hard(est: Estimator) -> bool:
+    return est.mode == "hard" or not est.has_primitive
+
+
+def _fire_spec(est: Estimator) -> tuple[int, float, float] | None:
+    """The spike forward as (kind, p0, p1), or None where only the estimator can compute it."""
+    if _hard(est):
+        return FIRE_STEP, 0.0, 0.0
+    kind = type(est)
+    if kind is HTAF:
+        return FIRE_HTAF, est.alpha0, est.alpha1
+    if kind is SigmoidSurrogate:
+        return FIRE_SIGMOID, est.alpha, 0.0
+    if kind is ScaledSigmoid:
+        return FIRE_SIGMOID, est.beta, 0.0
+    return None
+
+
+def _rule_spec(est: Estimator) -> tuple[int, float, float]:
+    """The backward rule as (kind, p0, p1); RULE_TABLE: the estimator evaluates it."""
+    kind = type(est)  # exact classes: a subclass may change the rule
+    if kind is HTAF:
+        return RULE_HTAF, est.alpha0, est.alpha1
+    if kind is SigmoidSurrogate:
+        return RULE_SIGMOID, est.alpha, 0.0
+    if kind is ScaledSigmoid:
+        return RULE_SIGMOID, est.beta, 0.0
+    if kind is ATan:
+        return RULE_ATAN, est.alpha, 0.0
+    if kind is FastSigmoid:
+        return RULE_FAST_SIGMOID, est.k, 0.0
+    if kind is Triangle:
+        return RULE_TRIANGLE, est.alpha, 0.0
+    return RULE_TABLE, 0.0, 0.0
+
+
+def _step(u: Tensor) -> Tensor:
+    return torch.where(torch.isnan(u), u, (u >= 0).to(u.dtype))
+
+
+def spike_values(est: Estimator, u: Tensor) -> Tensor:
+    """The spikes ``f(u)`` of ``est`` in its current mode, without a graph (no random draws)."""
+    with torch.no_grad():
+        if _hard(est):
+            return _step(u)
+        return est._to_output(est.smooth(u))
+
+
+def _rule_values(est: Estimator, u: Tensor) -> Tensor:
+    with torch.no_grad():
+        return est.output_grad(u)
+
+
+# -- forward and backward, each in both backends --------------------------------------------
+@dataclass(frozen=True)
+class _Neuron:
+    """Everything but the input and the decay: parameters, estimator, and which backend runs."""
+
+    p: IFParameters
+    est: Estimator
+    kernel: bool
+
+    @property
+    def hard_reset(self) -> int:
+        return int(self.p.reset == "hard")
+
+    def reset(self, h: Tensor, s: Tensor) -> Tensor:
+        if self.p.reset == "soft":
+            return h - self.p.threshold * s
+        return h * (1 - s) + self.p.v_reset * s
+
+
+def _forward(
+    n: _Neuron, x: Tensor, steps: int, const: bool, v0: Tensor | None, beta: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(spikes, h, v_last)`` as (steps, M) / (M,) tensors; ``x`` is (steps, M) or (M,)."""
+    m = x.shape[-1]
+    fire = _fire_spec(n.est)
+    if n.kernel and fire is not None:
+        s = torch.empty((steps, m), dtype=x.dtype)
+        h = torch.empty_like(s)
+        v_last = torch.empty(m, dtype=x.dtype)
+        fn = _lib.snn_forward_f32 if x.dtype == torch.float32 else _lib.snn_forward_f64
+        fn(x.data_ptr(), 0 if const else m, _ptr(v0), s.data_ptr(), h.data_ptr(),
+           v_last.data_ptr(), steps, m, beta, n.p.threshold, n.p.v_reset, n.hard_reset, fire[0],
+           fire[1], fire[2], _htaf_fns(x.dtype)[0], _threads(steps * m))  # fmt: skip
+        return s, h, v_last
+    v = v0 if v0 is not None else torch.zeros(m, dtype=x.dtype, device=x.device)
+    spikes, hs = [], []
+    for t in range(steps):
+        h = beta * v + (x if const else x[t])
+        s = spike_values(n.est, h - n.p.threshold)
+        v = n.reset(h, s)
+        spikes.append(s)
+        hs.append(h)
+    return torch.stack(spikes), torch.stack(hs), v
+
+
+def _backward(
+    n: _Neuron,
+    h: Tensor,
+    gs: Tensor | None,
+    gh: Tensor | None,
+    gv: Tensor | None,
+    v0: Tensor | None,
+    beta: float,
+    const: bool,
+    need_beta: bool,
+) -> tuple[Tensor, Tensor, float]:
+    """``(dx, dv0, dβ)``; ``dx`` is (steps, M), or (M,) summed over time when ``const``."""
+    steps, m = h.shape
+    fire, (rule, r0, r1) = _fire_spec(n.est), _rule_spec(n.est)
+    table = _rule_values(n.est, h - n.p.threshold) if rule == RULE_TABLE else None
+    if n.kernel and fire is not None:
+        gs, gh = (g.contiguous() if g is not None else None for g in (gs, gh))
+        gv = gv.contiguous() if gv is not None else None
+        gx = torch.empty(m if const else (steps, m), dtype=h.dtype)
+        gv0 = torch.empty(m, dtype=h.dtype)
+        blocks = -(-m // int(_lib.snn_block()))
+        dbeta = torch.zeros(blocks, dtype=torch.float64) if need_beta else None
+        fn = _lib.snn_backward_f32 if h.dtype == torch.float32 else _lib.snn_backward_f64
+        fn(h.data_ptr(), _ptr(gs), _ptr(gh), _ptr(gv), _ptr(table), _ptr(v0), gx.data_ptr(),
+           0 if const else m, gv0.data_ptr(), _ptr(dbeta), steps, m, beta, n.p.threshold,
+           n.p.v_reset, n.hard_reset, int(n.p.detach_reset), fire[0], fire[1], fire[2], rule, r0,
+           r1, *_htaf_fns(h.dtype), _threads(steps * m))  # fmt: skip
+        return gx, gv0, float(dbeta.sum()) if dbeta is not None else 0.0
+    u = h - n.p.threshold
+    g = table if table is not None else _rule_values(n.est, u)
+    s = spike_values(n.est, u) if (n.p.reset == "hard" or need_beta) else None
+    if n.p.reset == "soft":
+        a = torch.ones_like(h) if n.p.detach_reset else 1 - n.p.threshold * g
+    else:
+        a = (1 - s) if n.p.detach_reset else (1 - s) + (n.p.v_reset - h) * g
+    dv = gv if gv is not None else torch.zeros(m, dtype=h.dtype, device=h.device)
+    gx = torch.zeros(m, dtype=h.dtype, device=h.device) if const else torch.empty_like(h)
+    dbeta = torch.zeros((), dtype=torch.float64, device=h.device)
+    for t in range(steps - 1, -1, -1):
+        dh = dv * a[t]
+        if gs is not None:
+            dh = dh + gs[t] * g[t]
+        if gh is not None:
+            dh = dh + gh[t]
+        if const:
+            gx += dh
+        else:
+            gx[t] = dh
+        if need_beta:
+            if t > 0:
+                v_prev = n.reset(h[t - 1], s[t - 1])
+            else:
+                v_prev = v0 if v0 is not None else torch.zeros_like(dh)
+            dbeta += (dh.double() * v_prev.double()).sum()
+        dv = beta * dh
+    return gx, dv, float(dbeta)
+
+
+class _SequenceFunction(torch.autograd.Function):
+    """The autograd node: saves the membrane sequence (and v0 when β is learned) only."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, x: Tensor, v0: Tensor | None, beta: Tensor | None, n: _Neuron, steps: int,
+        const: bool, beta_value: float,
+    ) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+        s, h, v_last = _forward(n, x, steps, const, v0, beta_value)
+        ctx.n, ctx.const, ctx.beta_value = n, const, beta_value
+        ctx.need_beta = beta is not None and beta.requires_grad
+        ctx.save_for_backward(h, v0 if ctx.need_beta else None)
+        ctx.set_materialize_grads(False)
+        return s, h, v_last
+
+    @staticmethod
+    def backward(ctx: Any, gs: Tensor | None, gh: Tensor | None, gv: Tensor | None) -> tuple:
+        h, v0 = ctx.saved_tensors
+        gx, gv0, dbeta = _backward(
+            ctx.n, h, gs, gh, gv, v0, ctx.beta_value, ctx.const, ctx.need_beta
+        )
+        gbeta = torch.tensor(dbeta, dtype=h.dtype) if ctx.need_beta else None
+        needs = ctx.needs_input_grad
+        return (gx if needs[0] else None, gv0 if needs[1] else None, gbeta,
+                None, None, None, None)  # fmt: skip
+
+
+def neuron_sequence(
+    x: Tensor,
+    p: IFParameters,
+    est: Estimator,
+    *,
+    beta: Tensor | float | None = None,
+    v0: Tensor | None = None,
+    steps: int | None = None,
+    backend: str = "auto",
+) -> NeuronSequence:
+    """Run a neuron layer over time in one node (see the module doc).
+
+    Args:
+        x: input currents ``(T, ...)``; or ``(...)`` held constant for ``steps`` steps.
+        p: the neuron's parameters (:class:`IFParameters`, ``LIFParameters``...); the input is
+            scaled by ``1 - β`` first when ``p.decay_input``.
+        est: the spike estimator (``signed=False``), in the mode to use.
+        beta: the decay, overriding ``p.beta``; a tensor (PLIF's ``sigmoid(-w)``) gets a gradient.
+        v0: the state before the first step (default: 0, at rest), shape ``(...)``.
+        steps: T for a constant input.
+        backend: ``"auto"``, ``"kernel"`` (error where it cannot run) or ``"torch"``.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    const = steps is not None
+    if const:
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps (T) must be a positive integer, got {steps!r}")
+        shape = tuple(x.shape)
+    else:
+        if x.dim() < 1 or x.shape[0] < 1:
+            raise ValueError(f"x must be (T, ...) with T >= 1, got shape {tuple(x.shape)}")
+        steps, shape = x.shape[0], tuple(x.shape[1:])
+    beta = p.beta if beta is None else beta
+    beta_value = float(beta.detach()) if isinstance(beta, Tensor) else float(beta)
+    if p.decay_input:
+        x = (1 - beta) * x
+    dtype = x.dtype
+    if dtype in (torch.float16, torch.bfloat16):  # the recurrences want float32's range
+        x = x.float()
+    m = 1
+    for d in shape:
+        m *= d
+    flat = x.reshape((m,) if const else (steps, m)).contiguous()
+    v_flat = v0.reshape(m).to(flat.dtype).contiguous() if v0 is not None else None
+    beta_t = beta if isinstance(beta, Tensor) else None
+    kernel = backend != "torch" and _kernel_accepts(flat, v_flat)
+    if backend == "kernel" and not kernel:
+        raise ValueError("backend 'kernel' needs contiguous CPU float32/float64 tensors and a "
+                         "C++ compiler (see htaf._kernels)")  # fmt: skip
+    n = _Neuron(p, est, kernel)
+    grads = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (flat, v_flat, beta_t)
+    )
+    if grads:
+        s, h, v = _SequenceFunction.apply(flat, v_flat, beta_t, n, steps, const, beta_value)
+    else:
+        s, h, v = _forward(n, flat, steps, const, v_flat, beta_value)
+    s, h, v = s.reshape(steps, *shape), h.reshape(steps, *shape), v.reshape(shape)
+    if dtype != s.dtype:
+        s, h, v = s.to(dtype), h.to(dtype), v.to(dtype)
+    return NeuronSequence(s, h, v, respike=lambda hh: _respike(n, hh))
+
+
+def _respike(n: _Neuron, h: Tensor) -> Tensor:
+    """``f(h - θ)`` without a graph, as the forward of ``n`` computed it."""
+    fire = _fire_spec(n.est)
+    if n.kernel and fire is not None and h.dtype in _kernels.DTYPES:
+        h = h.contiguous()
+        out = torch.empty_like(h)
+        fn = _lib.snn_fire_f32 if h.dtype == torch.float32 else _lib.snn_fire_f64
+        fn(h.data_ptr(), out.data_ptr(), h.numel(), n.p.threshold, *fire, _htaf_fns(h.dtype)[0],
+           _threads(h.numel()))  # fmt: skip
+        return out
+    return spike_values(n.est, h - n.p.threshold)
+
+
+# -- binary tensors as bits ------------------------------------------------------------------------
+_SHIFTS = torch.arange(8, dtype=torch.uint8)
+
+
+def pack_bits(x: Tensor) -> Tensor:
+    """A 0/1 tensor as ``ceil(n/8)`` bytes, least significant bit first (nonzero counts as 1)."""
+    n = x.numel()
+    if _kernel_accepts(x):
+        x = x.contiguous()
+        out = torch.empty((n + 7) // 8, dtype=torch.uint8)
+        fn = _lib.snn_pack_f32 if x.dtype == torch.float32 else _lib.snn_pack_f64
+        fn(x.data_ptr(), out.data_ptr(), n, _threads(n))
+        return out
+    bits = torch.zeros(-(-n // 8) * 8, dtype=torch.uint8, device=x.device)
+    bits[:n] = (x.reshape(-1) != 0).to(torch.uint8)
+    return (bits.view(-1, 8) << _SHIFTS.to(x.device)).sum(1, dtype=torch.uint8)
+
+
+def unpack_bits(packed: Tensor, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+    """The 0/1 tensor of ``shape`` and ``dtype`` that :func:`pack_bits` packed."""
+    n = 1
+    for d in shape:
+        n *= d
+    out = torch.empty(shape, dtype=dtype, device=packed.device)
+    if _kernel_accepts(out):
+        fn = _lib.snn_unpack_f32 if dtype == torch.float32 else _lib.snn_unpack_f64
+        fn(packed.data_ptr(), out.data_ptr(), n, _threads(n))
+        return out
+    bits = (packed.unsqueeze(-1) >> _SHIFTS.to(packed.device)) & 1
+    return out.copy_(bits.reshape(-1)[:n].reshape(shape))

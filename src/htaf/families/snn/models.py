@@ -1,0 +1,581 @@
+"""Spiking architectures: an MLP, a CNN and SEW-ResNet, from one set of parts.
+
+Every model maps a float batch ``(B, *input_shape)`` to logits ``(B, K)``::
+
+    intensities = x * std + mean           undo the dataset's normalisation: pixels in [0, 1]
+    train = encoder(intensities)           T steps: poisson, latency or direct
+    train = stage(train) ...               synapse (Linear / Conv + BatchNorm) -> neurons
+    logits = decoder(head(train))          spike count, mean membrane or first spike
+
+* ``mlp``: ``Linear -> neuron`` per hidden width, then the head;
+* ``cnn``: ``Conv3x3 -> BatchNorm -> neuron -> MaxPool2`` per channel count (digits, MNIST,
+  Fashion-MNIST), then ``Linear -> neuron`` per width, then the head;
+* ``sew_resnet``: SEW-ResNet (Fang et al. 2021, "Deep Residual Learning in Spiking Neural
+  Networks"), for CIFAR-size images: a ``Conv-BN-neuron`` stem, stages of SEW blocks
+  ``SN(BN(Conv(SN(BN(Conv(s))))))`` joined to their input spikes by ``connect`` (ADD: ``a + s``,
+  AND: ``a·s``, IAND: ``(1 - a)·s``), the first block of each later stage with stride 2 and a
+  ``Conv1x1-BN-neuron`` shortcut; then global average pooling and the head.
+
+Convolutions and BatchNorm run on the ``T·B`` merged batch (time-distributed, as SpikingJelly
+does); neurons run the fused operator over time; a constant (direct) input goes through the
+first synapse once. Linear synapses use :func:`~htaf.families.snn.layers.spike_linear`.
+
+**The non-spiking reference** (``activation="relu"``): the same network with every neuron
+replaced by a ReLU and run once: T = 1, no encoding (the intensities go in directly), logits
+= the head's output. It shares every layer and width with the spiking model, so the rows of
+``htaf compare`` differ only in the neuron.
+
+**Statistics.** ``eval_stats(x)`` reports per neuron layer (``layer1``... in module order, the
+spiking output layer last) the firing rate (mean spike value per neuron and step), the fraction
+of silent (no spike in T steps) and saturated (a spike at every step) neurons per sample, and
+the spikes per sample, overall and of the input encoding. In smooth mode a "spike" for silent /
+saturated is a value >= 0.5; rates and counts use the values. ``epoch_stats()`` gives the
+firing rates of the training batches of the last epoch; ``eval_arrays(x)`` the spike rasters
+and membrane traces of a few samples.
+
+**Gradient checkpointing** (``checkpoint_steps=C``, MLP): the forward runs in chunks of C
+steps and keeps only each chunk's input state (the neurons' membranes at its start; the
+encoder's draws are replayed from the RNG state); the backward recomputes one chunk at a time.
+Memory then grows with T/C instead of T, for one more forward pass.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from htaf.estimators import REFERENCE_ACTIVATIONS, parse_spec
+from htaf.estimators import activation as make_activation
+from htaf.families.snn import decoders
+from htaf.families.snn.encoders import Encoder, check_steps
+from htaf.families.snn.functional import beta_from_tau, check_beta
+from htaf.families.snn.fused import NeuronSequence
+from htaf.families.snn.layers import SpikeTrain, spike_linear
+from htaf.families.snn.neurons import IF, LIF, NEURONS, PLIF
+
+__all__ = ["ARCHS", "CONNECTS", "NeuronSpec", "SpikingNetwork"]
+
+ARCHS = ("mlp", "cnn", "sew_resnet")
+CONNECTS = ("ADD", "AND", "IAND")
+#: Neurons and samples ``eval_arrays`` keeps for rasters and membrane traces.
+RASTER_NEURONS = 256
+TRACE_NEURONS = 4
+
+
+# -- neurons, spiking or not ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class NeuronSpec:
+    """How to build every neuron of a model (``spike_fn="relu"``: the non-spiking reference)."""
+
+    kind: str = "lif"
+    beta: float = 0.9
+    tau: float | None = None  # replaces beta when set: beta = 1 - 1/tau
+    threshold: float = 1.0
+    reset: str = "soft"
+    v_reset: float = 0.0
+    detach_reset: bool = False
+    decay_input: bool = False
+    spike_fn: str = "htaf"
+    params: Mapping[str, float] = field(default_factory=dict)
+    backend: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.kind not in NEURONS:
+            raise ValueError(f"unknown neuron {self.kind!r} (available: {', '.join(NEURONS)})")
+        if self.kind == "plif" and self.decay == 1.0:
+            raise ValueError(
+                "a plif neuron learns its decay from beta < 1 (init_tau = 1/(1 - beta))"
+            )
+
+    @property
+    def spiking(self) -> bool:
+        return parse_spec(self.spike_fn)[0] not in REFERENCE_ACTIVATIONS
+
+    @property
+    def decay(self) -> float:
+        """β of LIF (and PLIF's initial β); 1 for IF."""
+        if self.kind == "if":
+            return 1.0
+        return beta_from_tau(self.tau) if self.tau is not None else check_beta(self.beta)
+
+    def build(self) -> nn.Module:
+        if not self.spiking:
+            return ReferenceUnit(self.spike_fn)
+        common = dict(
+            threshold=self.threshold, reset=self.reset, v_reset=self.v_reset,
+            detach_reset=self.detach_reset, spike_fn=self.spike_fn, backend=self.backend,
+            **self.params,
+        )  # fmt: skip
+        if self.kind == "if":
+            return IF(**common)
+        if self.kind == "plif":
+            return PLIF(1.0 / (1.0 - self.decay), decay_input=self.decay_input, **common)
+        return LIF(self.decay, decay_input=self.decay_input, **common)
+
+
+class ReferenceUnit(nn.Module):
+    """A continuous activation (ReLU...) with a neuron's ``run``: one step, no state."""
+
+    hard = False
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.act = make_activation(name)
+        self.observer: Callable | None = None
+
+    def run(
+        self, x: Tensor, v0: Tensor | None = None, *, steps: int | None = None
+    ) -> NeuronSequence:
+        x = x.unsqueeze(0) if steps is not None else x
+        return NeuronSequence(self.act(x), x, torch.zeros_like(x[0]))
+
+
+# -- stages: SpikeTrain in, SpikeTrain out --------------------------------------------------------
+def _merged(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """``fn`` on the ``T·B`` merged batch of ``x`` ``(T, B, ...)``."""
+    return fn(x.flatten(0, 1)).unflatten(0, x.shape[:2])
+
+
+def _neurons(unit: nn.Module, current: Tensor, train: SpikeTrain) -> SpikeTrain:
+    seq = unit.run(current, steps=train.steps) if train.constant else unit.run(current)
+    return SpikeTrain.from_neurons(seq, binary=bool(unit.hard))
+
+
+class Dense(nn.Module):
+    """``Linear -> neuron`` over a flat train ``(T, B, n_in)``."""
+
+    def __init__(self, n_in: int, n_out: int, spec: NeuronSpec):
+        super().__init__()
+        self.fc = nn.Linear(n_in, n_out)
+        self.unit = spec.build()
+
+    def forward(self, train: SpikeTrain) -> SpikeTrain:
+        return _neurons(self.unit, spike_linear(train, self.fc), train)
+
+
+class ConvBN(nn.Module):
+    """``Conv -> BatchNorm -> neuron [-> MaxPool2]`` over ``(T, B, C, H, W)``."""
+
+    def __init__(self, c_in: int, c_out: int, spec: NeuronSpec, *, stride: int = 1,
+                 kernel: int = 3, pool: bool = False):  # fmt: skip
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False)
+        self.bn = nn.BatchNorm2d(c_out)
+        self.unit = spec.build()
+        self.pool = nn.MaxPool2d(2) if pool else None
+
+    def forward(self, train: SpikeTrain) -> SpikeTrain:
+        def synapse(x: Tensor) -> Tensor:
+            return self.bn(self.conv(x))
+
+        current = synapse(train.values) if train.constant else _merged(synapse, train.values)
+        out = _neurons(self.unit, current, train)
+        if self.pool is None:
+            return out
+        return SpikeTrain(_merged(self.pool, out.values), out.steps, binary=out.binary)
+
+
+class SEWBlock(nn.Module):
+    """A SEW residual block: ``connect(SN(BN(Conv(SN(BN(Conv(s)))))), shortcut(s))``."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, spec: NeuronSpec, connect: str):
+        super().__init__()
+        if connect not in CONNECTS:
+            raise ValueError(f"unknown connect {connect!r} (available: {', '.join(CONNECTS)})")
+        self.connect = connect
+        self.conv1 = ConvBN(c_in, c_out, spec, stride=stride)
+        self.conv2 = ConvBN(c_out, c_out, spec)
+        self.shortcut = (
+            ConvBN(c_in, c_out, spec, stride=stride, kernel=1)
+            if stride != 1 or c_in != c_out
+            else None
+        )
+
+    def forward(self, train: SpikeTrain) -> SpikeTrain:
+        a = self.conv2(self.conv1(train))
+        s = self.shortcut(train) if self.shortcut is not None else train
+        av, sv = a.values, s.sequence()
+        if self.connect == "ADD":
+            out, binary = av + sv, False
+        elif self.connect == "AND":
+            out, binary = av * sv, a.binary and s.binary
+        else:
+            out, binary = (1 - av) * sv, a.binary and s.binary
+        return SpikeTrain(out, a.steps, binary=binary)
+
+
+class Head(nn.Module):
+    """The output layer: ``Linear`` + the decoder (a spiking layer for count / first spike)."""
+
+    def __init__(self, n_in: int, n_out: int, spec: NeuronSpec, decoder: str):
+        super().__init__()
+        if decoder not in decoders.DECODERS:
+            raise ValueError(
+                f"unknown decoder {decoder!r} (available: {', '.join(decoders.DECODERS)})"
+            )
+        self.decoder = decoder if spec.spiking else "membrane"
+        self.fc = nn.Linear(n_in, n_out)
+        self.unit = spec.build() if self.decoder != "membrane" else None
+        self.beta = spec.decay
+
+    def forward(self, train: SpikeTrain) -> Tensor:
+        """The output sequence ``(T, B, K)``: spikes, or currents for ``membrane``."""
+        current = spike_linear(train, self.fc)
+        if self.unit is None:
+            return current.expand(train.steps, *current.shape) if train.constant else current
+        return _neurons(self.unit, current, train).values
+
+    def decode(self, out: Tensor) -> Tensor:
+        if self.decoder == "count":
+            return decoders.spike_count(out)
+        if self.decoder == "first_spike":
+            return decoders.first_spike(out)
+        return decoders.mean_membrane(out, self.beta)
+
+
+# -- the network ----------------------------------------------------------------------------------
+class SpikingNetwork(nn.Module):
+    """Encoder, stages and head; see the module doc. Build it with :func:`build_network`."""
+
+    def __init__(
+        self,
+        arch: str,
+        input_shape: tuple[int, ...],
+        stages: Sequence[nn.Module],
+        head: Head,
+        spec: NeuronSpec,
+        *,
+        steps: int,
+        encoder: str,
+        normalize: Mapping[str, Sequence[float]] | None = None,
+        clamp: bool = False,
+        checkpoint_steps: int = 0,
+    ):
+        super().__init__()
+        self.arch, self.input_shape, self.spec = arch, tuple(input_shape), spec
+        self.spiking = spec.spiking
+        self.steps = check_steps(steps) if self.spiking else 1
+        self.encoder = Encoder(encoder if self.spiking else "direct", self.steps)
+        self.stages = nn.ModuleList(stages)
+        self.head = head
+        self.clamp = clamp
+        self.checkpoint_steps = int(checkpoint_steps) if self.spiking else 0
+        mean = std = None
+        if normalize is not None:
+            shape = (-1,) + (1,) * (len(self.input_shape) - 1)
+            mean = torch.tensor(normalize["mean"], dtype=torch.float32).view(shape)
+            std = torch.tensor(normalize["std"], dtype=torch.float32).view(shape)
+        self.register_buffer("norm_mean", mean, persistent=False)
+        self.register_buffer("norm_std", std, persistent=False)
+        self._rates: dict[str, list[float]] = {}  # training spikes per layer: [sum, count]
+        self._observer: Callable | None = None
+        self._replaying = False  # a checkpointed chunk is being recomputed
+        self._watch(None)
+
+    # -- the forward pass --------------------------------------------------------------------
+    def intensities(self, x: Tensor) -> Tensor:
+        """The batch before the dataset's normalisation (pixels in [0, 1] for images)."""
+        if x.dim() != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
+            raise ValueError(
+                f"expected a batch of shape (B, {', '.join(map(str, self.input_shape))}), got "
+                f"{tuple(x.shape)}"
+            )
+        if self.norm_mean is not None:
+            x = x * self.norm_std.to(x.dtype) + self.norm_mean.to(x.dtype)
+        return x.clamp(0, 1) if self.clamp else x  # float rounding of the normalisation
+
+    def encode(self, x: Tensor) -> SpikeTrain:
+        """The input spike train of a float batch (flattened for the MLP)."""
+        p = self.intensities(x)
+        return self._encoded(p.flatten(1) if self.arch == "mlp" else p)
+
+    def _encoded(self, p: Tensor) -> SpikeTrain:
+        if self.encoder.kind == "direct":
+            return SpikeTrain(p, self.encoder.steps, constant=True)
+        spikes = self.encoder(p)
+        self._observe("input", spikes)
+        return SpikeTrain(spikes, self.encoder.steps, binary=True)
+
+    def body(self, train: SpikeTrain) -> Tensor:
+        """The head's output sequence ``(T, B, K)`` for an input train."""
+        for stage in self.stages:
+            train = stage(train)
+        if self.arch == "sew_resnet":  # global average pooling
+            train = SpikeTrain(train.values.mean((3, 4)), train.steps)
+        return self.head(train)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits ``(B, K)``."""
+        chunked = self.checkpoint_steps and torch.is_grad_enabled() and self.training
+        if chunked and self.checkpoint_steps < self.steps:
+            out = self._checkpointed(x)
+        else:
+            out = self.body(self.encode(x))
+        return self.head.decode(out)
+
+    # -- gradient checkpointing over time chunks (MLP) ------------------------------------
+    def _checkpointed(self, x: Tensor) -> Tensor:
+        p = self.intensities(x).flatten(1)
+        units = [m for m in self.modules() if isinstance(m, IF | LIF | PLIF)]
+        params = [q for q in self.parameters() if q.requires_grad]
+        states: list[Tensor] = [torch.zeros(0) for _ in units]  # empty: at rest
+        outs = []
+        for start in range(0, self.steps, self.checkpoint_steps):
+            n = min(self.checkpoint_steps, self.steps - start)
+            fn = _ChunkRun(self, units, n)
+            res = _Checkpoint.apply(fn, len(units), p, *states, *params)
+            outs.append(res[0])
+            states = list(res[1:])
+        return torch.cat(outs)
+
+    # -- statistics --------------------------------------------------------------------------
+    def neuron_layers(self) -> list[tuple[str, nn.Module]]:
+        """``(layerK, module)`` for every spiking neuron layer, in module order."""
+        units = [m for m in self.modules() if isinstance(m, IF | LIF | PLIF)]
+        return [(f"layer{i}", m) for i, m in enumerate(units, start=1)]
+
+    def _observe(self, name: str, spikes: Tensor) -> None:
+        if self._observer is not None:
+            self._observer(name, spikes, None)
+        elif self.training and not self._replaying:
+            self._add_rate(name, spikes)
+
+    def _add_rate(self, name: str, spikes: Tensor) -> None:
+        acc = self._rates.setdefault(name, [0.0, 0.0])
+        acc[0] += float(spikes.detach().sum())
+        acc[1] += spikes.numel()
+
+    def _watch(self, observer: Callable | None) -> None:
+        """Route every neuron layer's output to ``observer(name, spikes, membrane)``."""
+        self._observer = observer
+        for name, unit in self.neuron_layers():
+            if observer is None:
+                unit.observer = self._training_observer(name)
+            else:
+                unit.observer = lambda seq, name=name: observer(name, seq.spikes, seq.membrane)
+
+    def _training_observer(self, name: str) -> Callable:
+        def observe(seq: NeuronSequence) -> None:
+            if self.training and not self._replaying:
+                self._add_rate(name, seq.spikes)
+
+        return observe
+
+    def epoch_stats(self) -> dict[str, float]:
+        """Firing rate per layer over the training batches since the last call."""
+        out = {f"rate_{k}": s / n for k, (s, n) in self._rates.items() if n}
+        self._rates = {}
+        return out
+
+    def _record(self, x: Tensor, keep: Callable[[str, Tensor, Tensor | None], None]) -> None:
+        self._watch(keep)
+        try:
+            with torch.no_grad():
+                self(x)
+        finally:
+            self._watch(None)
+
+    def eval_stats(self, x: Tensor) -> dict[str, float]:
+        """Spiking statistics of the batch ``x`` in the current mode (see the module doc)."""
+        if not self.spiking:
+            return {}
+        rows: dict[str, dict[str, float]] = {}
+
+        def keep(name: str, spikes: Tensor, membrane: Tensor | None) -> None:
+            s = spikes.detach().flatten(2).double()  # (T, B, N)
+            fired = s >= 0.5
+            rows[name] = {
+                "sum": float(s.sum()), "n": s.numel(), "units": s[0].numel(),
+                "silent": float((~fired.any(0)).sum()), "saturated": float(fired.all(0).sum()),
+                "per_sample": float(s.sum()) / s.shape[1],
+            }  # fmt: skip
+
+        self._record(x, keep)
+        out: dict[str, float] = {}
+        layers = {k: v for k, v in rows.items() if k != "input"}
+        for name, r in layers.items():
+            out[f"rate_{name}"] = r["sum"] / r["n"]
+            out[f"silent_{name}"] = r["silent"] / r["units"]
+            out[f"saturated_{name}"] = r["saturated"] / r["units"]
+        if layers:
+            total = sum(r["n"] for r in layers.values())
+            units = sum(r["units"] for r in layers.values())
+            out["rate"] = sum(r["sum"] for r in layers.values()) / total
+            out["silent"] = sum(r["silent"] for r in layers.values()) / units
+            out["saturated"] = sum(r["saturated"] for r in layers.values()) / units
+            out["spikes_per_sample"] = sum(r["per_sample"] for r in layers.values())
+        if "input" in rows:
+            out["input_spikes_per_sample"] = rows["input"]["per_sample"]
+        return out
+
+    def eval_arrays(self, x: Tensor) -> dict[str, np.ndarray]:
+        """Spike rasters ``spikes.LAYER`` ``(samples, T, neurons)`` (at most RASTER_NEURONS)
+        and membrane traces ``membrane.LAYER`` ``(samples, T, TRACE_NEURONS)`` of the neurons
+        that fire in about half of the steps of the first sample (the ones whose trace shows
+        charging, firing and reset), with ``threshold``: what the raster and trace plots
+        draw."""
+        if not self.spiking:
+            return {}
+        arrays: dict[str, np.ndarray] = {"threshold": np.array(self.spec.threshold)}
+
+        def keep(name: str, spikes: Tensor, membrane: Tensor | None) -> None:
+            s = spikes.detach().flatten(2).transpose(0, 1)  # (B, T, N)
+            arrays[f"spikes.{name}"] = s[:, :, :RASTER_NEURONS].float().numpy()
+            if membrane is not None:
+                h = membrane.detach().flatten(2).transpose(0, 1)
+                fired = (s[0] >= 0.5).sum(0).double()  # spikes per neuron, first sample
+                score = -(fired - s.shape[1] / 2).abs() + 1e-3 * h[0].amax(0).double()
+                pick = score.argsort(descending=True)[:TRACE_NEURONS]
+                arrays[f"membrane.{name}"] = h[:, :, pick].float().numpy()
+
+        self._record(x, keep)
+        return arrays
+
+    def extra_repr(self) -> str:
+        return f"arch={self.arch!r}, T={self.steps}, spiking={self.spiking}"
+
+
+class _ChunkRun:
+    """One chunk of ``n`` steps of an MLP from the neurons' states: ``(out, *states)``."""
+
+    def __init__(self, net: SpikingNetwork, units: list[nn.Module], n: int):
+        self.net, self.units, self.n = net, units, n
+
+    def __call__(self, p: Tensor, *states: Tensor) -> tuple[Tensor, ...]:
+        encoder, saved = self.net.encoder, self.net.encoder.steps
+        for unit, v0 in zip(self.units, states, strict=True):
+            unit.carry = [v0 if v0.numel() else None]
+        try:
+            encoder.steps = self.n
+            out = self.net.body(self.net._encoded(p))
+            ends = [unit.carry[0] for unit in self.units]
+        finally:
+            encoder.steps = saved
+            for unit in self.units:
+                unit.carry = None
+        return (out, *ends)
+
+
+class _Checkpoint(torch.autograd.Function):
+    """Runs ``fn(p, *states)`` without a graph; the backward replays it (same RNG) with one."""
+
+    @staticmethod
+    def forward(ctx: Any, fn: _ChunkRun, n_states: int, p: Tensor, *rest: Tensor) -> tuple:
+        states, params = rest[:n_states], rest[n_states:]
+        ctx.fn, ctx.n_states, ctx.n_params = fn, n_states, len(params)
+        ctx.rng = torch.get_rng_state()
+        ctx.save_for_backward(p, *states)
+        with torch.no_grad():
+            return fn(p, *states)
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Tensor | None) -> tuple:
+        p, *states = ctx.saved_tensors
+        states = [s.detach().requires_grad_(s.numel() > 0) for s in states]
+        params = [q for q in ctx.fn.net.parameters() if q.requires_grad]
+        net = ctx.fn.net
+        with torch.random.fork_rng(devices=[]), torch.enable_grad():
+            torch.set_rng_state(ctx.rng)
+            net._replaying = True
+            try:
+                outs = ctx.fn(p, *states)
+            finally:
+                net._replaying = False
+        pairs = [
+            (o, g) for o, g in zip(outs, grads, strict=True) if g is not None and o.requires_grad
+        ]
+        wrt = [s for s in states if s.requires_grad] + params
+        got = torch.autograd.grad([o for o, _ in pairs], wrt, [g for _, g in pairs],
+                                  allow_unused=True)  # fmt: skip
+        got_states = iter(got[: len(wrt) - len(params)])
+        state_grads = [next(got_states) if s.requires_grad else None for s in states]
+        return (None, None, None, *state_grads, *got[len(wrt) - len(params) :])
+
+
+def _positive(values: Sequence[int], name: str) -> tuple[int, ...]:
+    if (
+        isinstance(values, str | bytes)
+        or not values
+        or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in values)
+    ):
+        raise ValueError(f"{name} must be a non-empty list of positive integers, got {values!r}")
+    return tuple(values)
+
+
+def build_network(
+    arch: str,
+    input_shape: Sequence[int],
+    n_out: int,
+    spec: NeuronSpec,
+    *,
+    widths: Sequence[int] = (128,),
+    channels: Sequence[int] = (16, 32),
+    blocks: Sequence[int] = (1, 1, 1),
+    connect: str = "ADD",
+    steps: int = 8,
+    encoder: str = "poisson",
+    decoder: str = "membrane",
+    normalize: Mapping[str, Sequence[float]] | None = None,
+    clamp: bool = False,
+    checkpoint_steps: int = 0,
+) -> SpikingNetwork:
+    """The network ``arch`` (see the module doc) for inputs of ``input_shape``."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown architecture {arch!r} (available: {', '.join(ARCHS)})")
+    input_shape = tuple(int(d) for d in input_shape)
+    stages: list[nn.Module] = []
+    if arch == "mlp":
+        sizes = [math.prod(input_shape), *_positive(widths, "widths")]
+        stages += [Dense(a, b, spec) for a, b in itertools.pairwise(sizes)]
+        n_head = sizes[-1]
+    else:
+        if len(input_shape) != 3:
+            raise ValueError(f"arch {arch!r} needs (C, H, W) images, got input shape {input_shape}")
+        c, h, w = input_shape
+        if arch == "cnn":
+            for c_out in _positive(channels, "channels"):
+                stages.append(ConvBN(c, c_out, spec, pool=min(h, w) >= 2))
+                c, h, w = (
+                    c_out,
+                    (h // 2 if min(h, w) >= 2 else h),
+                    (w // 2 if min(h, w) >= 2 else w),
+                )
+            sizes = [c * h * w, *(_positive(widths, "widths") if widths else ())]
+            stages += [_Flatten(), *(Dense(a, b, spec) for a, b in itertools.pairwise(sizes))]
+            n_head = sizes[-1]
+        else:
+            channels, blocks = _positive(channels, "channels"), _positive(blocks, "blocks")
+            if len(blocks) != len(channels):
+                raise ValueError(
+                    f"blocks ({len(blocks)} stages) and channels ({len(channels)}) must have "
+                    "the same length"
+                )
+            stages.append(ConvBN(c, channels[0], spec))
+            c = channels[0]
+            for i, (c_out, n) in enumerate(zip(channels, blocks, strict=True)):
+                for j in range(n):
+                    stride = 2 if i > 0 and j == 0 else 1
+                    stages.append(SEWBlock(c, c_out, stride, spec, connect))
+                    c = c_out
+            n_head = c
+    if checkpoint_steps and arch != "mlp":
+        raise ValueError(f"checkpoint_steps works with arch 'mlp', not {arch!r}")
+    head = Head(n_head, n_out, spec, decoder)
+    return SpikingNetwork(
+        arch, input_shape, stages, head, spec, steps=steps,
+        encoder=encoder, normalize=normalize, clamp=clamp, checkpoint_steps=checkpoint_steps,
+    )  # fmt: skip
+
+
+class _Flatten(nn.Module):
+    """``(T, B, C, H, W) -> (T, B, C·H·W)`` between the conv and dense parts of the CNN."""
+
+    def forward(self, train: SpikeTrain) -> SpikeTrain:
+        return SpikeTrain(train.values.flatten(2), train.steps, binary=train.binary)

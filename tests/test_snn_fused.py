@@ -1,0 +1,209 @@
+"""The fused multi-step neuron: the same values and gradients as the unrolled loop, for every
+registered estimator, in both modes and both backends, while saving only the membrane."""
+
+import pytest
+import torch
+
+from htaf import estimators
+from htaf.families.snn import fused
+from htaf.families.snn.functional import IFParameters, LIFParameters
+
+T, B, N = 6, 3, 5
+BACKENDS = ["kernel", "torch"]
+
+
+def unrolled(x, v0, beta, p, est):
+    """The reference: plain autograd through one step at a time."""
+    v, spikes, membranes = v0, [], []
+    for t in range(x.shape[0]):
+        h = beta * v + x[t]
+        s = est(h - p.threshold)
+        r = s.detach() if p.detach_reset else s
+        v = h - p.threshold * r if p.reset == "soft" else h * (1 - r) + p.v_reset * r
+        spikes.append(s)
+        membranes.append(h)
+    return torch.stack(spikes), torch.stack(membranes), v
+
+
+def make_estimator(name, mode):
+    est = estimators.get(name, mode=mode)
+    if hasattr(est, "generator"):
+        est.generator = torch.Generator()
+    return est
+
+
+def run_both(name, mode, p, backend, dtype=torch.float64, seed=0):
+    """(reference, fused) results: spikes, membrane, last state and the gradients of x, v0, β."""
+    gen = torch.Generator().manual_seed(seed)
+    x0 = torch.randn(T, B, N, generator=gen, dtype=dtype) * 0.9 + 0.35
+    v00 = torch.randn(B, N, generator=gen, dtype=dtype) * 0.3
+    weights = [torch.randn(T, B, N, generator=gen, dtype=dtype) for _ in range(2)]
+    w_v = torch.randn(B, N, generator=gen, dtype=dtype)
+    est = make_estimator(name, mode)
+    out = []
+    for which in ("reference", "fused"):
+        if hasattr(est, "generator"):
+            est.generator.manual_seed(7)  # the same draws for both
+        x = x0.clone().requires_grad_()
+        v0 = v00.clone().requires_grad_()
+        beta = torch.tensor(0.85, dtype=dtype, requires_grad=True)
+        if which == "reference":
+            s, h, v = unrolled(x, v0, beta, p, est)
+        else:
+            seq = fused.neuron_sequence(x, p, est, beta=beta, v0=v0, backend=backend)
+            s, h, v = seq.spikes, seq.membrane, seq.v
+        loss = (s * weights[0]).sum() + (h * weights[1]).sum() * 0.1 + (v * w_v).sum()
+        loss.backward()
+        out.append([t.detach() for t in (s, h, v, x.grad, v0.grad, beta.grad)])
+    return out
+
+
+def assert_close(ref, got, rtol):
+    names = ("spikes", "membrane", "v", "dx", "dv0", "dbeta")
+    for name, a, b in zip(names, ref, got, strict=True):
+        scale = max(float(a.abs().max()), 1e-12)
+        err = float((a - b).abs().max()) / scale
+        assert err <= rtol, f"{name}: relative error {err:.3g}"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _kernel():
+    assert fused.kernel_available(), "the C++ kernel should build on this machine"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("mode", ["smooth", "hard"])
+@pytest.mark.parametrize("name", estimators.names())
+def test_gradients_match_the_unrolled_float64_loop_for_every_estimator(name, mode, backend):
+    p = LIFParameters(beta=0.85, threshold=1.0, reset="soft", detach_reset=False)
+    ref, got = run_both(name, mode, p, backend)
+    assert_close(ref, got, 1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("reset", ["soft", "hard"])
+@pytest.mark.parametrize("detach", [False, True])
+@pytest.mark.parametrize(
+    ("name", "mode"), [("htaf", "smooth"), ("atan", "hard"), ("jamming", "hard"), ("ste", "hard")]
+)
+def test_every_reset_matches_the_unrolled_loop(name, mode, reset, detach, backend):
+    p = LIFParameters(beta=0.85, reset=reset, v_reset=-0.2, detach_reset=detach)
+    ref, got = run_both(name, mode, p, backend)
+    assert_close(ref, got, 1e-6)
+
+
+@pytest.mark.parametrize("name", ["htaf", "sigmoid_surrogate", "atan", "fast_sigmoid", "triangle"])
+@pytest.mark.parametrize("mode", ["smooth", "hard"])
+@pytest.mark.parametrize("detach", [True, False])
+def test_float32_backends_are_as_accurate_as_each_other(name, mode, detach):
+    """In float32 both backends round differently; each stays as close to the float64 truth
+    as the other. (With the reset attached, a steep rule, |1 - θ g| > 1, amplifies rounding
+    over time: HTAF's peak is 5.5, so there both are only ~1e-4 from float64.)"""
+    p = LIFParameters(beta=0.9, detach_reset=detach)
+    gen = torch.Generator().manual_seed(1)
+    x0 = torch.randn(16, 8, 300, generator=gen, dtype=torch.float64) * 0.8 + 0.4
+    results = {}
+    for backend, dtype in (("kernel", torch.float32), ("torch", torch.float32),
+                           ("torch", torch.float64)):  # fmt: skip
+        x = x0.to(dtype).requires_grad_()
+        seq = fused.neuron_sequence(x, p, estimators.get(name, mode=mode), backend=backend)
+        (seq.spikes.sum() + 0.1 * seq.membrane.sum()).backward()
+        results[backend, dtype] = [t.detach().double() for t in (seq.spikes, seq.membrane, x.grad)]
+    truth = results["torch", torch.float64]
+    for a, b, c in zip(results["kernel", torch.float32], results["torch", torch.float32], truth,
+                       strict=True):  # fmt: skip
+        scale = float(c.abs().max())
+        err_kernel, err_torch = float((a - c).abs().max()), float((b - c).abs().max())
+        assert err_kernel <= 2 * err_torch + 1e-6 * scale
+        assert err_kernel <= (1e-4 if detach or mode == "hard" else 1e-3) * scale
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_integrate_and_fire_is_the_beta_one_case(backend):
+    x = torch.randn(T, B, N, dtype=torch.float64) + 0.3
+    est = estimators.get("atan")
+    a = fused.neuron_sequence(x, IFParameters(), est, backend=backend)
+    b = fused.neuron_sequence(x, LIFParameters(beta=1.0), est, backend=backend)
+    assert torch.equal(a.spikes, b.spikes) and torch.equal(a.membrane, b.membrane)
+    # no leak: h_1 = (h_0 - θ s_0) + x_1
+    assert torch.allclose(a.membrane[1], a.membrane[0] - a.spikes[0] + x[1], rtol=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_constant_input_is_read_every_step_and_its_gradient_summed(backend):
+    base = torch.randn(B, N, dtype=torch.float64) + 0.4
+    est = estimators.get("htaf")
+    p = LIFParameters(beta=0.8)
+    c = base.clone().requires_grad_()
+    held = fused.neuron_sequence(c, p, est, steps=T, backend=backend)
+    e = base.clone().requires_grad_()
+    expanded = fused.neuron_sequence(e.expand(T, B, N), p, est, backend=backend)
+    assert torch.allclose(held.spikes, expanded.spikes)
+    held.spikes.sum().backward()
+    expanded.spikes.sum().backward()
+    assert c.grad.shape == (B, N)
+    assert torch.allclose(c.grad, e.grad, rtol=1e-10)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_node_saves_only_the_membrane_sequence(backend):
+    x = torch.randn(T, B, N, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        seq = fused.neuron_sequence(x, LIFParameters(), estimators.get("atan"), backend=backend)
+    assert len(saved) == 1 and saved[0].shape == (T, B * N)
+    assert saved[0].untyped_storage().data_ptr() == seq.membrane.untyped_storage().data_ptr()
+    seq.spikes.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_no_grad_gives_the_same_sequence_without_a_node():
+    x = torch.randn(T, B, N)
+    est = estimators.get("htaf")
+    with_grad = fused.neuron_sequence(x.requires_grad_(), LIFParameters(), est)
+    with torch.no_grad():
+        plain = fused.neuron_sequence(x, LIFParameters(), est)
+    assert plain.spikes.grad_fn is None
+    assert torch.equal(plain.spikes, with_grad.spikes.detach())
+
+
+def test_respike_recomputes_the_spikes():
+    x = torch.randn(T, B, N)
+    for name, mode in [("htaf", "smooth"), ("htaf", "hard"), ("scaled_sigmoid", "smooth")]:
+        for backend in BACKENDS:
+            est = estimators.get(name, mode=mode)
+            seq = fused.neuron_sequence(x, LIFParameters(), est, backend=backend)
+            again = seq.respike(seq.membrane)
+            if backend == "kernel" or mode == "hard":  # the same code on the same numbers
+                assert torch.equal(again, seq.spikes)
+            else:  # PyTorch's vectorised and scalar tails may round a tiny value differently
+                assert torch.allclose(again, seq.spikes, rtol=1e-6, atol=1e-30)
+
+
+def test_finite_inputs_give_finite_outputs_and_huge_ones_do_not_overflow():
+    x = torch.tensor([[1e30, -1e30, 0.0, 1e-30]]).repeat(4, 1).requires_grad_()
+    for name in ("htaf", "atan", "sigmoid_surrogate", "fast_sigmoid"):
+        seq = fused.neuron_sequence(x, LIFParameters(), estimators.get(name))
+        seq.spikes.sum().backward()
+        assert torch.isfinite(seq.spikes).all() and torch.isfinite(x.grad).all()
+        x.grad = None
+
+
+def test_bad_arguments_name_themselves():
+    est = estimators.get("atan")
+    with pytest.raises(ValueError, match="backend"):
+        fused.neuron_sequence(torch.randn(2, 3), LIFParameters(), est, backend="cuda")
+    with pytest.raises(ValueError, match="steps"):
+        fused.neuron_sequence(torch.randn(3), LIFParameters(), est, steps=0)
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 1000])
+def test_bits_pack_and_unpack_exactly(n, monkeypatch):
+    x = (torch.rand(n) < 0.4).float()
+    packed = fused.pack_bits(x)
+    assert packed.dtype == torch.uint8 and packed.numel() == (n + 7) // 8
+    assert torch.equal(fused.unpack_bits(packed, (n,), torch.float32), x)
+    monkeypatch.setattr(fused, "_lib", None)  # the PyTorch fallback packs the same bits
+    monkeypatch.setattr(fused, "_tried", True)
+    assert torch.equal(fused.pack_bits(x), packed)
+    assert torch.equal(fused.unpack_bits(packed, (n,), torch.float64), x.double())
