@@ -97,7 +97,7 @@ def validate(configs: Iterable[RunConfig]) -> dict[str, Any]:
     clear message. Returns each distinct dataset's loaded ``Dataset`` keyed by its data key.
     """
     from htaf import estimators
-    from htaf.families import model_options
+    from htaf.families import build_model, model_options, prepare_data
     from htaf.train.run import dataset_key, load_dataset
 
     configs = list(configs)
@@ -105,6 +105,7 @@ def validate(configs: Iterable[RunConfig]) -> dict[str, Any]:
         raise ConfigError("the grid is empty: give at least one dataset, estimator and seed")
     seen_runs: set[str] = set()
     loaded: dict[str, Any] = {}
+    built: set[str] = set()
     for cfg in configs:
         cfg.validate()
         _check_task(cfg.task)
@@ -114,6 +115,13 @@ def validate(configs: Iterable[RunConfig]) -> dict[str, Any]:
         key = dataset_key(cfg)
         if key not in loaded:
             loaded[key] = load_dataset(cfg)
+        # Build each distinct model once (seeds aside): files a family reads (weights,
+        # features) and the estimators a family takes are checked before anything is written.
+        model_key = json.dumps([key, cfg.task, cfg.model, cfg.estimator, cfg.estimator_params],
+                               sort_keys=True, default=str)  # fmt: skip
+        if model_key not in built:
+            build_model(cfg, prepare_data(cfg, loaded[key]))
+            built.add(model_key)
         cell = str(run_dir_for("", cfg))
         if cell in seen_runs:
             raise ConfigError(f"two grid cells share the run folder {cell}; repeated estimator?")

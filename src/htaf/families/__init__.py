@@ -18,7 +18,14 @@ The model a builder returns maps a float batch ``(n, *spec.input_shape)`` to log
 * ``eval_stats(x) -> dict``: statistics of one test batch in the current forward mode,
   reported as ``test_{NAME}_{hard|smooth}`` (e.g. firing rates, active concepts);
 * ``fit_closed_form(x, y, task) -> dict``: a model that is solved, not trained by gradient
-  (the convex threshold networks); the engine calls it instead of the epochs.
+  (the convex threshold networks); the engine calls it instead of the epochs;
+* ``activation_modules() -> list[nn.Module]``: the hidden activations whose binarisation the
+  engine's statistics report (default: every estimator and reference activation in the model;
+  e.g. ICBM names only its concept bottleneck, not its backbone's ReLUs).
+
+A family may also transform the loaded data before its model sees it (``Family.prepare``,
+applied by :func:`prepare_data` wherever a run loads its data), e.g. ICBM's precomputed
+backbone features replace the images.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from htaf.config import ConfigError
 from htaf.families.options import defaults, parse_options
 
 #: Registered families and the module that defines each one's ``FAMILY``.
-MODULES: dict[str, str] = {"dhn": "htaf.families.dhn"}
+MODULES: dict[str, str] = {"dhn": "htaf.families.dhn", "icbm": "htaf.families.icbm"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,8 @@ class DataSpec:
     n_out: int  # logits: 1 for binary classification and regression, K for K classes
     task: str  # "binary" | "multiclass" | "regression"
     n_concepts: int | None = None  # ground-truth attributes, where the data has them
+    #: Per-channel ``{"mean", "std"}`` the images were normalized with (``Dataset.normalize``).
+    normalize: Mapping[str, Any] | None = None
 
 
 Builder = Callable[[Any, DataSpec, str, Mapping[str, float]], nn.Module]
@@ -64,6 +73,8 @@ class Family:
     compare: Mapping[str, Any] = field(default_factory=dict)
     #: The estimators ``htaf compare --task NAME`` compares by default.
     estimators: tuple[str, ...] = ("htaf",)
+    #: ``(options, dataset) -> dataset``: the data the model sees, if not the loaded one.
+    prepare: Callable[[Any, Any], Any] | None = None
 
 
 def family_names() -> list[str]:
@@ -117,7 +128,16 @@ def data_spec(dataset: Any) -> DataSpec:
         n_out=output_size(dataset),
         task=dataset.task,
         n_concepts=len(names) if names else None,
+        normalize=getattr(dataset, "normalize", None),
     )
+
+
+def prepare_data(config: Any, dataset: Any) -> Any:
+    """The dataset as family ``config.task`` feeds it to its model (``Family.prepare``)."""
+    fam = get_family(config.task)
+    if fam.prepare is None:
+        return dataset
+    return fam.prepare(parse_options(fam.options, config.model, fam.name), dataset)
 
 
 def build_model(config: Any, dataset: Any) -> nn.Module:
@@ -147,5 +167,6 @@ __all__ = [
     "model_options",
     "option_defaults",
     "output_size",
+    "prepare_data",
     "register_family",
 ]

@@ -100,7 +100,11 @@ class GradientNorms(Callback):
 
 # -- activation statistics -----------------------------------------------------------------------
 def activation_modules(model: nn.Module) -> list[nn.Module]:
-    """Every estimator and reference activation (ReLU, Tanh, ...) in module order."""
+    """The model's own ``activation_modules()`` where it names them (see ``htaf.families``),
+    else every estimator and reference activation (ReLU, Tanh, ...) in module order."""
+    own = getattr(model, "activation_modules", None)
+    if callable(own):
+        return list(own())
     return [m for m in model.modules() if isinstance(m, (Estimator, *_REFERENCE_TYPES))]
 
 
