@@ -278,3 +278,26 @@ def data_spec_like():
     from htaf.families import DataSpec
 
     return DataSpec(kind="table", input_shape=(7,), n_out=3, task="multiclass")
+
+
+# -- naming prompts ------------------------------------------------------------------------------
+def test_naming_prompts_and_endpoints(monkeypatch):
+    from htaf.families.icbm import naming
+
+    P = np.array([[1.0, 0.0, 0.9], [0.0, 0.0, 0.6], [np.nan, 0.0, np.nan]])
+    records = naming.naming_prompts(P, ["cat", "dog", "eel"])
+    assert records[0]["group_a"] == ["cat"] and records[0]["group_b"] == ["dog"]
+    assert "Group A: cat\nGroup B: dog\n" in records[0]["prompt"]
+    assert records[1]["prompt"] is None and records[2]["prompt"] is None  # nothing to contrast
+    assert naming.endpoint("http://h:1/") == "http://h:1/v1/chat/completions"
+    assert naming.endpoint("http://h:1/v1") == "http://h:1/v1/chat/completions"
+    assert naming.endpoint("https://h/x/chat/completions") == "https://h/x/chat/completions"
+    with pytest.raises(naming.LLMError, match="ftp://h"):
+        naming.endpoint("ftp://h")
+    monkeypatch.delenv("HTAF_LLM_API_KEY", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", "b")
+    assert naming.api_key() == "b"
+    monkeypatch.setenv("HTAF_LLM_API_KEY", "a")
+    assert naming.api_key() == "a"
+    many = naming.naming_prompts(np.eye(70)[:, :1], [f"c{i}" for i in range(70)])
+    assert "and 9 more" in many[0]["prompt"]  # 69 classes in Group B, 60 listed
