@@ -243,10 +243,10 @@ def test_llm_names_come_back_and_the_key_stays_secret(
 
 @pytest.mark.slow
 def test_llm_failures_name_the_endpoint_and_keep_the_prompts(
-    experiment, tmp_path, capsys, chat_server
+    attribute_experiment, tmp_path, capsys, chat_server
 ):
     url, _ = chat_server(garbage=True)
-    _, run = fresh_copy(experiment, tmp_path)
+    _, run = fresh_copy(attribute_experiment, tmp_path)
     assert main(["concepts", str(run), "--llm", url, "--model", "m"]) == 2
     err = capsys.readouterr().err
     assert f"{url}/v1/chat/completions did not answer with a chat completion" in err
@@ -311,6 +311,9 @@ def test_features_and_hf_backbones_run_through_compare_and_concepts(tmp_path, ca
         run = exp / "shapes" / "htaf" / "seed0"
         config = json.loads((run / "config.json").read_text())
         assert config["model"]["backbone"] == backbone
+        history = [json.loads(x) for x in (run / "history.jsonl").read_text().splitlines()]
+        # the frozen ViT has no gradients: only the concept layer and the classifier report
+        assert sorted(history[-1]["grad_norm"]) == ["layer1", "layer2"]
         assert main(["concepts", str(run)]) == 0
         assert (run / "concepts" / "concepts.html").is_file()
         names = written(run / "concepts")

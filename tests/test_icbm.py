@@ -151,6 +151,10 @@ def test_family_defaults():
 def test_small_cnn_shapes():
     assert SmallCNN(3, 32, (4, 8, 8))(torch.zeros(2, 3, 32, 32)).shape == (2, 32)
     assert SmallCNN(1, 8, (4, 8))(torch.zeros(2, 1, 8, 8)).shape == (2, 32)  # digits: 8x8
+    # the last log2(size / 4) blocks halve the maps; the blocks before them see the full image
+    strides = [b.conv.stride[0] for b in SmallCNN(3, 32, (2, 2, 2, 2)).blocks]
+    assert strides == [1, 2, 2, 2]
+    assert [b.conv.stride[0] for b in SmallCNN(1, 8, (2, 2, 2)).blocks] == [1, 1, 2]
 
 
 def test_table_data_needs_the_identity_backbone(cancer):

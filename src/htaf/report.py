@@ -208,6 +208,12 @@ def write_report(exp_dir: str | Path) -> dict[str, Path]:
         "over seeds. Non-binary reference rows (relu) have no step: both columns are the "
         "same network."
     )
+    if any(r["config"].get("task") == "icbm" for r in records):
+        note += (
+            " In the icbm family the relu and sigmoid rows are the concept-bottleneck baseline: "
+            "their step is a threshold applied after training (sigmoid > 0.5, relu > 0), and "
+            "near-binary counts the concept bottleneck only."
+        )
 
     md = [f"# {title}", "", note, ""]
     for (task, dataset), (header, rows) in tables.items():

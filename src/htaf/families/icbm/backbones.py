@@ -82,22 +82,24 @@ def check_name(name: str) -> None:
 
 # -- small CNN ----------------------------------------------------------------------------------
 class SmallCNN(nn.Module):
-    """``[conv3x3 (stride 2) -> BatchNorm -> ReLU] x len(widths)``, then 2x2 average pooling.
+    """``[conv3x3 -> BatchNorm -> ReLU] x len(widths)``, then 2x2 average pooling.
 
-    Each block halves the maps with its stride until they are 4x4 (32x32 RGB with three
-    blocks: 16x16, 8x8, 4x4); the 2x2 pooling keeps where in the image a feature is (a
-    quadrant), which a global pool would lose. ``out_features = 4 * widths[-1]``. ReLU is
-    applied functionally, so the engine's activation statistics see only the concepts.
+    The last ``log2(size / 4)`` blocks halve the maps (stride 2), so they end at 4x4 and any
+    blocks before those see the full image: 32x32 RGB with widths (16, 32, 64) gives maps of
+    16, 8, 4 pixels; with (8, 16, 32, 64), 32, 16, 8, 4. The 2x2 pooling keeps where in the
+    image a feature is (a quadrant), which a global pool would lose. ``out_features =
+    4 * widths[-1]``. ReLU is applied functionally, so the engine's activation statistics see
+    only the concepts.
     """
 
-    def __init__(self, in_channels: int, size: int, widths: Sequence[int] = (16, 32, 64)):
+    def __init__(self, in_channels: int, size: int, widths: Sequence[int] = (8, 16, 32, 64)):
         super().__init__()
+        halvings = max(0, int(math.log2(max(size, 1) / 4)))
+        first_strided = max(0, len(widths) - halvings)
         self.blocks = nn.ModuleList()
         c = in_channels
-        for w in widths:
-            stride = 2 if size >= 8 else 1
-            size //= stride
-            self.blocks.append(_ConvBlock(c, int(w), stride))
+        for i, w in enumerate(widths):
+            self.blocks.append(_ConvBlock(c, int(w), 2 if i >= first_strided else 1))
             c = int(w)
         self.out_features = 4 * c
 
@@ -307,7 +309,7 @@ def build_backbone(
     input_shape: Sequence[int],
     *,
     normalize: Mapping[str, Sequence[float]] | None = None,
-    cnn_widths: Sequence[int] = (32, 64, 64),
+    cnn_widths: Sequence[int] = (8, 16, 32, 64),
 ) -> nn.Module:
     """The backbone ``name`` for inputs of ``input_shape`` (one sample's shape)."""
     kind, arg = parse_name(name)

@@ -117,6 +117,8 @@ class ICBM(nn.Module):
         head: ``"linear"`` (the paper's classifier) or ``"mlp"`` (one hidden ReLU layer of
             width ``K``; concepts then no longer add up linearly).
         batch_norm: BatchNorm1d on the concept pre-activations.
+        norm_scale: its initial scale: the pre-activations start with about this standard
+            deviation, so most lie outside the estimator's transition band.
         posthoc_threshold: threshold of a continuous bottleneck (default 0.5 / 0).
         **estimator_params: passed to the estimator (e.g. ``alpha0=2, alpha1=11``).
     """
