@@ -308,10 +308,12 @@ def _draw(
 
 
 def _siblings(run_dir: Path) -> dict[str, np.ndarray]:
-    """The smooth bottleneck outputs (``activations.npz``) of this run and of the runs of the
-    experiment's other bottlenecks on the same dataset and seed, by estimator."""
+    """The smooth bottleneck outputs (``activations.npz``) of the experiment's other
+    bottlenecks on the same dataset and seed, by estimator."""
     found: dict[str, np.ndarray] = {}
     for other in sorted(run_dir.parent.parent.glob(f"*/{run_dir.name}/activations.npz")):
+        if other.parent.resolve() == run_dir.resolve():
+            continue  # this run's own outputs are the first panel
         try:
             config = json.loads((other.parent / "config.json").read_text())
             with np.load(other, allow_pickle=False) as z:
