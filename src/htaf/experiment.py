@@ -96,7 +96,7 @@ def validate(configs: Iterable[RunConfig]) -> dict[str, Any]:
     clear message. Returns each distinct dataset's loaded ``Dataset`` keyed by its data key.
     """
     from htaf import estimators
-    from htaf.families import build_model, model_options
+    from htaf.families import build_model, model_options, prepare_data
     from htaf.train.run import dataset_key, load_dataset
 
     configs = list(configs)
@@ -114,12 +114,12 @@ def validate(configs: Iterable[RunConfig]) -> dict[str, Any]:
         key = dataset_key(cfg)
         if key not in loaded:
             loaded[key] = load_dataset(cfg)
-        # A model that does not fit its data (an encoder and negative inputs, a family and a
-        # kind of data) is found when it is built: build each distinct one once, here.
-        model_key = json.dumps([cfg.task, cfg.model, cfg.estimator, cfg.estimator_params, key],
+        # Build each distinct model once (seeds aside): files a family reads (weights,
+        # features) and the estimators a family takes are checked before anything is written.
+        model_key = json.dumps([key, cfg.task, cfg.model, cfg.estimator, cfg.estimator_params],
                                sort_keys=True, default=str)  # fmt: skip
         if model_key not in built:
-            build_model(cfg, loaded[key])
+            build_model(cfg, prepare_data(cfg, loaded[key]))
             built.add(model_key)
         cell = str(run_dir_for("", cfg))
         if cell in seen_runs:

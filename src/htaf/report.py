@@ -167,6 +167,30 @@ def _settings(spec: dict[str, Any], records: list[dict[str, Any]]) -> list[tuple
     return items
 
 
+CONCEPT_HEADER = ["page", "estimator", "seed", "accuracy (binary)", "near-binary ±0.05",
+                  "proportions near 0/1", "attributes recovered"]  # fmt: skip
+
+
+def concept_pages(exp_dir: Path) -> list[list[str]]:
+    """One row per run with a concept analysis (``RUN/concepts/summary.json``): the page's
+    path relative to ``exp_dir`` and its headline numbers."""
+    rows = []
+    for path in sorted(exp_dir.glob("*/*/seed*/concepts/summary.json")):
+        try:
+            s = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        recovered = s.get("attributes_recovered_fraction")
+        rows.append([
+            str((path.parent / "concepts.html").relative_to(exp_dir)), str(s.get("estimator")),
+            str(s.get("seed")), fmt(s.get("test_accuracy_hard")),
+            fmt(s.get("concept_near_binary_05"), digits=3),
+            fmt(s.get("proportions_decided_fraction"), digits=3),
+            "–" if recovered is None else f"{recovered:.0%}",
+        ])  # fmt: skip
+    return rows
+
+
 def write_report(exp_dir: str | Path) -> dict[str, Path]:
     """Draw the plots and write ``report.md`` and ``report.html``; returns their paths."""
     from htaf.analysis.plots import plot_experiment
@@ -187,6 +211,12 @@ def write_report(exp_dir: str | Path) -> dict[str, Path]:
         "over seeds. Non-binary reference rows (relu) have no step: both columns are the "
         "same network."
     )
+    if any(r["config"].get("task") == "icbm" for r in records):
+        note += (
+            " In the icbm family the relu and sigmoid rows are the concept-bottleneck baseline: "
+            "their step is a threshold applied after training (sigmoid > 0.5, relu > 0), and "
+            "near-binary counts the concept bottleneck only."
+        )
 
     md = [f"# {title}", "", note, ""]
     for (task, dataset), (header, rows) in tables.items():
@@ -197,6 +227,14 @@ def write_report(exp_dir: str | Path) -> dict[str, Path]:
         for stem, caption in PLOTS
         if (exp_dir / "plots" / f"{stem}.png").is_file()
     ]
+    concepts = concept_pages(exp_dir)
+    if concepts:
+        md += [
+            "## Concept analyses (htaf concepts)",
+            "",
+            _md_table(CONCEPT_HEADER, [[f"[{r[0]}]({r[0]})", *r[1:]] for r in concepts]),
+            "",
+        ]
     md += [
         "## Settings and environment",
         "",
@@ -220,6 +258,15 @@ def write_report(exp_dir: str | Path) -> dict[str, Path]:
                 f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
                 f"<figcaption>{html.escape(caption)}</figcaption></figure>"
             )
+    if concepts:
+        links = [[f"<a href='{html.escape(r[0])}'>{html.escape(r[0])}</a>",
+                  *map(html.escape, r[1:])] for r in concepts]  # fmt: skip
+        body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in links)
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in CONCEPT_HEADER)
+        parts += [
+            "<h2>Concept analyses (htaf concepts)</h2>",
+            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>",
+        ]
     parts += [
         "<h2>Settings and environment</h2>",
         html_table(["setting", "value"], [list(x) for x in settings]),

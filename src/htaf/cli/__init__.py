@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "htaf.cli.runs",
     "htaf.cli.report_cmd",
     "htaf.cli.study",
+    "htaf.cli.concepts",
 ]
 
 EXIT_BAD_INPUT = 2

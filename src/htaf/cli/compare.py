@@ -3,6 +3,7 @@
     htaf compare                                   # HTAF vs STE/surrogates vs ReLU, 5 seeds
     htaf compare --dataset csv:my.csv --target y --estimators "htaf(2,11),ste" --seeds 3
     htaf compare --task dhn --dataset digits_images --model widths=[128,64]
+    htaf compare --task icbm --dataset cub200 --backbone hf:models/vit-base
 
 Each family (``--task``) brings its own defaults: dataset, estimators, epochs, learning rate and
 batch size; flags override them, and ``--model KEY=VALUE`` sets the family's model options.
@@ -64,6 +65,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="a model option of the family (TOML literal, e.g. widths=[64,64]); repeatable",
     )  # fmt: skip
     p.add_argument("--widths", default=None, help="shorthand for --model widths=[...]: 256,256,128")
+    p.add_argument(
+        "--backbone", default=None, help="shorthand for --model backbone=NAME (icbm: hf:FOLDER...)"
+    )
     p.add_argument("--out", default=DEFAULT_OUT, help="results folder (default: ./htaf-runs)")
     p.add_argument("--data-dir", default=None, help="where dataset files are looked for")
     p.add_argument("--target", default=None, help="target column of a csv: dataset")
@@ -101,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
         model = parse_model_options(args.model)
         if args.widths is not None:
             model["widths"] = parse_widths(args.widths)
+        if args.backbone is not None:
+            model["backbone"] = args.backbone
         exp = api.compare(
             task=args.task, dataset=args.dataset, estimators=args.estimators, seeds=args.seeds,
             out=args.out, model=model, command=command_line(args), epochs=args.epochs,

@@ -23,7 +23,14 @@ The model a builder returns maps a float batch ``(n, *spec.input_shape)`` to log
   ``htaf.analysis.plots``: ``spikes.LAYER`` ``(samples, T, neurons)`` as spike rasters,
   ``membrane.LAYER`` ``(samples, T, k)`` as membrane traces (with ``threshold``);
 * ``fit_closed_form(x, y, task) -> dict``: a model that is solved, not trained by gradient
-  (the convex threshold networks); the engine calls it instead of the epochs.
+  (the convex threshold networks); the engine calls it instead of the epochs;
+* ``activation_modules() -> list[nn.Module]``: the hidden activations whose binarisation the
+  engine's statistics report (default: every estimator and reference activation in the model;
+  e.g. ICBM names only its concept bottleneck, not its backbone's ReLUs).
+
+A family may also transform the loaded data before its model sees it (``Family.prepare``,
+applied by :func:`prepare_data` wherever a run loads its data), e.g. ICBM's precomputed
+backbone features replace the images.
 """
 
 from __future__ import annotations
@@ -41,7 +48,11 @@ from htaf.config import ConfigError
 from htaf.families.options import defaults, parse_options
 
 #: Registered families and the module that defines each one's ``FAMILY``.
-MODULES: dict[str, str] = {"dhn": "htaf.families.dhn", "snn": "htaf.families.snn"}
+MODULES: dict[str, str] = {
+    "dhn": "htaf.families.dhn",
+    "icbm": "htaf.families.icbm",
+    "snn": "htaf.families.snn",
+}
 
 
 @dataclass(frozen=True)
@@ -78,6 +89,8 @@ class Family:
     compare: Mapping[str, Any] = field(default_factory=dict)
     #: The estimators ``htaf compare --task NAME`` compares by default.
     estimators: tuple[str, ...] = ("htaf",)
+    #: ``(options, dataset) -> dataset``: the data the model sees, if not the loaded one.
+    prepare: Callable[[Any, Any], Any] | None = None
 
 
 def family_names() -> list[str]:
@@ -148,6 +161,14 @@ def data_spec(dataset: Any) -> DataSpec:
     )
 
 
+def prepare_data(config: Any, dataset: Any) -> Any:
+    """The dataset as family ``config.task`` feeds it to its model (``Family.prepare``)."""
+    fam = get_family(config.task)
+    if fam.prepare is None:
+        return dataset
+    return fam.prepare(parse_options(fam.options, config.model, fam.name), dataset)
+
+
 def build_model(config: Any, dataset: Any) -> nn.Module:
     """Build the model of family ``config.task`` for ``dataset`` from ``config.model``.
 
@@ -175,5 +196,6 @@ __all__ = [
     "model_options",
     "option_defaults",
     "output_size",
+    "prepare_data",
     "register_family",
 ]

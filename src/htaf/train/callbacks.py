@@ -8,7 +8,8 @@ history row), and finally ``on_fit_end(logs)``.
 Built-ins, used by default:
 
 * :class:`GradientNorms` -> ``logs["grad_norm"] = {"layer1": ..., ...}``: the L2 norm of each
-  Linear/Conv weight gradient, averaged over the epoch's batches (``layerL`` is the head);
+  trained Linear/Conv weight's gradient, averaged over the epoch's batches (``layerL`` is the
+  head; frozen layers, e.g. a frozen pretrained backbone, have no gradient and are left out);
 * :class:`ActivationStats` -> ``logs["act"]``: binarisation and saturation of every hidden
   activation on the validation set, for both forwards (see :func:`activation_stats`).
 
@@ -75,7 +76,7 @@ class GradientNorms(Callback):
         self._count = 0
 
     def on_fit_start(self, trainer: Trainer) -> None:
-        self.layers = weight_layers(trainer.model)
+        self.layers = [m for m in weight_layers(trainer.model) if m.weight.requires_grad]
         self._reset()
 
     def _reset(self) -> None:
@@ -100,7 +101,11 @@ class GradientNorms(Callback):
 
 # -- activation statistics -----------------------------------------------------------------------
 def activation_modules(model: nn.Module) -> list[nn.Module]:
-    """Every estimator and reference activation (ReLU, Tanh, ...) in module order."""
+    """The model's own ``activation_modules()`` where it names them (see ``htaf.families``),
+    else every estimator and reference activation (ReLU, Tanh, ...) in module order."""
+    own = getattr(model, "activation_modules", None)
+    if callable(own):
+        return list(own())
     return [m for m in model.modules() if isinstance(m, (Estimator, *_REFERENCE_TYPES))]
 
 

@@ -35,7 +35,7 @@ import torch
 
 from htaf.config import RunConfig
 from htaf.estimators import MODES, set_mode
-from htaf.families import build_model, model_options
+from htaf.families import build_model, model_options, prepare_data
 from htaf.io import atomic_save_npz, atomic_write_json, json_safe
 from htaf.train import distributed
 from htaf.train.batches import batches, sequential
@@ -199,6 +199,7 @@ def run_one(
     options = model_options(config.task, config.model)  # bad options fail before the data loads
     if dataset is None:
         dataset = load_dataset(config)
+    dataset = prepare_data(config, dataset)  # the family's view of the data (e.g. features)
     with distributed.session(config.device) as d:
         seed_everything(config.seed)
         model = build_model(config, dataset)

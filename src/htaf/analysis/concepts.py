@@ -1,0 +1,374 @@
+"""The concept analysis of one ICBM run folder: ``htaf concepts RUN`` calls :func:`analyze_run`.
+
+    summary = analyze_run("htaf-runs/compare-.../shapes/htaf/seed0", node=3, image=17)
+
+The run folder is enough: its ``config.json`` rebuilds the data and the model, its
+``model.safetensors`` holds the weights, and the concepts are recomputed on the test split.
+Everything goes to ``RUN/concepts/``:
+
+* figures (PNG + SVG): ``class_proportions`` (heatmap, classes x concepts),
+  ``proportion_histogram``, ``node_K_images`` (the images concept K is most surely on / off
+  for), ``image_I_concepts`` (one image, by default the first the binary model gets wrong, and
+  its active concepts), ``bottleneck_histogram`` (this run's concept outputs, and those of the
+  experiment's other bottlenecks with the same seed), ``ablation_node_K`` and
+  ``ablation_overall`` (interventions), ``alignment`` (with true attributes);
+* tables (CSV): ``nodes.csv``, ``class_proportions.csv``, ``ablation.csv``, ``alignment.csv``;
+* ``naming_prompts.jsonl`` (always), ``summary.json``, and ``concepts.html``, a self-contained
+  page that the experiment's report links to.
+
+Every input is checked before anything is written. With ``llm`` the naming prompts are written
+first and then sent; an endpoint failure raises ``LLMError`` after the prompts file, before
+anything else is written.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from htaf.config import ConfigError
+from htaf.estimators import set_mode
+from htaf.families import build_model, get_family, model_options, prepare_data
+from htaf.families.icbm import analysis as A
+from htaf.families.icbm import naming
+from htaf.io import atomic_write_json, atomic_write_text
+
+OUT = "concepts"
+TOP_IMAGES = 8
+BATCH = 256
+
+
+@dataclass
+class Outputs:
+    """The test split through the model: scores, concepts, predictions, labels."""
+
+    z: np.ndarray  # concept pre-activations (n, K)
+    smooth: np.ndarray  # concepts, smooth forward (n, K)
+    active: np.ndarray  # concepts, exact binary forward (n, K) bool
+    pred: np.ndarray  # predictions of the binary model (n,)
+    pred_smooth: np.ndarray  # predictions of the smooth model (n,)
+    y: np.ndarray
+
+
+# -- loading ------------------------------------------------------------------------------------
+def load_run(run_dir: str | Path) -> tuple[Any, Any, Any, torch.nn.Module]:
+    """``(config, raw dataset, the data the model sees, model with its trained weights)``."""
+    from htaf.train.checkpoint import load_safetensors
+    from htaf.train.run import CONFIG, load_dataset, read_config
+
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG).is_file():
+        runs = sorted(p.parent for p in run_dir.glob("*/*/seed*/model.safetensors"))
+        hint = f"; give one of its runs, e.g. {runs[0]}" if runs else ""
+        raise FileNotFoundError(f"{run_dir} is not a run folder (no {CONFIG}){hint}")
+    config = read_config(run_dir)
+    if get_family(config.task).name != "icbm":
+        raise ConfigError(f"{run_dir} holds a {config.task!r} run; concepts need an 'icbm' run")
+    weights = run_dir / "model.safetensors"
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights} does not exist: the run has not finished")
+    raw = load_dataset(config)
+    data = prepare_data(config, raw)
+    model = build_model(config, data)
+    try:
+        load_safetensors(model, weights)
+    except (RuntimeError, KeyError) as err:
+        raise ConfigError(
+            f"{weights} does not match the model its config.json builds: {err}"
+        ) from None
+    return config, raw, data, model.eval()
+
+
+def outputs(model: torch.nn.Module, data: Any) -> Outputs:
+    """The test split's concept scores, concepts and predictions (both forwards)."""
+    from htaf.train.batches import batches, sequential
+
+    X, y = data.X_test, np.asarray(data.y_test)
+    parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("z", "smooth", "active", "hs", "hh")}
+    with torch.no_grad():
+        for xb in batches(X, sequential(len(X), BATCH), to_float=data.float_batch):
+            z = model.pre_concepts(xb)
+            with set_mode(model.bottleneck, "smooth"):
+                smooth = model.bottleneck(z)
+            active = model.active(z)
+            parts["z"].append(z)
+            parts["smooth"].append(smooth)
+            parts["active"].append(active)
+            parts["hs"].append(model.classify(smooth))
+            parts["hh"].append(model.classify(active.float()))
+    cat = {k: torch.cat(v).numpy() for k, v in parts.items()}
+    return Outputs(
+        z=cat["z"], smooth=cat["smooth"], active=cat["active"].astype(bool),
+        pred=cat["hh"].argmax(1), pred_smooth=cat["hs"].argmax(1), y=y,
+    )  # fmt: skip
+
+
+def _classifier(model: torch.nn.Module) -> Any:
+    def classify(c: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model.classify(torch.as_tensor(c, dtype=torch.float32)).numpy()
+
+    return classify
+
+
+# -- the analysis --------------------------------------------------------------------------------
+def analyze_run(
+    run_dir: str | Path,
+    *,
+    node: int | None = None,
+    image: int | None = None,
+    llm: str | None = None,
+    llm_model: str | None = None,
+    top: int = TOP_IMAGES,
+) -> dict[str, Any]:
+    """Analyse the concepts of the ICBM run in ``run_dir`` (see the module doc); returns the
+    summary written to ``summary.json`` plus ``"files"``, the paths written."""
+    run_dir = Path(run_dir)
+    if llm is not None and not llm_model:
+        raise ValueError("--llm needs --model NAME (the model the endpoint serves)")
+    if llm_model and llm is None:
+        raise ValueError("--model names the LLM; give the endpoint with --llm URL")
+    if top < 1:
+        raise ValueError(f"top must be >= 1, got {top}")
+    config, raw, data, model = load_run(run_dir)
+    K = model_options(config.task, config.model).n_concepts
+    if node is not None and not 0 <= node < K:
+        raise ValueError(f"node {node} is out of range: the model has {K} concepts (0..{K - 1})")
+    n_test = len(data.y_test)
+    if image is not None and not 0 <= image < n_test:
+        raise ValueError(
+            f"image {image} is out of range: the test split has {n_test} images (0..{n_test - 1})"
+        )
+    if n_test == 0:
+        raise ValueError(f"{run_dir}: the dataset's test split is empty")
+
+    out = outputs(model, data)
+    classes = list(data.class_names or [str(c) for c in range(data.n_classes)])
+    props = A.class_proportions(out.active, out.y, len(classes))
+    spec = A.specificity(props)
+    node = _default_node(spec, len(classes)) if node is None else node
+    wrong = np.flatnonzero(out.pred != out.y)
+    image = (int(wrong[0]) if len(wrong) else 0) if image is None else image
+    ablation = A.ablate(_classifier(model), out.active, out.y, len(classes))
+    attrs, attr_names = _attributes(raw)
+    align = A.alignment(out.z, attrs) if attrs is not None else None
+    prompts = naming.naming_prompts(props, classes)
+
+    folder = run_dir / OUT
+    files = [atomic_write_text(folder / "naming_prompts.jsonl",
+                               "".join(json.dumps(r) + "\n" for r in prompts))]  # fmt: skip
+    names = naming.ask_llm(prompts, llm, llm_model) if llm is not None else {}
+
+    rows = A.node_table(props, out.active, spec, classes, align, attr_names)
+    for row in rows:
+        row["name"] = names.get(row["node"], "")
+    summary = _summary(config, run_dir, out, spec, align, node, image, ablation, names, llm_model)
+    files += _write_tables(folder, rows, props, classes, ablation, align, attr_names)
+    figures = _draw(folder, run_dir, raw, out, props, classes, spec, node, image, ablation,
+                    align, attr_names, rows, model, top)  # fmt: skip
+    files += figures
+    summary["files"] = sorted(str(p.relative_to(run_dir)) for p in files)
+    files.append(atomic_write_json(folder / "summary.json", summary))
+    files.append(_page(folder, summary, rows, figures))
+    _refresh_report(run_dir)
+    return {**summary, "files": [str(p) for p in files]}
+
+
+def _default_node(spec: dict[str, Any], n_classes: int) -> int:
+    """The most class-specific concept that some but not every class turns on."""
+    on = spec["classes_on"]
+    score = np.where((on > 0) & (on < n_classes), spec["crispness"], -1.0)
+    return int(np.argmax(score))
+
+
+def _attributes(raw: Any) -> tuple[np.ndarray | None, list[str] | None]:
+    attrs = getattr(raw, "concepts_test", None)
+    names = getattr(raw, "concept_names", None)
+    if attrs is None or not names or len(attrs) == 0:
+        return None, None
+    return np.asarray(attrs), list(names)
+
+
+def _summary(
+    config: Any, run_dir: Path, out: Outputs, spec: dict[str, Any], align: dict[str, Any] | None,
+    node: int, image: int, ablation: dict[str, Any], names: dict[int, str], llm_model: str | None,
+) -> dict[str, Any]:  # fmt: skip
+    z_smooth = out.smooth
+    near = np.minimum(np.abs(z_smooth), np.abs(z_smooth - 1)) <= 0.05
+    summary: dict[str, Any] = {
+        "run": str(run_dir),
+        "dataset": config.dataset,
+        "estimator": config.estimator,
+        "seed": config.seed,
+        "n_images": len(out.y),
+        "n_concepts": int(out.active.shape[1]),
+        "test_accuracy_hard": float((out.pred == out.y).mean()),
+        "test_accuracy_smooth": float((out.pred_smooth == out.y).mean()),
+        "concept_near_binary_05": float(near.mean()),
+        "concepts_active_mean": float(out.active.sum(1).mean()),
+        "concepts_dead": int((out.active.sum(0) == 0).sum()),
+        "concepts_always_on": int((out.active.sum(0) == len(out.y)).sum()),
+        "proportions_decided_fraction": spec["decided_fraction"],
+        "mean_crispness": spec["mean_crispness"],
+        "mean_classes_on": spec["mean_classes_on"],
+        "class_specific_fraction": spec["class_specific_fraction"],
+        "node": node,
+        "image": image,
+        "image_label": int(out.y[image]),
+        "image_prediction": int(out.pred[image]),
+        "image_active_concepts": [int(k) for k in np.flatnonzero(out.active[image])],
+        "ablation_off_accuracy": float(ablation["off_all"][node]),
+        "ablation_on_accuracy": float(ablation["on_all"][node]),
+        "llm_model": llm_model,
+        "names": {str(k): v for k, v in sorted(names.items())},
+    }
+    if align is not None:
+        summary["attributes_recovered_fraction"] = align["recovered_fraction"]
+        summary["attributes_recovered_fraction_positive"] = align["recovered_fraction_positive"]
+        summary["attributes_recovered"] = int(align["recovered"].sum())
+        summary["attributes_varying"] = int(align["varies"].sum())
+    return summary
+
+
+# -- tables --------------------------------------------------------------------------------------
+def _csv(path: Path, header: list[str], rows: list[list[Any]]) -> Path:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    for r in rows:
+        writer.writerow([f"{v:.6g}" if isinstance(v, float) else v for v in r])
+    return atomic_write_text(path, buf.getvalue())
+
+
+def _write_tables(
+    folder: Path, rows: list[dict[str, Any]], props: np.ndarray, classes: list[str],
+    ablation: dict[str, Any], align: dict[str, Any] | None, attr_names: list[str] | None,
+) -> list[Path]:  # fmt: skip
+    header = list(rows[0])
+    files = [_csv(folder / "nodes.csv", header, [[r[h] for h in header] for r in rows])]
+    files.append(_csv(folder / "class_proportions.csv",
+                      ["class", *(f"node{k}" for k in range(props.shape[1]))],
+                      [[c, *map(float, props[i])] for i, c in enumerate(classes)]))  # fmt: skip
+    table = []
+    for mode in ("off", "on"):
+        for i, k in enumerate(ablation["nodes"]):
+            change = ablation[mode][i] - ablation["base"]
+            worst = int(np.nanargmax(np.abs(np.nan_to_num(change))))
+            table.append([int(k), mode, ablation["base_all"], float(ablation[f"{mode}_all"][i]),
+                          float(ablation[f"{mode}_all"][i] - ablation["base_all"]),
+                          classes[worst], float(change[worst])])  # fmt: skip
+    files.append(_csv(folder / "ablation.csv",
+                      ["node", "intervention", "accuracy_before", "accuracy_after", "change",
+                       "most_changed_class", "class_accuracy_change"], table))  # fmt: skip
+    if align is not None and attr_names is not None:
+        files.append(_csv(folder / "alignment.csv",
+                          ["attribute", "best_node", "auroc", "polarity", "recovered"],
+                          [[a, int(align["best_node"][j]), float(align["best_score"][j]),
+                            "+" if align["best_sign"][j] > 0 else "-", bool(align["recovered"][j])]
+                           for j, a in enumerate(attr_names)]))  # fmt: skip
+    return files
+
+
+# -- figures -------------------------------------------------------------------------------------
+def _draw(
+    folder: Path, run_dir: Path, raw: Any, out: Outputs, props: np.ndarray, classes: list[str],
+    spec: dict[str, Any], node: int, image: int, ablation: dict[str, Any],
+    align: dict[str, Any] | None, attr_names: list[str] | None, rows: list[dict[str, Any]],
+    model: torch.nn.Module, top: int,
+) -> list[Path]:  # fmt: skip
+    from htaf.analysis import concept_plots as P
+
+    # A concept's label: its LLM name, else the true attribute it matches best.
+    label = {r["node"]: r["name"] or (f"≈ {r['best_attribute']}" if r.get("best_attribute")
+                                      else "") for r in rows}  # fmt: skip
+    files = P.proportions_heatmap(folder, props, classes)
+    files += P.proportion_histogram(folder, props, spec)
+    images = raw.X_test if getattr(raw, "kind", "") == "image" else None
+    if images is not None:
+        picked = A.top_images(out.z, out.active, node, top)
+        files += P.node_images(folder, node, picked, images, out.y, classes, label.get(node, ""))
+        linear = isinstance(model.head, torch.nn.Linear)
+        weights = model.head.weight.detach().numpy() if linear else None
+        files += P.image_concepts(folder, image, images[image], out, classes, weights, label)
+    files += P.bottleneck_histogram(folder, out.smooth, _siblings(run_dir))
+    files += P.ablation_node(folder, node, ablation, classes)
+    files += P.ablation_overall(folder, ablation)
+    if align is not None and attr_names is not None:
+        files += P.alignment(folder, align, attr_names)
+    return files
+
+
+def _siblings(run_dir: Path) -> dict[str, np.ndarray]:
+    """The smooth bottleneck outputs (``activations.npz``) of the experiment's other
+    bottlenecks on the same dataset and seed, by estimator."""
+    found: dict[str, np.ndarray] = {}
+    for other in sorted(run_dir.parent.parent.glob(f"*/{run_dir.name}/activations.npz")):
+        if other.parent.resolve() == run_dir.resolve():
+            continue  # this run's own outputs are the first panel
+        try:
+            config = json.loads((other.parent / "config.json").read_text())
+            with np.load(other, allow_pickle=False) as z:
+                if config.get("task") == "icbm" and "layer1_smooth" in z.files:
+                    found[str(config.get("estimator"))] = z["layer1_smooth"]
+        except (OSError, ValueError):
+            continue  # a half-written or foreign folder: leave it out of the comparison
+    return found
+
+
+# -- the page ------------------------------------------------------------------------------------
+def _page(folder: Path, summary: dict[str, Any], rows: list[dict[str, Any]],
+          figures: list[Path]) -> Path:  # fmt: skip
+    from htaf.report import _CSS, html_table
+
+    title = f"Concepts of {summary['estimator']} on {summary['dataset']} (seed {summary['seed']})"
+    keys = [
+        ("test accuracy, binary concepts", "test_accuracy_hard"),
+        ("test accuracy, smooth concepts", "test_accuracy_smooth"),
+        ("concept outputs within 0.05 of 0 or 1", "concept_near_binary_05"),
+        ("active concepts per image", "concepts_active_mean"),
+        ("dead / always-on concepts", None),
+        ("class proportions within 0.1 of 0 or 1", "proportions_decided_fraction"),
+        ("class-specific concepts", "class_specific_fraction"),
+        ("attributes recovered (AUROC >= 0.9)", "attributes_recovered_fraction"),
+    ]
+    facts = []
+    for text, key in keys:
+        if key is None:
+            facts.append([text, f"{summary['concepts_dead']} / {summary['concepts_always_on']}"])
+        elif key in summary:
+            facts.append([text, f"{summary[key]:.4f}"])
+    parts = [f"<h1>{html.escape(title)}</h1>", f"<p>run: {html.escape(summary['run'])}</p>",
+             html_table(["measure", "value"], facts)]  # fmt: skip
+    for png in (p for p in figures if p.suffix == ".png"):
+        data = base64.b64encode(png.read_bytes()).decode("ascii")
+        parts.append(f"<figure><img alt='{png.stem}' src='data:image/png;base64,{data}'>"
+                     f"<figcaption>{html.escape(png.stem.replace('_', ' '))}</figcaption>"
+                     "</figure>")  # fmt: skip
+    header = list(rows[0])
+    cells = [[f"{r[h]:.3f}" if isinstance(r[h], float) else str(r[h]) for h in header]
+             for r in rows]  # fmt: skip
+    parts += ["<h2>Concepts</h2>", html_table(header, cells)]
+    page = ("<!DOCTYPE html><html><head><meta charset='utf-8'>"
+            f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
+            + "\n".join(parts) + "</body></html>\n")  # fmt: skip
+    return atomic_write_text(folder / "concepts.html", page)
+
+
+def _refresh_report(run_dir: Path) -> None:
+    """Rewrite the experiment's report (it links every run's concepts page), if there is one."""
+    exp_dir = run_dir.parent.parent.parent
+    spec = exp_dir / "config.json"
+    if not (spec.is_file() and (exp_dir / "summary.json").is_file()):
+        return
+    from htaf.report import write_report
+
+    write_report(exp_dir)
