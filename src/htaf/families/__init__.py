@@ -18,7 +18,10 @@ The model a builder returns maps a float batch ``(n, *spec.input_shape)`` to log
 * ``eval_stats(x) -> dict``: statistics of one test batch in the current forward mode,
   reported as ``test_{NAME}_{hard|smooth}`` (e.g. firing rates, active concepts);
 * ``fit_closed_form(x, y, task) -> dict``: a model that is solved, not trained by gradient
-  (the convex threshold networks); the engine calls it instead of the epochs.
+  (the convex threshold networks); the engine calls it instead of the epochs (``epochs`` must
+  be 1) with the whole training split. The dict it returns (the solve's certificate) goes into
+  the epoch's history row as ``solver``, and its scalar entries into ``metrics.json`` as
+  ``solver_{KEY}`` (e.g. ``solver_gap``, ``solver_optimal``).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from htaf.config import ConfigError
 from htaf.families.options import defaults, parse_options
 
 #: Registered families and the module that defines each one's ``FAMILY``.
-MODULES: dict[str, str] = {"dhn": "htaf.families.dhn"}
+MODULES: dict[str, str] = {"dhn": "htaf.families.dhn", "convex": "htaf.families.convex"}
 
 
 @dataclass(frozen=True)

@@ -114,7 +114,8 @@ class Arrangements:
         keep = _distinct_nonzero(words)
         if keep.size < P:  # compact in place, block by block: no second full-size copy of H
             for start in range(0, keep.size, CHUNK):  # keep is sorted, keep[i] >= i
-                words[start : start + CHUNK] = words[keep[start : start + CHUNK]]
+                block = keep[start : start + CHUNK]
+                words[start : start + block.size] = words[block]
             words = words[: keep.size].copy() if keep.size < P // 2 else words[: keep.size]
         return cls(words=words, n=n, directions=U[:, keep].copy())
 
