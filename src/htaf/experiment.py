@@ -97,7 +97,7 @@ def validate(configs: Iterable[RunConfig]) -> dict[str, Any]:
     clear message. Returns each distinct dataset's loaded ``Dataset`` keyed by its data key.
     """
     from htaf import estimators
-    from htaf.families import model_options
+    from htaf.families import check_data, model_options
     from htaf.train.run import dataset_key, load_dataset
 
     configs = list(configs)
@@ -114,6 +114,7 @@ def validate(configs: Iterable[RunConfig]) -> dict[str, Any]:
         key = dataset_key(cfg)
         if key not in loaded:
             loaded[key] = load_dataset(cfg)
+        check_data(cfg.task, loaded[key])  # the family takes this kind of data and task
         cell = str(run_dir_for("", cfg))
         if cell in seen_runs:
             raise ConfigError(f"two grid cells share the run folder {cell}; repeated estimator?")

@@ -67,6 +67,8 @@ class Family:
     compare: Mapping[str, Any] = field(default_factory=dict)
     #: The estimators ``htaf compare --task NAME`` compares by default.
     estimators: tuple[str, ...] = ("htaf",)
+    #: Dataset tasks it accepts.
+    tasks: tuple[str, ...] = ("binary", "multiclass", "regression")
 
 
 def family_names() -> list[str]:
@@ -123,20 +125,33 @@ def data_spec(dataset: Any) -> DataSpec:
     )
 
 
-def build_model(config: Any, dataset: Any) -> nn.Module:
-    """Build the model of family ``config.task`` for ``dataset`` from ``config.model``.
-
-    Raises ``ConfigError`` (a ``ValueError``) for an unknown family, a bad option, or data of
-    a kind the family does not take; builders raise ``ValueError`` for bad estimators.
-    """
-    fam = get_family(config.task)
-    options = parse_options(fam.options, config.model, fam.name)
+def check_data(task: str, dataset: Any) -> DataSpec:
+    """The dataset's :class:`DataSpec`; ``ConfigError`` if family ``task`` does not take its
+    kind (table, image, sequence) or its task (binary, multiclass, regression)."""
+    fam = get_family(task)
     spec = data_spec(dataset)
     if spec.kind not in fam.kinds:
         raise ConfigError(
             f"model family {fam.name!r} takes {' or '.join(fam.kinds)} data; dataset "
             f"{dataset.name!r} is {spec.kind} data"
         )
+    if spec.task not in fam.tasks:
+        raise ConfigError(
+            f"model family {fam.name!r} fits {' or '.join(fam.tasks)} tasks; dataset "
+            f"{dataset.name!r} is a {spec.task} task"
+        )
+    return spec
+
+
+def build_model(config: Any, dataset: Any) -> nn.Module:
+    """Build the model of family ``config.task`` for ``dataset`` from ``config.model``.
+
+    Raises ``ConfigError`` (a ``ValueError``) for an unknown family, a bad option, or data of
+    a kind or task the family does not take; builders raise ``ValueError`` for bad estimators.
+    """
+    fam = get_family(config.task)
+    options = parse_options(fam.options, config.model, fam.name)
+    spec = check_data(config.task, dataset)
     return fam.build(options, spec, config.estimator, dict(config.estimator_params))
 
 
@@ -144,6 +159,7 @@ __all__ = [
     "DataSpec",
     "Family",
     "build_model",
+    "check_data",
     "data_spec",
     "family_names",
     "get_family",

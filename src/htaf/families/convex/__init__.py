@@ -34,7 +34,6 @@ from typing import Literal
 
 import torch
 
-from htaf.config import ConfigError
 from htaf.families import DataSpec, Family
 
 __all__ = ["FAMILY", "ConvexOptions"]
@@ -78,11 +77,6 @@ def build(options: ConvexOptions, spec: DataSpec, estimator: str,
     """An unsolved :class:`~.network.ConvexThresholdNetwork` on the flattened input."""
     from htaf.families.convex.network import ConvexThresholdNetwork
 
-    if spec.task not in ("binary", "regression"):
-        raise ConfigError(
-            f"model family 'convex' fits binary or regression data; the dataset's task is "
-            f"{spec.task!r}"
-        )
     seed = int(torch.randint(0, 2**31 - 1, ()))  # from the run's seeded torch generator
     return ConvexThresholdNetwork(math.prod(spec.input_shape), options, seed, estimator, **params)
 
@@ -93,6 +87,7 @@ FAMILY = Family(
     options=ConvexOptions,
     build=build,
     kinds=("table", "image"),
+    tasks=("binary", "regression"),
     # Solved, not trained: one "epoch". lr and batch_size are unused but must be valid.
     compare={"dataset": "breast_cancer", "epochs": 1, "lr": 1e-3, "batch_size": 64},
     estimators=("htaf",),

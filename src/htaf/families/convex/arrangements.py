@@ -29,8 +29,10 @@ from htaf.families.convex import _kernels
 
 __all__ = ["Arrangements", "augment", "pack_columns", "popcount"]
 
-#: Directions turned into patterns per chunk: bounds the float64 temporary at n × CHUNK.
+#: Rows per block when compacting or hashing the bits.
 CHUNK = 512
+#: Bytes of the float64 block ``[X, 1] U`` computed at a time while building ``H``.
+BLOCK_BYTES = 1 << 24
 #: Columns per chunk of the numpy ``H^T r``: bounds its gather temporary.
 TMATVEC_CHUNK = 4096
 
@@ -105,12 +107,17 @@ class Arrangements:
     def from_directions(cls, Xa: np.ndarray, U: np.ndarray) -> Arrangements:
         """The deduplicated arrangement of given directions ``U`` ((d + 1) × P) on ``Xa``."""
         Xa, U = np.asarray(Xa, dtype=np.float64), np.asarray(U, dtype=np.float64)
+        from threadpoolctl import threadpool_limits
+
         n, P = Xa.shape[0], U.shape[1]
         n_words = max(1, -(-n // 64))
         words = np.empty((P, n_words), dtype=np.uint64)
-        for start in range(0, P, CHUNK):
-            stop = min(P, start + CHUNK)
-            words[start:stop] = pack_columns(Xa @ U[:, start:stop] >= 0)
+        step = max(8, BLOCK_BYTES // (8 * max(n, 1)))  # directions per block
+        # One BLAS thread: as fast on an idle machine, far faster on a loaded one.
+        with threadpool_limits(1, user_api="blas"):
+            for start in range(0, P, step):
+                stop = min(P, start + step)
+                words[start:stop] = pack_columns(Xa @ U[:, start:stop] >= 0)
         keep = _distinct_nonzero(words)
         if keep.size < P:  # compact in place, block by block: no second full-size copy of H
             for start in range(0, keep.size, CHUNK):  # keep is sorted, keep[i] >= i

@@ -173,6 +173,15 @@ def fit_deep(
     y = np.asarray(y, dtype=np.float64).reshape(-1)
     beta = check_beta(beta, len(X))
     rng = np.random.default_rng(rng)
+    from threadpoolctl import threadpool_limits
+
+    # One BLAS thread: as fast for these sizes on an idle machine, far faster on a loaded one.
+    with threadpool_limits(1, user_api="blas"):
+        return _fit_deep(X, y, beta, int(width), reconstruction, rng, solver, tol)
+
+
+def _fit_deep(X: np.ndarray, y: np.ndarray, beta: float, width: int, reconstruction: str,
+              rng: np.random.Generator, solver: str, tol: float) -> ThresholdNet:  # fmt: skip
     t0 = time.perf_counter()
     delta, info = shattered_program(y, beta, tol=tol, solver=solver)
     U = rng.standard_normal((X.shape[1] + 1, int(width)))
