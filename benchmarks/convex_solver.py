@@ -44,8 +44,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from htaf.families.convex.arrangements import Arrangements  # noqa: E402
-from htaf.families.convex.solver import solve_lasso  # noqa: E402
+from htaf.families.convex.arrangements import Arrangements
+from htaf.families.convex.solver import solve_lasso
 
 TARGETS = {"100x10000": ("faster", 3.0), "1000x1000": ("within", 1.5)}
 LADDER = (1e-4, 1e-6, 1e-8, 1e-10)
@@ -56,7 +56,11 @@ def teacher(n: int, d: int = 20, seed: int = 42) -> tuple[np.ndarray, np.ndarray
     rng = np.random.RandomState(seed)
     X = rng.randn(n, d)
     Xa = np.hstack([X, np.ones((n, 1))])
-    W1, W2, W3 = rng.uniform(-1, 1, (d + 1, 20)), rng.uniform(-1, 1, (20, 20)), rng.uniform(-1, 1, 20)
+    W1, W2, W3 = (
+        rng.uniform(-1, 1, (d + 1, 20)),
+        rng.uniform(-1, 1, (20, 20)),
+        rng.uniform(-1, 1, 20),
+    )
     y = np.tanh(np.tanh(Xa @ W1) @ W2) @ W3
     return X, np.where(y >= 0, 1.0, -1.0)
 
@@ -64,8 +68,15 @@ def teacher(n: int, d: int = 20, seed: int = 42) -> tuple[np.ndarray, np.ndarray
 def problem(n: int, P: int, beta: float | None) -> dict[str, Any]:
     X, y = teacher(n)
     H = Arrangements.sample(X, P, np.random.default_rng(0))
-    return {"n": n, "P": P, "columns": H.n_columns, "H": H, "dense": H.dense(), "y": y,
-            "beta": 1e-3 * n if beta is None else beta}  # fmt: skip
+    return {
+        "n": n,
+        "P": P,
+        "columns": H.n_columns,
+        "H": H,
+        "dense": H.dense(),
+        "y": y,
+        "beta": 1e-3 * n if beta is None else beta,
+    }
 
 
 def objective(prob: dict[str, Any], z: np.ndarray) -> float:
@@ -102,8 +113,11 @@ def run_clarabel(prob: dict[str, Any], tol: float) -> np.ndarray:
 
 
 SOLVERS: dict[str, Callable[[dict[str, Any], float], np.ndarray]] = {
-    "htaf": run_htaf, "celer": run_celer, "skglm": run_skglm, "cvxpy+clarabel": run_clarabel,
-}  # fmt: skip
+    "htaf": run_htaf,
+    "celer": run_celer,
+    "skglm": run_skglm,
+    "cvxpy+clarabel": run_clarabel,
+}
 
 
 def available(name: str) -> str | None:
@@ -156,8 +170,10 @@ def run_case(n: int, P: int, args: argparse.Namespace, names: list[str]) -> dict
     prob = problem(n, P, args.beta)
     best = solve_lasso(prob["H"], prob["y"], prob["beta"], tol=1e-12)
     reference = best.objective
-    print(f"\nn={n}, P={P} ({prob['columns']} distinct columns), beta={prob['beta']:g}; "
-          f"reference objective {reference:.12g} (htaf, relative gap {best.relative_gap:.1e})")  # fmt: skip
+    print(
+        f"\nn={n}, P={P} ({prob['columns']} distinct columns), beta={prob['beta']:g}; "
+        f"reference objective {reference:.12g} (htaf, relative gap {best.relative_gap:.1e})"
+    )
     settings: dict[str, float] = {}
     calibration: dict[str, list[dict[str, float]]] = {}
     too_slow: set[str] = set()
@@ -179,7 +195,7 @@ def run_case(n: int, P: int, args: argparse.Namespace, names: list[str]) -> dict
     times: dict[str, list[float]] = {name: [] for name in names}
     values: dict[str, float] = {}
     for r in range(args.repeats):
-        order = names[r % len(names):] + names[: r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             if name in too_slow or (times[name] and not np.isfinite(times[name][-1])):
                 times[name].append(float("inf"))  # ran past the budget once: not again
@@ -193,10 +209,22 @@ def run_case(n: int, P: int, args: argparse.Namespace, names: list[str]) -> dict
         med = statistics.median(times[name])
         rel = (values[name] - reference) / reference if name in values else float("nan")
         reached = bool(rel <= args.target * 1.0000001) if np.isfinite(rel) else False
-        rows[name] = {"median_s": med, "times_s": times[name], "tol": settings.get(name),
-                      "relative_error": rel, "reached_target": reached}  # fmt: skip
-    return {"n": n, "P": P, "columns": prob["columns"], "beta": prob["beta"],
-            "reference": reference, "solvers": rows, "calibration": calibration}  # fmt: skip
+        rows[name] = {
+            "median_s": med,
+            "times_s": times[name],
+            "tol": settings.get(name),
+            "relative_error": rel,
+            "reached_target": reached,
+        }
+    return {
+        "n": n,
+        "P": P,
+        "columns": prob["columns"],
+        "beta": prob["beta"],
+        "reference": reference,
+        "solvers": rows,
+        "calibration": calibration,
+    }
 
 
 def report(case: dict[str, Any], budget: float) -> dict[str, Any]:
@@ -205,10 +233,17 @@ def report(case: dict[str, Any], budget: float) -> dict[str, Any]:
     for name, row in rows.items():
         med = f"> {budget:g}" if not np.isfinite(row["median_s"]) else f"{row['median_s']:.3f}"
         tol = "-" if row["tol"] is None else f"{row['tol']:g}"
-        print(f"{name:<16}{med:>10}{tol:>10}{row['relative_error']:>12.1e}  {row['reached_target']}")
+        print(
+            f"{name:<16}{med:>10}{tol:>10}{row['relative_error']:>12.1e}  {row['reached_target']}"
+        )
     peers = {k: v["median_s"] for k, v in rows.items() if k != "htaf" and v["reached_target"]}
-    peers.update({k: v["median_s"] for k, v in rows.items()
-                  if k != "htaf" and not np.isfinite(v["median_s"])})  # fmt: skip
+    peers.update(
+        {
+            k: v["median_s"]
+            for k, v in rows.items()
+            if k != "htaf" and not np.isfinite(v["median_s"])
+        }
+    )
     key = f"{case['n']}x{case['P']}"
     verdict: dict[str, Any] = {}
     if peers and "htaf" in rows:
@@ -246,20 +281,30 @@ def memory_line(n: int = 10_000, P: int = 100_000, max_time_s: float = 120.0) ->
     tracemalloc.stop()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0  # KiB on Linux
     out = {
-        "n": n, "P": P, "columns": H.n_columns, "h_bytes": H.nbytes,
-        "h_float32_bytes": 4 * n * H.n_columns, "build_s": build_s,
-        "build_peak_bytes": build_peak, "solve_peak_bytes": solve_peak,
-        "peak_rss_growth_bytes": rss * 1024, "solve": result.info(),
-    }  # fmt: skip
+        "n": n,
+        "P": P,
+        "columns": H.n_columns,
+        "h_bytes": H.nbytes,
+        "h_float32_bytes": 4 * n * H.n_columns,
+        "build_s": build_s,
+        "build_peak_bytes": build_peak,
+        "solve_peak_bytes": solve_peak,
+        "peak_rss_growth_bytes": rss * 1024,
+        "solve": result.info(),
+    }
     mb = 1e6
-    print(f"\nmemory, n={n}, P={P} ({H.n_columns} distinct columns): H holds "
-          f"{H.nbytes / mb:.1f} MB as bits ({4 * n * H.n_columns / mb:.0f} MB as float32); "
-          f"tracemalloc peak {build_peak / mb:.0f} MB building, {solve_peak / mb:.0f} MB "
-          f"solving; peak RSS grew {rss * 1024 / mb:.0f} MB")  # fmt: skip
-    print(f"  built in {build_s:.1f} s; solved in {result.time_s:.1f} s, optimal "
-          f"{result.optimal} (relative gap {result.relative_gap:.1e}), "
-          f"{np.count_nonzero(result.z)} units; H <= 150 MB: "
-          f"{'PASS' if H.nbytes <= 150 * mb else 'FAIL'}")  # fmt: skip
+    print(
+        f"\nmemory, n={n}, P={P} ({H.n_columns} distinct columns): H holds "
+        f"{H.nbytes / mb:.1f} MB as bits ({4 * n * H.n_columns / mb:.0f} MB as float32); "
+        f"tracemalloc peak {build_peak / mb:.0f} MB building, {solve_peak / mb:.0f} MB "
+        f"solving; peak RSS grew {rss * 1024 / mb:.0f} MB"
+    )
+    print(
+        f"  built in {build_s:.1f} s; solved in {result.time_s:.1f} s, optimal "
+        f"{result.optimal} (relative gap {result.relative_gap:.1e}), "
+        f"{np.count_nonzero(result.z)} units; H <= 150 MB: "
+        f"{'PASS' if H.nbytes <= 150 * mb else 'FAIL'}"
+    )
     return out
 
 
@@ -272,8 +317,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget", type=float, default=30.0, help="seconds per peer run")
     p.add_argument("--solvers", default=",".join(SOLVERS))
     p.add_argument("--memory", action="store_true", help="only the n=10000, P=100000 line")
-    p.add_argument("--memory-time", type=float, default=120.0,
-                   help="--memory: no new working-set round after this many seconds")
+    p.add_argument(
+        "--memory-time",
+        type=float,
+        default=120.0,
+        help="--memory: no new working-set round after this many seconds",
+    )
     p.add_argument("--json", default=None, help="write every number here")
     args = p.parse_args(argv)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")

@@ -41,8 +41,9 @@ def test_run_one_solves_saves_and_loads(tmp_path, model):
 
     # the saved network equals the convex model solved independently (same seed, float64)
     options = model_options("convex", model)
-    net = fit_network(dataset.X_train, targets_for(dataset.y_train, "binary"), options,
-                      int(fresh.seed))  # fmt: skip
+    net = fit_network(
+        dataset.X_train, targets_for(dataset.y_train, "binary"), options, int(fresh.seed)
+    )
     np.testing.assert_allclose(logits, net.predict(dataset.X_test), atol=1e-4)
     assert fresh.widths == net.widths
 
@@ -58,9 +59,24 @@ def test_regression_targets_and_refused_tasks():
 
 
 def test_compare_runs_the_family_in_the_grid(tmp_path, capsys):
-    code = main(["compare", "--task", "convex", "--dataset", "diabetes", "--seeds", "1",
-                 "--model", "directions=300", "--model", "beta=10", "--out", str(tmp_path),
-                 "--no-progress"])  # fmt: skip
+    code = main(
+        [
+            "compare",
+            "--task",
+            "convex",
+            "--dataset",
+            "diabetes",
+            "--seeds",
+            "1",
+            "--model",
+            "directions=300",
+            "--model",
+            "beta=10",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     metrics = next(tmp_path.glob("compare-*/diabetes/*/seed0/metrics.json"))
     m = json.loads(metrics.read_text())

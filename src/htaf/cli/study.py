@@ -60,16 +60,27 @@ def _add_convex(studies: argparse._SubParsersAction) -> None:
     c.add_argument("--d", type=int, default=C["d"], help="input dimension")
     c.add_argument("--n-test", type=int, default=C["n_test"])
     c.add_argument("--seed", type=int, default=C["seed"])
-    c.add_argument("--beta-per-sample", type=float, default=C["beta_per_sample"],
-                   help="beta = this × n (default 1e-3)")  # fmt: skip
-    c.add_argument("--directions", type=int, default=C["directions"],
-                   help="P, directions of the two-layer program")  # fmt: skip
+    c.add_argument(
+        "--beta-per-sample",
+        type=float,
+        default=C["beta_per_sample"],
+        help="beta = this × n (default 1e-3)",
+    )
+    c.add_argument(
+        "--directions",
+        type=int,
+        default=C["directions"],
+        help="P, directions of the two-layer program",
+    )
     c.add_argument("--width", type=int, default=C["width"], help="deep variant's first layer")
     c.add_argument("--epochs", type=int, default=C["epochs"], help="baselines' epochs")
     c.add_argument("--lr", type=float, default=C["lr"])
     c.add_argument("--eval-every", type=int, default=C["eval_every"])
-    c.add_argument("--baselines", default=",".join(BASELINES),
-                   help="comma-separated subset of: " + ", ".join(BASELINES))  # fmt: skip
+    c.add_argument(
+        "--baselines",
+        default=",".join(BASELINES),
+        help="comma-separated subset of: " + ", ".join(BASELINES),
+    )
     c.add_argument("--no-progress", action="store_true")
     c.set_defaults(func=run_convex)
 
@@ -84,12 +95,19 @@ def _add_decoupled(studies: argparse._SubParsersAction) -> None:
         "HTAF and STE",
     )
     c.add_argument("--out", required=True, help="output folder")
-    c.add_argument("--experiments", default=",".join(D["experiments"]),
-                   help="comma-separated subset of: " + ", ".join(EXPERIMENTS))  # fmt: skip
+    c.add_argument(
+        "--experiments",
+        default=",".join(D["experiments"]),
+        help="comma-separated subset of: " + ", ".join(EXPERIMENTS),
+    )
     c.add_argument("--seeds", type=int, default=D["seeds"])
     c.add_argument("--lenet-epochs", type=int, default=D["lenet_epochs"])
-    c.add_argument("--epochs", type=int, default=None,
-                   help="epochs of every experiment (default: each one's own)")  # fmt: skip
+    c.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="epochs of every experiment (default: each one's own)",
+    )
     c.add_argument("--data-dir", default=None, help="where MNIST files are looked for")
     c.add_argument("--no-progress", action="store_true")
     c.set_defaults(func=run_decoupled)
@@ -99,18 +117,28 @@ def run_convex(args: argparse.Namespace) -> int:
     from htaf.studies import convex
 
     result = convex.run(
-        args.out, n=args.n, d=args.d, n_test=args.n_test, seed=args.seed,
-        beta_per_sample=args.beta_per_sample, directions=args.directions, width=args.width,
-        epochs=args.epochs, lr=args.lr, eval_every=args.eval_every,
+        args.out,
+        n=args.n,
+        d=args.d,
+        n_test=args.n_test,
+        seed=args.seed,
+        beta_per_sample=args.beta_per_sample,
+        directions=args.directions,
+        width=args.width,
+        epochs=args.epochs,
+        lr=args.lr,
+        eval_every=args.eval_every,
         baselines=[b.strip() for b in args.baselines.split(",") if b.strip()],
         progress=not args.no_progress,
-    )  # fmt: skip
+    )
     print(result["table"])
     check = result["objective_check"]
     if "holds" in check:
-        print(f"best convex objective ({check['best_convex']}) {check['convex_objective']:.5f} "
-              f"<= best trained ({check['best_trained']}) {check['trained_objective']:.5f}: "
-              f"{check['holds']}")  # fmt: skip
+        print(
+            f"best convex objective ({check['best_convex']}) {check['convex_objective']:.5f} "
+            f"<= best trained ({check['best_trained']}) {check['trained_objective']:.5f}: "
+            f"{check['holds']}"
+        )
     for path in result["plots"]:
         print(path)
     print(f"{args.out}/results.json")
@@ -122,16 +150,22 @@ def run_decoupled(args: argparse.Namespace) -> int:
 
     extra = {} if args.epochs is None else {"epochs": args.epochs}
     result = decoupled.run(
-        args.out, experiments=[e.strip() for e in args.experiments.split(",") if e.strip()],
-        seeds=args.seeds, lenet_epochs=args.lenet_epochs, data_dir=args.data_dir,
-        progress=not args.no_progress, **extra,
-    )  # fmt: skip
+        args.out,
+        experiments=[e.strip() for e in args.experiments.split(",") if e.strip()],
+        seeds=args.seeds,
+        lenet_epochs=args.lenet_epochs,
+        data_dir=args.data_dir,
+        progress=not args.no_progress,
+        **extra,
+    )
     print(result["table"])
     claim = result["constant_vs_tied"]
     if claim:
-        print(f"digits MLP, logistic forward: tied {claim['tied']:.4f}, constant "
-              f"{claim['constant']:.4f} ({claim['difference_points']:+.2f} points); within 2 "
-              f"points: {claim['within_2_points']}")  # fmt: skip
+        print(
+            f"digits MLP, logistic forward: tied {claim['tied']:.4f}, constant "
+            f"{claim['constant']:.4f} ({claim['difference_points']:+.2f} points); within 2 "
+            f"points: {claim['within_2_points']}"
+        )
     for path in result["plots"]:
         print(path)
     print(f"{args.out}/results.json")
@@ -146,11 +180,18 @@ def run_gradient_flow(args: argparse.Namespace) -> int:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
     single = {} if args.seed is None else {"seed": args.seed}
     result = gradient_flow.run(
-        args.out, epochs=args.epochs, dataset=args.dataset, seeds=args.seeds, lr=args.lr,
-        optimizer=args.optimizer, data_dir=args.data_dir, jobs=args.jobs,
+        args.out,
+        epochs=args.epochs,
+        dataset=args.dataset,
+        seeds=args.seeds,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        data_dir=args.data_dir,
+        jobs=args.jobs,
         data_options=apply_overrides({}, args.data_options),
-        progress=not args.no_progress, **single,
-    )  # fmt: skip
+        progress=not args.no_progress,
+        **single,
+    )
     seeds = list(result["seed_ratios"])
     print("last-epoch mean L2 norm of the layer-1 gradient (geometric mean over seeds):")
     for label, values in result["norms"].items():

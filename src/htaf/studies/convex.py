@@ -45,6 +45,7 @@ time).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import time
 from collections.abc import Callable
@@ -100,35 +101,68 @@ def accuracy(pred: np.ndarray, y: np.ndarray) -> float:
 
 
 # -- the convex rows -----------------------------------------------------------------------------
-def convex_rows(data: dict[str, np.ndarray], beta: float, settings: dict[str, Any]) -> list[dict[str, Any]]:  # fmt: skip
+def convex_rows(
+    data: dict[str, np.ndarray], beta: float, settings: dict[str, Any]
+) -> list[dict[str, Any]]:
     from htaf.families.convex.deep import fit_deep
     from htaf.families.convex.model import fit_two_layer
 
     X, y, n = data["X"], data["y"], len(data["X"])
     fits = [
-        ("convex two-layer", lambda: fit_two_layer(
-            X, y, beta=beta, n_directions=settings["directions"], rng=settings["seed"],
-            tol=settings["tol"])),
-        ("convex deep (PI)", lambda: fit_deep(
-            X, y, beta=beta, width=settings["width"], reconstruction="pinv",
-            rng=settings["seed"], tol=settings["tol"])),
-        ("convex deep (SVM)", lambda: fit_deep(
-            X, y, beta=beta, width=settings["width"], reconstruction="svm",
-            rng=settings["seed"], tol=settings["tol"])),
-    ]  # fmt: skip
+        (
+            "convex two-layer",
+            lambda: fit_two_layer(
+                X,
+                y,
+                beta=beta,
+                n_directions=settings["directions"],
+                rng=settings["seed"],
+                tol=settings["tol"],
+            ),
+        ),
+        (
+            "convex deep (PI)",
+            lambda: fit_deep(
+                X,
+                y,
+                beta=beta,
+                width=settings["width"],
+                reconstruction="pinv",
+                rng=settings["seed"],
+                tol=settings["tol"],
+            ),
+        ),
+        (
+            "convex deep (SVM)",
+            lambda: fit_deep(
+                X,
+                y,
+                beta=beta,
+                width=settings["width"],
+                reconstruction="svm",
+                rng=settings["seed"],
+                tol=settings["tol"],
+            ),
+        ),
+    ]
     rows = []
     for label, fit in fits:
         t0 = time.perf_counter()
         net = fit()
         seconds = time.perf_counter() - t0
-        rows.append({
-            "label": label, "kind": "convex", "time_s": seconds,
-            "objective": net.objective(X, y, beta) / n,
-            "program_objective": net.info["objective"] / n,
-            "train_accuracy": accuracy(net.predict(X), y),
-            "test_accuracy": accuracy(net.predict(data["X_test"]), data["y_test"]),
-            "units": int(net.output.size), "solver": net.info,
-        })  # fmt: skip
+        rows.append(
+            {
+                "label": label,
+                "kind": "convex",
+                "time_s": seconds,
+                "objective": net.objective(X, y, beta) / n,
+                "program_objective": net.info["objective"] / n,
+                "train_accuracy": accuracy(net.predict(X), y),
+                "test_accuracy": accuracy(net.predict(data["X_test"]), data["y_test"]),
+                "units": int(net.output.size),
+                "solver": net.info,
+            }
+        )
     return rows
 
 
@@ -164,14 +198,15 @@ def _network(d_in: int, widths: tuple[int, ...], label: str) -> Any:
 
     sizes = [d_in, *widths]
     layers: list[nn.Module] = []
-    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+    for a, b in itertools.pairwise(sizes):
         layers += [nn.Linear(a, b, bias=False), activation()]
     layers.append(nn.Linear(sizes[-1], 1, bias=False))
     return nn.Sequential(*layers)
 
 
-def train_baseline(data: dict[str, np.ndarray], beta: float, label: str,
-                   settings: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+def train_baseline(
+    data: dict[str, np.ndarray], beta: float, label: str, settings: dict[str, Any]
+) -> dict[str, Any]:
     """Train one baseline (module doc); every ``eval_every`` epochs its training time so far,
     accuracies and objective (exact steps)."""
     import torch
@@ -181,15 +216,21 @@ def train_baseline(data: dict[str, np.ndarray], beta: float, label: str,
     torch.manual_seed(settings["seed"])
     n = len(data["X"])
     X = torch.tensor(np.hstack([data["X"], np.ones((n, 1))]), dtype=torch.float32)
-    Xt = torch.tensor(np.hstack([data["X_test"], np.ones((len(data["X_test"]), 1))]),
-                      dtype=torch.float32)  # fmt: skip
+    Xt = torch.tensor(
+        np.hstack([data["X_test"], np.ones((len(data["X_test"]), 1))]), dtype=torch.float32
+    )
     y = torch.tensor(data["y"], dtype=torch.float32).reshape(-1, 1)
     net = _network(X.shape[1], tuple(settings["widths"]), label)
     linears = [m for m in net if isinstance(m, torch.nn.Linear)]
     opt = torch.optim.SGD(net.parameters(), lr=settings["lr"])
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, eps=1e-12)
-    curve: dict[str, list[float]] = {"epoch": [], "time_s": [], "train_accuracy": [],
-                                     "objective": [], "test_accuracy": []}  # fmt: skip
+    curve: dict[str, list[float]] = {
+        "epoch": [],
+        "time_s": [],
+        "train_accuracy": [],
+        "objective": [],
+        "test_accuracy": [],
+    }
     elapsed = 0.0
 
     def evaluate(epoch: int) -> None:
@@ -217,10 +258,14 @@ def train_baseline(data: dict[str, np.ndarray], beta: float, label: str,
         if epoch % settings["eval_every"] == 0 or epoch == settings["epochs"]:
             evaluate(epoch)
     return {
-        "label": label, "kind": "trained", "time_s": elapsed,
-        "objective": curve["objective"][-1], "train_accuracy": curve["train_accuracy"][-1],
-        "test_accuracy": curve["test_accuracy"][-1], "curve": curve,
-    }  # fmt: skip
+        "label": label,
+        "kind": "trained",
+        "time_s": elapsed,
+        "objective": curve["objective"][-1],
+        "train_accuracy": curve["train_accuracy"][-1],
+        "test_accuracy": curve["test_accuracy"][-1],
+        "curve": curve,
+    }
 
 
 # -- the study -----------------------------------------------------------------------------------
@@ -271,15 +316,24 @@ def run(out_dir: str | Path, *, progress: bool = True, **overrides: Any) -> dict
         rows.append(row)
     check = objective_check(rows)
     out_dir.mkdir(parents=True, exist_ok=True)
-    config = {**settings, "beta": beta, "widths": list(settings["widths"]),
-              "baselines": list(settings["baselines"])}  # fmt: skip
+    config = {
+        **settings,
+        "beta": beta,
+        "widths": list(settings["widths"]),
+        "baselines": list(settings["baselines"]),
+    }
     _write_json(out_dir / "config.json", config)
     _write_json(out_dir / "results.json", {"rows": rows, "objective_check": check})
     table = markdown_table(rows)
     atomic_write_text(out_dir / "table.md", table + "\n")
     plots = plot(rows, out_dir, f"teacher n={settings['n']}, d={settings['d']}, beta={beta:g}")
-    return {"rows": rows, "objective_check": check, "table": table, "plots": plots,
-            "config": config}  # fmt: skip
+    return {
+        "rows": rows,
+        "objective_check": check,
+        "table": table,
+        "plots": plots,
+        "config": config,
+    }
 
 
 def objective_check(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -291,12 +345,14 @@ def objective_check(rows: list[dict[str, Any]]) -> dict[str, Any]:
     best = min(trained, key=lambda r: r["objective"])
     two = next(r for r in rows if r["label"] == "convex two-layer")
     return {
-        "best_convex": convex["label"], "convex_objective": convex["objective"],
-        "best_trained": best["label"], "trained_objective": best["objective"],
+        "best_convex": convex["label"],
+        "convex_objective": convex["objective"],
+        "best_trained": best["label"],
+        "trained_objective": best["objective"],
         "holds": bool(convex["objective"] <= best["objective"]),
         "two_layer_objective": two["objective"],
         "two_layer_holds": bool(two["objective"] <= best["objective"]),
-    }  # fmt: skip
+    }
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
@@ -307,11 +363,13 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         if r["kind"] == "convex":
             s = r["solver"]
-            note = (f"{r['units']} units; gap {s['gap']:.1e} (optimal: {s['optimal']})")
+            note = f"{r['units']} units; gap {s['gap']:.1e} (optimal: {s['optimal']})"
         else:
             note = "exact step forward" if r["label"] == "HTAF" else ""
-        lines.append(f"| {r['label']} | {r['objective']:.5f} | {r['train_accuracy']:.3f} | "
-                     f"{r['test_accuracy']:.3f} | {r['time_s']:.2f} | {note} |")  # fmt: skip
+        lines.append(
+            f"| {r['label']} | {r['objective']:.5f} | {r['train_accuracy']:.3f} | "
+            f"{r['test_accuracy']:.3f} | {r['time_s']:.2f} | {note} |"
+        )
     return "\n".join(lines)
 
 
@@ -321,16 +379,18 @@ def plot(rows: list[dict[str, Any]], out_dir: str | Path, title: str) -> list[Pa
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), layout="constrained")
     cmap = plt.get_cmap("tab10")
-    panels = (("train_accuracy", "training accuracy"), ("test_accuracy", "test accuracy"),
-              ("objective", "objective J / n"))  # fmt: skip
+    panels = (
+        ("train_accuracy", "training accuracy"),
+        ("test_accuracy", "test accuracy"),
+        ("objective", "objective J / n"),
+    )
     for i, row in enumerate(rows):
         color = cmap(i % 10)
         for ax, (key, _) in zip(axes, panels, strict=True):
             if row["kind"] == "convex":
                 t = max(row["time_s"], 1e-3)
                 ax.axhline(row[key], color=color, linestyle="--", linewidth=1)
-                ax.plot([t], [row[key]], marker="*", markersize=12, color=color,
-                        label=row["label"])  # fmt: skip
+                ax.plot([t], [row[key]], marker="*", markersize=12, color=color, label=row["label"])
             else:
                 c = row["curve"]
                 ax.plot(np.maximum(c["time_s"], 1e-3), c[key], color=color, label=row["label"])

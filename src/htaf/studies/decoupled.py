@@ -54,8 +54,14 @@ import numpy as np
 
 from htaf.io import atomic_write_text, json_safe
 
-RULE_NAMES = ("decoupled_constant", "decoupled_rectangular", "decoupled_triangular", "jamming",
-              "jamming_positive", "jamming_rectangular")  # fmt: skip
+RULE_NAMES = (
+    "decoupled_constant",
+    "decoupled_rectangular",
+    "decoupled_triangular",
+    "jamming",
+    "jamming_positive",
+    "jamming_rectangular",
+)
 FORWARDS = ("logistic", "relu", "step")
 
 
@@ -72,22 +78,54 @@ class Experiment:
 
 EXPERIMENTS: dict[str, Experiment] = {
     "mlp": Experiment(
-        "mlp", 100, 0.05, 64, 0.0, "ce",
-        ("logistic/tied", *(f"logistic/{r}" for r in RULE_NAMES),
-         *(f"step/{r}" for r in RULE_NAMES), "htaf", "ste"),
+        "mlp",
+        100,
+        0.05,
+        64,
+        0.0,
+        "ce",
+        (
+            "logistic/tied",
+            *(f"logistic/{r}" for r in RULE_NAMES),
+            *(f"step/{r}" for r in RULE_NAMES),
+            "htaf",
+            "ste",
+        ),
     ),
     "lenet": Experiment(
-        "lenet", 30, 0.01, 256, 0.9, "ce",
-        ("logistic/tied", "logistic/decoupled_rectangular", "relu/tied", "relu/jamming",
-         "relu/jamming_positive", "relu/jamming_rectangular", "step/decoupled_rectangular",
-         "htaf"),
+        "lenet",
+        30,
+        0.01,
+        256,
+        0.9,
+        "ce",
+        (
+            "logistic/tied",
+            "logistic/decoupled_rectangular",
+            "relu/tied",
+            "relu/jamming",
+            "relu/jamming_positive",
+            "relu/jamming_rectangular",
+            "step/decoupled_rectangular",
+            "htaf",
+        ),
     ),
     "ones": Experiment(
-        "unit", 30, 0.1, 32, 0.0, "mse",
-        ("logistic/tied", "logistic/decoupled_constant", *(f"step/{r}" for r in RULE_NAMES),
-         "htaf", "ste"),
+        "unit",
+        30,
+        0.1,
+        32,
+        0.0,
+        "mse",
+        (
+            "logistic/tied",
+            "logistic/decoupled_constant",
+            *(f"step/{r}" for r in RULE_NAMES),
+            "htaf",
+            "ste",
+        ),
     ),
-}  # fmt: skip
+}
 #: LeNet's batch on the small digits images (module doc).
 DIGITS_LENET_BATCH = 32
 DEFAULTS: dict[str, Any] = {
@@ -127,8 +165,9 @@ def make_activation(row: str, generator: Any, output: bool = False) -> Any:
     if row == "ste":
         return get("ste", signed=not output)
     forward, _, rule = row.partition("/")
-    fn: Callable[[Any], Any] = {"logistic": torch.sigmoid, "relu": torch.relu,
-                                "step": heaviside}[forward]  # fmt: skip
+    fn: Callable[[Any], Any] = {"logistic": torch.sigmoid, "relu": torch.relu, "step": heaviside}[
+        forward
+    ]
 
     class Decoupled(nn.Module):
         def __init__(self) -> None:
@@ -150,7 +189,9 @@ def reference_row(row: str) -> str:
 
 
 # -- models --------------------------------------------------------------------------------------
-def build_model(kind: str, input_shape: tuple[int, ...], n_out: int, row: str, generator: Any) -> Any:  # fmt: skip
+def build_model(
+    kind: str, input_shape: tuple[int, ...], n_out: int, row: str, generator: Any
+) -> Any:
     """``mlp``, ``lenet`` or ``unit`` with ``row``'s activations in ``model.acts``."""
     from torch import nn
 
@@ -162,10 +203,15 @@ def build_model(kind: str, input_shape: tuple[int, ...], n_out: int, row: str, g
             elif kind == "lenet":
                 c, h, w = input_shape
                 h2, w2 = (h // 2 - 4) // 2, (w // 2 - 4) // 2
-                self.layers = nn.ModuleList([
-                    nn.Conv2d(c, 6, 5, padding=2), nn.Conv2d(6, 16, 5),
-                    nn.Linear(16 * h2 * w2, 120), nn.Linear(120, 84), nn.Linear(84, n_out),
-                ])  # fmt: skip
+                self.layers = nn.ModuleList(
+                    [
+                        nn.Conv2d(c, 6, 5, padding=2),
+                        nn.Conv2d(6, 16, 5),
+                        nn.Linear(16 * h2 * w2, 120),
+                        nn.Linear(120, 84),
+                        nn.Linear(84, n_out),
+                    ]
+                )
             else:
                 self.layers = nn.ModuleList([nn.Linear(input_shape[0], 1)])
             self.set_row(row)
@@ -222,15 +268,24 @@ def image_data(data_dir: str | None = None) -> dict[str, Any]:
         except (DataError, OSError):
             continue
         conv = ds.float_batch
-        out = {"name": name, "X": conv(torch.as_tensor(np.asarray(ds.X_train))),
-               "y": np.asarray(ds.y_train), "X_test": conv(torch.as_tensor(np.asarray(ds.X_test))),
-               "y_test": np.asarray(ds.y_test), "n_out": int(ds.n_classes)}  # fmt: skip
+        out = {
+            "name": name,
+            "X": conv(torch.as_tensor(np.asarray(ds.X_train))),
+            "y": np.asarray(ds.y_train),
+            "X_test": conv(torch.as_tensor(np.asarray(ds.X_test))),
+            "y_test": np.asarray(ds.y_test),
+            "n_out": int(ds.n_classes),
+        }
         break
     if out is None:
         table = digits_table()
         to_image = lambda a: torch.as_tensor(a).reshape(-1, 1, 8, 8)  # noqa: E731
-        out = {**table, "name": "digits_images (sklearn digits)", "X": to_image(table["X"]),
-               "X_test": to_image(table["X_test"])}  # fmt: skip
+        out = {
+            **table,
+            "name": "digits_images (sklearn digits)",
+            "X": to_image(table["X"]),
+            "X_test": to_image(table["X_test"]),
+        }
     for key in ("X", "X_test"):
         x = torch.as_tensor(out[key], dtype=torch.float32)
         if x.shape[-1] < 16:
@@ -248,8 +303,14 @@ def ones_data(n: int = 2000, d: int = 64, seed: int = 0) -> dict[str, Any]:
         X[i, rng.permutation(d)[:k]] = 1.0
     y = (X.mean(axis=1) > 0.5).astype(np.float32)
     cut = int(0.8 * n)
-    return {"name": "ones", "X": X[:cut], "y": y[:cut], "X_test": X[cut:], "y_test": y[cut:],
-            "n_out": 1}  # fmt: skip
+    return {
+        "name": "ones",
+        "X": X[:cut],
+        "y": y[:cut],
+        "X_test": X[cut:],
+        "y_test": y[cut:],
+        "n_out": 1,
+    }
 
 
 # -- training ------------------------------------------------------------------------------------
@@ -259,8 +320,9 @@ def _flat_grad(model: Any) -> Any:
     return torch.cat([p.grad.reshape(-1) for p in model.parameters() if p.grad is not None])
 
 
-def train_row(exp: Experiment, data: dict[str, Any], row: str, seed: int, epochs: int,
-              probe: int) -> dict[str, Any]:  # fmt: skip
+def train_row(
+    exp: Experiment, data: dict[str, Any], row: str, seed: int, epochs: int, probe: int
+) -> dict[str, Any]:
     """Train one row with one seed; test accuracy and cosine per epoch."""
     import torch
     import torch.nn.functional as F
@@ -333,8 +395,10 @@ def _one_thread() -> Any:
 def check_settings(settings: dict[str, Any]) -> None:
     unknown = set(settings["experiments"]) - set(EXPERIMENTS)
     if unknown or not settings["experiments"]:
-        raise ValueError(f"experiments must be among {', '.join(EXPERIMENTS)}, got "
-                         f"{list(settings['experiments'])}")  # fmt: skip
+        raise ValueError(
+            f"experiments must be among {', '.join(EXPERIMENTS)}, got "
+            f"{list(settings['experiments'])}"
+        )
     for key in ("seeds", "lenet_epochs", "probe"):
         v = settings[key]
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
@@ -358,9 +422,11 @@ def run(out_dir: str | Path, *, progress: bool = True, **overrides: Any) -> dict
     settings = {**DEFAULTS, **overrides}
     settings["experiments"] = tuple(settings["experiments"])
     check_settings(settings)
-    if "epochs" in settings and (isinstance(settings["epochs"], bool)
-                                 or not isinstance(settings["epochs"], int)
-                                 or settings["epochs"] <= 0):  # fmt: skip
+    if "epochs" in settings and (
+        isinstance(settings["epochs"], bool)
+        or not isinstance(settings["epochs"], int)
+        or settings["epochs"] <= 0
+    ):
         raise ValueError(f"epochs must be a positive integer, got {settings['epochs']!r}")
     out_dir = Path(out_dir)
     results: dict[str, Any] = {}
@@ -380,40 +446,69 @@ def run(out_dir: str | Path, *, progress: bool = True, **overrides: Any) -> dict
                 settings["lenet_epochs"] if name == "lenet" else exp.epochs
             )
             rows = settings.get("rows", {}).get(name, exp.rows)
-            results[name] = {"data": data["name"], "epochs": epochs,
-                             "batch_size": exp.batch_size, "rows": {}}  # fmt: skip
+            results[name] = {
+                "data": data["name"],
+                "epochs": epochs,
+                "batch_size": exp.batch_size,
+                "rows": {},
+            }
             for row in rows:
-                runs = [train_row(exp, data, row, seed, epochs, settings["probe"])
-                        for seed in range(settings["seeds"])]  # fmt: skip
+                runs = [
+                    train_row(exp, data, row, seed, epochs, settings["probe"])
+                    for seed in range(settings["seeds"])
+                ]
                 results[name]["rows"][row] = summarize(runs)
                 r = results[name]["rows"][row]
-                _say(progress, f"{name} {row}: {r['final_mean']:.4f} ± {r['final_std']:.4f}, "
-                               f"cosine {r['cosine_mean']:.3f}")  # fmt: skip
+                _say(
+                    progress,
+                    f"{name} {row}: {r['final_mean']:.4f} ± {r['final_std']:.4f}, "
+                    f"cosine {r['cosine_mean']:.3f}",
+                )
     elapsed = time.perf_counter() - t_start
     out_dir.mkdir(parents=True, exist_ok=True)
-    config = {**settings, "experiments": list(settings["experiments"]),
-              "settings": {k: vars(v) for k, v in EXPERIMENTS.items()}}  # fmt: skip
+    config = {
+        **settings,
+        "experiments": list(settings["experiments"]),
+        "settings": {k: vars(v) for k, v in EXPERIMENTS.items()},
+    }
     _write_json(out_dir / "config.json", config)
     claim = constant_vs_tied(results)
-    _write_json(out_dir / "results.json", {"experiments": results, "constant_vs_tied": claim,
-                                           "time_s": elapsed})  # fmt: skip
+    _write_json(
+        out_dir / "results.json",
+        {"experiments": results, "constant_vs_tied": claim, "time_s": elapsed},
+    )
     table = markdown_table(results, settings["seeds"])
     atomic_write_text(out_dir / "table.md", table + "\n")
     plots = [p for name in results for p in plot(name, results[name], out_dir)]
-    return {"experiments": results, "constant_vs_tied": claim, "table": table, "plots": plots,
-            "config": config, "time_s": elapsed}  # fmt: skip
+    return {
+        "experiments": results,
+        "constant_vs_tied": claim,
+        "table": table,
+        "plots": plots,
+        "config": config,
+        "time_s": elapsed,
+    }
 
 
 def summarize(runs: list[dict[str, list[float]]]) -> dict[str, Any]:
+    """Final test accuracy over seeds, the mean cosine, and the per-epoch mean curves (an epoch
+    where every seed's gradient was zero has no cosine: NaN)."""
+    import warnings
+
     finals = [r["test_accuracy"][-1] for r in runs]
     cos = [c for r in runs for c in r["cosine"] if np.isfinite(c)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN epochs stay NaN
+        cosine_curve = np.nanmean([r["cosine"] for r in runs], 0).tolist()
     return {
         "final_mean": statistics.fmean(finals),
         "final_std": statistics.stdev(finals) if len(finals) > 1 else 0.0,
         "finals": finals,
         "cosine_mean": statistics.fmean(cos) if cos else float("nan"),
-        "curves": {"test_accuracy": np.mean([r["test_accuracy"] for r in runs], 0).tolist(),
-                   "cosine": np.nanmean([r["cosine"] for r in runs], 0).tolist()},  # fmt: skip
+        "curves": {
+            "test_accuracy": np.mean([r["test_accuracy"] for r in runs], 0).tolist(),
+            "cosine": cosine_curve,
+        },
     }
 
 
@@ -422,18 +517,30 @@ def constant_vs_tied(results: dict[str, Any]) -> dict[str, Any]:
     rows = results.get("mlp", {}).get("rows", {})
     if "logistic/tied" not in rows or "logistic/decoupled_constant" not in rows:
         return {}
-    tied, const = rows["logistic/tied"]["final_mean"], rows["logistic/decoupled_constant"]["final_mean"]
-    return {"tied": tied, "constant": const, "difference_points": 100 * (tied - const),
-            "within_2_points": bool(abs(tied - const) <= 0.02)}  # fmt: skip
+    tied, const = (
+        rows["logistic/tied"]["final_mean"],
+        rows["logistic/decoupled_constant"]["final_mean"],
+    )
+    return {
+        "tied": tied,
+        "constant": const,
+        "difference_points": 100 * (tied - const),
+        "within_2_points": bool(abs(tied - const) <= 0.02),
+    }
 
 
 def markdown_table(results: dict[str, Any], seeds: int) -> str:
-    lines = [f"| experiment | data | row | test accuracy (mean ± std, {seeds} seeds) | "
-             "mean cosine to tied |", "|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"| experiment | data | row | test accuracy (mean ± std, {seeds} seeds) | "
+        "mean cosine to tied |",
+        "|---|---|---|---|---|",
+    ]
     for name, res in results.items():
         for row, r in res["rows"].items():
-            lines.append(f"| {name} | {res['data']} | {row} | {r['final_mean']:.4f} ± "
-                         f"{r['final_std']:.4f} | {r['cosine_mean']:.3f} |")  # fmt: skip
+            lines.append(
+                f"| {name} | {res['data']} | {row} | {r['final_mean']:.4f} ± "
+                f"{r['final_std']:.4f} | {r['cosine_mean']:.3f} |"
+            )
     return "\n".join(lines)
 
 

@@ -72,8 +72,9 @@ class ConvexOptions:
                 )
 
 
-def build(options: ConvexOptions, spec: DataSpec, estimator: str,
-          params: Mapping[str, float]) -> torch.nn.Module:  # fmt: skip
+def build(
+    options: ConvexOptions, spec: DataSpec, estimator: str, params: Mapping[str, float]
+) -> torch.nn.Module:
     """An unsolved :class:`~.network.ConvexThresholdNetwork` on the flattened input."""
     from htaf.families.convex.network import ConvexThresholdNetwork
 

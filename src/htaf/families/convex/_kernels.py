@@ -77,8 +77,17 @@ def _load_variant(cc: str, flags: list[str]) -> ctypes.CDLL | None:
     from htaf import _kernels
 
     key = hashlib.sha256(
-        "\0".join([_SOURCE, cc, *_BASE_FLAGS, *flags, platform.machine(), sys.platform,
-                   _kernels._cpu_signature()]).encode()  # fmt: skip
+        "\0".join(
+            [
+                _SOURCE,
+                cc,
+                *_BASE_FLAGS,
+                *flags,
+                platform.machine(),
+                sys.platform,
+                _kernels._cpu_signature(),
+            ]
+        ).encode()
     ).hexdigest()[:20]
     target = _kernels._cache_dir() / f"htaf_convex_{key}.so"
 

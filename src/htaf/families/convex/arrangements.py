@@ -166,9 +166,12 @@ class Arrangements:
         lib = _kernels.load()
         if lib is not None:
             lib.cvx_tmatvec(
-                column_bytes.ctypes.data, self.n_columns, n_bytes, table.ctypes.data,
+                column_bytes.ctypes.data,
+                self.n_columns,
+                n_bytes,
+                table.ctypes.data,
                 out.ctypes.data,
-            )  # fmt: skip
+            )
             return out
         positions = np.arange(n_bytes)
         for start in range(0, self.n_columns, TMATVEC_CHUNK):
@@ -226,4 +229,3 @@ def _distinct_nonzero(words: np.ndarray) -> np.ndarray:
                 seen.append(int(j))
         keep.extend(seen)
     return np.sort(np.asarray(keep, dtype=np.int64))
-

@@ -61,8 +61,10 @@ def _level(values: np.ndarray, beta: float) -> float:
 def program_value(delta: np.ndarray, y: np.ndarray, beta: float) -> float:
     """``1/2 ||delta - y||^2 + beta (max (delta)_+ + max (-delta)_+)``."""
     r = delta - y
-    return float(0.5 * r @ r + beta * (max(delta.max(initial=0.0), 0.0)
-                                       + max((-delta).max(initial=0.0), 0.0)))  # fmt: skip
+    return float(
+        0.5 * r @ r
+        + beta * (max(delta.max(initial=0.0), 0.0) + max((-delta).max(initial=0.0), 0.0))
+    )
 
 
 def dual_value(y: np.ndarray, theta: np.ndarray, beta: float) -> float:
@@ -76,8 +78,9 @@ def dual_value(y: np.ndarray, theta: np.ndarray, beta: float) -> float:
     return float(0.5 * y @ y - 0.5 * r @ r)
 
 
-def shattered_program(y: np.ndarray, beta: float, *, tol: float = 1e-6,
-                      solver: str = "working_set") -> tuple[np.ndarray, dict[str, Any]]:  # fmt: skip
+def shattered_program(
+    y: np.ndarray, beta: float, *, tol: float = 1e-6, solver: str = "working_set"
+) -> tuple[np.ndarray, dict[str, Any]]:
     """``delta`` and its certificate ``{objective, dual, gap, relative_gap, tol, optimal,
     solver}`` (``solver="cvxpy"``: CVXPY with Clarabel, the official code's formulation)."""
     y = np.asarray(y, dtype=np.float64).reshape(-1)
@@ -95,10 +98,14 @@ def shattered_program(y: np.ndarray, beta: float, *, tol: float = 1e-6,
     dual = dual_value(y, y - delta, beta)
     gap = max(primal - dual, 0.0)
     info = {
-        "objective": primal, "dual": dual, "gap": gap,
-        "relative_gap": gap / max(primal, np.finfo(float).tiny), "tol": float(tol),
-        "optimal": bool(gap <= tol * primal), "solver": solver,
-    }  # fmt: skip
+        "objective": primal,
+        "dual": dual,
+        "gap": gap,
+        "relative_gap": gap / max(primal, np.finfo(float).tiny),
+        "tol": float(tol),
+        "optimal": bool(gap <= tol * primal),
+        "solver": solver,
+    }
     return delta, info
 
 
@@ -131,8 +138,9 @@ def staircase(delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(targets, axis=1), np.asarray(weights)
 
 
-def _fit_unit(codes: np.ndarray, target: np.ndarray, pinv: np.ndarray | None,
-              reconstruction: str) -> tuple[np.ndarray, float]:  # fmt: skip
+def _fit_unit(
+    codes: np.ndarray, target: np.ndarray, pinv: np.ndarray | None, reconstruction: str
+) -> tuple[np.ndarray, float]:
     """Weights and bias of one layer-2 unit ``1{codes @ w + c >= 0}`` that should fire on
     ``target``."""
     if target.min() == target.max():  # a constant unit: always (c = 0) or never (c = -1) on
@@ -180,8 +188,16 @@ def fit_deep(
         return _fit_deep(X, y, beta, int(width), reconstruction, rng, solver, tol)
 
 
-def _fit_deep(X: np.ndarray, y: np.ndarray, beta: float, width: int, reconstruction: str,
-              rng: np.random.Generator, solver: str, tol: float) -> ThresholdNet:  # fmt: skip
+def _fit_deep(
+    X: np.ndarray,
+    y: np.ndarray,
+    beta: float,
+    width: int,
+    reconstruction: str,
+    rng: np.random.Generator,
+    solver: str,
+    tol: float,
+) -> ThresholdNet:
     t0 = time.perf_counter()
     delta, info = shattered_program(y, beta, tol=tol, solver=solver)
     U = rng.standard_normal((X.shape[1] + 1, int(width)))
@@ -195,8 +211,13 @@ def _fit_deep(X: np.ndarray, y: np.ndarray, beta: float, width: int, reconstruct
         bias=np.asarray([c for _, c in fitted]),
     )
     net = ThresholdNet([first, second], weights, info)
-    info.update(beta=beta, units=int(weights.size), width=int(width),
-                reconstruction=reconstruction, time_s=time.perf_counter() - t0)  # fmt: skip
+    info.update(
+        beta=beta,
+        units=int(weights.size),
+        width=int(width),
+        reconstruction=reconstruction,
+        time_s=time.perf_counter() - t0,
+    )
     rebuilt = second(codes)
     info["rebuild_exact"] = float(np.mean(np.all(rebuilt == targets, axis=0))) if fitted else 1.0
     info["network_objective"] = net.objective(X, y, beta)

@@ -90,8 +90,10 @@ class _ConvexThresholdBase(BaseEstimator):
         _positive_int(self.n_directions, "n_directions (P)")
         _positive_int(self.width, "width")
         if self.reconstruction not in RECONSTRUCTIONS:
-            raise ValueError(f"reconstruction must be one of {', '.join(RECONSTRUCTIONS)}, "
-                             f"got {self.reconstruction!r}")  # fmt: skip
+            raise ValueError(
+                f"reconstruction must be one of {', '.join(RECONSTRUCTIONS)}, "
+                f"got {self.reconstruction!r}"
+            )
         if self.solver not in SOLVERS:
             raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {self.solver!r}")
         if self.solver == "cvxpy" and cvxpy_missing():
@@ -105,12 +107,26 @@ class _ConvexThresholdBase(BaseEstimator):
         beta = self._check_params(len(X))
         seed = check_random_state(self.random_state).randint(0, 2**31 - 1)
         if self.variant == "deep":
-            net = fit_deep(X, target, beta=beta, width=self.width,
-                           reconstruction=self.reconstruction, rng=seed, solver=self.solver,
-                           tol=self.tol)  # fmt: skip
+            net = fit_deep(
+                X,
+                target,
+                beta=beta,
+                width=self.width,
+                reconstruction=self.reconstruction,
+                rng=seed,
+                solver=self.solver,
+                tol=self.tol,
+            )
         else:
-            net = fit_two_layer(X, target, beta=beta, n_directions=self.n_directions, rng=seed,
-                                solver=self.solver, tol=self.tol)  # fmt: skip
+            net = fit_two_layer(
+                X,
+                target,
+                beta=beta,
+                n_directions=self.n_directions,
+                rng=seed,
+                solver=self.solver,
+                tol=self.tol,
+            )
         self.network_: ThresholdNet = net
         self.beta_ = beta
         self.solver_info_ = dict(net.info)

@@ -37,8 +37,9 @@ from htaf.families.convex.solver import solve_lasso
 __all__ = ["StepLayer", "ThresholdNet", "fit_two_layer", "regularised_objective"]
 
 
-def regularised_objective(pred: np.ndarray, y: np.ndarray, output_weights: np.ndarray,
-                          beta: float) -> float:  # fmt: skip
+def regularised_objective(
+    pred: np.ndarray, y: np.ndarray, output_weights: np.ndarray, beta: float
+) -> float:
     """``J = 1/2 ||pred - y||^2 + beta ||a||_1`` (see the module doc); not divided by n."""
     r = np.asarray(pred, dtype=np.float64).reshape(-1) - np.asarray(y, dtype=np.float64).reshape(-1)
     return float(0.5 * r @ r + beta * np.abs(np.asarray(output_weights, dtype=np.float64)).sum())
@@ -100,8 +101,9 @@ class ThresholdNet:
         from htaf.families.dhn import DHN
 
         n_in = int(self.layers[0].weight.shape[1])
-        model = DHN(n_in, 1, widths=[max(1, w) for w in self.widths], activation=activation,
-                    **params)  # fmt: skip
+        model = DHN(
+            n_in, 1, widths=[max(1, w) for w in self.widths], activation=activation, **params
+        )
         self.load_into(model)
         return model
 
@@ -167,12 +169,15 @@ def fit_two_layer(
     U = H.directions[:, support]
     layer = StepLayer(weight=U[:-1].T.copy(), bias=U[-1].copy())
     info = {
-        **result.info(), "beta": beta, "directions": int(n_directions),
-        "columns": H.n_columns, "h_bytes": H.nbytes, "units": int(support.size),
+        **result.info(),
+        "beta": beta,
+        "directions": int(n_directions),
+        "columns": H.n_columns,
+        "h_bytes": H.nbytes,
+        "units": int(support.size),
         "time_s": time.perf_counter() - t0,
-    }  # fmt: skip
+    }
     net = ThresholdNet([layer], result.z[support].copy(), info)
     # J of the rebuilt network on the training data: P(z) up to rounding (x·w + b vs [x, 1]·u).
     net.info["network_objective"] = net.objective(X, y, beta)
     return net
-

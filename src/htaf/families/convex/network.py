@@ -11,6 +11,7 @@ loads into a freshly built model like any other family's.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from typing import Any
 
@@ -47,14 +48,24 @@ def fit_network(X: np.ndarray, target: np.ndarray, options: Any, seed: int) -> T
     rng = np.random.default_rng(seed)
     if options.variant == "deep":
         return fit_deep(
-            X, target, beta=options.beta, width=options.width,
-            reconstruction=options.reconstruction, rng=rng, solver=options.solver,
+            X,
+            target,
+            beta=options.beta,
+            width=options.width,
+            reconstruction=options.reconstruction,
+            rng=rng,
+            solver=options.solver,
             tol=options.tol,
-        )  # fmt: skip
+        )
     return fit_two_layer(
-        X, target, beta=options.beta, n_directions=options.directions, rng=rng,
-        solver=options.solver, tol=options.tol,
-    )  # fmt: skip
+        X,
+        target,
+        beta=options.beta,
+        n_directions=options.directions,
+        rng=rng,
+        solver=options.solver,
+        tol=options.tol,
+    )
 
 
 class ConvexThresholdNetwork(DHN):
@@ -68,11 +79,16 @@ class ConvexThresholdNetwork(DHN):
             forward is the convex model, its smooth forward is reported beside it.
     """
 
-    def __init__(self, n_in: int, options: Any, seed: int, activation: str = "htaf",
-                 **activation_params: float):  # fmt: skip
+    def __init__(
+        self,
+        n_in: int,
+        options: Any,
+        seed: int,
+        activation: str = "htaf",
+        **activation_params: float,
+    ):
         depth = 2 if options.variant == "deep" else 1
-        super().__init__(n_in, 1, widths=(1,) * depth, activation=activation,
-                         **activation_params)  # fmt: skip
+        super().__init__(n_in, 1, widths=(1,) * depth, activation=activation, **activation_params)
         self.options = options
         self._activation_params = dict(activation_params)
         self.register_buffer("seed", torch.tensor(int(seed), dtype=torch.int64))
@@ -98,13 +114,14 @@ class ConvexThresholdNetwork(DHN):
         sizes = [self.n_in, *widths]
         self.layers = nn.ModuleList(
             HeavisideLayer(a, b, self.activation, False, 0.0, **self._activation_params)
-            for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+            for a, b in itertools.pairwise(sizes)
         ).to(device)
         self.head = nn.Linear(widths[-1], 1).to(device)
         self.widths = widths
 
-    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True,
-                        assign: bool = False) -> Any:  # fmt: skip
+    def load_state_dict(
+        self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
+    ) -> Any:
         """Resize the hidden layers to the saved weights' shapes, then load them."""
         widths = []
         for i in range(len(self.layers)):

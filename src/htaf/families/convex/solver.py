@@ -24,9 +24,12 @@ columns of ``H`` are binary and highly correlated (``G`` is singular, condition 
 ``benchmarks/convex_solver.py``: with cyclic coordinate descent in C as the inner solver, the
 rounds needed 10 000 to 80 000 epochs each once the gap fell below 1e-3 (minutes in all; celer
 itself, with Anderson extrapolation, takes 2-3 s there). The interior-point method needs 15-25
-Newton steps per round and the whole solve takes well under a second, exact to ~1e-12. Each Newton step factors one ``|W| × |W|`` matrix, so the cost grows
-with the working set, not with ``n`` or ``P``; ``H^T r`` over all columns is needed once per
-round only.
+Newton steps per round and the whole solve takes well under a second, exact to ~1e-12. Each
+Newton step factors one ``|W| × |W|`` matrix, so the cost grows with the working set, not with
+``n`` or ``P``; ``H^T r`` over all columns is needed once per round only. The flip side: large
+working sets (n in the thousands, where the support is too) cost ``|W|^3`` per step, so the
+working set is capped at ``MAX_WORKING_SET`` and such solves can end above the tolerance, which
+their certificate then says (``optimal: False``).
 
 ``solver="cvxpy"`` hands the same problem to CVXPY (Clarabel), the reference the tests compare
 with, as the official code does with MOSEK.
@@ -176,16 +179,29 @@ def solve_lasso(
 
 
 def _result(
-    H: Arrangements, y: np.ndarray, z: np.ndarray, beta: float, tol: float, solver: str,
-    iterations: int, history: list[dict[str, float]] | None = None,
-) -> LassoResult:  # fmt: skip
+    H: Arrangements,
+    y: np.ndarray,
+    z: np.ndarray,
+    beta: float,
+    tol: float,
+    solver: str,
+    iterations: int,
+    history: list[dict[str, float]] | None = None,
+) -> LassoResult:
     """``z`` with its certificate."""
     primal, dual, _, _ = certificate(H, y, z, beta)
     gap = max(primal - dual, 0.0)
     return LassoResult(
-        z=z, objective=primal, dual=dual, gap=gap, tol=tol, optimal=bool(gap <= tol * primal),
-        solver=solver, iterations=iterations, history=history or [],
-    )  # fmt: skip
+        z=z,
+        objective=primal,
+        dual=dual,
+        gap=gap,
+        tol=tol,
+        optimal=bool(gap <= tol * primal),
+        solver=solver,
+        iterations=iterations,
+        history=history or [],
+    )
 
 
 # -- the working-set method ----------------------------------------------------------------------
@@ -204,9 +220,13 @@ IPM_RTOL = 1e-10
 
 
 def _solve_working_set(
-    H: Arrangements, y: np.ndarray, beta: float, tol: float, max_iter: int,
+    H: Arrangements,
+    y: np.ndarray,
+    beta: float,
+    tol: float,
+    max_iter: int,
     max_time_s: float | None,
-) -> LassoResult:  # fmt: skip
+) -> LassoResult:
     P = H.n_columns
     z = np.zeros(P)
     norms = np.sqrt(np.maximum(H.column_counts(), 1))
@@ -218,8 +238,15 @@ def _solve_working_set(
         primal, dual, _, c = certificate(H, y, z, beta)
         gap = max(primal - dual, 0.0)
         support = np.flatnonzero(z)
-        history.append({"round": it, "objective": primal, "gap": gap,
-                        "support": int(support.size), "time_s": time.perf_counter() - t0})  # fmt: skip
+        history.append(
+            {
+                "round": it,
+                "objective": primal,
+                "gap": gap,
+                "support": int(support.size),
+                "time_s": time.perf_counter() - t0,
+            }
+        )
         out_of_time = max_time_s is not None and time.perf_counter() - t0 > max_time_s
         if gap <= tol * primal or out_of_time:
             break
@@ -242,7 +269,9 @@ def _solve_working_set(
     return _result(H, y, z, beta, tol, "working_set", len(history), history)
 
 
-def _interior_point(G: np.ndarray, b: np.ndarray, yy: float, beta: float, rtol: float) -> np.ndarray:
+def _interior_point(
+    G: np.ndarray, b: np.ndarray, yy: float, beta: float, rtol: float
+) -> np.ndarray:
     """Mehrotra predictor-corrector on the restricted Lasso ``1/2 w'Gw - b'w + beta|w|_1``.
 
     With ``w = u - v``, ``u, v >= 0`` it is a bound-constrained QP in ``x = (u, v)`` with
@@ -275,21 +304,15 @@ def _interior_point(G: np.ndarray, b: np.ndarray, yy: float, beta: float, rtol: 
         ru, rv = -g + beta - su, g + beta - sv  # dual residuals
         mu = (u @ su + v @ sv) / (2 * k)
         du, dv = su / u, sv / v
-        dsum = du + dv
         try:
             factor = scipy.linalg.cho_factor(
-                G + np.diag(du * dv / dsum + jitter), check_finite=False
+                G + np.diag(du * dv / (du + dv) + jitter), check_finite=False
             )
         except np.linalg.LinAlgError:
             break
 
-        def newton(fu: np.ndarray, fv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            dw = scipy.linalg.cho_solve(factor, (dv * fu - du * fv) / dsum, check_finite=False)
-            ddu = (fu + fv + dv * dw) / dsum  # noqa: B023 - used within this iteration
-            return ddu, ddu - dw
-
         # predictor (affine scaling): complementarity residual x s
-        ddu, ddv = newton(-ru - su, -rv - sv)
+        ddu, ddv = _newton(factor, du, dv, -ru - su, -rv - sv)
         dsu, dsv = -su - du * ddu, -sv - dv * ddv
         a = _step(u, ddu, v, ddv, su, dsu, sv, dsv)
         mu_aff = ((u + a * ddu) @ (su + a * dsu) + (v + a * ddv) @ (sv + a * dsv)) / (2 * k)
@@ -297,17 +320,33 @@ def _interior_point(G: np.ndarray, b: np.ndarray, yy: float, beta: float, rtol: 
         # corrector: x s + dx_aff ds_aff - sigma mu
         cu = u * su + ddu * dsu - sigma * mu
         cv = v * sv + ddv * dsv - sigma * mu
-        ddu, ddv = newton(-ru - cu / u, -rv - cv / v)
+        ddu, ddv = _newton(factor, du, dv, -ru - cu / u, -rv - cv / v)
         dsu, dsv = (-cu - su * ddu) / u, (-cv - sv * ddv) / v
         a = 0.99 * _step(u, ddu, v, ddv, su, dsu, sv, dsv)
         u, v, su, sv = u + a * ddu, v + a * ddv, su + a * dsu, sv + a * dsv
     return _sparsify(G, b, yy, beta, *best) if np.isfinite(best_gap) else np.zeros(k)
 
 
+def _newton(
+    factor: tuple[np.ndarray, bool], du: np.ndarray, dv: np.ndarray, fu: np.ndarray, fv: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(du, dv)`` solving ``(Q + X^-1 S) dx = f`` by the reduction in :func:`_interior_point`."""
+    dsum = du + dv
+    dw = scipy.linalg.cho_solve(factor, (dv * fu - du * fv) / dsum, check_finite=False)
+    ddu = (fu + fv + dv * dw) / dsum
+    return ddu, ddu - dw
+
+
 def _sparsify(
-    G: np.ndarray, b: np.ndarray, yy: float, beta: float,
-    u: np.ndarray, v: np.ndarray, su: np.ndarray, sv: np.ndarray,
-) -> np.ndarray:  # fmt: skip
+    G: np.ndarray,
+    b: np.ndarray,
+    yy: float,
+    beta: float,
+    u: np.ndarray,
+    v: np.ndarray,
+    su: np.ndarray,
+    sv: np.ndarray,
+) -> np.ndarray:
     """The exact solution on the support an interior point identifies, if it certifies better.
 
     An interior point is never sparse: where both bounds are active (``u < s_u`` and
@@ -323,8 +362,9 @@ def _sparsify(
     if A.size:
         sign = np.sign(sparse[A])
         rhs = b[A] - beta * sign - G[np.ix_(A, A)] @ sparse[A]
-        delta = scipy.linalg.lstsq(G[np.ix_(A, A)], rhs, cond=1e-13, check_finite=False,
-                                   lapack_driver="gelsy")[0]  # fmt: skip
+        delta = scipy.linalg.lstsq(
+            G[np.ix_(A, A)], rhs, cond=1e-13, check_finite=False, lapack_driver="gelsy"
+        )[0]
         polished = sparse.copy()
         polished[A] += delta
         if np.array_equal(np.sign(polished[A]), sign):
