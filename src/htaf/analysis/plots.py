@@ -114,6 +114,8 @@ def gradient_norms(records: Sequence[dict[str, Any]], out_dir: str | Path) -> li
         {k for r in records for row in r.get("history", []) for k in row.get("grad_norm") or {}},
         key=_layer_order,
     )
+    if not layers:  # no gradients at all (e.g. closed-form models): no figure
+        return []
     groups = _by_estimator(records)
     colors = _colors(list(groups))
     n = max(1, len(layers))

@@ -1,4 +1,8 @@
-"""``htaf study NAME``: the paper's analyses. ``gradient-flow``: layer-1 gradient norms."""
+"""``htaf study NAME``: the paper's analyses and the seeds' other methods.
+
+``gradient-flow``: layer-1 gradient norms; ``convex``: Ergen et al.'s convex threshold networks
+beside trained step networks; ``decoupled``: Troiano et al.'s decoupled backward rules.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,9 @@ import argparse
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from htaf.studies.gradient_flow import DEFAULTS
 
-    p = sub.add_parser("study", help="run one of the paper's studies (gradient-flow)")
+    p = sub.add_parser(
+        "study", help="run one of the paper's studies (gradient-flow, convex, decoupled)"
+    )
     studies = p.add_subparsers(dest="study", metavar="STUDY", required=True)
     g = studies.add_parser(
         "gradient-flow",
@@ -36,6 +42,134 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--jobs", type=int, default=1, help="parallel runs (default: 1)")
     g.add_argument("--no-progress", action="store_true")
     g.set_defaults(func=run_gradient_flow)
+    _add_convex(studies)
+    _add_decoupled(studies)
+
+
+def _add_convex(studies: argparse._SubParsersAction) -> None:
+    from htaf.studies.convex import BASELINES
+    from htaf.studies.convex import DEFAULTS as C
+
+    c = studies.add_parser(
+        "convex",
+        help="Ergen et al.'s benchmark: convex threshold networks vs step networks trained "
+        "with STE/ReLU/leaky/clipped backward and with HTAF",
+    )
+    c.add_argument("--out", required=True, help="output folder")
+    c.add_argument("--n", type=int, default=C["n"], help="training points")
+    c.add_argument("--d", type=int, default=C["d"], help="input dimension")
+    c.add_argument("--n-test", type=int, default=C["n_test"])
+    c.add_argument("--seed", type=int, default=C["seed"])
+    c.add_argument(
+        "--beta-per-sample",
+        type=float,
+        default=C["beta_per_sample"],
+        help="beta = this × n (default 1e-3)",
+    )
+    c.add_argument(
+        "--directions",
+        type=int,
+        default=C["directions"],
+        help="P, directions of the two-layer program",
+    )
+    c.add_argument("--width", type=int, default=C["width"], help="deep variant's first layer")
+    c.add_argument("--epochs", type=int, default=C["epochs"], help="baselines' epochs")
+    c.add_argument("--lr", type=float, default=C["lr"])
+    c.add_argument("--eval-every", type=int, default=C["eval_every"])
+    c.add_argument(
+        "--baselines",
+        default=",".join(BASELINES),
+        help="comma-separated subset of: " + ", ".join(BASELINES),
+    )
+    c.add_argument("--no-progress", action="store_true")
+    c.set_defaults(func=run_convex)
+
+
+def _add_decoupled(studies: argparse._SubParsersAction) -> None:
+    from htaf.studies.decoupled import DEFAULTS as D
+    from htaf.studies.decoupled import EXPERIMENTS
+
+    c = studies.add_parser(
+        "decoupled",
+        help="Troiano et al.'s decoupled backward rules (digits MLP, LeNet-5, Ones unit) beside "
+        "HTAF and STE",
+    )
+    c.add_argument("--out", required=True, help="output folder")
+    c.add_argument(
+        "--experiments",
+        default=",".join(D["experiments"]),
+        help="comma-separated subset of: " + ", ".join(EXPERIMENTS),
+    )
+    c.add_argument("--seeds", type=int, default=D["seeds"])
+    c.add_argument("--lenet-epochs", type=int, default=D["lenet_epochs"])
+    c.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="epochs of every experiment (default: each one's own)",
+    )
+    c.add_argument("--data-dir", default=None, help="where MNIST files are looked for")
+    c.add_argument("--no-progress", action="store_true")
+    c.set_defaults(func=run_decoupled)
+
+
+def run_convex(args: argparse.Namespace) -> int:
+    from htaf.studies import convex
+
+    result = convex.run(
+        args.out,
+        n=args.n,
+        d=args.d,
+        n_test=args.n_test,
+        seed=args.seed,
+        beta_per_sample=args.beta_per_sample,
+        directions=args.directions,
+        width=args.width,
+        epochs=args.epochs,
+        lr=args.lr,
+        eval_every=args.eval_every,
+        baselines=[b.strip() for b in args.baselines.split(",") if b.strip()],
+        progress=not args.no_progress,
+    )
+    print(result["table"])
+    check = result["objective_check"]
+    if "holds" in check:
+        print(
+            f"best convex objective ({check['best_convex']}) {check['convex_objective']:.5f} "
+            f"<= best trained ({check['best_trained']}) {check['trained_objective']:.5f}: "
+            f"{check['holds']}"
+        )
+    for path in result["plots"]:
+        print(path)
+    print(f"{args.out}/results.json")
+    return 0
+
+
+def run_decoupled(args: argparse.Namespace) -> int:
+    from htaf.studies import decoupled
+
+    extra = {} if args.epochs is None else {"epochs": args.epochs}
+    result = decoupled.run(
+        args.out,
+        experiments=[e.strip() for e in args.experiments.split(",") if e.strip()],
+        seeds=args.seeds,
+        lenet_epochs=args.lenet_epochs,
+        data_dir=args.data_dir,
+        progress=not args.no_progress,
+        **extra,
+    )
+    print(result["table"])
+    claim = result["constant_vs_tied"]
+    if claim:
+        print(
+            f"digits MLP, logistic forward: tied {claim['tied']:.4f}, constant "
+            f"{claim['constant']:.4f} ({claim['difference_points']:+.2f} points); within 2 "
+            f"points: {claim['within_2_points']}"
+        )
+    for path in result["plots"]:
+        print(path)
+    print(f"{args.out}/results.json")
+    return 0
 
 
 def run_gradient_flow(args: argparse.Namespace) -> int:
@@ -44,11 +178,18 @@ def run_gradient_flow(args: argparse.Namespace) -> int:
 
     single = {} if args.seed is None else {"seed": args.seed}
     result = gradient_flow.run(
-        args.out, epochs=args.epochs, dataset=args.dataset, seeds=args.seeds, lr=args.lr,
-        optimizer=args.optimizer, data_dir=args.data_dir, jobs=args.jobs,
+        args.out,
+        epochs=args.epochs,
+        dataset=args.dataset,
+        seeds=args.seeds,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        data_dir=args.data_dir,
+        jobs=args.jobs,
         data_options=apply_overrides({}, args.data_options),
-        progress=not args.no_progress, **single,
-    )  # fmt: skip
+        progress=not args.no_progress,
+        **single,
+    )
     seeds = list(result["seed_ratios"])
     print("last-epoch mean L2 norm of the layer-1 gradient (geometric mean over seeds):")
     for label, values in result["norms"].items():

@@ -23,7 +23,10 @@ The model a builder returns maps a float batch ``(n, *spec.input_shape)`` to log
   ``htaf.analysis.plots``: ``spikes.LAYER`` ``(samples, T, neurons)`` as spike rasters,
   ``membrane.LAYER`` ``(samples, T, k)`` as membrane traces (with ``threshold``);
 * ``fit_closed_form(x, y, task) -> dict``: a model that is solved, not trained by gradient
-  (the convex threshold networks); the engine calls it instead of the epochs;
+  (the convex threshold networks); the engine calls it instead of the epochs (``epochs`` must
+  be 1) with the whole training split. The dict it returns (the solve's certificate) goes into
+  the epoch's history row as ``solver``, and its scalar entries into ``metrics.json`` as
+  ``solver_{KEY}`` (e.g. ``solver_gap``, ``solver_optimal``).
 * ``activation_modules() -> list[nn.Module]``: the hidden activations whose binarisation the
   engine's statistics report (default: every estimator and reference activation in the model;
   e.g. ICBM names only its concept bottleneck, not its backbone's ReLUs).
@@ -49,6 +52,7 @@ from htaf.families.options import defaults, parse_options
 
 #: Registered families and the module that defines each one's ``FAMILY``.
 MODULES: dict[str, str] = {
+    "convex": "htaf.families.convex",
     "dhn": "htaf.families.dhn",
     "icbm": "htaf.families.icbm",
     "snn": "htaf.families.snn",
@@ -91,6 +95,8 @@ class Family:
     estimators: tuple[str, ...] = ("htaf",)
     #: ``(options, dataset) -> dataset``: the data the model sees, if not the loaded one.
     prepare: Callable[[Any, Any], Any] | None = None
+    #: Dataset tasks it accepts.
+    tasks: tuple[str, ...] = ("binary", "multiclass", "regression")
 
 
 def family_names() -> list[str]:
@@ -169,20 +175,33 @@ def prepare_data(config: Any, dataset: Any) -> Any:
     return fam.prepare(parse_options(fam.options, config.model, fam.name), dataset)
 
 
-def build_model(config: Any, dataset: Any) -> nn.Module:
-    """Build the model of family ``config.task`` for ``dataset`` from ``config.model``.
-
-    Raises ``ConfigError`` (a ``ValueError``) for an unknown family, a bad option, or data of
-    a kind the family does not take; builders raise ``ValueError`` for bad estimators.
-    """
-    fam = get_family(config.task)
-    options = parse_options(fam.options, config.model, fam.name)
+def check_data(task: str, dataset: Any) -> DataSpec:
+    """The dataset's :class:`DataSpec`; ``ConfigError`` if family ``task`` does not take its
+    kind (table, image, sequence) or its task (binary, multiclass, regression)."""
+    fam = get_family(task)
     spec = data_spec(dataset)
     if spec.kind not in fam.kinds:
         raise ConfigError(
             f"model family {fam.name!r} takes {' or '.join(fam.kinds)} data; dataset "
             f"{dataset.name!r} is {spec.kind} data"
         )
+    if spec.task not in fam.tasks:
+        raise ConfigError(
+            f"model family {fam.name!r} fits {' or '.join(fam.tasks)} tasks; dataset "
+            f"{dataset.name!r} is a {spec.task} task"
+        )
+    return spec
+
+
+def build_model(config: Any, dataset: Any) -> nn.Module:
+    """Build the model of family ``config.task`` for ``dataset`` from ``config.model``.
+
+    Raises ``ConfigError`` (a ``ValueError``) for an unknown family, a bad option, or data of
+    a kind or task the family does not take; builders raise ``ValueError`` for bad estimators.
+    """
+    fam = get_family(config.task)
+    options = parse_options(fam.options, config.model, fam.name)
+    spec = check_data(config.task, dataset)
     return fam.build(options, spec, config.estimator, dict(config.estimator_params))
 
 
@@ -190,6 +209,7 @@ __all__ = [
     "DataSpec",
     "Family",
     "build_model",
+    "check_data",
     "data_spec",
     "family_names",
     "get_family",

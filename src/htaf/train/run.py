@@ -12,8 +12,9 @@ The run folder ``out_dir`` holds (every file written atomically; under torchrun,
 * ``metrics.json``: a flat dict ``SPLIT_METRIC_MODE`` (``test_auroc_hard``, ...), plus
   ``train_time_s``, ``epochs_run``, ``best_epoch`` and the test-set activation statistics
   ``near_binary_05``, ``near_binary_01``, ``entropy``, ``saturation`` (smooth forward) and
-  their ``*_hard`` counterparts, and the model's own test statistics
-  (``test_{NAME}_{hard|smooth}``, see ``htaf.families``);
+  their ``*_hard`` counterparts, the model's own test statistics
+  (``test_{NAME}_{hard|smooth}``, see ``htaf.families``) and, for a closed-form model, its
+  solve's certificate (``solver_{KEY}``: ``solver_gap``, ``solver_optimal``, ...);
 * ``activations.npz``: per hidden layer a sample of the test-set outputs in the unsigned space,
   keys ``layer1_smooth``, ``layer1_hard``, ...;
 * ``model_arrays.npz``: the model's ``eval_arrays`` of the first test samples with the exact
@@ -109,10 +110,20 @@ def final_metrics(model: torch.nn.Module, dataset: Any, result: FitResult) -> di
         for key, value in evaluate(model, X, y, dataset.task, dataset).items():
             metrics[f"{split}_{key}"] = value
     metrics.update(model_test_stats(model, dataset))
+    metrics.update(solver_metrics(result.history))
     metrics["train_time_s"] = result.train_time_s
     metrics["epochs_run"] = result.epochs
     metrics["best_epoch"] = result.best_epoch
     return metrics
+
+
+def solver_metrics(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """``solver_{KEY}`` for the scalar entries of a closed-form model's ``fit_closed_form``
+    result (the last history row's ``solver``); empty for a model trained by gradient."""
+    info = history[-1].get("solver") if history else None
+    if not isinstance(info, dict):
+        return {}
+    return {f"solver_{k}": v for k, v in info.items() if isinstance(v, (bool, int, float, str))}
 
 
 def model_test_stats(model: torch.nn.Module, dataset: Any) -> dict[str, float]:

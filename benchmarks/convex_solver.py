@@ -1,0 +1,354 @@
+"""The convex threshold network's Lasso: htaf's solver against celer, skglm and CVXPY+Clarabel.
+
+The problem is Ergen et al.'s two-layer program min_z 1/2 ||Hz - y||^2 + beta ||z||_1 on their
+teacher data (seed 42, d = 20, ±1 labels), H = 1{[X, 1] U >= 0} from P Gaussian directions
+(deduplicated), beta = 1e-3 · n unless --beta is given.
+
+    python benchmarks/convex_solver.py                       # n=100,P=10000 and n=1000,P=1000
+    python benchmarks/convex_solver.py --cases 100x10000 --repeats 5 --json out.json
+    python benchmarks/convex_solver.py --memory              # n=10000, P=100000: memory + solve
+
+Every solver must reach the optimum to a relative objective error of --target (1e-6):
+(P(z) - P*) / P* <= target, with P* the best objective any solver found (htaf's at a
+certified relative gap of 1e-12 or better). htaf is run at tol = target (its duality gap
+certifies it). Each peer is first calibrated: its tolerances are tried from loose to tight
+and the loosest that reaches the target is kept (CVXPY+Clarabel: its defaults). Then every
+solver runs once per round, the order rotating, for --repeats rounds; the table gives each
+one's median. A peer run that exceeds --budget seconds is stopped (each run is a forked
+child) and reported as "> budget". Peers get the dense float64 H; htaf gets its bits.
+
+Targets (printed as PASS/FAIL, not asserted): at n=100, P=10000 htaf is >= 3x faster than the
+fastest peer; at n=1000, P=1000 within 1.5x of the fastest. On a loaded machine compare the
+ratios, not the times, and rerun on a quiet one.
+
+--memory builds H at n=10000, P=100000 and solves (no new working-set round after
+--memory-time seconds): it reports the bytes of H, the tracemalloc peaks of building and
+solving (numpy's allocations), the growth of the peak RSS and the solve's certificate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from htaf.families.convex.arrangements import Arrangements
+from htaf.families.convex.solver import solve_lasso
+
+TARGETS = {"100x10000": ("faster", 3.0), "1000x1000": ("within", 1.5)}
+LADDER = (1e-4, 1e-6, 1e-8, 1e-10)
+
+
+def teacher(n: int, d: int = 20, seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
+    """Ergen et al.'s data: X ~ N(0, 1), y = sign(tanh(tanh([X, 1] W1) W2) W3), W ~ U[-1, 1]."""
+    rng = np.random.RandomState(seed)
+    X = rng.randn(n, d)
+    Xa = np.hstack([X, np.ones((n, 1))])
+    W1, W2, W3 = (
+        rng.uniform(-1, 1, (d + 1, 20)),
+        rng.uniform(-1, 1, (20, 20)),
+        rng.uniform(-1, 1, 20),
+    )
+    y = np.tanh(np.tanh(Xa @ W1) @ W2) @ W3
+    return X, np.where(y >= 0, 1.0, -1.0)
+
+
+def problem(n: int, P: int, beta: float | None) -> dict[str, Any]:
+    X, y = teacher(n)
+    H = Arrangements.sample(X, P, np.random.default_rng(0))
+    return {
+        "n": n,
+        "P": P,
+        "columns": H.n_columns,
+        "H": H,
+        "dense": H.dense(),
+        "y": y,
+        "beta": 1e-3 * n if beta is None else beta,
+    }
+
+
+def objective(prob: dict[str, Any], z: np.ndarray) -> float:
+    r = prob["y"] - prob["dense"] @ z
+    return float(0.5 * r @ r + prob["beta"] * np.abs(z).sum())
+
+
+# -- the solvers: each returns z -----------------------------------------------------------------
+def run_htaf(prob: dict[str, Any], tol: float) -> np.ndarray:
+    return solve_lasso(prob["H"], prob["y"], prob["beta"], tol=tol).z
+
+
+def run_celer(prob: dict[str, Any], tol: float) -> np.ndarray:
+    from celer import Lasso
+
+    model = Lasso(alpha=prob["beta"] / prob["n"], fit_intercept=False, tol=tol, max_iter=10_000)
+    return model.fit(prob["dense"], prob["y"]).coef_
+
+
+def run_skglm(prob: dict[str, Any], tol: float) -> np.ndarray:
+    from skglm import Lasso
+
+    model = Lasso(alpha=prob["beta"] / prob["n"], fit_intercept=False, tol=tol, max_iter=10_000)
+    return model.fit(prob["dense"], prob["y"]).coef_
+
+
+def run_clarabel(prob: dict[str, Any], tol: float) -> np.ndarray:
+    import cvxpy as cp
+
+    z = cp.Variable(prob["dense"].shape[1])
+    cost = 0.5 * cp.sum_squares(prob["dense"] @ z - prob["y"]) + prob["beta"] * cp.norm1(z)
+    cp.Problem(cp.Minimize(cost)).solve(solver=cp.CLARABEL)
+    return np.asarray(z.value)
+
+
+SOLVERS: dict[str, Callable[[dict[str, Any], float], np.ndarray]] = {
+    "htaf": run_htaf,
+    "celer": run_celer,
+    "skglm": run_skglm,
+    "cvxpy+clarabel": run_clarabel,
+}
+
+
+def available(name: str) -> str | None:
+    """None if the peer imports, else why not."""
+    module = {"celer": "celer", "skglm": "skglm", "cvxpy+clarabel": "cvxpy"}.get(name)
+    if module is None:
+        return None
+    try:
+        __import__(module)
+    except ImportError as err:
+        return f"not installed ({err}); pip install 'htaf[bench]'"
+    return None
+
+
+# -- timing in a forked child, so that a slow peer can be stopped --------------------------------
+def _child(conn: Any, name: str, prob: dict[str, Any], tol: float) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t0 = time.perf_counter()
+        z = SOLVERS[name](prob, tol)
+        elapsed = time.perf_counter() - t0
+    conn.send((elapsed, objective(prob, z)))
+
+
+def timed(name: str, prob: dict[str, Any], tol: float, budget: float) -> tuple[float, float]:
+    """(seconds, objective) of one solve, or (inf, nan) if it ran past ``budget``."""
+    ctx = mp.get_context("fork")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(child, name, prob, tol))
+    proc.start()
+    if parent.poll(budget):
+        out = parent.recv()
+        proc.join()
+        return out
+    proc.kill()
+    proc.join()
+    return float("inf"), float("nan")
+
+
+def warm_up(names: list[str]) -> None:
+    """Compile/import everything once (numba JIT of skglm, htaf's C kernels, CVXPY)."""
+    small = problem(30, 200, None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in names:
+            SOLVERS[name](small, 1e-6)
+
+
+def run_case(n: int, P: int, args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
+    prob = problem(n, P, args.beta)
+    best = solve_lasso(prob["H"], prob["y"], prob["beta"], tol=1e-12)
+    reference = best.objective
+    print(
+        f"\nn={n}, P={P} ({prob['columns']} distinct columns), beta={prob['beta']:g}; "
+        f"reference objective {reference:.12g} (htaf, relative gap {best.relative_gap:.1e})"
+    )
+    settings: dict[str, float] = {}
+    calibration: dict[str, list[dict[str, float]]] = {}
+    too_slow: set[str] = set()
+    for name in names:
+        ladder = [args.target] if name == "htaf" else [1e-8] if name == "cvxpy+clarabel" else LADDER
+        calibration[name] = []
+        for tol in ladder:
+            seconds, value = timed(name, prob, tol, args.budget)
+            reference = min(reference, value) if np.isfinite(value) else reference
+            calibration[name].append({"tol": tol, "seconds": seconds, "objective": value})
+            if not np.isfinite(seconds):
+                too_slow.add(name)
+                break
+            if (value - reference) / reference <= args.target:
+                settings[name] = tol
+                break
+        else:
+            settings.setdefault(name, ladder[-1])
+    times: dict[str, list[float]] = {name: [] for name in names}
+    values: dict[str, float] = {}
+    for r in range(args.repeats):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            if name in too_slow or (times[name] and not np.isfinite(times[name][-1])):
+                times[name].append(float("inf"))  # ran past the budget once: not again
+                continue
+            seconds, value = timed(name, prob, settings.get(name, LADDER[-1]), args.budget)
+            times[name].append(seconds)
+            if np.isfinite(value):
+                values[name] = value
+    rows = {}
+    for name in names:
+        med = statistics.median(times[name])
+        rel = (values[name] - reference) / reference if name in values else float("nan")
+        reached = bool(rel <= args.target * 1.0000001) if np.isfinite(rel) else False
+        rows[name] = {
+            "median_s": med,
+            "times_s": times[name],
+            "tol": settings.get(name),
+            "relative_error": rel,
+            "reached_target": reached,
+        }
+    return {
+        "n": n,
+        "P": P,
+        "columns": prob["columns"],
+        "beta": prob["beta"],
+        "reference": reference,
+        "solvers": rows,
+        "calibration": calibration,
+    }
+
+
+def report(case: dict[str, Any], budget: float) -> dict[str, Any]:
+    rows = case["solvers"]
+    print(f"{'solver':<16}{'median s':>10}{'tol':>10}{'rel. error':>12}  reached")
+    for name, row in rows.items():
+        med = f"> {budget:g}" if not np.isfinite(row["median_s"]) else f"{row['median_s']:.3f}"
+        tol = "-" if row["tol"] is None else f"{row['tol']:g}"
+        print(
+            f"{name:<16}{med:>10}{tol:>10}{row['relative_error']:>12.1e}  {row['reached_target']}"
+        )
+    peers = {k: v["median_s"] for k, v in rows.items() if k != "htaf" and v["reached_target"]}
+    peers.update(
+        {
+            k: v["median_s"]
+            for k, v in rows.items()
+            if k != "htaf" and not np.isfinite(v["median_s"])
+        }
+    )
+    key = f"{case['n']}x{case['P']}"
+    verdict: dict[str, Any] = {}
+    if peers and "htaf" in rows:
+        fastest = min(peers, key=peers.get)
+        ratio = peers[fastest] / rows["htaf"]["median_s"]
+        verdict = {"fastest_peer": fastest, "speedup": ratio}
+        line = f"htaf is {ratio:.2f}x faster than the fastest peer ({fastest})"
+        if key in TARGETS:
+            kind, value = TARGETS[key]
+            ok = ratio >= value if kind == "faster" else ratio >= 1 / value
+            want = f">= {value}x faster" if kind == "faster" else f"within {value}x"
+            verdict["target"] = want
+            verdict["pass"] = bool(ok and rows["htaf"]["reached_target"])
+            line += f"; target {want}: {'PASS' if verdict['pass'] else 'FAIL'}"
+        print(line)
+    return verdict
+
+
+def memory_line(n: int = 10_000, P: int = 100_000, max_time_s: float = 120.0) -> dict[str, Any]:
+    """Build H and solve at n x P (no new working-set round after ``max_time_s``); bytes of H,
+    tracemalloc peaks, peak-RSS growth, and the solve's certificate."""
+    import resource
+    import tracemalloc
+
+    X, y = teacher(n)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    H = Arrangements.sample(X, P, np.random.default_rng(0))
+    build_s = time.perf_counter() - t0
+    build_peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.reset_peak()
+    result = solve_lasso(H, y, 1e-3 * n, tol=1e-6, max_time_s=max_time_s)
+    solve_peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0  # KiB on Linux
+    out = {
+        "n": n,
+        "P": P,
+        "columns": H.n_columns,
+        "h_bytes": H.nbytes,
+        "h_float32_bytes": 4 * n * H.n_columns,
+        "build_s": build_s,
+        "build_peak_bytes": build_peak,
+        "solve_peak_bytes": solve_peak,
+        "peak_rss_growth_bytes": rss * 1024,
+        "solve": result.info(),
+    }
+    mb = 1e6
+    print(
+        f"\nmemory, n={n}, P={P} ({H.n_columns} distinct columns): H holds "
+        f"{H.nbytes / mb:.1f} MB as bits ({4 * n * H.n_columns / mb:.0f} MB as float32); "
+        f"tracemalloc peak {build_peak / mb:.0f} MB building, {solve_peak / mb:.0f} MB "
+        f"solving; peak RSS grew {rss * 1024 / mb:.0f} MB"
+    )
+    print(
+        f"  built in {build_s:.1f} s; solved in {result.time_s:.1f} s, optimal "
+        f"{result.optimal} (relative gap {result.relative_gap:.1e}), "
+        f"{np.count_nonzero(result.z)} units; H <= 150 MB: "
+        f"{'PASS' if H.nbytes <= 150 * mb else 'FAIL'}"
+    )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--cases", default="100x10000,1000x1000", help="comma-separated nxP")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--target", type=float, default=1e-6, help="relative objective error")
+    p.add_argument("--beta", type=float, default=None, help="absolute beta (default 1e-3 n)")
+    p.add_argument("--budget", type=float, default=30.0, help="seconds per peer run")
+    p.add_argument("--solvers", default=",".join(SOLVERS))
+    p.add_argument("--memory", action="store_true", help="only the n=10000, P=100000 line")
+    p.add_argument(
+        "--memory-time",
+        type=float,
+        default=120.0,
+        help="--memory: no new working-set round after this many seconds",
+    )
+    p.add_argument("--json", default=None, help="write every number here")
+    args = p.parse_args(argv)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"load average {load:.1f} on {os.cpu_count()} CPUs")
+    results: dict[str, Any] = {"load_average": load, "cpus": os.cpu_count()}
+    if args.memory:
+        results["memory"] = memory_line(max_time_s=args.memory_time)
+    else:
+        names = []
+        for name in args.solvers.split(","):
+            why = available(name)
+            if why:
+                print(f"{name}: {why}")
+            else:
+                names.append(name)
+        warm_up(names)
+        results["cases"] = []
+        for spec in args.cases.split(","):
+            n, P = (int(v) for v in spec.lower().split("x"))
+            case = run_case(n, P, args, names)
+            case["verdict"] = report(case, args.budget)
+            results["cases"].append(case)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, default=float) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

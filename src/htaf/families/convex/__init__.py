@@ -1,0 +1,95 @@
+"""Globally optimal threshold networks (Ergen, Gulluk, Lacotte, Pilanci; ICLR 2023).
+
+Training a threshold network with weight decay is a convex program; this family solves it
+instead of training by gradient, and rebuilds the network from the solution:
+
+* ``variant = "two_layer"``: sample ``directions`` (P) directions, build the arrangement
+  matrix ``H = 1{[X, 1] U >= 0}`` without duplicate columns (stored as bits,
+  :mod:`.arrangements`), solve ``min_z 1/2 ||Hz - y||^2 + beta ||z||_1`` to a certified
+  duality gap (:mod:`.solver`), and keep one hidden step unit per nonzero ``z_j``
+  (:mod:`.model`);
+* ``variant = "deep"``: the shattered three-layer program with ``width`` random first-layer
+  units and the staircase second layer fitted by ``reconstruction = "pinv" | "svm"``
+  (:mod:`.deep`).
+
+The model is an ordinary DHN of exact steps (:mod:`.network`): ``htaf compare --task convex``
+solves it in the grid (``epochs = 1``, the engine's ``fit_closed_form`` hook), evaluates,
+saves and loads it like any other run, and its metrics carry the solve's certificate
+(``solver_gap``, ``solver_optimal``, ...). Binary targets are fitted as ±1, regression
+targets as they are; multiclass data is refused. The scikit-learn estimators are
+:class:`~htaf.families.convex.estimators.ConvexThresholdClassifier` and
+``ConvexThresholdRegressor`` (also ``htaf.convex``).
+
+Options (``[model]``): ``variant``, ``directions``, ``beta`` (none: 1e-3 · n), ``width``,
+``reconstruction``, ``solver`` (``"working_set"`` or ``"cvxpy"``, the CVXPY + Clarabel
+reference: ``pip install 'htaf[convex]'``), ``tol`` (relative duality gap).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from htaf.families import DataSpec, Family
+
+__all__ = ["FAMILY", "ConvexOptions"]
+
+
+@dataclass(frozen=True)
+class ConvexOptions:
+    """The convex family's ``[model]`` table."""
+
+    variant: Literal["two_layer", "deep"] = "two_layer"
+    directions: int = 2000
+    beta: float | None = None
+    width: int = 1000
+    reconstruction: Literal["pinv", "svm"] = "pinv"
+    solver: Literal["working_set", "cvxpy"] = "working_set"
+    tol: float = 1e-6
+
+    def check(self) -> None:
+        if self.directions <= 0:
+            raise ValueError(
+                f"option 'model.directions' (P) must be a positive integer, got {self.directions}"
+            )
+        if self.beta is not None and (not math.isfinite(self.beta) or self.beta <= 0):
+            raise ValueError(f"option 'model.beta' must be > 0 (or unset), got {self.beta}")
+        if self.width <= 0:
+            raise ValueError(f"option 'model.width' must be a positive integer, got {self.width}")
+        if not 0 < self.tol < 1:
+            raise ValueError(f"option 'model.tol' must be in (0, 1), got {self.tol}")
+        if self.solver == "cvxpy":
+            from htaf.families.convex.solver import CVXPY_HINT, cvxpy_missing
+
+            if cvxpy_missing():
+                raise ValueError(
+                    f"option 'model.solver' = 'cvxpy' needs CVXPY, which is not installed: "
+                    f"{CVXPY_HINT}"
+                )
+
+
+def build(
+    options: ConvexOptions, spec: DataSpec, estimator: str, params: Mapping[str, float]
+) -> torch.nn.Module:
+    """An unsolved :class:`~.network.ConvexThresholdNetwork` on the flattened input."""
+    from htaf.families.convex.network import ConvexThresholdNetwork
+
+    seed = int(torch.randint(0, 2**31 - 1, ()))  # from the run's seeded torch generator
+    return ConvexThresholdNetwork(math.prod(spec.input_shape), options, seed, estimator, **params)
+
+
+FAMILY = Family(
+    name="convex",
+    description="Globally optimal threshold networks (Ergen et al.): a convex program, solved",
+    options=ConvexOptions,
+    build=build,
+    kinds=("table", "image"),
+    tasks=("binary", "regression"),
+    # Solved, not trained: one "epoch". lr and batch_size are unused but must be valid.
+    compare={"dataset": "breast_cancer", "epochs": 1, "lr": 1e-3, "batch_size": 64},
+    estimators=("htaf",),
+)

@@ -1,0 +1,183 @@
+"""Threshold networks rebuilt from a convex solution, and the objective they are judged by.
+
+A :class:`ThresholdNet` is a stack of exact step layers ``h <- 1{W h + b >= 0}`` followed by
+output weights ``a``: ``f(x) = a · h_L(x)``, computed in float64. It is what
+:func:`fit_two_layer` (here) and :func:`~.deep.fit_deep` return, what the scikit-learn
+estimators predict with, and what :meth:`ThresholdNet.to_dhn` copies into an ordinary
+:class:`~htaf.families.dhn.DHN` for the engine.
+
+**The regularised objective.** Ergen et al.'s threshold unit is ``s · 1{w·x >= 0}`` with a
+trainable amplitude ``s``, and the network ``f(x) = sum_j alpha_j s_j 1{w_j·x >= 0}`` is trained
+with weight decay ``beta/2 · sum_j (s_j^2 + alpha_j^2)``. The layers before the last step layer
+feed steps, which do not change when their weights are scaled, so a penalty on them can be
+driven to zero and the convex program leaves them unregularised. Rescaling ``s_j -> c s_j``,
+``alpha_j -> alpha_j / c`` leaves ``f`` unchanged, and ``(s^2 + alpha^2)/2 >= |s alpha|`` with
+equality at ``|s| = |alpha| = sqrt|s alpha|``. So over all parameters that give the same ``f``:
+
+    J(f) = 1/2 ||f(X) - y||^2 + beta ||a||_1,        a_j = alpha_j s_j,
+
+and every model in ``htaf study convex`` is scored by ``J / n`` (``n`` training samples; the
+official code also divides by ``n``). For the two-layer convex model ``J`` is the Lasso
+objective ``P(z)`` itself (``a = z``); for the deep model it is the program of :mod:`.deep`.
+The split ``|s_j| = |alpha_j| = sqrt|z_j|`` is kept in :attr:`ThresholdNet.amplitudes`; the DHN
+holds the product ``a_j`` as its head weight (its steps have no amplitude).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from htaf.families.convex.arrangements import Arrangements
+from htaf.families.convex.solver import solve_lasso
+
+__all__ = ["StepLayer", "ThresholdNet", "fit_two_layer", "regularised_objective"]
+
+
+def regularised_objective(
+    pred: np.ndarray, y: np.ndarray, output_weights: np.ndarray, beta: float
+) -> float:
+    """``J = 1/2 ||pred - y||^2 + beta ||a||_1`` (see the module doc); not divided by n."""
+    r = np.asarray(pred, dtype=np.float64).reshape(-1) - np.asarray(y, dtype=np.float64).reshape(-1)
+    return float(0.5 * r @ r + beta * np.abs(np.asarray(output_weights, dtype=np.float64)).sum())
+
+
+@dataclass
+class StepLayer:
+    """``h_out = 1{weight @ h_in + bias >= 0}``; ``weight``: (out, in), float64."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+
+    def __call__(self, h: np.ndarray) -> np.ndarray:
+        return (h @ self.weight.T + self.bias >= 0).astype(np.float64)
+
+
+@dataclass
+class ThresholdNet:
+    """Exact step layers and output weights: ``f(x) = output · h_L(x)`` (no output bias).
+
+    ``info`` holds the solve's certificate (objective, gap, ``optimal``, ...), ``amplitudes``
+    the amplitude of each last-layer unit in the balanced split ``|s_j| = |alpha_j|``.
+    """
+
+    layers: list[StepLayer]
+    output: np.ndarray
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def amplitudes(self) -> np.ndarray:
+        return np.sqrt(np.abs(self.output))
+
+    @property
+    def output_weights(self) -> np.ndarray:
+        """``alpha_j = sign(a_j) sqrt|a_j|``: with :attr:`amplitudes`, ``alpha_j s_j = a_j``."""
+        return np.sign(self.output) * np.sqrt(np.abs(self.output))
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        return tuple(int(layer.weight.shape[0]) for layer in self.layers)
+
+    def hidden(self, X: np.ndarray) -> np.ndarray:
+        """The last hidden layer's 0/1 codes, ``(n, units)``."""
+        h = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
+        for layer in self.layers:
+            h = layer(h)
+        return h
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """``f(X)``, float64 ``(n,)``."""
+        return self.hidden(X) @ self.output
+
+    def objective(self, X: np.ndarray, y: np.ndarray, beta: float) -> float:
+        """``J(f)`` on ``(X, y)``: see :func:`regularised_objective`."""
+        return regularised_objective(self.predict(X), y, self.output, beta)
+
+    def to_dhn(self, activation: str = "htaf", **params: float) -> Any:
+        """An ordinary :class:`~htaf.families.dhn.DHN` with these weights (float32, one logit)."""
+        from htaf.families.dhn import DHN
+
+        n_in = int(self.layers[0].weight.shape[1])
+        model = DHN(
+            n_in, 1, widths=[max(1, w) for w in self.widths], activation=activation, **params
+        )
+        self.load_into(model)
+        return model
+
+    def load_into(self, model: Any) -> None:
+        """Copy the weights into a DHN whose widths equal :attr:`widths` (0 units: one dead
+        unit, whose output weight is 0)."""
+        import torch
+
+        with torch.no_grad():
+            for layer, step in zip(model.layers, self.layers, strict=True):
+                w, b = _at_least_one_unit(step.weight, step.bias)
+                layer.linear.weight.copy_(torch.as_tensor(w))
+                layer.linear.bias.copy_(torch.as_tensor(b))
+            out = self.output if self.output.size else np.zeros(1)
+            model.head.weight.copy_(torch.as_tensor(out).reshape(1, -1))
+            model.head.bias.zero_()
+
+
+def _at_least_one_unit(weight: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A layer without units becomes one unit that never fires (a DHN layer needs width >= 1)."""
+    if weight.shape[0]:
+        return weight, bias
+    return np.zeros((1, weight.shape[1])), np.full(1, -1.0)
+
+
+def check_beta(beta: Any, n: int) -> float:
+    """``beta`` (None: 1e-3 · n, the paper's choice) as a float; ValueError unless > 0."""
+    if beta is None:
+        return 1e-3 * n
+    real = isinstance(beta, (int, float, np.integer, np.floating)) and not isinstance(beta, bool)
+    if not real or not math.isfinite(beta) or beta <= 0:
+        raise ValueError(f"beta must be a number > 0 (or None for 1e-3·n), got {beta!r}")
+    return float(beta)
+
+
+def fit_two_layer(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    beta: float | None = None,
+    n_directions: int = 2000,
+    rng: np.random.Generator | int | None = None,
+    solver: str = "working_set",
+    tol: float = 1e-6,
+) -> ThresholdNet:
+    """Ergen et al.'s two-layer program: sample ``n_directions`` directions, build
+    ``H = 1{[X, 1] U >= 0}`` without duplicates, solve ``min 1/2 ||Hz - y||^2 + beta ||z||_1``
+    and keep one hidden unit per nonzero ``z_j`` (first-layer weights ``u_j``).
+
+    ``info``: the solver's certificate (:meth:`~.solver.LassoResult.info`) plus ``beta``,
+    ``directions`` (drawn), ``columns`` (distinct patterns), ``h_bytes`` (bits of ``H``) and
+    ``time_s`` (arrangement + solve).
+    """
+    import time
+
+    X = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    beta = check_beta(beta, len(X))
+    t0 = time.perf_counter()
+    H = Arrangements.sample(X, n_directions, rng)
+    result = solve_lasso(H, y, beta, tol=tol, solver=solver)
+    support = np.flatnonzero(result.z)
+    U = H.directions[:, support]
+    layer = StepLayer(weight=U[:-1].T.copy(), bias=U[-1].copy())
+    info = {
+        **result.info(),
+        "beta": beta,
+        "directions": int(n_directions),
+        "columns": H.n_columns,
+        "h_bytes": H.nbytes,
+        "units": int(support.size),
+        "time_s": time.perf_counter() - t0,
+    }
+    net = ThresholdNet([layer], result.z[support].copy(), info)
+    # J of the rebuilt network on the training data: P(z) up to rounding (x·w + b vs [x, 1]·u).
+    net.info["network_objective"] = net.objective(X, y, beta)
+    return net

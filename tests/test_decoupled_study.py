@@ -1,0 +1,95 @@
+"""``htaf study decoupled``: Troiano et al.'s rules, small."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from htaf.cli import main
+from htaf.estimators import get
+from htaf.studies import decoupled
+
+
+@pytest.mark.parametrize(
+    "rule", ["decoupled_rectangular", "decoupled_triangular", "decoupled_constant"]
+)
+@pytest.mark.parametrize("forward", ["logistic", "relu", "step"])
+def test_forward_is_kept_and_backward_is_the_rule(forward, rule):
+    act = decoupled.make_activation(f"{forward}/{rule}", generator=None)
+    x = torch.linspace(-2, 2, 41, dtype=torch.float64, requires_grad=True)
+    y = act(x)
+    expected = {
+        "logistic": torch.sigmoid,
+        "relu": torch.relu,
+        "step": lambda t: (t >= 0).to(t.dtype),
+    }[forward](x.detach())
+    torch.testing.assert_close(y.detach(), expected)
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, get(rule).grad(x.detach()))
+
+
+def test_tied_rows_use_autograd_and_bad_rows_are_refused():
+    act = decoupled.make_activation("logistic/tied", generator=None)
+    x = torch.tensor([0.3, -1.0], dtype=torch.float64, requires_grad=True)
+    act(x).sum().backward()
+    s = torch.sigmoid(x.detach())
+    torch.testing.assert_close(x.grad, s * (1 - s))
+    for bad in ("step/tied", "tanh/decoupled_constant", "logistic/magic", "ht af"):
+        with pytest.raises(ValueError):
+            decoupled.check_row(bad)
+
+
+def test_ones_data():
+    data = decoupled.ones_data(n=500, d=64, seed=1)
+    assert data["X"].shape == (400, 64) and set(np.unique(data["X"])) <= {0.0, 1.0}
+    np.testing.assert_array_equal(data["y"], data["X"].mean(axis=1) > 0.5)
+
+
+@pytest.mark.slow
+def test_study_small(tmp_path, capsys):
+    out = tmp_path / "dec"
+    code = main(
+        [
+            "study",
+            "decoupled",
+            "--out",
+            str(out),
+            "--experiments",
+            "mlp,ones,lenet",
+            "--seeds",
+            "2",
+            "--epochs",
+            "2",
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    res = json.loads((out / "results.json").read_text())
+    mlp = res["experiments"]["mlp"]["rows"]
+    assert set(decoupled.EXPERIMENTS["mlp"].rows) == set(mlp)
+    for row in mlp.values():
+        assert len(row["finals"]) == 2 and 0 <= row["final_mean"] <= 1
+        assert len(row["curves"]["test_accuracy"]) == 2
+    assert mlp["logistic/tied"]["cosine_mean"] == pytest.approx(1.0)
+    assert -1 <= mlp["step/decoupled_constant"]["cosine_mean"] <= 1
+    assert res["experiments"]["lenet"]["data"].startswith(("digits_images", "mnist"))
+    claim = res["constant_vs_tied"]
+    assert claim["within_2_points"] == (abs(claim["difference_points"]) <= 2)
+    names = {p.name for p in out.iterdir()}
+    assert {"table.md", "config.json", "curves_mlp.png", "cosine_ones.svg"} <= names
+    assert "logistic/decoupled_constant" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--seeds", "0"], "seeds"),
+        (["--experiments", "resnet"], "experiments"),
+        (["--epochs", "0"], "epochs"),
+    ],
+)
+def test_bad_input_exit_2_nothing_written(tmp_path, capsys, args, message):
+    out = tmp_path / "dec"
+    assert main(["study", "decoupled", "--out", str(out), *args]) == 2
+    assert not out.exists() and message in capsys.readouterr().err
