@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 
 # The optional backends and trackers, so that their tests run rather than skip.
 $(VENV)/.ray: $(STAMP)
-	$(PY) -m pip install -q -e ".[dev,ray,tensorboard,mlflow,convex]"
+	$(PY) -m pip install -q -e ".[dev,ray,tensorboard,mlflow,convex,hf]"
 	touch $(VENV)/.ray
 
 # The SNN peers for tests/test_interop.py. --no-deps: spikingjelly requires torchvision and
