@@ -163,8 +163,8 @@ def run_decoupled(args: argparse.Namespace) -> int:
     if claim:
         print(
             f"digits MLP, logistic forward: tied {claim['tied']:.4f}, constant "
-            f"{claim['constant']:.4f} ({claim['difference_points']:+.2f} points); within 2 "
-            f"points: {claim['within_2_points']}"
+            f"{claim['constant']:.4f} (constant - tied: {claim['constant_minus_tied_points']:+.2f} "
+            f"points); constant within 2 points of tied: {claim['holds']}"
         )
     for path in result["plots"]:
         print(path)

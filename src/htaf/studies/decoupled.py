@@ -513,19 +513,18 @@ def summarize(runs: list[dict[str, list[float]]]) -> dict[str, Any]:
 
 
 def constant_vs_tied(results: dict[str, Any]) -> dict[str, Any]:
-    """Troiano's claim on digits: logistic/decoupled_constant within 2 points of logistic/tied."""
+    """Troiano's claim on digits: the constant rule (logistic forward) comes within 2 points of
+    the tied backward, i.e. loses at most 2 points of test accuracy (``holds``)."""
     rows = results.get("mlp", {}).get("rows", {})
     if "logistic/tied" not in rows or "logistic/decoupled_constant" not in rows:
         return {}
-    tied, const = (
-        rows["logistic/tied"]["final_mean"],
-        rows["logistic/decoupled_constant"]["final_mean"],
-    )
+    tied = rows["logistic/tied"]["final_mean"]
+    const = rows["logistic/decoupled_constant"]["final_mean"]
     return {
         "tied": tied,
         "constant": const,
-        "difference_points": 100 * (tied - const),
-        "within_2_points": bool(abs(tied - const) <= 0.02),
+        "constant_minus_tied_points": 100 * (const - tied),
+        "holds": bool(const >= tied - 0.02),
     }
 
 
