@@ -105,6 +105,7 @@ def validate(configs: Iterable[RunConfig]) -> dict[str, Any]:
         raise ConfigError("the grid is empty: give at least one dataset, estimator and seed")
     seen_runs: set[str] = set()
     loaded: dict[str, Any] = {}
+    built: set[str] = set()
     for cfg in configs:
         cfg.validate()
         _check_task(cfg.task)
@@ -114,11 +115,29 @@ def validate(configs: Iterable[RunConfig]) -> dict[str, Any]:
         key = dataset_key(cfg)
         if key not in loaded:
             loaded[key] = load_dataset(cfg)
+        model_key = json.dumps([key, cfg.task, cfg.model, cfg.estimator, cfg.estimator_params],
+                               sort_keys=True)  # fmt: skip
+        if model_key not in built:
+            _check_model(cfg, loaded[key])
+            built.add(model_key)
         cell = str(run_dir_for("", cfg))
         if cell in seen_runs:
             raise ConfigError(f"two grid cells share the run folder {cell}; repeated estimator?")
         seen_runs.add(cell)
     return loaded
+
+
+def _check_model(config: RunConfig, dataset: Any) -> None:
+    """Build the cell's model on the meta device (shapes only, nothing allocated), so that a
+    model that cannot take the data (an architecture and images of the wrong size, a layer
+    option that does not apply) fails here. A builder that needs real tensors raises something
+    other than ``ValueError``; the run itself builds it again."""
+    import torch
+
+    from htaf.families import build_model
+
+    with contextlib.suppress(RuntimeError, NotImplementedError), torch.device("meta"):
+        build_model(config, dataset)
 
 
 def check_backend(backend: str, jobs: int) -> None:

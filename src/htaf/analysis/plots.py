@@ -5,9 +5,13 @@
 * ``gradient_norms``: per-layer gradient L2 norm per epoch (log y);
 * ``activation_histograms``: the smooth hidden outputs of seed 0 on the test set (HTAF piles
   its mass at 0 and 1; ReLU does not);
-* ``binary_metric_bars``: the exact-binary test metric per estimator, with std error bars.
+* ``binary_metric_bars``: the exact-binary test metric per estimator, with std error bars;
+* ``model_stats``: every per-epoch series a model reports through its ``epoch_stats`` hook
+  (``model_stats`` in the history: a BNN's flip ratio per layer, its near-±1 fraction, the
+  smooth-vs-hard disagreement...), one row of panels per statistic, one panel per layer.
 
-``plot_experiment(exp_dir)`` draws all four from the files in the folder.
+``plot_experiment(exp_dir)`` draws them from the files in the folder (``model_stats`` only
+where the runs have such series).
 """
 
 from __future__ import annotations
@@ -220,6 +224,70 @@ def _binary(spec: str) -> bool:
         return True
 
 
+#: Panels per row of :func:`model_stats` (a statistic with more layers shows the first ones).
+MAX_PANELS = 8
+
+
+def _numeric(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def model_stat_series(records: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
+    """The per-epoch ``model_stats`` series in the records: ``{stat: [sub-key or "", ...]}``
+    (a scalar statistic has the one sub-key ""), in order of first appearance."""
+    series: dict[str, list[str]] = {}
+    for rec in records:
+        for row in rec.get("history", []):
+            for stat, value in (row.get("model_stats") or {}).items():
+                subs = series.setdefault(stat, [])
+                keys = (
+                    [k for k, v in value.items() if _numeric(v)]
+                    if isinstance(value, dict)
+                    else ([""] if _numeric(value) else [])
+                )
+                subs.extend(k for k in keys if k not in subs)
+    return {stat: subs for stat, subs in series.items() if subs}
+
+
+def _stat(row: dict[str, Any], stat: str, sub: str) -> float:
+    value = (row.get("model_stats") or {}).get(stat)
+    if sub:
+        value = value.get(sub) if isinstance(value, dict) else None
+    return float(value) if _numeric(value) else np.nan
+
+
+def model_stats(records: Sequence[dict[str, Any]], out_dir: str | Path) -> list[Path]:
+    """Each per-epoch model statistic (mean over seeds, band ±1 std) per estimator; nothing
+    when no run reports one."""
+    series = model_stat_series(records)
+    if not series:
+        return []
+    groups = _by_estimator(records)
+    colors = _colors(list(groups))
+    cols = min(MAX_PANELS, max(len(subs) for subs in series.values()))
+    fig, axes = plt.subplots(
+        len(series), cols, figsize=(3.3 * cols, 2.8 * len(series)), squeeze=False,
+        layout="constrained",
+    )  # fmt: skip
+    for r, (stat, subs) in enumerate(series.items()):
+        for c in range(cols):
+            ax = axes[r, c]
+            if c >= len(subs):
+                ax.axis("off")
+                continue
+            for label, runs in groups.items():
+                x, m, sd = _curve(runs, lambda row, s=stat, k=subs[c]: _stat(row, s, k))
+                if np.isfinite(m).any():
+                    _band(ax, x, m, sd, color=colors[label], label=label)
+            ax.set_title(f"{stat} {subs[c]}".strip(), fontsize=9)
+            ax.set(xlabel="epoch")
+            ax.grid(alpha=0.3)
+        axes[r, 0].set_ylabel(stat)
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle("model statistics per epoch (mean over seeds, band ±1 std)")
+    return save_figure(fig, out_dir, "model_stats")
+
+
 def plot_experiment(
     exp_dir: str | Path,
     records: Sequence[dict[str, Any]] | None = None,
@@ -234,4 +302,4 @@ def plot_experiment(
     out = exp_dir / "plots"
     paths = learning_curves(records, out) + gradient_norms(records, out)
     paths += activation_histograms(records, out) + binary_metric_bars(summary, out)
-    return paths
+    return paths + model_stats(records, out)

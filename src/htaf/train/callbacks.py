@@ -100,8 +100,17 @@ class GradientNorms(Callback):
 
 # -- activation statistics -----------------------------------------------------------------------
 def activation_modules(model: nn.Module) -> list[nn.Module]:
-    """Every estimator and reference activation (ReLU, Tanh, ...) in module order."""
-    return [m for m in model.modules() if isinstance(m, (Estimator, *_REFERENCE_TYPES))]
+    """Every estimator and reference activation (ReLU, Tanh, ...) in module order.
+
+    An estimator that quantizes weights, not activations (a binary layer's kernel quantizer),
+    carries ``quantizes_weights = True`` and is left out.
+    """
+    return [
+        m
+        for m in model.modules()
+        if isinstance(m, (Estimator, *_REFERENCE_TYPES))
+        and not getattr(m, "quantizes_weights", False)
+    ]
 
 
 def _signed(module: nn.Module) -> bool:

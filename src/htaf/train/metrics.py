@@ -15,7 +15,7 @@ import math
 from typing import Any
 
 import numpy as np
-from sklearn import metrics as skm
+from scipy.stats import rankdata
 
 #: Metric names per task, in display order.
 METRICS: dict[str, tuple[str, ...]] = {
@@ -74,8 +74,18 @@ def auroc(y: np.ndarray, probs: np.ndarray) -> float:
     for k in range(1 if p.shape[1] == 2 else 0, p.shape[1]):
         positive = y == k
         if positive.any() and not positive.all():
-            scores.append(skm.roc_auc_score(positive, p[:, k]))
+            scores.append(_binary_auroc(positive, p[:, k]))
     return float(np.mean(scores)) if scores else math.nan
+
+
+def _binary_auroc(positive: np.ndarray, score: np.ndarray) -> float:
+    """AUROC as the Mann-Whitney statistic: the probability that a random positive scores above
+    a random negative, ties counting 1/2; sklearn's ``roc_auc_score``, without its per-call
+    input checks (a hundred times faster on a validation split, which every epoch scores)."""
+    ranks = rankdata(score)  # average ranks of ties
+    n_pos = int(positive.sum())
+    n_neg = len(positive) - n_pos
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def log_loss(y: np.ndarray, probs: np.ndarray) -> float:

@@ -15,7 +15,8 @@ The run folder ``out_dir`` holds (every file written atomically; under torchrun,
   their ``*_hard`` counterparts, and the model's own test statistics
   (``test_{NAME}_{hard|smooth}``, see ``htaf.families``);
 * ``activations.npz``: per hidden layer a sample of the test-set outputs in the unsigned space,
-  keys ``layer1_smooth``, ``layer1_hard``, ...
+  keys ``layer1_smooth``, ``layer1_hard``, ...;
+* ``model_summary.txt``: the model's ``summary()`` (layers, parameters, memory), where it has one.
 
 Non-finite numbers are written as JSON ``null``.
 """
@@ -34,7 +35,7 @@ import torch
 from htaf.config import RunConfig
 from htaf.estimators import MODES, set_mode
 from htaf.families import build_model, model_options
-from htaf.io import atomic_save_npz, atomic_write_json, json_safe
+from htaf.io import atomic_save_npz, atomic_write_json, atomic_write_text, json_safe
 from htaf.train import distributed
 from htaf.train.batches import batches, sequential
 from htaf.train.callbacks import activation_stats
@@ -52,8 +53,9 @@ from htaf.train.engine import (
 CONFIG = "config.json"
 METRICS = "metrics.json"
 ACTIVATIONS = "activations.npz"
+SUMMARY = "model_summary.txt"
 #: Every file a run writes; a run that does not continue a checkpoint removes stale ones first.
-RUN_FILES = (CONFIG, HISTORY, CHECKPOINT, WEIGHTS, METRICS, ACTIVATIONS)
+RUN_FILES = (CONFIG, HISTORY, CHECKPOINT, WEIGHTS, METRICS, ACTIVATIONS, SUMMARY)
 SPLITS = ("train", "val", "test")
 #: Activation statistics copied into metrics.json.
 ACT_KEYS = ("near_binary_05", "near_binary_01", "entropy", "saturation")
@@ -181,6 +183,8 @@ def run_one(
                 f"{layer}_{mode}": v for mode, by in samples.items() for layer, v in by.items()
             }
             atomic_save_npz(out_dir / ACTIVATIONS, arrays)
+            if callable(getattr(model, "summary", None)):
+                atomic_write_text(out_dir / SUMMARY, model.summary() + "\n")
         distributed.barrier(d)
     return {
         "config": config.to_dict(),
