@@ -11,7 +11,8 @@ weights and 1-bit activations everywhere but the real-valued input image:
 * CNN: 3x32x32 -> conv 16, conv 32 + maxpool, conv 32 + maxpool -> 10, BatchNorm after each
   convolution, batch 32 (htaf: ``small_cnn`` with widths 16, 32, 32).
 
-Rows: htaf with ``ste_clipped``; htaf with ``htaf`` (signed HTAF, smooth forward in training);
+Rows: htaf with ``ste_clipped``; htaf with ``htaf`` (signed HTAF, smooth forward in training),
+each quantizing weights and activations;
 Brevitas 1W1A (``SignedBinaryWeightPerTensorConst`` weights, ``SignedBinaryActPerTensorConst``
 activations: sign forward, clipped straight-through backward). Each repeat times every row back
 to back; a ratio is the median over repeats of the paired per-repeat ratios. Targets tracked by
@@ -39,7 +40,8 @@ NETS = {"mlp": ((1, 28, 28), 128), "cnn": ((3, 32, 32), 32)}
 
 
 def htaf_net(kind: str, estimator: str) -> BNN:
-    q = Binarization(estimator, {}, binary_first=True, binary_last=True)
+    # The row's estimator quantizes weights and activations, as Brevitas's binary quantizers do.
+    q = Binarization(estimator, {}, kernel="same", binary_first=True, binary_last=True)
     if kind == "mlp":
         return build_arch("binarynet_mlp", q, NETS[kind][0], 10, (512, 512, 512))
     return build_arch("small_cnn", q, NETS[kind][0], 10, (16, 32, 32))

@@ -125,18 +125,22 @@ def test_kernel_quantizers_are_not_counted_as_activations():
     assert net[1].kernel_quantizer.quantizes_weights
 
 
-def test_mode_norm_keeps_hard_statistics_apart():
+def test_mode_norm_keeps_the_statistics_of_each_forward_apart():
     bn = ModeBatchNorm1d(3)
     x = torch.randn(64, 3) * 2 + 5
-    bn.use_hard = True
+    bn.stats = "hard"
     bn.train()
     bn(x)
-    assert torch.equal(bn.running_mean, torch.zeros(3))  # the soft set is untouched
+    assert torch.equal(bn.running_mean, torch.zeros(3))  # the other sets are untouched
+    assert torch.equal(bn.smooth_mean, torch.zeros(3))
     torch.testing.assert_close(bn.hard_mean, 0.1 * x.mean(0))
     bn.eval()
-    bn.use_hard = False
+    bn.stats = "mixed"
     torch.testing.assert_close(bn(x), F.batch_norm(x, torch.zeros(3), torch.ones(3),
                                                    bn.weight, bn.bias))  # fmt: skip
-    bn.use_hard = True
+    bn.stats = "hard"
     torch.testing.assert_close(bn(x), F.batch_norm(x, bn.hard_mean, bn.hard_var,
+                                                   bn.weight, bn.bias))  # fmt: skip
+    bn.stats = "smooth"  # never estimated: the usual statistics
+    torch.testing.assert_close(bn(x), F.batch_norm(x, torch.zeros(3), torch.ones(3),
                                                    bn.weight, bn.bias))  # fmt: skip

@@ -128,24 +128,31 @@ def test_kernel_quantizer_options():
     assert binary["conv1"].kernel_quantizer.name == "approx_sign" and "conv2" not in binary
 
 
-def test_calibrate_estimates_the_hard_statistics_only():
-    model = build(BNNOptions(), spec((1, 8, 8)), "htaf", {})
+@pytest.mark.parametrize("kernel", ["same", "ste_clipped"])
+def test_calibrate_estimates_the_forwards_the_network_does_not_train_in(kernel):
+    model = build(BNNOptions(kernel_quantizer=kernel), spec((1, 8, 8)), "htaf", {})
+    trained = model.forward_kind()
+    assert trained == ("smooth" if kernel == "same" else "mixed")
     x = torch.randn(64, 1, 8, 8)
     model.train()
-    model(x)  # a smooth training step's statistics
+    model(x)  # a training step's statistics
     norms = model._norms()
-    soft = [n.running_mean.clone() for n in norms]
+    name = "running" if trained == "mixed" else trained
+    before = [getattr(n, f"{name}_mean").clone() for n in norms]
     model.calibrate(x)
-    assert all(torch.equal(n.running_mean, s) for n, s in zip(norms, soft, strict=True))
-    assert all(int(n.hard_batches) == 1 for n in norms)
+    assert all(
+        torch.equal(getattr(n, f"{name}_mean"), b) for n, b in zip(norms, before, strict=True)
+    )
+    for target in {"hard", "smooth"} - {trained}:
+        assert all(int(getattr(n, f"{target}_batches")) == 1 for n in norms)
     # the calibrated statistics are those of the hard forward on x
     with htaf.harden(model):
         acts = {}
         norms[1].register_forward_hook(lambda m, i, o: acts.setdefault("x", i[0]))
         model.eval()
         model(x)
-    dims = (0, 2, 3)
-    torch.testing.assert_close(norms[1].hard_mean, acts["x"].mean(dims), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(norms[1].hard_mean, acts["x"].mean((0, 2, 3)), rtol=1e-4,
+                               atol=1e-5)  # fmt: skip
 
 
 def test_epoch_and_eval_stats():

@@ -58,3 +58,16 @@ def test_regression_in_original_units():
     assert got["mae"] == pytest.approx(skm.mean_absolute_error(y0, p0))
     assert got["r2"] == pytest.approx(skm.r2_score(y0, p0))
     assert got["rmse"] == pytest.approx(3 * M.regression_metrics(y_std, pred)["rmse"])
+
+
+def test_rank_auroc_equals_sklearn_with_ties():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        n = int(rng.integers(2, 200))
+        y = rng.random(n) < rng.random()
+        if y.all() or not y.any():
+            continue
+        scores = np.round(rng.random(n), int(rng.integers(1, 4)))  # many ties
+        assert M.auroc(y.astype(int), scores) == pytest.approx(
+            skm.roc_auc_score(y, scores), abs=1e-12
+        )

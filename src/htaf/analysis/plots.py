@@ -16,6 +16,7 @@ where the runs have such series).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -276,7 +277,9 @@ def model_stats(records: Sequence[dict[str, Any]], out_dir: str | Path) -> list[
                 ax.axis("off")
                 continue
             for label, runs in groups.items():
-                x, m, sd = _curve(runs, lambda row, s=stat, k=subs[c]: _stat(row, s, k))
+                with warnings.catch_warnings():  # a run without this statistic: all NaN
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    x, m, sd = _curve(runs, lambda row, s=stat, k=subs[c]: _stat(row, s, k))
                 if np.isfinite(m).any():
                     _band(ax, x, m, sd, color=colors[label], label=label)
             ax.set_title(f"{stat} {subs[c]}".strip(), fontsize=9)

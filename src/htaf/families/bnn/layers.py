@@ -258,41 +258,52 @@ class QuantConv2d(QuantLayer, nn.Conv2d):
 
 
 class ModeNorm(nn.modules.batchnorm._BatchNorm):
-    """BatchNorm with a second set of running statistics for the exact binary forward.
+    """BatchNorm with one set of running statistics per forward: hard, smooth, or mixed.
 
     ±1 activations and their smooth counterparts do not have the same mean and variance, so a
-    network trained in one forward and run in the other would normalize with the wrong
-    statistics. With ``use_hard`` (set by :class:`~htaf.families.bnn.models.BNN` before every
-    forward: True when every estimator is hard) the layer normalizes with, and in training
-    updates, ``hard_mean`` / ``hard_var``; otherwise the usual ``running_mean`` /
-    ``running_var``. The set a network does not train in is estimated by
-    ``BNN.calibrate`` (BatchNorm re-estimation). Until then a hard forward falls back to the
-    usual statistics. The affine weight and bias are shared.
+    network trained in one forward and run in another would normalize with the wrong
+    statistics. ``stats`` (set by :class:`~htaf.families.bnn.models.BNN` before every forward)
+    picks the set: ``"hard"`` (every estimator hard: ``hard_mean`` / ``hard_var``),
+    ``"smooth"`` (every estimator smooth: ``smooth_mean`` / ``smooth_var``) or ``"mixed"``
+    (anything else, or no estimator: the usual ``running_mean`` / ``running_var``). Training
+    updates the set of the forward it runs; ``BNN.calibrate`` estimates the others
+    (BatchNorm re-estimation). A set never estimated falls back to the usual statistics. The
+    affine weight and bias are shared.
     """
+
+    SETS = ("hard", "smooth")
 
     def __init__(self, num_features: int, **kwargs: Any):
         super().__init__(num_features, **kwargs)
-        self.register_buffer("hard_mean", torch.zeros(num_features))
-        self.register_buffer("hard_var", torch.ones(num_features))
-        self.register_buffer("hard_batches", torch.tensor(0, dtype=torch.long))
-        self.use_hard = False
+        for name in self.SETS:
+            self.register_buffer(f"{name}_mean", torch.zeros(num_features))
+            self.register_buffer(f"{name}_var", torch.ones(num_features))
+            self.register_buffer(f"{name}_batches", torch.tensor(0, dtype=torch.long))
+        self.stats = "mixed"
 
-    def reset_hard_stats(self) -> None:
-        self.hard_mean.zero_()
-        self.hard_var.fill_(1.0)
-        self.hard_batches.zero_()
+    def reset_stats(self, name: str) -> None:
+        """Forget the statistics of set ``name`` (``"hard"``, ``"smooth"`` or ``"mixed"``)."""
+        if name == "mixed":
+            self.reset_running_stats()
+            return
+        getattr(self, f"{name}_mean").zero_()
+        getattr(self, f"{name}_var").fill_(1.0)
+        getattr(self, f"{name}_batches").zero_()
 
     def forward(self, x: Tensor) -> Tensor:
-        # A meta tensor (shape-only profiling) has no values to test.
-        if not self.use_hard or (not self.training and not x.is_meta and not self.hard_batches):
+        if self.stats == "mixed":
             return super().forward(x)
+        mean, var = getattr(self, f"{self.stats}_mean"), getattr(self, f"{self.stats}_var")
+        count = getattr(self, f"{self.stats}_batches")
+        # A meta tensor (shape-only profiling) has no values to test.
+        if not self.training and not x.is_meta and not count:
+            return super().forward(x)  # never estimated: the usual statistics
         self._check_input_dim(x)
         factor = 0.0
         if self.training:
-            self.hard_batches.add_(1)
-            factor = self.momentum if self.momentum is not None else 1.0 / float(self.hard_batches)
-        return F.batch_norm(x, self.hard_mean, self.hard_var, self.weight, self.bias,
-                            self.training, factor, self.eps)  # fmt: skip
+            count.add_(1)
+            factor = self.momentum if self.momentum is not None else 1.0 / float(count)
+        return F.batch_norm(x, mean, var, self.weight, self.bias, self.training, factor, self.eps)
 
 
 class ModeBatchNorm1d(ModeNorm, nn.BatchNorm1d):

@@ -284,42 +284,47 @@ class BNN(nn.Module):
         self.layer_names = _name_layers(body)
 
     def forward(self, x: Tensor) -> Tensor:
-        hard = self.all_hard()
+        stats = self.forward_kind()
         for norm in self._norms():
-            norm.use_hard = hard
+            norm.stats = stats
         return self.body(x)
 
+    def forward_kind(self) -> str:
+        """``"hard"`` when every estimator runs its exact step (the binary network itself),
+        ``"smooth"`` when every one runs its smooth forward, else ``"mixed"``."""
+        modes = {est.mode for est in estimators_in(self)}
+        return modes.pop() if len(modes) == 1 else "mixed"
+
     def all_hard(self) -> bool:
-        """Whether every estimator runs its exact step (the binary network itself)."""
-        return all(est.mode == "hard" for est in estimators_in(self))
+        return self.forward_kind() == "hard"
 
     def _norms(self) -> list[ModeNorm]:
         return [m for m in self.modules() if isinstance(m, ModeNorm)]
 
     @torch.no_grad()
     def calibrate(self, x: Tensor, batch_size: int = 256) -> None:
-        """Re-estimate the BatchNorm statistics of the forward the network does not train in
-        (the hard one for HTAF, the smooth one for STE) on ``x``: a cumulative average over
-        batches of ``batch_size``, as BatchNorm re-estimation does. The engine calls it after
-        every epoch with a fixed sample of the training split."""
+        """Re-estimate the BatchNorm statistics of the hard and the smooth forward on ``x``,
+        except the one the network trains in (HTAF: smooth; STE: hard), as BatchNorm
+        re-estimation does: a cumulative average over batches of ``batch_size``. The engine
+        calls it after every epoch with a fixed sample of the training split."""
+        trained = self.forward_kind()
         if next(estimators_in(self), None) is None:
             return  # no estimators: both forwards are one network
-        target = "smooth" if self.all_hard() else "hard"
         norms = self._norms()
         momenta = [m.momentum for m in norms]
-        for m in norms:
-            m.momentum = None
-            if target == "hard":
-                m.reset_hard_stats()
-            else:
-                m.reset_running_stats()
         was_training = self.training
         self.train()
         try:
-            with set_mode(self, target):
-                for chunk in x.split(batch_size):
-                    if len(chunk) > 1:  # a batch of one has no variance
-                        self(chunk)
+            for target in ModeNorm.SETS:
+                if target == trained:
+                    continue
+                for m in norms:
+                    m.momentum = None
+                    m.reset_stats(target)
+                with set_mode(self, target):
+                    for chunk in x.split(batch_size):
+                        if len(chunk) > 1:  # a batch of one has no variance
+                            self(chunk)
         finally:
             self.train(was_training)
             for m, momentum in zip(norms, momenta, strict=True):
