@@ -29,7 +29,9 @@ class ConfigError(ValueError):
 INT_KEYS = ("epochs", "batch_size", "patience", "seed", "split_seed")
 FLOAT_KEYS = ("lr", "momentum", "weight_decay")
 #: Config keys that are tables; ``--set TABLE.KEY=VALUE`` sets one entry.
-TABLE_KEYS = ("model", "estimator_params", "data_options")
+TABLE_KEYS = ("model", "estimator_params", "data_options", "optimizer_params")
+#: Optimizers, and the ``optimizer_params`` each takes (Bop: Helwegen et al. 2019, see htaf.optim).
+OPTIMIZERS = {"adam": (), "sgd": (), "bop": ("gamma", "threshold")}
 
 
 @dataclass
@@ -43,7 +45,10 @@ class RunConfig:
     estimator_schedule: dict[str, Any] | None = None
     #: The family's model options (DHN: widths, batch_norm, dropout); defaults fill the rest.
     model: dict[str, Any] = field(default_factory=dict)
+    #: "adam", "sgd", or "bop": Bop for the model's binary_parameters(), Adam for the rest.
     optimizer: str = "adam"
+    #: Extra settings of the optimizer: Bop's ``gamma`` and ``threshold``.
+    optimizer_params: dict[str, float] = field(default_factory=dict)
     lr: float = 1e-3
     momentum: float = 0.9
     weight_decay: float = 0.0
@@ -80,15 +85,34 @@ class RunConfig:
         for key in TABLE_KEYS:
             if not isinstance(getattr(self, key), dict):
                 raise ConfigError(f"config key {key!r} must be a table, got {getattr(self, key)!r}")
-        if self.optimizer not in ("adam", "sgd"):
+        if self.optimizer not in OPTIMIZERS:
             raise ConfigError(
-                f"config key 'optimizer' must be 'adam' or 'sgd', got {self.optimizer!r}"
+                f"config key 'optimizer' must be one of {', '.join(OPTIMIZERS)}, "
+                f"got {self.optimizer!r}"
             )
+        self._check_optimizer_params()
         if self.lr_schedule not in ("none", "cosine", "step", "plateau"):
             raise ConfigError(
                 "config key 'lr_schedule' must be none, cosine, step or plateau, "
                 f"got {self.lr_schedule!r}"
             )
+
+    def _check_optimizer_params(self) -> None:
+        allowed = OPTIMIZERS[self.optimizer]
+        for key, value in self.optimizer_params.items():
+            if key not in allowed:
+                takes = f"takes {', '.join(allowed)}" if allowed else "takes none"
+                raise ConfigError(
+                    f"config key 'optimizer_params.{key}' does not apply: optimizer "
+                    f"{self.optimizer!r} {takes}"
+                )
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise ConfigError(f"config key 'optimizer_params.{key}' must be a number")
+        gamma = self.optimizer_params.get("gamma", 1.0)
+        if not 0 < gamma <= 1:
+            raise ConfigError(f"config key 'optimizer_params.gamma' must be in (0, 1], got {gamma}")
+        if not self.optimizer_params.get("threshold", 0.0) >= 0:
+            raise ConfigError("config key 'optimizer_params.threshold' must be >= 0")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -105,6 +105,21 @@ def table_rows(
     return tables
 
 
+def model_summaries(records: list[dict[str, Any]]) -> dict[tuple[str, str, str], str]:
+    """Per (task, dataset): the ``model_summary.txt`` of the first run that wrote one (its
+    layers, parameters and memory), keyed ``(task, dataset, estimator)``."""
+    out: dict[tuple[str, str, str], str] = {}
+    seen: set[tuple[str, str]] = set()
+    for rec in records:
+        cfg = rec["config"]
+        key = (cfg["task"], cfg["dataset"])
+        path = Path(rec["run_dir"]) / "model_summary.txt"
+        if key not in seen and path.is_file():
+            seen.add(key)
+            out[(*key, cfg["estimator"])] = path.read_text().rstrip()
+    return out
+
+
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -221,6 +236,9 @@ def write_report(exp_dir: str | Path) -> dict[str, Path]:
     md = [f"# {title}", "", note, ""]
     for (task, dataset), (header, rows) in tables.items():
         md += [f"## {dataset} ({task})", "", _md_table(header, rows), ""]
+    summaries = model_summaries(records)
+    for (task, dataset, estimator), text in summaries.items():
+        md += [f"## Model: {dataset} ({task}), {estimator} runs", "", "```", text, "```", ""]
     md += ["## Plots", ""]
     md += [
         f"### {caption}\n\n![{caption}](plots/{stem}.png) ([svg](plots/{stem}.svg))\n"
@@ -248,6 +266,12 @@ def write_report(exp_dir: str | Path) -> dict[str, Path]:
         parts += [
             f"<h2>{html.escape(dataset)} ({html.escape(task)})</h2>",
             html_table(header, rows),
+        ]
+    for (task, dataset, estimator), text in summaries.items():
+        parts += [
+            f"<h2>Model: {html.escape(dataset)} ({html.escape(task)}), "
+            f"{html.escape(estimator)} runs</h2>",
+            f"<pre>{html.escape(text)}</pre>",
         ]
     parts.append("<h2>Plots</h2>")
     for stem, caption in PLOTS:

@@ -14,8 +14,13 @@ The model a builder returns maps a float batch ``(n, *spec.input_shape)`` to log
 
 * ``constrain_()``: called after every optimizer step (e.g. clip latent binary weights);
 * ``binary_parameters()``: the parameters an ``optimizer = "bop"`` run flips with Bop;
-* ``epoch_stats() -> dict``: per-epoch statistics for the history (e.g. weight flip ratios,
-  firing rates), drawn per key over the epochs by ``htaf.analysis.plots``;
+* ``epoch_stats() -> dict``: per-epoch statistics for the history, as ``model_stats`` (e.g.
+  weight flip ratios, firing rates), drawn per key over the epochs by ``htaf.analysis.plots``;
+  an ``epoch_stats(x)`` that takes an argument receives a fixed batch of the validation split
+  (float, on the model's device; eval mode, no gradients);
+* ``calibrate(x)``: after every epoch's training, before validation, with a fixed random
+  batch of the training split (no gradients; the model picks its own train/eval modes), e.g.
+  to re-estimate the BatchNorm statistics of the forward it does not train in;
 * ``eval_stats(x) -> dict``: statistics of one test batch in the current forward mode,
   reported as ``test_{NAME}_{hard|smooth}`` (e.g. firing rates, active concepts);
 * ``eval_arrays(x) -> dict[str, np.ndarray]``: arrays of a few test samples with the exact
@@ -52,6 +57,7 @@ from htaf.families.options import defaults, parse_options
 
 #: Registered families and the module that defines each one's ``FAMILY``.
 MODULES: dict[str, str] = {
+    "bnn": "htaf.families.bnn",
     "convex": "htaf.families.convex",
     "dhn": "htaf.families.dhn",
     "icbm": "htaf.families.icbm",

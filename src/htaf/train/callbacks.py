@@ -102,11 +102,18 @@ class GradientNorms(Callback):
 # -- activation statistics -----------------------------------------------------------------------
 def activation_modules(model: nn.Module) -> list[nn.Module]:
     """The model's own ``activation_modules()`` where it names them (see ``htaf.families``),
-    else every estimator and reference activation (ReLU, Tanh, ...) in module order."""
+    else every estimator and reference activation (ReLU, Tanh, ...) in module order. An
+    estimator that quantizes weights, not activations (a binary layer's kernel quantizer),
+    carries ``quantizes_weights = True`` and is left out."""
     own = getattr(model, "activation_modules", None)
     if callable(own):
         return list(own())
-    return [m for m in model.modules() if isinstance(m, (Estimator, *_REFERENCE_TYPES))]
+    return [
+        m
+        for m in model.modules()
+        if isinstance(m, (Estimator, *_REFERENCE_TYPES))
+        and not getattr(m, "quantizes_weights", False)
+    ]
 
 
 def _signed(module: nn.Module) -> bool:

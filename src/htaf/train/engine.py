@@ -16,6 +16,7 @@ its last checkpoint therefore ends bit-for-bit where the uninterrupted run ends.
 
 from __future__ import annotations
 
+import inspect
 import math
 import random
 import time
@@ -32,6 +33,7 @@ from htaf import _native
 from htaf.config import ConfigError, RunConfig
 from htaf.estimators import MODES, Schedule, estimators_in, set_mode
 from htaf.io import atomic_write_jsonl, to_plain
+from htaf.optim import Bop, bop_param_groups
 from htaf.train import distributed
 from htaf.train.batches import batches, sequential, to_device
 from htaf.train.callbacks import ActivationStats, Callback, EarlyStopping, GradientNorms
@@ -53,6 +55,10 @@ PLATEAU_FACTOR = 0.1
 PLATEAU_PATIENCE = 5
 #: Config keys that may differ between a checkpoint and the config resuming it.
 RESUME_MAY_CHANGE = frozenset({"epochs", "device", "data_dir"})
+#: Samples of the validation split a model's ``epoch_stats(x)`` sees each epoch.
+MODEL_STATS_SAMPLES = 2048
+#: Samples of the training split a model's ``calibrate(x)`` sees after each epoch.
+CALIBRATION_SAMPLES = 1024
 DATASET_TASKS = tuple(METRICS)  # binary, multiclass, regression
 
 
@@ -281,6 +287,12 @@ class Trainer:
     def _make_optimizer(self) -> torch.optim.Optimizer:
         c = self.config
         params = self.model.parameters()
+        if c.optimizer == "bop":  # Bop flips the binary weights; Adam trains the rest
+            try:
+                groups = bop_param_groups(self.model)
+            except ValueError as err:
+                raise ConfigError(f"config key 'optimizer': {err}") from None
+            return Bop(groups, lr=c.lr, weight_decay=c.weight_decay, **c.optimizer_params)
         if c.optimizer == "adam":
             return torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)
         return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
@@ -326,9 +338,11 @@ class Trainer:
 
     def _check_resume_config(self, saved: Mapping[str, Any]) -> None:
         now = to_plain(self.config.to_dict())
+        # A key newer than the checkpoint was at its default when the checkpoint was written.
+        default = to_plain(RunConfig().to_dict())
         changed = sorted(
             k for k in set(now) | set(saved)
-            if k not in RESUME_MAY_CHANGE and to_plain(saved.get(k)) != now.get(k)
+            if k not in RESUME_MAY_CHANGE and to_plain(saved.get(k, default.get(k))) != now.get(k)
         )  # fmt: skip
         if changed:
             raise ConfigError(
@@ -473,6 +487,8 @@ class Trainer:
                 logs.update(self._solve(X, Y))
             else:
                 logs["train_loss"] = self._train_epoch(net, X, Y, epoch)
+                if hasattr(self.model, "calibrate"):
+                    self._calibrate()
             if not math.isfinite(logs["train_loss"]):
                 raise TrainingDiverged(
                     f"training diverged in epoch {epoch + 1}: the training loss is "
@@ -483,7 +499,7 @@ class Trainer:
             first = next(estimators_in(self.model), None)
             logs["estimator_params"] = dict(first.params) if first is not None else {}
             if hasattr(self.model, "epoch_stats"):
-                logs["model_stats"] = self.model.epoch_stats()
+                logs["model_stats"] = self._model_stats()
             for cb in self.callbacks:
                 cb.on_epoch_end(epoch + 1, logs)
             logs["epoch_time_s"] = time.perf_counter() - t0
@@ -498,6 +514,36 @@ class Trainer:
         if bar is not None:
             bar.close()
         return self._finish(epoch)
+
+    def _calibrate(self) -> None:
+        """The model's ``calibrate(x)`` on a fixed random sample of the training split (the
+        same every epoch, drawn from ``config.seed``), without gradients, RNG untouched."""
+        X = self.data.X_train
+        n = min(len(X), CALIBRATION_SAMPLES)
+        pick = torch.randperm(len(X), generator=torch.Generator().manual_seed(self.config.seed))
+        x = next(batches(X, [pick[:n].sort().values], to_float=float_batches(self.data),
+                         device=self.device))  # fmt: skip
+        with torch.no_grad(), _fork_rng(self.device):
+            self.model.calibrate(x)
+
+    def _model_stats(self) -> dict[str, Any]:
+        """The model's ``epoch_stats()``; one that takes an argument gets a fixed batch of the
+        validation split (the training split if that is empty), in eval mode, without
+        gradients, with the RNG untouched."""
+        stats = self.model.epoch_stats
+        if not inspect.signature(stats).parameters:
+            return stats()
+        X = self.data.X_val if self.n_val else self.data.X_train
+        n = min(len(X), MODEL_STATS_SAMPLES)
+        index = sequential(n, n)
+        x = next(batches(X, index, to_float=float_batches(self.data), device=self.device))
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad(), _fork_rng(self.device):
+                return stats(x)
+        finally:
+            self.model.train(was_training)
 
     def _constrain(self) -> None:
         """Model constraints after each step (e.g. latent binary weights clipped to [-1, 1])."""

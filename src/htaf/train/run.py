@@ -19,6 +19,7 @@ The run folder ``out_dir`` holds (every file written atomically; under torchrun,
   keys ``layer1_smooth``, ``layer1_hard``, ...;
 * ``model_arrays.npz``: the model's ``eval_arrays`` of the first test samples with the exact
   forward (spike rasters, membrane traces; see ``htaf.families``), when the model has them.
+* ``model_summary.txt``: the model's ``summary()`` (layers, parameters, memory), where it has one.
 
 Non-finite numbers are written as JSON ``null``.
 """
@@ -37,7 +38,7 @@ import torch
 from htaf.config import RunConfig
 from htaf.estimators import MODES, set_mode
 from htaf.families import build_model, model_options, prepare_data
-from htaf.io import atomic_save_npz, atomic_write_json, json_safe
+from htaf.io import atomic_save_npz, atomic_write_json, atomic_write_text, json_safe
 from htaf.train import distributed
 from htaf.train.batches import batches, sequential
 from htaf.train.callbacks import activation_stats
@@ -59,7 +60,8 @@ ACTIVATIONS = "activations.npz"
 MODEL_ARRAYS = "model_arrays.npz"
 #: Every file a run writes; a run that does not continue a checkpoint removes stale ones first
 #: (and the id of an earlier MLflow run, which only a resumed run continues).
-RUN_FILES = (CONFIG, HISTORY, CHECKPOINT, WEIGHTS, METRICS, ACTIVATIONS, MODEL_ARRAYS)
+SUMMARY = "model_summary.txt"
+RUN_FILES = (CONFIG, HISTORY, CHECKPOINT, WEIGHTS, METRICS, ACTIVATIONS, MODEL_ARRAYS, SUMMARY)
 SPLITS = ("train", "val", "test")
 #: Activation statistics copied into metrics.json.
 ACT_KEYS = ("near_binary_05", "near_binary_01", "entropy", "saturation")
@@ -184,6 +186,8 @@ def _write_test_results(
         extra = model_arrays(model, dataset)
         if extra:
             atomic_save_npz(out_dir / MODEL_ARRAYS, extra)
+        if callable(getattr(model, "summary", None)):  # e.g. a BNN's Larq-style profile
+            atomic_write_text(out_dir / SUMMARY, model.summary() + "\n")
     return metrics
 
 

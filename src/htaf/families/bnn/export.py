@@ -1,0 +1,158 @@
+"""Export a binary network as what it is at inference: 1-bit weights, not latent floats.
+
+    save_binary(model, "model.binary.safetensors")        # bits + per-channel scales
+    model = load_binary(build_the_same_model(), "model.binary.safetensors")   # hardened
+
+A binary layer's latent float weights W become ``LAYER.weight_bits``: the signs
+``1{W >= 0}`` (``sign(0) = +1``, as the hard forward), flattened and packed 8 to a byte, bit ``i``
+of byte ``j`` holding weight ``8j + i``. Its scale, where it has one (XNOR-Net's mean |W| or a
+learned one), is ``LAYER.alpha``, float32 per output channel. Every other tensor (full-precision
+layers, BatchNorm, biases) is kept as it is. The file is safetensors: loading runs no code.
+
+:func:`load_binary` fills a freshly built model of the same architecture: latent weights ±1,
+scales fixed, every estimator hardened. Its outputs equal the original model's hard outputs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from htaf.estimators import harden
+from htaf.io import atomic_write_bytes, to_plain
+
+__all__ = ["FORMAT", "export_binary", "load_binary", "pack_signs", "save_binary", "unpack_signs"]
+
+FORMAT = "htaf-bnn-binary"
+VERSION = 1
+_BIT_VALUES = 2 ** torch.arange(8, dtype=torch.int32)
+
+
+class BinaryExportError(ValueError):
+    """A file that is not an htaf binary export, or one for another architecture."""
+
+
+def pack_signs(w: Tensor) -> Tensor:
+    """``1{w >= 0}`` of every element, flattened and packed little-endian into uint8."""
+    bits = (w.detach().reshape(-1) >= 0).to(torch.int32).cpu()
+    bits = torch.cat([bits, bits.new_zeros(-len(bits) % 8)]).view(-1, 8)
+    return (bits * _BIT_VALUES).sum(1).to(torch.uint8)
+
+
+def unpack_signs(packed: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """The ±1 float32 tensor of ``shape`` that :func:`pack_signs` packed."""
+    n = 1
+    for d in shape:
+        n *= d
+    if packed.dtype != torch.uint8 or packed.numel() != -(-n // 8):
+        raise BinaryExportError(f"{packed.numel()} packed bytes cannot hold a {shape} kernel")
+    bits = (packed.to(torch.int32).view(-1, 1) & _BIT_VALUES).ne(0).view(-1)[:n]
+    return (bits.to(torch.float32) * 2 - 1).view(shape)
+
+
+def _binary_paths(model: nn.Module) -> dict[str, Any]:
+    from htaf.families.bnn.layers import QuantLayer
+
+    return {p: m for p, m in model.named_modules() if isinstance(m, QuantLayer) and m.binary}
+
+
+def export_binary(model: nn.Module) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """The tensors and metadata of the exact-binary model (see the module doc)."""
+    binary = _binary_paths(model)
+    skip = {f"{p}.{k}" for p in binary for k in ("weight", "flip_reference", "scale",
+                                                 "fixed_scale")}  # fmt: skip
+    tensors: dict[str, Tensor] = {}
+    extra: dict[str, Any] = {}
+    for key, value in model.state_dict().items():
+        if key in skip:
+            continue
+        if isinstance(value, Tensor):
+            tensors[key] = value.detach().cpu().contiguous().clone()
+        else:  # estimator hyperparameters and modes
+            extra[key] = to_plain(value)
+    shapes = {}
+    for path, layer in binary.items():
+        tensors[f"{path}.weight_bits"] = pack_signs(layer.weight)
+        shapes[path] = list(layer.weight.shape)
+        scale = layer.weight_scale()
+        if scale is not None:
+            tensors[f"{path}.alpha"] = scale.detach().float().cpu().contiguous().clone()
+    meta = {
+        "format": FORMAT,
+        "version": str(VERSION),
+        "arch": str(getattr(model, "arch", type(model).__name__)),
+        "binary_kernels": json.dumps(shapes),
+        "extra_state": json.dumps(extra, sort_keys=True),
+    }
+    return tensors, meta
+
+
+def save_binary(model: nn.Module, path: str | Path) -> Path:
+    """Write :func:`export_binary` as a safetensors file (atomically)."""
+    from safetensors.torch import save
+
+    tensors, meta = export_binary(model)
+    return atomic_write_bytes(path, save(tensors, metadata=meta))
+
+
+def load_binary(model: nn.Module, source: str | Path | tuple[dict[str, Tensor], dict[str, str]]):
+    """Fill ``model`` (a fresh build of the exported architecture) from an export and harden it.
+
+    ``source``: a file written by :func:`save_binary`, or :func:`export_binary`'s pair. Raises
+    :class:`BinaryExportError` for another format or a model that does not match.
+    """
+    if isinstance(source, tuple):
+        tensors, meta = source
+        where = "the export"
+    else:
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        where = str(source)
+        try:
+            tensors = dict(load_file(where))
+            with safe_open(where, framework="pt") as f:
+                meta = f.metadata() or {}
+        except Exception as err:  # missing file, not safetensors
+            raise BinaryExportError(f"cannot read binary export {where}: {err}") from None
+    if meta.get("format") != FORMAT or meta.get("version") != str(VERSION):
+        raise BinaryExportError(f"{where} is not an htaf binary export (version {VERSION})")
+    shapes = json.loads(meta["binary_kernels"])
+    binary = _binary_paths(model)
+    if sorted(shapes) != sorted(binary):
+        raise BinaryExportError(
+            f"{where} holds binary kernels {sorted(shapes)}; the model has {sorted(binary)}"
+        )
+    tensors = dict(tensors)
+    state: dict[str, Any] = {}
+    with torch.no_grad():
+        for path, layer in binary.items():
+            want = tuple(layer.weight.shape)
+            if tuple(shapes[path]) != want:
+                raise BinaryExportError(f"{where}: {path} is {shapes[path]}, the model's {want}")
+            layer.weight.copy_(unpack_signs(tensors.pop(f"{path}.weight_bits"), want))
+            layer.flip_reference.copy_(layer._signs())
+            alpha = tensors.pop(f"{path}.alpha", None)
+            if alpha is not None:
+                layer.fix_scale(alpha.to(layer.weight.device))
+    state.update(tensors)
+    state.update(json.loads(meta.get("extra_state", "{}")))
+    keep = {k: v for k, v in model.state_dict().items() if k not in state}
+    missing = sorted(k for k in keep if not _binary_owned(k, binary))
+    if missing:
+        raise BinaryExportError(f"{where} lacks {missing[0]!r} (and {len(missing) - 1} more)")
+    try:
+        model.load_state_dict({**keep, **state})
+    except RuntimeError as err:  # tensors the model does not have, or of other shapes
+        raise BinaryExportError(f"{where} does not fit this model: {err}") from None
+    harden(model)
+    return model
+
+
+def _binary_owned(key: str, binary: dict[str, Any]) -> bool:
+    path, _, name = key.rpartition(".")
+    return path in binary and name in ("weight", "flip_reference", "scale", "fixed_scale")

@@ -1,0 +1,146 @@
+"""Quantized layers: exact ±1 once hardened, the smooth signed HTAF, scaling, clip and flips."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import htaf
+from htaf.estimators import get
+from htaf.families.bnn import QuantConv2d, QuantizerError, QuantLinear
+from htaf.families.bnn.layers import ModeBatchNorm1d
+from htaf.train.callbacks import activation_modules
+
+
+def sign64(t):
+    """An independent float64 reference of the hard forward: sign with sign(0) = +1."""
+    return torch.where(t.double() >= 0, 1.0, -1.0).double()
+
+
+@pytest.mark.parametrize("est", ["htaf", "ste_clipped", "approx_sign", "swish_sign", "ste"])
+@pytest.mark.parametrize("scaling", ["none", "mean_abs", "learned"])
+def test_hardened_linear_is_exactly_binary(est, scaling):
+    layer = QuantLinear(16, 8, input_quantizer=est, kernel_quantizer=est, scaling=scaling)
+    x = torch.randn(32, 16)
+    x[0, :4] = 0.0  # sign(0) = +1
+    htaf.harden(layer)
+    w = layer.quantized_weight()
+    alpha = torch.ones(8, dtype=torch.float64)
+    if scaling == "mean_abs":
+        alpha = layer.weight.detach().double().abs().mean(1)
+    elif scaling == "learned":
+        alpha = layer.scale.detach().double()
+    assert torch.equal(torch.sign(w).double(), sign64(layer.weight))  # exactly ±alpha
+    torch.testing.assert_close(w.abs().double(), alpha[:, None].expand(8, 16), rtol=1e-6, atol=0)
+    want = sign64(x) @ (sign64(layer.weight) * alpha[:, None]).T + layer.bias.detach().double()
+    torch.testing.assert_close(layer(x).double(), want, rtol=1e-5, atol=1e-5)
+
+
+def test_hardened_conv_uses_signs_of_inputs_and_weights():
+    layer = QuantConv2d(3, 4, 3, padding=1, bias=False, input_quantizer="htaf",
+                        kernel_quantizer="htaf")  # fmt: skip
+    x = torch.randn(2, 3, 6, 6)
+    htaf.harden(layer)
+    want = F.conv2d(sign64(x), sign64(layer.weight), padding=1)
+    torch.testing.assert_close(layer(x).double(), want)
+    assert set(layer.quantized_weight().unique().tolist()) == {-1.0, 1.0}
+
+
+def test_smooth_signed_htaf_is_tanh_of_tanh():
+    """2·HTAF − 1 = tanh((a1/2)·tanh(a0·x)) on weights and inputs in the smooth forward."""
+    layer = QuantLinear(6, 5, bias=False, input_quantizer="htaf(3,7)",
+                        kernel_quantizer="htaf(3,7)")  # fmt: skip
+    assert layer.kernel_quantizer.mode == "smooth"
+
+    def ref(t):
+        return torch.tanh(3.5 * torch.tanh(3.0 * t.double()))
+
+    x = torch.randn(10, 6)
+    torch.testing.assert_close(layer.quantized_weight().double(), ref(layer.weight))
+    torch.testing.assert_close(
+        layer(x).double(), ref(x) @ ref(layer.weight).T, rtol=1e-5, atol=1e-6
+    )
+
+
+def test_scale_has_no_gradient_for_mean_abs_and_learns_when_learned():
+    for scaling, learns in (("mean_abs", False), ("learned", True)):
+        layer = QuantLinear(4, 3, kernel_quantizer="ste_clipped", scaling=scaling)
+        layer(torch.randn(5, 4)).sum().backward()
+        assert layer.weight.grad is not None
+        scale = getattr(layer, "scale", None)
+        assert (scale is not None and scale.grad is not None) == learns
+
+
+def test_constrain_clips_latent_weights_and_counts_flips():
+    layer = QuantLinear(10, 10, kernel_quantizer="ste_clipped")
+    with torch.no_grad():
+        layer.weight.fill_(0.5)
+        layer.weight[0, :3] = -0.5
+    layer.set_kernel_quantizer("ste_clipped")  # reference = the signs above
+    with torch.no_grad():
+        layer.weight[0, :3] = 2.0  # 3 flips, clipped back to 1
+    layer.constrain_()
+    assert layer.weight.max() == 1.0
+    with torch.no_grad():
+        layer.weight[1, 0] = -3.0  # 1 flip in the second step
+    layer.constrain_()
+    assert layer.weight.min() == -1.0
+    assert layer.pop_flip_ratio() == pytest.approx((3 + 1) / (2 * 100))
+    assert math.isnan(layer.pop_flip_ratio())  # reset: no step since
+
+
+def test_full_precision_layer_is_a_plain_layer():
+    layer = QuantLinear(4, 3)
+    x = torch.randn(2, 4)
+    torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias))
+    layer.constrain_()  # nothing to clip
+    assert not layer.binary and layer.precision() == (32, 32)
+
+
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        ("relu", "continuous activation, not an estimator"),
+        ("sgn", "unknown estimator 'sgn'"),
+        ("htaf(a=1)", "no parameter"),
+        (torch.nn.Tanh(), "must be an estimator name"),
+        (get("htaf"), "build it with signed=True"),
+    ],
+)
+def test_quantizer_that_is_not_a_signed_estimator_is_refused(spec, words):
+    with pytest.raises(QuantizerError, match="kernel_quantizer") as err:
+        QuantLinear(3, 3, kernel_quantizer=spec)
+    assert words in str(err.value)
+    assert isinstance(err.value, ValueError)
+
+
+def test_kernel_quantizers_are_not_counted_as_activations():
+    net = torch.nn.Sequential(
+        QuantLinear(4, 4, kernel_quantizer="ste_clipped"),
+        QuantLinear(4, 2, input_quantizer="htaf", kernel_quantizer="htaf"),
+    )
+    acts = activation_modules(net)
+    assert acts == [net[1].input_quantizer]
+    assert net[1].kernel_quantizer.quantizes_weights
+
+
+def test_mode_norm_keeps_the_statistics_of_each_forward_apart():
+    bn = ModeBatchNorm1d(3)
+    x = torch.randn(64, 3) * 2 + 5
+    bn.stats = "hard"
+    bn.train()
+    bn(x)
+    assert torch.equal(bn.running_mean, torch.zeros(3))  # the other sets are untouched
+    assert torch.equal(bn.smooth_mean, torch.zeros(3))
+    torch.testing.assert_close(bn.hard_mean, 0.1 * x.mean(0))
+    bn.eval()
+    bn.stats = "mixed"
+    torch.testing.assert_close(bn(x), F.batch_norm(x, torch.zeros(3), torch.ones(3),
+                                                   bn.weight, bn.bias))  # fmt: skip
+    bn.stats = "hard"
+    torch.testing.assert_close(bn(x), F.batch_norm(x, bn.hard_mean, bn.hard_var,
+                                                   bn.weight, bn.bias))  # fmt: skip
+    bn.stats = "smooth"  # never estimated: the usual statistics
+    torch.testing.assert_close(bn(x), F.batch_norm(x, torch.zeros(3), torch.ones(3),
+                                                   bn.weight, bn.bias))  # fmt: skip
