@@ -270,6 +270,7 @@ class BNN(nn.Module):
     """A binary network: ``arch``'s layers, with the hooks the htaf engine honours.
 
     * ``binary_parameters()``: the latent weights of the binary kernels (what Bop flips);
+    * ``calibrate(x)``: BatchNorm statistics of the forwards the network does not train in;
     * ``epoch_stats(x)``: per binary layer the flip ratio since the last call (Larq's metric)
       and the fraction of quantized activations within 0.05 of ±1 (smooth forward, on ``x``),
       and the fraction of ``x`` whose prediction the hard forward changes (``disagreement``);
@@ -294,9 +295,6 @@ class BNN(nn.Module):
         ``"smooth"`` when every one runs its smooth forward, else ``"mixed"``."""
         modes = {est.mode for est in estimators_in(self)}
         return modes.pop() if len(modes) == 1 else "mixed"
-
-    def all_hard(self) -> bool:
-        return self.forward_kind() == "hard"
 
     def _norms(self) -> list[ModeNorm]:
         return [m for m in self.modules() if isinstance(m, ModeNorm)]
