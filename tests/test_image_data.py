@@ -183,26 +183,34 @@ def test_channel_stats_are_the_exact_mean_and_std():
 
 
 def test_shapes_concepts_match_the_class_rule_and_the_pixels():
-    ds = load("shapes", n=600, split_seed=3)
+    ds = load("shapes", n=800, split_seed=3)
     assert ds.X_train.dtype == np.uint8 and ds.input_shape == (3, 32, 32)
-    assert ds.n_classes == 4 and len(ds.concept_names) == 16
+    assert ds.n_classes == 16 and len(ds.concept_names) == 8
     assert ds.concept_names[:2] == ["shape=circle", "shape=square"]
+    assert ds.class_names[0] == "red_circle" and ds.class_names[-1] == "blue_cross"
     C = np.concatenate([ds.concepts_train, ds.concepts_val, ds.concepts_test])
     y = np.concatenate([ds.y_train, ds.y_val, ds.y_test])
     groups = {}
     for j, name in enumerate(ds.concept_names):
         groups.setdefault(name.split("=")[0], []).append(j)
+    assert list(groups) == ["shape", "colour"]
     for cols in groups.values():  # one value per attribute
         assert np.all(C[:, cols].sum(1) == 1)
     index = {a: C[:, cols].argmax(1) for a, cols in groups.items()}
-    assert np.array_equal(shapes_mod.class_of(index["shape"], index["colour"], index["size"]), y)
-    assert np.bincount(y).min() > 100  # each class has probability 1/4
-    # the attributes drive the pixels: large shapes cover more pixels than small ones
+    assert np.array_equal(shapes_mod.class_of(index["shape"], index["colour"]), y)
+    assert np.bincount(y, minlength=16).min() > 20  # each class has probability 1/16
+    # every attribute value changes the class: a linear rule on the concepts is exact
+    onehot_rule = np.zeros((8, 16))
+    for k in range(16):
+        onehot_rule[k // 4, k] = onehot_rule[4 + k % 4, k] = 1
+    assert np.array_equal((C @ onehot_rule).argmax(1), y)
+    # the attributes drive the pixels: the shape's colour is the image's most saturated colour
     X = np.concatenate([ds.X_train, ds.X_val, ds.X_test]).astype(int)
     background = np.median(X.reshape(len(X), 3, -1), axis=2)[:, :, None, None]
-    covered = (np.abs(X - background).max(1) > 60).sum((1, 2))
-    large = index["size"] == 1
-    assert covered[large].mean() > 2 * covered[~large].mean()
+    covered = np.abs(X - background).max(1) > 60
+    mean_rgb = (X * covered[:, None]).sum((2, 3)) / covered.sum((1, 2))[:, None]
+    nearest = np.abs(mean_rgb[:, None] - shapes_mod.RGB[None]).sum(2).argmin(1)
+    assert (nearest == index["colour"]).mean() > 0.95
 
 
 def test_shapes_is_deterministic_in_the_seed_and_checks_options():

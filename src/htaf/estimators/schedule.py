@@ -28,19 +28,31 @@ def constant(value: float) -> Curve:
     return lambda t: value
 
 
-def linear(start: float, end: float, steps: int) -> Curve:
-    """``start + (end - start) * min(t, steps) / steps``."""
-    return lambda t: start + (end - start) * min(t, steps) / max(steps, 1)
+def _progress(t: int, steps: int, hold: int) -> float:
+    """Where ``t`` is on a ramp that waits ``hold`` calls, then takes ``steps``: 0 to 1."""
+    if hold < 0 or steps < 0:
+        raise ValueError(f"schedule steps and hold must be >= 0, got steps={steps}, hold={hold}")
+    return min(max(t - hold, 0), steps) / max(steps, 1)
 
 
-def exponential(start: float, end: float, steps: int) -> Curve:
-    """Geometric interpolation ``start * (end/start)^(min(t, steps)/steps)``."""
-    return lambda t: start * (end / start) ** (min(t, steps) / max(steps, 1))
+def linear(start: float, end: float, steps: int, hold: int = 0) -> Curve:
+    """``start + (end - start) * p`` with ``p = clip((t - hold) / steps, 0, 1)``: ``start``
+    for the first ``hold`` calls, then a straight ramp to ``end`` over ``steps``."""
+    _progress(0, steps, hold)
+    return lambda t: start + (end - start) * _progress(t, steps, hold)
 
 
-def cosine(start: float, end: float, steps: int) -> Curve:
-    """Half-cosine ramp from ``start`` to ``end`` over ``steps``."""
-    return lambda t: end + (start - end) * (1 + math.cos(math.pi * min(t, steps) / steps)) / 2
+def exponential(start: float, end: float, steps: int, hold: int = 0) -> Curve:
+    """Geometric interpolation ``start * (end/start)^p``, ``p`` as in :func:`linear`."""
+    _progress(0, steps, hold)
+    return lambda t: start * (end / start) ** _progress(t, steps, hold)
+
+
+def cosine(start: float, end: float, steps: int, hold: int = 0) -> Curve:
+    """Half-cosine ramp ``end + (start - end) (1 + cos(pi p)) / 2``, ``p`` as in
+    :func:`linear`."""
+    _progress(0, steps, hold)
+    return lambda t: end + (start - end) * (1 + math.cos(math.pi * _progress(t, steps, hold))) / 2
 
 
 def hashnet(gamma: float = 0.005, beta0: float = 1.0) -> Curve:

@@ -164,5 +164,5 @@ FAMILY = Family(
     # worse: (4, 11) 0.946, (2, 22) 0.945. BatchNorm feeds every quantizer unit-variance
     # inputs, so HTAF keeps a1 = 11 and takes a0 = 0.5 here.
     compare={"dataset": "digits_images", "epochs": 15, "lr": 3e-3, "batch_size": 64},
-    estimators=("htaf(0.5,11)", "ste", "ste_clipped", "approx_sign", "swish_sign", "relu"),
+    estimators=("htaf(0.25,11)", "ste", "ste_clipped", "approx_sign", "swish_sign", "relu"),
 )

@@ -82,14 +82,14 @@ def check_name(name: str) -> None:
 
 # -- small CNN ----------------------------------------------------------------------------------
 class SmallCNN(nn.Module):
-    """``[conv3x3 -> BatchNorm -> ReLU] x len(widths)``, then 2x2 average pooling.
+    """``[conv3x3 -> BatchNorm -> ReLU] x len(widths)``, then global average and max pooling.
 
     The last ``log2(size / 4)`` blocks halve the maps (stride 2), so they end at 4x4 and any
     blocks before those see the full image: 32x32 RGB with widths (16, 32, 64) gives maps of
-    16, 8, 4 pixels; with (8, 16, 32, 64), 32, 16, 8, 4. The 2x2 pooling keeps where in the
-    image a feature is (a quadrant), which a global pool would lose. ``out_features =
-    4 * widths[-1]``. ReLU is applied functionally, so the engine's activation statistics see
-    only the concepts.
+    16, 8, 4 pixels; with (8, 16, 32, 64), 32, 16, 8, 4. The global pools make the features
+    independent of where an object lies (max: is it anywhere; average: how much of it);
+    ``out_features = 2 * widths[-1]``. ReLU is applied functionally, so the engine's activation
+    statistics see only the concepts.
     """
 
     def __init__(self, in_channels: int, size: int, widths: Sequence[int] = (8, 16, 32, 64)):
@@ -101,12 +101,12 @@ class SmallCNN(nn.Module):
         for i, w in enumerate(widths):
             self.blocks.append(_ConvBlock(c, int(w), 2 if i >= first_strided else 1))
             c = int(w)
-        self.out_features = 4 * c
+        self.out_features = 2 * c
 
     def forward(self, x: Tensor) -> Tensor:
         for block in self.blocks:
             x = block(x)
-        return F.adaptive_avg_pool2d(x, 2).flatten(1)
+        return torch.cat([x.mean((2, 3)), x.amax((2, 3))], dim=1)
 
 
 class _ConvBlock(nn.Module):
