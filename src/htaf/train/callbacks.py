@@ -1,9 +1,10 @@
 """Callbacks: small objects the engine calls at fixed points of training.
 
 The engine calls, in order, ``on_fit_start(trainer)``, then per batch ``on_batch_end(batch,
-logs)`` (after the optimizer step, gradients still in place), per epoch ``on_epoch_end(epoch,
-logs)`` (after validation; callbacks may add entries to ``logs``, which becomes the epoch's
-history row), and finally ``on_fit_end(logs)``.
+logs)`` (after the optimizer step, gradients still in place), per epoch ``observe(mode)``
+around each validation pass, then ``on_epoch_end(epoch, logs)`` (after validation; callbacks
+may add entries to ``logs``, which becomes the epoch's history row), and finally
+``on_fit_end(logs)``.
 
 Built-ins, used by default:
 
@@ -19,7 +20,8 @@ Built-ins, used by default:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +54,11 @@ class Callback:
 
     def on_batch_end(self, batch: int, logs: dict[str, Any]) -> None:
         """After one optimizer step. ``logs``: ``epoch`` (1-based), ``batch``, ``loss``."""
+
+    def observe(self, mode: str) -> AbstractContextManager[Any]:
+        """A context the engine enters around each validation pass (one per forward ``mode``),
+        so that a callback can look at the network's outputs without a pass of its own."""
+        return nullcontext()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
         """After validation of ``epoch`` (1-based); add entries to ``logs`` to record them."""
@@ -215,34 +222,23 @@ def activation_stats(
     The model is run in eval mode without gradients; RNG states are left untouched.
     ``to_float`` turns a stored batch into the model's input (``Dataset.float_batch``).
     """
-    modules = activation_modules(model)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     stats: dict[str, Any] = {}
     samples: dict[str, dict[str, np.ndarray]] = {}
-    if not modules or len(X) == 0:
+    if not activation_modules(model) or len(X) == 0:
         return stats, samples
-    generators = [m.generator for m in modules if getattr(m, "generator", None) is not None]
-    saved = [g.get_state() for g in generators]
     was_training = model.training
     model.eval()
     try:
         with torch.random.fork_rng(devices=_cuda_devices(device)), torch.no_grad():
             for mode in modes:
-                accs = _run_hooks(
-                    model, modules, X, mode, sample_size, batch_size, seed, to_float, device
-                )
-                layers = {f"layer{i}": a.summary() for i, a in enumerate(accs, start=1)}
-                keys = ("near_binary_05", "near_binary_01", "entropy", "saturation")
-                stats[mode] = {k: float(np.mean([s[k] for s in layers.values()])) for k in keys}
-                stats[mode]["layers"] = layers
-                samples[mode] = {
-                    f"layer{i}": np.concatenate(a.samples)[:sample_size].astype(np.float32)
-                    for i, a in enumerate(accs, start=1)
-                }
+                with set_mode(model, mode), recording(model, len(X), sample_size, seed) as accs:
+                    index = sequential(len(X), batch_size)
+                    for xb in batches(X, index, to_float=to_float, device=device):
+                        model(xb)
+                stats[mode], samples[mode] = summarize(accs, sample_size)
     finally:
         model.train(was_training)
-        for g, s in zip(generators, saved, strict=True):
-            g.set_state(s)
     return stats, samples
 
 
@@ -250,19 +246,35 @@ def _cuda_devices(device: torch.device) -> list[int]:
     return [device.index or 0] if device.type == "cuda" else []
 
 
-def _run_hooks(
-    model: nn.Module,
-    modules: list[nn.Module],
-    X: Tensor,
-    mode: str,
-    sample_size: int,
-    batch_size: int,
-    seed: int,
-    to_float: Any,
-    device: torch.device,
-) -> list[_LayerAccumulator]:
+def summarize(
+    accs: list[_LayerAccumulator], sample_size: int = SAMPLE_SIZE
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """One mode's ``(stats, samples)`` of :func:`activation_stats` from :func:`recording`."""
+    layers = {f"layer{i}": a.summary() for i, a in enumerate(accs, start=1)}
+    keys = ("near_binary_05", "near_binary_01", "entropy", "saturation")
+    stats: dict[str, Any] = {k: float(np.mean([s[k] for s in layers.values()])) for k in keys}
+    stats["layers"] = layers
+    samples = {
+        f"layer{i}": np.concatenate(a.samples)[:sample_size].astype(np.float32)
+        for i, a in enumerate(accs, start=1)
+    }
+    return stats, samples
+
+
+@contextmanager
+def recording(
+    model: nn.Module, n_rows: int, sample_size: int = SAMPLE_SIZE, seed: int = 0
+) -> Iterator[list[_LayerAccumulator]]:
+    """Forward hooks on every activation module of ``model``: while the context is open, each
+    output that passes through is scored into the layer's accumulator (see
+    :func:`activation_stats`), and about ``sample_size`` values are kept, the same fraction of
+    each batch of the ``n_rows`` rows the passes will see. Stochastic backward rules draw from
+    their own generators here; those are restored on exit, so training sees the same draws."""
+    modules = activation_modules(model)
     accs = [_LayerAccumulator() for _ in modules]
     rng = np.random.default_rng(seed)
+    generators = [m.generator for m in modules if getattr(m, "generator", None) is not None]
+    saved = [g.get_state() for g in generators]
 
     def hook_for(acc: _LayerAccumulator) -> Any:
         def hook(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
@@ -276,10 +288,9 @@ def _run_hooks(
             acc.near01 += int((dist <= 0.01).sum())
             acc.entropy += float(binary_entropy(u).sum())
             acc.saturated += int((_backward_rule(module, pre) < SATURATION_RATIO * acc.g0).sum())
-            # Keep about sample_size values in all: the same fraction of every batch.
             flat = u.reshape(-1).float().cpu().numpy()
             per_row = flat.size / max(len(out), 1)
-            rate = sample_size / max(per_row * len(X), 1)
+            rate = sample_size / max(per_row * n_rows, 1)
             if rate < 1:
                 k = math.ceil(rate * flat.size)
                 flat = flat[np.sort(rng.choice(flat.size, size=k, replace=False))]
@@ -289,18 +300,20 @@ def _run_hooks(
 
     handles = [m.register_forward_hook(hook_for(a)) for m, a in zip(modules, accs, strict=True)]
     try:
-        with set_mode(model, mode):
-            for xb in batches(X, sequential(len(X), batch_size), to_float=to_float, device=device):
-                model(xb)
+        yield accs
     finally:
         for h in handles:
             h.remove()
-    return accs
+        for g, state in zip(generators, saved, strict=True):
+            g.set_state(state)
 
 
 class ActivationStats(Callback):
     """:func:`activation_stats` on the validation set at every epoch end -> ``logs["act"]``.
 
+    The statistics are recorded during the engine's own validation passes (:meth:`observe`),
+    which already run both forwards over the validation set; a separate pass (two more
+    forwards of the whole set per epoch) runs only for a mode the engine did not validate.
     ``samples`` keeps the last epoch's smooth-mode sample per layer (for histograms).
     """
 
@@ -311,22 +324,40 @@ class ActivationStats(Callback):
         self.model: nn.Module | None = None
         self.X: Any = None
         self.to_float: Any = None
+        self._seen: dict[str, tuple[dict[str, Any], dict[str, np.ndarray]]] = {}
 
     def on_fit_start(self, trainer: Trainer) -> None:
         self.model = trainer.model
         self.X = getattr(trainer.data, "X_val", None)
         self.to_float = getattr(trainer.data, "float_batch", None)
 
+    def observe(self, mode: str) -> AbstractContextManager[Any]:
+        if self.model is None or self.X is None or len(self.X) == 0 or mode not in self.modes:
+            return nullcontext()
+        return self._record(mode)
+
+    @contextmanager
+    def _record(self, mode: str) -> Iterator[None]:
+        assert self.model is not None
+        with recording(self.model, len(self.X), self.sample_size) as accs:
+            yield
+        if accs and all(a.n for a in accs):
+            self._seen[mode] = summarize(accs, self.sample_size)
+
     def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
         if self.model is None or self.X is None or len(self.X) == 0:
             return
-        stats, samples = activation_stats(
-            self.model, self.X, modes=self.modes, sample_size=self.sample_size,
-            to_float=self.to_float,
-        )  # fmt: skip
-        if stats:
-            logs["act"] = stats
-            self.samples = samples.get("smooth", {})
+        seen, self._seen = self._seen, {}
+        missing = [m for m in self.modes if m not in seen]
+        if missing:
+            stats, samples = activation_stats(
+                self.model, self.X, modes=missing, sample_size=self.sample_size,
+                to_float=self.to_float,
+            )  # fmt: skip
+            seen.update({m: (stats[m], samples[m]) for m in stats})
+        if seen:
+            logs["act"] = {m: seen[m][0] for m in self.modes if m in seen}
+            self.samples = seen["smooth"][1] if "smooth" in seen else {}
 
 
 # -- early stopping ------------------------------------------------------------------------------

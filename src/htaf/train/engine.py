@@ -20,7 +20,8 @@ import inspect
 import math
 import random
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -188,6 +189,7 @@ def evaluate(
     *,
     modes: Sequence[str] = MODES,
     batch_size: int = 4096,
+    observers: Sequence[Callable[[str], AbstractContextManager[Any]]] = (),
 ) -> dict[str, float]:
     """Metrics of both forwards: ``{METRIC}_{MODE}`` for METRIC in the task's metrics + ``loss``.
 
@@ -195,14 +197,18 @@ def evaluate(
     ``r2`` in original target units when ``dataset`` is given (``loss`` is always the training
     loss, in standardised units). Every estimator is switched to each mode for the pass and
     restored afterwards; the model runs in eval mode; RNG states are untouched. For a model
-    without estimators (ReLU reference rows) both modes give the same numbers.
+    without estimators (ReLU reference rows) both modes give the same numbers. Each of
+    ``observers`` is called with the mode, and the pass runs inside the context it returns
+    (callbacks record activation statistics that way, without a pass of their own).
     """
     if task not in DATASET_TASKS:
         raise ValueError(f"unknown task {task!r} (choose from {', '.join(DATASET_TASKS)})")
     inner = distributed.unwrap(model)
     results: dict[str, float] = {}
     for mode in modes:
-        with set_mode(inner, mode):
+        with set_mode(inner, mode), ExitStack() as watching:
+            for observe in observers:
+                watching.enter_context(observe(mode))
             out = predict(inner, X, batch_size=batch_size, to_float=float_batches(dataset))
         for name, value in _metrics_from_outputs(out, y, task, dataset).items():
             results[f"{name}_{mode}"] = value
@@ -434,7 +440,10 @@ class Trainer:
         if self.n_val == 0:
             logs["val_loss"] = math.nan
             return math.nan
-        metrics = evaluate(self.model, self.data.X_val, self.data.y_val, self.task, self.data)
+        observers = [cb.observe for cb in self.callbacks]
+        metrics = evaluate(
+            self.model, self.data.X_val, self.data.y_val, self.task, self.data, observers=observers
+        )
         modes = _training_modes(self.model)
         if not modes:  # no estimators: both forwards are the same network
             val_loss = metrics["loss_hard"]
