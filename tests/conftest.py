@@ -37,8 +37,7 @@ def native_off(monkeypatch):
     import htaf._native as N
 
     def off() -> None:
-        monkeypatch.setattr(N, "_tried", True)
-        monkeypatch.setattr(N, "_ops", None)
+        monkeypatch.setattr(N._load, "result", None)
 
     return off
 

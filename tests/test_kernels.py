@@ -7,6 +7,10 @@ close to a float64 truth as the other, and agree within ``1e-6 + 2e-7 * a1`` rel
 
 from __future__ import annotations
 
+import dataclasses
+import threading
+import time
+
 import pytest
 import torch
 
@@ -232,9 +236,8 @@ def test_non_cpu_and_subclass_inputs_are_not_supported(fast):
 
 
 def reset_loader(monkeypatch):
-    monkeypatch.setattr(K, "_lib", None)
-    monkeypatch.setattr(K, "_tried", False)
-    monkeypatch.setattr(K, "_has_openmp", False)
+    """The next K._load() builds again; the loaded kernels come back after the test."""
+    monkeypatch.setattr(K._load, "result", K.Once.UNBUILT)
 
 
 def test_fallback_without_compiler(monkeypatch, tmp_path):
@@ -272,18 +275,54 @@ def test_fresh_build_into_cache(monkeypatch, tmp_path):
 def test_portable_and_avx512_float32_kernels_agree(fast, monkeypatch, a0, a1):
     """Where the AVX-512 pair was compiled, the portable float32 pair must still be right: it
     is what machines without AVX-512 run."""
-    lib = K._load()
+    kernels = K._load()
+    lib = kernels.lib
     if not hasattr(lib, "htaf_fwd_f32_avx512"):
         pytest.skip("this CPU has no AVX-512: only the portable kernels were compiled")
     x = grid()
     g = torch.randn(x.shape, generator=torch.Generator().manual_seed(3))
     results = {}
     for name in ("f32", "f32_avx512"):
-        fns = {torch.float32: (getattr(lib, f"htaf_fwd_{name}"), getattr(lib, f"htaf_bwd_{name}"))}
-        monkeypatch.setitem(K._fns, torch.float32, fns[torch.float32])
+        pair = (getattr(lib, f"htaf_fwd_{name}"), getattr(lib, f"htaf_bwd_{name}"))
+        fns = {**kernels.fns, torch.float32: pair}
+        monkeypatch.setattr(K._load, "result", dataclasses.replace(kernels, fns=fns))
         results[name] = (K.forward(x, a0, a1), K.backward(x, a0, a1, g))
     truth_y = torch.sigmoid(a1 * torch.tanh(a0 * x.double()))
     truth_g = g.double() * _htaf_grad(x.double(), a0, a1)
     for y, dx in results.values():  # the bounds of the float32 tests above
         assert_rel_close(y, truth_y, rtol_for(a1), 1e-35)
         assert_rel_close(dx, truth_g, 1e-4, 1e-30)
+
+
+def test_once_builds_once_across_threads():
+    calls = []
+
+    def build():
+        calls.append(1)
+        time.sleep(0.05)  # let the other threads arrive while the build runs
+        return object()
+
+    once = K.Once(build, "test value")
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(once())) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    assert len(results) == 8 and all(r is results[0] for r in results)
+    assert once() is results[0]
+    once.reset()
+    assert once() is not results[0] and len(calls) == 2
+
+
+def test_once_turns_a_failed_build_into_none():
+    calls = []
+
+    def build():
+        calls.append(1)
+        raise RuntimeError("no compiler")
+
+    once = K.Once(build, "test value")
+    assert once() is None and once() is None
+    assert len(calls) == 1  # a failure is remembered, not retried

@@ -34,9 +34,10 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import torch
 from torch import Tensor
@@ -298,15 +299,6 @@ _BASE_FLAGS = ["-O3", "-std=gnu11", "-fPIC", "-shared", "-fno-math-errno", "-fno
 # includes the CPU's feature flags.
 _FLAG_VARIANTS = [["-march=native", "-fopenmp"], ["-fopenmp"], ["-march=native"], []]
 
-_lock = threading.Lock()
-_lib: ctypes.CDLL | None = None
-# dtype -> (forward, backward) C functions; the AVX-512 float32 pair where it was compiled.
-_fns: dict[torch.dtype, tuple[Any, Any]] = {}
-# dtype -> the exact step (used by the native operator's hard estimators)
-_step_fns: dict[torch.dtype, Any] = {}
-_tried = False
-_has_openmp = False
-
 
 def _cache_dir() -> Path:
     env = os.environ.get("HTAF_KERNEL_CACHE")
@@ -365,30 +357,131 @@ def compile_library(
     return False
 
 
-def _build(cc: str, flags: list[str], target: Path) -> bool:
+def _compile(source: str, filename: str, compiler: str, flags: Sequence[str], target: Path) -> bool:
+    """``compiler flags source -o target``, through :func:`compile_library` (2 minutes at most)."""
+
     def command(src: Path, out: Path) -> list[list[str]]:
-        return [[cc, *_BASE_FLAGS, *flags, str(src), "-o", str(out)]]
+        return [[compiler, *flags, str(src), "-o", str(out)]]
 
-    return compile_library(_SOURCE, "htaf_kernels.c", command, target, timeout=120)
+    return compile_library(source, filename, command, target, timeout=120)
 
 
-def _load_variant(cc: str, flags: list[str]) -> ctypes.CDLL | None:
-    key = hashlib.sha256(
-        "\0".join(
-            [_SOURCE, cc, *_BASE_FLAGS, *flags, platform.machine(), sys.platform, _cpu_signature()]
-        ).encode()
-    ).hexdigest()[:20]
-    target = _cache_dir() / f"htaf_kernels_{key}.so"
-    if not target.exists() and not _build(cc, flags, target):
+def _build(cc: str, flags: list[str], target: Path) -> bool:
+    """The HTAF kernels built with ``flags`` (one of :data:`_FLAG_VARIANTS`) into ``target``."""
+    return _compile(_SOURCE, "htaf_kernels.c", cc, [*_BASE_FLAGS, *flags], target)
+
+
+T = TypeVar("T")
+
+
+class Once(Generic[T]):
+    """A value built on first use, by whichever thread asks first, then shared.
+
+    Every compiled fast path is optional: building one can take seconds (a compiler run) and
+    fail in many ways (no compiler, a read-only cache, a library that does not load), and none
+    of that may break the pure-PyTorch path. So ``build`` runs at most once, under a lock that
+    later calls skip (they read one attribute), and a build that raises counts as one that
+    returned None: logged at debug level as ``what``, because the slow path is the answer.
+
+    ``result`` holds the value (``Once.UNBUILT`` until the first call). Tests set it to force a
+    path: ``monkeypatch.setattr(once, "result", None)`` takes the slow one, and
+    ``Once.UNBUILT`` (or :meth:`reset`) makes the next call build again.
+    """
+
+    UNBUILT: Any = object()
+
+    def __init__(self, build: Callable[[], T | None], what: str) -> None:
+        self.build = build
+        self.what = what
+        self.result: Any = Once.UNBUILT
+        self._lock = threading.Lock()
+
+    def __call__(self) -> T | None:
+        result = self.result
+        if result is not Once.UNBUILT:
+            return result
+        with self._lock:
+            if self.result is Once.UNBUILT:
+                try:
+                    self.result = self.build()
+                except Exception as exc:  # never let the fast path break the slow one
+                    logger.debug("%s unavailable: %s", self.what, exc)
+                    self.result = None
+            return self.result
+
+    def reset(self) -> None:
+        """Forget the value: the next call builds again."""
+        with self._lock:
+            self.result = Once.UNBUILT
+
+
+def kernels_allowed(env: str = "HTAF_DISABLE_KERNELS") -> bool:
+    """Whether compiled code may be built and loaded: ``$env`` is unset, empty or ``0``, and
+    this is Linux (the builds are only tested with GCC and Clang there)."""
+    if os.environ.get(env, "").strip() not in ("", "0"):
+        return False
+    return sys.platform.startswith("linux")
+
+
+def cached_library(
+    prefix: str,
+    source: str,
+    filename: str,
+    compiler: str,
+    flags: Sequence[str],
+    abi: tuple[str, int],
+    loader: Callable[[str], ctypes.CDLL] = ctypes.CDLL,
+) -> ctypes.CDLL | None:
+    """``source`` compiled with ``compiler flags`` and loaded, or None if that fails.
+
+    The library is cached as ``<prefix>_<key>.so`` in :func:`_cache_dir`, the key hashing
+    everything that changes the binary (source, compiler, flags, machine, platform and the
+    CPU's feature flags, so ``-march=native`` is safe with a shared home directory); it is
+    compiled only when missing. ``abi = (function, version)``: the library must export
+    ``int function(void)`` returning ``version``, which catches a stale or foreign file.
+    ``loader`` is :class:`ctypes.CDLL` (releases the GIL during calls) or :class:`ctypes.PyDLL`.
+    """
+    parts = [source, compiler, *flags, platform.machine(), sys.platform, _cpu_signature()]
+    key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:20]
+    target = _cache_dir() / f"{prefix}_{key}.so"
+
+    if not target.exists() and not _compile(source, filename, compiler, flags, target):
         return None
+    name, version = abi
     try:
-        # PyDLL keeps the GIL: the calls are short and the release/reacquire costs ~0.5 µs each.
-        lib = ctypes.PyDLL(str(target))
-        if lib.htaf_kernels_abi() != 1:
-            return None
+        lib = loader(str(target))
+        found = getattr(lib, name)()
     except (OSError, AttributeError) as exc:
-        logger.debug("htaf kernels: cannot load %s: %s", target, exc)
+        logger.debug("htaf: cannot load %s: %s", target, exc)
         return None
+    if found != version:
+        logger.debug("htaf: %s has ABI %s, expected %s", target, found, version)
+        return None
+    return lib
+
+
+def first_library(
+    prefix: str,
+    source: str,
+    filename: str,
+    compiler: str,
+    base_flags: Sequence[str],
+    variants: Sequence[Sequence[str]],
+    abi: tuple[str, int],
+    loader: Callable[[str], ctypes.CDLL] = ctypes.CDLL,
+) -> tuple[ctypes.CDLL, Sequence[str]] | None:
+    """The first of ``variants`` (extra flags after ``base_flags``, best first: a compiler
+    without OpenMP or ``-march=native`` still builds a later one) that :func:`cached_library`
+    builds and loads, with those extra flags; None if none does."""
+    for flags in variants:
+        lib = cached_library(prefix, source, filename, compiler, [*base_flags, *flags], abi, loader)
+        if lib is not None:
+            return lib, flags
+    return None
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    """Give ctypes the C signatures of the kernels (it would guess ints otherwise)."""
     i64, vp, ci = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
     variants = (("f32", ctypes.c_float), ("f64", ctypes.c_double), ("f32_avx512", ctypes.c_float))
     for suffix, real in variants:
@@ -404,7 +497,6 @@ def _load_variant(cc: str, flags: list[str]) -> ctypes.CDLL | None:
         step = getattr(lib, f"htaf_step_{suffix}")
         step.argtypes = [vp, vp, i64, real, ci]
         step.restype = None
-    return lib
 
 
 def _functions(lib: ctypes.CDLL) -> dict[torch.dtype, tuple[Any, Any]]:
@@ -415,35 +507,45 @@ def _functions(lib: ctypes.CDLL) -> dict[torch.dtype, tuple[Any, Any]]:
     }
 
 
-def _load() -> ctypes.CDLL | None:
-    global _lib, _tried, _has_openmp
-    if _tried:
-        return _lib
-    with _lock:
-        if _tried:
-            return _lib
-        try:
-            if os.environ.get("HTAF_DISABLE_KERNELS", "").strip() not in ("", "0"):
-                return None
-            if not sys.platform.startswith("linux"):
-                return None  # only tested with GCC/Clang on Linux
-            cc = _compiler()
-            if cc is None:
-                return None
-            for flags in _FLAG_VARIANTS:
-                lib = _load_variant(cc, flags)
-                if lib is not None:
-                    _lib, _has_openmp = lib, "-fopenmp" in flags
-                    _fns.update(_functions(lib))
-                    _step_fns[torch.float32] = lib.htaf_step_f32
-                    _step_fns[torch.float64] = lib.htaf_step_f64
-                    break
-        except Exception as exc:  # never let the fast path break the slow one
-            logger.debug("htaf kernels unavailable: %s", exc)
-            _lib = None
-        finally:
-            _tried = True
-    return _lib
+@dataclass(frozen=True)
+class Kernels:
+    """The loaded kernels: one immutable value, published whole by :data:`_load`, so that a
+    reader never sees a library without its functions (:mod:`htaf._native` and
+    :mod:`htaf.families.snn.fused` hand these functions' addresses to their own code)."""
+
+    lib: ctypes.CDLL
+    #: dtype -> (forward, backward); the AVX-512 float32 pair where it was compiled.
+    fns: Mapping[torch.dtype, tuple[Any, Any]]
+    #: dtype -> the exact step (used by the native operator's hard estimators).
+    step_fns: Mapping[torch.dtype, Any]
+    #: Built with OpenMP: large calls may use several threads.
+    openmp: bool
+
+    def threads(self, n: int) -> int:
+        """Threads for a call over ``n`` elements."""
+        return torch.get_num_threads() if self.openmp and n >= _PARALLEL_NUMEL else 1
+
+
+def _open() -> Kernels | None:
+    """Build (once per machine) and load the kernels; None where that is not possible."""
+    cc = _compiler() if kernels_allowed() else None
+    if cc is None:
+        return None
+    # PyDLL keeps the GIL: the calls are short and the release/reacquire costs ~0.5 µs each.
+    found = first_library(
+        "htaf_kernels", _SOURCE, "htaf_kernels.c", cc, _BASE_FLAGS, _FLAG_VARIANTS,
+        ("htaf_kernels_abi", 1), loader=ctypes.PyDLL,
+    )  # fmt: skip
+    if found is None:
+        return None
+    lib, flags = found
+    _declare(lib)
+    steps = {torch.float32: lib.htaf_step_f32, torch.float64: lib.htaf_step_f64}
+    return Kernels(lib, _functions(lib), steps, "-fopenmp" in flags)
+
+
+#: The kernels, built on the first call; None where they cannot be used.
+_load: Once[Kernels] = Once(_open, "htaf kernels")
 
 
 def available() -> bool:
@@ -480,20 +582,17 @@ def _dense_order(t: Tensor) -> list[int] | None:
     return order if t.permute(order).is_contiguous() else None
 
 
-def _threads(n: int) -> int:
-    return torch.get_num_threads() if _has_openmp and n >= _PARALLEL_NUMEL else 1
-
-
 def forward(x: Tensor, a0: float, a1: float) -> Tensor:
     """HTAF of a tensor accepted by :func:`supports`; the result has the layout of ``x`` when
     ``x`` is dense, else it is contiguous."""
-    assert _load() is not None
-    fn = _fns[x.dtype][0]
+    k = _load()
+    assert k is not None
+    fn = k.fns[x.dtype][0]
     order = None if x.is_contiguous() else _dense_order(x)
     xp = x.permute(order) if order is not None else x.contiguous()
     out = torch.empty_like(xp, memory_format=torch.contiguous_format)
     n = xp.numel()
-    fn(xp.data_ptr(), out.data_ptr(), n, a0, a1, _threads(n))
+    fn(xp.data_ptr(), out.data_ptr(), n, a0, a1, k.threads(n))
     if order is not None:
         out = out.permute([order.index(d) for d in range(x.dim())])
     return out
@@ -502,8 +601,9 @@ def forward(x: Tensor, a0: float, a1: float) -> Tensor:
 def backward(x: Tensor, a0: float, a1: float, grad: Tensor) -> Tensor:
     """``grad * HTAF'(x)`` for ``x`` accepted by :func:`supports` and ``grad`` of the same shape
     and dtype (a broadcast scalar such as the gradient of ``.sum()`` is not materialised)."""
-    assert _load() is not None
-    fn = _fns[x.dtype][1]
+    k = _load()
+    assert k is not None
+    fn = k.fns[x.dtype][1]
     order = None if x.is_contiguous() else _dense_order(x)
     xp = x.permute(order) if order is not None else x.contiguous()
     if grad.dtype != x.dtype:
@@ -518,7 +618,7 @@ def backward(x: Tensor, a0: float, a1: float, grad: Tensor) -> Tensor:
     out = torch.empty_like(xp, memory_format=torch.contiguous_format)
     n = xp.numel()
     gptr = None if gp is None else gp.data_ptr()
-    fn(xp.data_ptr(), gptr, gs, out.data_ptr(), n, -2 * a0, -a1, 4 * a0 * a1, _threads(n))
+    fn(xp.data_ptr(), gptr, gs, out.data_ptr(), n, -2 * a0, -a1, 4 * a0 * a1, k.threads(n))
     if order is not None:
         out = out.permute([order.index(d) for d in range(x.dim())])
     return out
@@ -527,8 +627,9 @@ def backward(x: Tensor, a0: float, a1: float, grad: Tensor) -> Tensor:
 def step(x: Tensor, lo: float) -> Tensor:
     """The exact step ``1 if x >= 0 else lo`` (NaN stays NaN) of a contiguous CPU float32 or
     float64 tensor, as a new contiguous tensor."""
-    assert _load() is not None and x.is_contiguous()
+    k = _load()
+    assert k is not None and x.is_contiguous()
     out = torch.empty_like(x, memory_format=torch.contiguous_format)
     n = x.numel()
-    _step_fns[x.dtype](x.data_ptr(), out.data_ptr(), n, lo, _threads(n))
+    k.step_fns[x.dtype](x.data_ptr(), out.data_ptr(), n, lo, k.threads(n))
     return out

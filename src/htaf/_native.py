@@ -33,9 +33,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import logging
-import os
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -220,10 +218,6 @@ TORCH_LIBRARY(htaf_native, m) {
 }
 """
 
-_lock = threading.Lock()
-_tried = False
-_ops: dict[str, Any] | None = None  # the loaded operators by name; None where unavailable
-
 
 def _command(cxx: str, std: str, src: Path, out: Path) -> list[str]:
     from torch.utils import cpp_extension
@@ -279,8 +273,8 @@ def _address(fn: Any) -> int:
 def _open() -> dict[str, Any] | None:
     """Build the operators (once per machine), load them and hand them the kernels; the
     operators by name, or None where any of that is not possible."""
-    disabled = os.environ.get("HTAF_DISABLE_NATIVE", "").strip() not in ("", "0")
-    if disabled or not sys.platform.startswith("linux") or not _kernels.available():
+    kernels = _kernels._load() if _kernels.kernels_allowed("HTAF_DISABLE_NATIVE") else None
+    if kernels is None:
         return None
     path = _built_library()
     if path is None:
@@ -289,27 +283,15 @@ def _open() -> dict[str, Any] | None:
     ops = torch.ops.htaf_native
     if ops.abi() != 2:  # abi() in _SOURCE
         return None
-    (f32, b32), (f64, b64) = (_kernels._fns[d] for d in _kernels.DTYPES)
-    s32, s64 = (_kernels._step_fns[d] for d in _kernels.DTYPES)
-    parallel = _kernels._PARALLEL_NUMEL if _kernels._has_openmp else 1 << 62
+    (f32, b32), (f64, b64) = (kernels.fns[d] for d in _kernels.DTYPES)
+    s32, s64 = (kernels.step_fns[d] for d in _kernels.DTYPES)
+    parallel = _kernels._PARALLEL_NUMEL if kernels.openmp else 1 << 62
     ops.set_kernels(*[_address(fn) for fn in (f32, b32, f64, b64, s32, s64)], parallel)
     return {"htaf": ops.htaf.default, "step": ops.step.default, "rule": ops.step_with_rule.default}
 
 
-def _load() -> dict[str, Any] | None:
-    global _ops, _tried
-    if _tried:
-        return _ops
-    with _lock:
-        if not _tried:
-            try:
-                _ops = _open()
-            except Exception as exc:  # never let the fast path break the slow one
-                logger.debug("htaf native operators unavailable: %s", exc)
-                _ops = None
-            finally:
-                _tried = True
-    return _ops
+#: The loaded operators by name, built on the first call; None where they are unavailable.
+_load: _kernels.Once[dict[str, Any]] = _kernels.Once(_open, "htaf native operators")
 
 
 def available() -> bool:
@@ -332,16 +314,16 @@ def accepts(x: Tensor) -> bool:
 
 def htaf(x: Tensor, a0: float, a1: float) -> Tensor:
     """HTAF through the native operator, for ``x`` accepted by :func:`accepts`."""
-    return _ops["htaf"](x, a0, a1)
+    return _load()["htaf"](x, a0, a1)
 
 
 def step(x: Tensor, lo: float) -> Tensor:
     """The exact step ``1 if x >= 0 else lo`` (NaN stays NaN), without a gradient, for ``x``
     accepted by :func:`accepts`."""
-    return _ops["step"](x, lo)
+    return _load()["step"](x, lo)
 
 
 def step_with_rule(x: Tensor, rule: Tensor, lo: float) -> Tensor:
     """:func:`step` forward and ``grad * rule`` backward, for ``x`` accepted by :func:`accepts`
     and ``rule`` of its shape (detached: the rule is not differentiated)."""
-    return _ops["rule"](x, rule, lo)
+    return _load()["rule"](x, rule, lo)

@@ -40,16 +40,10 @@ over time.
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import logging
-import os
-import platform
-import sys
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -64,8 +58,6 @@ __all__ = [
     "BACKENDS", "NeuronSequence", "kernel_available", "neuron_sequence", "pack_bits",
     "spike_values", "unpack_bits",
 ]  # fmt: skip
-
-logger = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "kernel", "torch")
 _SOURCE = Path(__file__).with_name("lif_kernels.cpp")
@@ -93,30 +85,13 @@ class NeuronSequence:
 
 
 # -- the kernel library ------------------------------------------------------------------------
-_lock = threading.Lock()
-_lib: ctypes.CDLL | None = None
-_tried = False
-_openmp = False
+class _Library(NamedTuple):
+    lib: ctypes.CDLL
+    openmp: bool  # built with -fopenmp: large calls may use several threads
 
 
-def _load_variant(cxx: str, source: str, flags: list[str]) -> ctypes.CDLL | None:
-    parts = [source, cxx, *_FLAGS, *flags, platform.machine(), sys.platform]
-    key = hashlib.sha256("\0".join([*parts, _kernels._cpu_signature()]).encode()).hexdigest()
-    target = _kernels._cache_dir() / f"htaf_snn_{key[:20]}.so"
-    if not target.exists():
-
-        def commands(src: Path, out: Path) -> list[list[str]]:
-            return [[cxx, *_FLAGS, *flags, str(src), "-o", str(out)]]
-
-        if not _kernels.compile_library(source, "lif_kernels.cpp", commands, target, timeout=120):
-            return None
-    try:
-        lib = ctypes.CDLL(str(target))  # releases the GIL: the calls are long
-        if lib.snn_kernels_abi() != 2:
-            return None
-    except (OSError, AttributeError) as exc:
-        logger.debug("htaf snn kernels: cannot load %s: %s", target, exc)
-        return None
+def _declare(lib: ctypes.CDLL) -> None:
+    """Give ctypes the C signatures of the kernel (it would guess ints otherwise)."""
     i64, vp, ci = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
     for suffix, real in (("f32", ctypes.c_float), ("f64", ctypes.c_double)):
         fwd = getattr(lib, f"snn_forward_{suffix}")
@@ -134,34 +109,30 @@ def _load_variant(cxx: str, source: str, flags: list[str]) -> ctypes.CDLL | None
         for fn in (fwd, bwd, fire, pack, unpack):
             fn.restype = None
     lib.snn_block.restype = ctypes.c_longlong
-    return lib
 
 
-def _load() -> ctypes.CDLL | None:
-    global _lib, _tried, _openmp
-    if _tried:
-        return _lib
-    with _lock:
-        if _tried:
-            return _lib
-        try:
-            off = os.environ.get("HTAF_DISABLE_KERNELS", "").strip() not in ("", "0")
-            cxx = _kernels._compiler("CXX", ("c++", "g++", "clang++"))
-            # HTAF comes from htaf._kernels' vectorised functions: both build or neither.
-            usable = sys.platform.startswith("linux") and _kernels.available()
-            if not off and usable and cxx is not None:
-                source = _SOURCE.read_text()
-                for flags in _VARIANTS:
-                    lib = _load_variant(cxx, source, flags)
-                    if lib is not None:
-                        _lib, _openmp = lib, "-fopenmp" in flags
-                        break
-        except Exception as exc:  # never let the fast path break the slow one
-            logger.debug("htaf snn kernels unavailable: %s", exc)
-            _lib = None
-        finally:
-            _tried = True
-    return _lib
+def _open() -> _Library | None:
+    """Build (once per machine) and load the kernel; None where that is not possible."""
+    # HTAF comes from htaf._kernels' vectorised functions: both build or neither.
+    if not (_kernels.kernels_allowed() and _kernels.available()):
+        return None
+    cxx = _kernels._compiler("CXX", ("c++", "g++", "clang++"))
+    if cxx is None:
+        return None
+    # CDLL releases the GIL: the calls are long.
+    found = _kernels.first_library(
+        "htaf_snn", _SOURCE.read_text(), "lif_kernels.cpp", cxx, _FLAGS, _VARIANTS,
+        ("snn_kernels_abi", 2),
+    )  # fmt: skip
+    if found is None:
+        return None
+    lib, flags = found
+    _declare(lib)
+    return _Library(lib, "-fopenmp" in flags)
+
+
+#: The kernel library, built on the first call; None where it cannot be used.
+_load: _kernels.Once[_Library] = _kernels.Once(_open, "htaf snn kernels")
 
 
 def kernel_available() -> bool:
@@ -182,11 +153,12 @@ def _kernel_accepts(*tensors: Tensor | None) -> bool:
 
 def _htaf_fns(dtype: torch.dtype) -> tuple[int, int]:
     """Addresses of htaf._kernels' HTAF forward and backward for ``dtype``."""
-    return tuple(ctypes.cast(fn, ctypes.c_void_p).value or 0 for fn in _kernels._fns[dtype])
+    fns = _kernels._load().fns[dtype]
+    return tuple(ctypes.cast(fn, ctypes.c_void_p).value or 0 for fn in fns)
 
 
 def _threads(n: int) -> int:
-    return torch.get_num_threads() if _openmp and n >= _PARALLEL_NUMEL else 1
+    return torch.get_num_threads() if _load().openmp and n >= _PARALLEL_NUMEL else 1
 
 
 def _ptr(t: Tensor | None) -> int | None:
@@ -276,7 +248,8 @@ def _forward(
         s = torch.empty((steps, m), dtype=x.dtype)
         h = torch.empty_like(s)
         v_last = torch.empty(m, dtype=x.dtype)
-        fn = _lib.snn_forward_f32 if x.dtype == torch.float32 else _lib.snn_forward_f64
+        lib = _load().lib
+        fn = lib.snn_forward_f32 if x.dtype == torch.float32 else lib.snn_forward_f64
         fn(x.data_ptr(), 0 if const else m, _ptr(v0), s.data_ptr(), h.data_ptr(),
            v_last.data_ptr(), steps, m, beta, n.p.threshold, n.p.v_reset, n.hard_reset, fire[0],
            fire[1], fire[2], _htaf_fns(x.dtype)[0], _threads(steps * m))  # fmt: skip
@@ -312,9 +285,10 @@ def _backward(
         gv = gv.contiguous() if gv is not None else None
         gx = torch.empty(m if const else (steps, m), dtype=h.dtype)
         gv0 = torch.empty(m, dtype=h.dtype)
-        blocks = -(-m // int(_lib.snn_block()))
+        lib = _load().lib
+        blocks = -(-m // int(lib.snn_block()))
         dbeta = torch.zeros(blocks, dtype=torch.float64) if need_beta else None
-        fn = _lib.snn_backward_f32 if h.dtype == torch.float32 else _lib.snn_backward_f64
+        fn = lib.snn_backward_f32 if h.dtype == torch.float32 else lib.snn_backward_f64
         fn(h.data_ptr(), _ptr(gs), _ptr(gh), _ptr(gv), _ptr(table), _ptr(v0), gx.data_ptr(),
            0 if const else m, gv0.data_ptr(), _ptr(dbeta), steps, m, beta, n.p.threshold,
            n.p.v_reset, n.hard_reset, int(n.p.detach_reset), fire[0], fire[1], fire[2], rule, r0,
@@ -447,7 +421,8 @@ def _respike(n: _Neuron, h: Tensor) -> Tensor:
     if n.kernel and fire is not None and h.dtype in _kernels.DTYPES:
         h = h.contiguous()
         out = torch.empty_like(h)
-        fn = _lib.snn_fire_f32 if h.dtype == torch.float32 else _lib.snn_fire_f64
+        lib = _load().lib
+        fn = lib.snn_fire_f32 if h.dtype == torch.float32 else lib.snn_fire_f64
         fn(h.data_ptr(), out.data_ptr(), h.numel(), n.p.threshold, *fire, _htaf_fns(h.dtype)[0],
            _threads(h.numel()))  # fmt: skip
         return out
@@ -464,7 +439,8 @@ def pack_bits(x: Tensor) -> Tensor:
     if _kernel_accepts(x):
         x = x.contiguous()
         out = torch.empty((n + 7) // 8, dtype=torch.uint8)
-        fn = _lib.snn_pack_f32 if x.dtype == torch.float32 else _lib.snn_pack_f64
+        lib = _load().lib
+        fn = lib.snn_pack_f32 if x.dtype == torch.float32 else lib.snn_pack_f64
         fn(x.data_ptr(), out.data_ptr(), n, _threads(n))
         return out
     bits = torch.zeros(-(-n // 8) * 8, dtype=torch.uint8, device=x.device)
@@ -479,7 +455,8 @@ def unpack_bits(packed: Tensor, shape: tuple[int, ...], dtype: torch.dtype) -> T
         n *= d
     out = torch.empty(shape, dtype=dtype, device=packed.device)
     if _kernel_accepts(out):
-        fn = _lib.snn_unpack_f32 if dtype == torch.float32 else _lib.snn_unpack_f64
+        lib = _load().lib
+        fn = lib.snn_unpack_f32 if dtype == torch.float32 else lib.snn_unpack_f64
         fn(packed.data_ptr(), out.data_ptr(), n, _threads(n))
         return out
     bits = (packed.unsqueeze(-1) >> _SHIFTS.to(packed.device)) & 1
