@@ -186,8 +186,8 @@ def test_shapes_concepts_match_the_class_rule_and_the_pixels():
     ds = load("shapes", n=800, split_seed=3)
     assert ds.X_train.dtype == np.uint8 and ds.input_shape == (3, 32, 32)
     assert ds.n_classes == 16 and len(ds.concept_names) == 8
-    assert ds.concept_names[:2] == ["shape=circle", "shape=square"]
-    assert ds.class_names[0] == "red_circle" and ds.class_names[-1] == "blue_cross"
+    assert ds.concept_names[:2] == ["shape=ring", "shape=square"]
+    assert ds.class_names[0] == "red_ring" and ds.class_names[-1] == "blue_cross"
     C = np.concatenate([ds.concepts_train, ds.concepts_val, ds.concepts_test])
     y = np.concatenate([ds.y_train, ds.y_val, ds.y_test])
     groups = {}
@@ -204,7 +204,7 @@ def test_shapes_concepts_match_the_class_rule_and_the_pixels():
     for k in range(16):
         onehot_rule[k // 4, k] = onehot_rule[4 + k % 4, k] = 1
     assert np.array_equal((C @ onehot_rule).argmax(1), y)
-    # the attributes drive the pixels: the shape's colour is the image's most saturated colour
+    # the attributes drive the pixels: the pixels off the background carry the shape's colour
     X = np.concatenate([ds.X_train, ds.X_val, ds.X_test]).astype(int)
     background = np.median(X.reshape(len(X), 3, -1), axis=2)[:, :, None, None]
     covered = np.abs(X - background).max(1) > 60
@@ -214,20 +214,20 @@ def test_shapes_concepts_match_the_class_rule_and_the_pixels():
 
 
 def test_shapes_is_deterministic_in_the_seed_and_checks_options():
-    a, b = load("shapes", n=100, split_seed=1), load("shapes", n=100, split_seed=1)
+    a, b = load("shapes", n=320, split_seed=1), load("shapes", n=320, split_seed=1)
     assert np.array_equal(a.X_train, b.X_train) and np.array_equal(a.concepts_test, b.concepts_test)
-    c = load("shapes", n=100, split_seed=2)
+    c = load("shapes", n=320, split_seed=2)
     assert not np.array_equal(a.X_train, c.X_train)
-    quiet = load("shapes", n=100, split_seed=1, noise=0.0)
+    quiet = load("shapes", n=320, split_seed=1, noise=0.0)
     assert not np.array_equal(quiet.X_train, a.X_train)
-    assert quiet.meta["shapes"] == {"n": 100, "noise": 0.0, "seed": 1}
-    assert sum(a.meta["split_sizes"].values()) == 100 and a.meta["split_sizes"]["test"] == 20
-    for bad, match in (({"n": 10}, "n must be"), ({"noise": 2}, "noise must be"),
+    assert quiet.meta["shapes"] == {"n": 320, "noise": 0.0, "seed": 1}
+    assert sum(a.meta["split_sizes"].values()) == 320 and a.meta["split_sizes"]["test"] == 64
+    for bad, match in (({"n": 100}, "n must be"), ({"noise": 2}, "noise must be"),
                        ({"seed": -1}, "seed must be")):  # fmt: skip
         with pytest.raises(DataError, match=match):
             load("shapes", **bad)
     with pytest.raises(DataError, match="not a table; target"):
-        load("shapes", n=100, target="y")
+        load("shapes", n=320, target="y")
 
 
 def test_from_arrays_images_and_sequences():

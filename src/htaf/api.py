@@ -147,7 +147,7 @@ def compare(
     out: str | Path = DEFAULT_OUT,
     model: Mapping[str, Any] | None = None,
     backend: str = "local",
-    jobs: int = 1,
+    jobs: int | None = None,
     address: str | None = None,
     progress: bool = True,
     track: str | None = None,
@@ -161,7 +161,8 @@ def compare(
     comma-separated string; ``seeds`` a count (seeds 0..N-1) or a list; ``model`` the family's
     model options (``{"widths": [64, 64]}``); ``options`` any other RunConfig key (``epochs``,
     ``lr``, ``weight_decay``, ``data_dir``, ``target``, ``data_options``...). ``backend``
-    ``"local"`` (``jobs`` worker processes) or ``"ray"`` (``address``); ``track``
+    ``"local"`` (``jobs`` worker processes; default: the family's, 1 for most) or ``"ray"``
+    (``address``); ``track``
     ``"tensorboard"`` or ``"mlflow"`` (``htaf.train.tracking``). ``command`` is what
     ``config.json`` and the report record as the call (default: this call, as Python).
 
@@ -170,6 +171,10 @@ def compare(
     (a ``RuntimeError``).
     """
     grid = compare_grid(task, dataset, estimators, seeds, model=model, **options)
+    if jobs is None:
+        from htaf.families import get_family
+
+        jobs = get_family(task).jobs
     if command is None:
         given = {"task": task, "dataset": dataset, "estimators": estimators, "seeds": seeds,
                  "out": str(out), "model": model, **options}  # fmt: skip

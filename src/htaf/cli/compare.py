@@ -75,7 +75,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--drop", default=None, metavar="COLS", help="csv: comma-separated ID columns to ignore"
     )
-    p.add_argument("--jobs", type=int, default=1, help="parallel runs (default: 1)")
+    p.add_argument(
+        "--jobs", type=int, default=None, help="parallel runs (default: the family's; 1 for most)"
+    )
     p.add_argument("--backend", default="local", choices=["local", "ray"])
     p.add_argument("--address", default=None, help="Ray cluster address (default: start local)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -100,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     common = {"backend": args.backend, "jobs": args.jobs, "address": args.address,
               "progress": not args.no_progress, "track": args.track}  # fmt: skip
     if args.resume:
-        exp = api.load_experiment(args.resume).resume(**common)
+        exp = api.load_experiment(args.resume).resume(**{**common, "jobs": args.jobs or 1})
     else:
         model = parse_model_options(args.model)
         if args.widths is not None:
