@@ -272,3 +272,14 @@ def test_an_experiment_with_no_finished_run_loads_empty(tmp_path):
     exp = htaf.load_experiment(tmp_path)
     assert exp.summary.empty and exp.runs.empty and exp.history.empty and exp.plots == []
     assert not exp.finished and "0/1 runs finished" in repr(exp)
+
+
+def test_compare_runs_the_familys_worker_count_unless_told(monkeypatch, tmp_path):
+    from htaf import api
+
+    seen = []
+    monkeypatch.setattr(api, "_run_experiment", lambda grid, out, **kw: seen.append(kw["jobs"]))
+    api.compare(task="icbm", seeds=1, out=tmp_path)
+    api.compare(task="dhn", seeds=1, out=tmp_path)
+    api.compare(task="icbm", seeds=1, out=tmp_path, jobs=1)
+    assert seen == [2, 1, 1]

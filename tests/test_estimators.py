@@ -342,6 +342,12 @@ def test_schedules_move_parameters():
     assert model[0].alpha1 == pytest.approx(4.0)
     with pytest.raises(ValueError, match="no estimator"):
         E.Schedule(model, "k", E.constant(1.0))
+    held = [E.linear(1.0, 2.0, steps=4, hold=3)(t) for t in range(9)]
+    assert held == pytest.approx([1.0, 1.0, 1.0, 1.0, 1.25, 1.5, 1.75, 2.0, 2.0])
+    assert E.cosine(1.0, 3.0, steps=2, hold=1)(2) == pytest.approx(2.0)
+    assert E.exponential(1.0, 4.0, steps=2, hold=5)(6) == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="hold"):
+        E.linear(1.0, 2.0, steps=4, hold=-1)
     with pytest.raises(ValueError, match="alpha1"):
         E.Schedule(model, "alpha1", E.constant(-1.0))
 

@@ -115,6 +115,44 @@ def test_history_rows(cancer):
     assert res.activation_samples["layer1"].size <= 20_000
 
 
+def test_activation_stats_come_from_the_validation_passes(cancer):
+    """The per-epoch activation statistics are recorded while the engine validates: no extra
+    forward passes over the validation set, and the same numbers as a pass of their own."""
+    model, config = make(cancer, estimator="htaf", model={"widths": [16, 8]}, epochs=2)
+    n_val = len(cancer.X_val)
+    rows = []
+    model.register_forward_hook(lambda m, i, o: rows.append(len(i[0])))
+    res = fit(model, cancer, config, progress=False)
+    n_train = len(cancer.X_train)
+    per_epoch = n_train + 2 * n_val  # training, then one validation pass per forward mode
+    assert sum(rows) == 2 * per_epoch
+    stats, _ = activation_stats(model, cancer.X_val)
+    for mode in ("smooth", "hard"):
+        got, want = res.history[-1]["act"][mode], stats[mode]
+        for key in ("near_binary_05", "near_binary_01", "entropy", "saturation"):
+            assert got[key] == pytest.approx(want[key], abs=1e-12), (mode, key)
+
+
+def test_a_callback_sees_every_validation_pass(cancer):
+    seen = []
+
+    class Watch(Callback):
+        def observe(self, mode):
+            import contextlib
+
+            @contextlib.contextmanager
+            def ctx():
+                seen.append(("enter", mode))
+                yield
+                seen.append(("exit", mode))
+
+            return ctx()
+
+    model, config = make(cancer, epochs=1)
+    fit(model, cancer, config, callbacks=[Watch()], progress=False)
+    assert seen == [("enter", "smooth"), ("exit", "smooth"), ("enter", "hard"), ("exit", "hard")]
+
+
 def test_training_uses_default_modes(cancer):
     seen = []
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from htaf.config import ConfigError, RunConfig
+from htaf.threads import one_torch_thread
 
 BACKENDS = ("local", "ray")
 
@@ -185,23 +186,6 @@ def _single_thread() -> None:
         torch.set_num_interop_threads(1)
 
 
-@contextlib.contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    """One intra-op thread while the grid runs in this process, restored afterwards.
-
-    The cells are small MLPs: extra threads buy nothing and slow down sharply when other
-    processes hold the cores. It also makes in-process runs use the workers' thread count.
-    """
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _ray_cell(
     config_dict: dict[str, Any], run_dir: str, resume: bool, tracking: Any = None
 ) -> dict[str, Any]:
@@ -249,7 +233,7 @@ def run_grid(
             from htaf.train.run import dataset_key, load_dataset
 
             datasets: dict[str, Any] = {}  # in one process the cells share each loaded dataset
-            with _one_torch_thread():
+            with one_torch_thread():
                 for i, (config, cell) in enumerate(zip(configs, cells, strict=True)):
                     try:
                         key = dataset_key(config)

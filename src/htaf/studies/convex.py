@@ -44,7 +44,6 @@ time).
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import time
@@ -55,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from htaf.io import atomic_write_text, json_safe
+from htaf.threads import one_torch_thread
 
 DEFAULTS: dict[str, Any] = {
     "n": 100,
@@ -310,7 +310,7 @@ def run(out_dir: str | Path, *, progress: bool = True, **overrides: Any) -> dict
     for row in rows:
         _say(progress, f"{row['label']}: objective {row['objective']:.5f} in {row['time_s']:.2f} s")
     for label in settings["baselines"]:
-        with _one_thread():
+        with one_torch_thread():
             row = train_baseline(data, beta, label, settings)
         _say(progress, f"{label}: objective {row['objective']:.5f} in {row['time_s']:.1f} s")
         rows.append(row)
@@ -403,20 +403,6 @@ def plot(rows: list[dict[str, Any]], out_dir: str | Path, title: str) -> list[Pa
     axes[0].legend(fontsize=7)
     fig.suptitle(f"convex threshold networks vs trained step networks ({title})")
     return save_figure(fig, out_dir, "convex")
-
-
-@contextlib.contextmanager
-def _one_thread() -> Any:
-    """One torch thread for these tiny full-batch steps: 8 ms a step instead of 126 ms with two
-    threads on the loaded 2-core development machine (and no slower on an idle one)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _write_json(path: Path, obj: Any) -> None:

@@ -40,7 +40,6 @@ Outputs: ``results.json``, ``table.md``, ``config.json``, ``curves_{experiment}.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import statistics
@@ -53,6 +52,7 @@ from typing import Any
 import numpy as np
 
 from htaf.io import atomic_write_text, json_safe
+from htaf.threads import one_torch_thread
 
 RULE_NAMES = (
     "decoupled_constant",
@@ -377,20 +377,6 @@ def train_row(
     return {"test_accuracy": curve, "cosine": cosines}
 
 
-@contextlib.contextmanager
-def _one_thread() -> Any:
-    """One torch thread: these nets are tiny, and two threads on a loaded 2-core machine
-    spin-wait (15x slower steps were measured for the convex study's nets)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 # -- the study -----------------------------------------------------------------------------------
 def check_settings(settings: dict[str, Any]) -> None:
     unknown = set(settings["experiments"]) - set(EXPERIMENTS)
@@ -431,7 +417,7 @@ def run(out_dir: str | Path, *, progress: bool = True, **overrides: Any) -> dict
     out_dir = Path(out_dir)
     results: dict[str, Any] = {}
     t_start = time.perf_counter()
-    with _one_thread():
+    with one_torch_thread():
         for name in settings["experiments"]:
             exp = EXPERIMENTS[name]
             if name == "mlp":

@@ -165,4 +165,5 @@ FAMILY = Family(
     # inputs, so HTAF keeps a1 = 11 and takes a0 = 0.5 here.
     compare={"dataset": "digits_images", "epochs": 15, "lr": 3e-3, "batch_size": 64},
     estimators=("htaf(0.25,11)", "ste", "ste_clipped", "approx_sign", "swish_sign", "relu"),
+    jobs=2,
 )
