@@ -14,7 +14,8 @@ import htaf.train.run as run_module
 from htaf.cli import main
 from icbm_data import digits_images, shapes_standin
 
-FAST = ["--seeds", "1", "--epochs", "1", "--batch-size", "32", "--no-progress",
+# --jobs 1: the stand-in datasets are monkeypatched in, which worker processes would not see.
+FAST = ["--seeds", "1", "--epochs", "1", "--batch-size", "32", "--no-progress", "--jobs", "1",
         "--model", "cnn_widths=[4,8,8]", "--model", "n_concepts=6"]  # fmt: skip
 SHAPES = shapes_standin(160)
 DIGITS = digits_images()
@@ -58,7 +59,8 @@ def attribute_experiment(tmp_path_factory):
     mp.setattr(run_module, "load_dataset", lambda c: SHAPES)
     args = ["compare", "--task", "icbm", "--out", str(out), "--estimators", "htaf", "--seeds",
             "1", "--epochs", "40", "--lr", "0.03", "--batch-size", "32", "--no-progress",
-            "--backbone", f"features:{out}/f.npz", "--model", "n_concepts=8"]  # fmt: skip
+            "--jobs", "1", "--backbone", f"features:{out}/f.npz",
+            "--model", "n_concepts=8"]  # fmt: skip
     try:
         assert main(args) == 0
     finally:

@@ -149,8 +149,12 @@ def test_family_defaults():
 
 
 def test_small_cnn_shapes():
-    assert SmallCNN(3, 32, (4, 8, 8))(torch.zeros(2, 3, 32, 32)).shape == (2, 32)
-    assert SmallCNN(1, 8, (4, 8))(torch.zeros(2, 1, 8, 8)).shape == (2, 32)  # digits: 8x8
+    # global average and max pooling: 2 features per channel of the last block
+    assert SmallCNN(3, 32, (4, 8, 8))(torch.zeros(2, 3, 32, 32)).shape == (2, 16)
+    assert SmallCNN(1, 8, (4, 8))(torch.zeros(2, 1, 8, 8)).shape == (2, 16)  # digits: 8x8
+    cnn = SmallCNN(3, 32, (4, 8, 8)).eval()
+    f = cnn(torch.rand(3, 3, 32, 32))
+    assert torch.all(f[:, 8:] >= f[:, :8])  # max >= mean, channel by channel
     # the last log2(size / 4) blocks halve the maps; the blocks before them see the full image
     strides = [b.conv.stride[0] for b in SmallCNN(3, 32, (2, 2, 2, 2)).blocks]
     assert strides == [1, 2, 2, 2]
