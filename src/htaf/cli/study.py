@@ -128,21 +128,18 @@ def run_convex(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         lr=args.lr,
         eval_every=args.eval_every,
-        baselines=[b.strip() for b in args.baselines.split(",") if b.strip()],
+        baselines=_names(args.baselines),
         progress=not args.no_progress,
     )
-    print(result["table"])
     check = result["objective_check"]
-    if "holds" in check:
-        print(
-            f"best convex objective ({check['best_convex']}) {check['convex_objective']:.5f} "
-            f"<= best trained ({check['best_trained']}) {check['trained_objective']:.5f}: "
-            f"{check['holds']}"
-        )
-    for path in result["plots"]:
-        print(path)
-    print(f"{args.out}/results.json")
-    return 0
+    claim = (
+        f"best convex objective ({check['best_convex']}) {check['convex_objective']:.5f} "
+        f"<= best trained ({check['best_trained']}) {check['trained_objective']:.5f}: "
+        f"{check['holds']}"
+        if "holds" in check
+        else None
+    )
+    return _print_result(result, claim, f"{args.out}/results.json")
 
 
 def run_decoupled(args: argparse.Namespace) -> int:
@@ -151,24 +148,37 @@ def run_decoupled(args: argparse.Namespace) -> int:
     extra = {} if args.epochs is None else {"epochs": args.epochs}
     result = decoupled.run(
         args.out,
-        experiments=[e.strip() for e in args.experiments.split(",") if e.strip()],
+        experiments=_names(args.experiments),
         seeds=args.seeds,
         lenet_epochs=args.lenet_epochs,
         data_dir=args.data_dir,
         progress=not args.no_progress,
         **extra,
     )
+    tied = result["constant_vs_tied"]
+    claim = (
+        f"digits MLP, logistic forward: tied {tied['tied']:.4f}, constant "
+        f"{tied['constant']:.4f} (constant - tied: {tied['constant_minus_tied_points']:+.2f} "
+        f"points); constant within 2 points of tied: {tied['holds']}"
+        if tied
+        else None
+    )
+    return _print_result(result, claim, f"{args.out}/results.json")
+
+
+def _names(text: str) -> list[str]:
+    """A comma-separated list, blanks dropped."""
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _print_result(result: dict, claim: str | None, saved: str) -> int:
+    """A study's table, the line on its claim (if it could be checked), plots, results file."""
     print(result["table"])
-    claim = result["constant_vs_tied"]
     if claim:
-        print(
-            f"digits MLP, logistic forward: tied {claim['tied']:.4f}, constant "
-            f"{claim['constant']:.4f} (constant - tied: {claim['constant_minus_tied_points']:+.2f} "
-            f"points); constant within 2 points of tied: {claim['holds']}"
-        )
+        print(claim)
     for path in result["plots"]:
         print(path)
-    print(f"{args.out}/results.json")
+    print(saved)
     return 0
 
 
