@@ -15,8 +15,6 @@ PASS/FAIL column reports against the targets and never fails the run.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import tempfile
 import time
@@ -28,6 +26,7 @@ import torch
 
 from htaf import _kernels
 from htaf.functional import _HTAF, htaf, scaled_sigmoid
+from htaf.io import atomic_write_json
 
 A0, A1, BETA = 2.0, 11.0, 22.0
 
@@ -120,19 +119,6 @@ def cold_kernel_build_s() -> float | None:
         start = time.perf_counter()
         ok = _kernels._build(cc, _kernels._FLAG_VARIANTS[0], Path(tmp) / "k.so")
         return time.perf_counter() - start if ok else None
-
-
-def write_json(path: str, data: dict) -> None:
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent or ".", prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, target)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -271,7 +257,7 @@ def main(argv: list[str] | None = None) -> dict:
         "checks": checks,
     }
     if args.json:
-        write_json(args.json, result)
+        atomic_write_json(args.json, result)
     return result
 
 

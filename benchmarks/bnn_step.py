@@ -22,10 +22,7 @@ the project: htaf's step <= 1.1x ste_clipped's, and <= 1.0x Brevitas's.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 
@@ -33,6 +30,7 @@ import torch
 from torch import nn
 
 from htaf.families.bnn import BNN, Binarization, build_arch
+from htaf.io import atomic_write_json
 
 TARGET_VS_STE = 1.1
 TARGET_VS_BREVITAS = 1.0
@@ -169,10 +167,7 @@ def main() -> None:
             "samples_s": samples,
         }
     if args.json:
-        folder = os.path.dirname(os.path.abspath(args.json))
-        with tempfile.NamedTemporaryFile("w", dir=folder, delete=False, suffix=".tmp") as fh:
-            json.dump(result, fh, indent=2)
-        os.replace(fh.name, args.json)
+        atomic_write_json(args.json, result)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ solving (numpy's allocations), the growth of the peak RSS and the solve's certif
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import statistics
@@ -46,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from htaf.families.convex.arrangements import Arrangements
 from htaf.families.convex.solver import solve_lasso
+from htaf.io import atomic_write_json
 
 TARGETS = {"100x10000": ("faster", 3.0), "1000x1000": ("within", 1.5)}
 LADDER = (1e-4, 1e-6, 1e-8, 1e-10)
@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
             case["verdict"] = report(case, args.budget)
             results["cases"].append(case)
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2, default=float) + "\n")
+        atomic_write_json(args.json, results)
     return 0
 
 

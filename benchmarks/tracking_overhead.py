@@ -18,7 +18,6 @@ takes ~4 full compares; on a loaded machine the wall times drift by more than th
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import statistics
 import subprocess
@@ -143,7 +142,9 @@ def main() -> None:
         print(f"whole compare, --track tensorboard / none: median {w['median_ratio']:.3f} "
               f"(pairs: {', '.join(f'{x:.3f}' for x in w['paired_ratios'])})")  # fmt: skip
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        from htaf.io import atomic_write_json
+
+        atomic_write_json(args.json, result)
 
 
 if __name__ == "__main__":

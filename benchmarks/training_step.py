@@ -13,10 +13,7 @@ of (activation time / ReLU time in the same repeat), with its quartiles.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import tempfile
 import time
 
 import torch
@@ -24,6 +21,7 @@ from torch import nn
 
 from htaf import _kernels, _native
 from htaf.families.dhn import DHN
+from htaf.io import atomic_write_json
 
 ACTIVATIONS = ["relu", "htaf", "scaled_sigmoid", "ste", "atan"]
 TARGET = 1.15
@@ -106,10 +104,7 @@ def main() -> None:
             "samples_s": samples,
         }
     if args.json:
-        folder = os.path.dirname(os.path.abspath(args.json))
-        with tempfile.NamedTemporaryFile("w", dir=folder, delete=False, suffix=".tmp") as fh:
-            json.dump(result, fh, indent=2)
-        os.replace(fh.name, args.json)
+        atomic_write_json(args.json, result)
 
 
 if __name__ == "__main__":
