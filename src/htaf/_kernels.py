@@ -212,10 +212,9 @@ HTAF_STEP(double, f64)
    rounds, where portable C needs several integer tricks. The tail is a masked block. */
 #define V1(v) _mm512_set1_ps(v)
 
-/* e^x = s (1 + q) as exp_parts_f32, for x <= 0 (NaN propagates: max(-104, NaN) is NaN, since
-   vmaxps returns its second operand when either is NaN). */
-static inline __m512 v_exp_parts(__m512 x, __m512 *s) {
-    x = _mm512_max_ps(V1(-104.0f), x);
+/* e^x = s (1 + q) as exp_parts_f32, for x in [-150 ln 2, 0] (vscalefps underflows gradually
+   by itself, so no clamp here). */
+static inline __m512 v_exp_reduced(__m512 x, __m512 *s) {
     __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, V1(1.44269504088896341f)),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     /* One fused step: the float ln 2 is 1.9e-9 off the truth and |n| <= 150 here, so r is off
@@ -232,6 +231,12 @@ static inline __m512 v_exp_parts(__m512 x, __m512 *s) {
     return _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r);
 }
 
+/* The same for any x <= 0: -inf and very negative x clamp to -104 (e^x = 0 in float32); NaN
+   propagates, since vmaxps returns its second operand when either is NaN. */
+static inline __m512 v_exp_parts(__m512 x, __m512 *s) {
+    return v_exp_reduced(_mm512_max_ps(V1(-104.0f), x), s);
+}
+
 /* 1/d for d in [1, 2]: vrcp14ps (relative error < 2^-14) and one Newton step, which leaves
    about an ulp; vdivps costs several times as much and each direction divides twice. */
 static inline __m512 v_recip(__m512 d) {
@@ -240,8 +245,7 @@ static inline __m512 v_recip(__m512 d) {
 }
 
 /* e = e^(-2 a0 |x|), re = 1/(1 + e) and f = e^(-a1 tanh(a0 |x|)), tanh = (1 - e) re, as in
-   the portable loops. The second exponent lies in [-a1, 0]: no clamp (vscalefps underflows
-   gradually by itself). */
+   the portable loops. The second exponent lies in [-a1, 0], so it needs no clamp. */
 static inline __m512 v_ef(__m512 x, float m2a0, float ma1, __m512 *e, __m512 *re) {
     __m512 s;
     __m512 q = v_exp_parts(_mm512_mul_ps(_mm512_abs_ps(x), V1(m2a0)), &s);
@@ -249,17 +253,9 @@ static inline __m512 v_ef(__m512 x, float m2a0, float ma1, __m512 *e, __m512 *re
     *re = v_recip(_mm512_add_ps(V1(1.0f), *e));
     __m512 one_minus_e = _mm512_fnmadd_ps(s, q, _mm512_sub_ps(V1(1.0f), s));
     __m512 u = _mm512_mul_ps(_mm512_mul_ps(V1(ma1), one_minus_e), *re);
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(u, V1(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, V1(0.693147182f), u);  /* |n| <= a1 / ln 2: as above */
-    __m512 p = V1(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, V1(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, V1(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, V1(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, V1(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, V1(5.0000001201e-1f));
-    __m512 sf = _mm512_scalef_ps(V1(1.0f), n);
-    return _mm512_fmadd_ps(sf, _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), sf);
+    __m512 sf;
+    __m512 qf = v_exp_reduced(u, &sf);
+    return _mm512_fmadd_ps(sf, qf, sf);
 }
 
 /* y = 1/(1 + f) for x >= 0, f/(1 + f) for x < 0; NaN stays NaN through every step. */
