@@ -5,16 +5,18 @@ Usage::
     python benchmarks/activation.py [--numel N] [--repeats R] [--threads T] [--json FILE]
 
 Every case runs ``y = f(x); y.backward(grad)`` on the same float32 tensor. The cases are timed
-round-robin (one call of each per round, after warm-up rounds) so that background load hits
-them all alike, and each case reports the median over the rounds. A ratio is the median over
-rounds of the ratio *within* a round (paired), so slow drifts of a shared machine cancel; its
-quartiles show the spread. All cases use the same ``torch.get_num_threads()`` threads. The
-PASS/FAIL column reports against the targets and never fails the run.
+round-robin (one call of each per round, in a seeded random order, after warm-up rounds) so
+that background load hits them all alike, and each case reports the median over the rounds.
+A ratio is the median over rounds of the ratio *within* a round (paired), so slow drifts of a
+shared machine cancel; its quartiles show the spread. All cases use the same
+``torch.get_num_threads()`` threads. The PASS/FAIL column reports against the targets and
+never fails the run.
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import tempfile
 import time
@@ -85,9 +87,14 @@ def time_cases(
     cases: dict[str, Fn], x: torch.Tensor, grad: torch.Tensor, repeats: int, warmup: int
 ) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {name: [] for name in cases}
+    order = list(cases)
+    shuffle = random.Random(0).shuffle
     for rnd in range(warmup + repeats):
-        for name, fn in cases.items():
-            t = fwd_bwd(fn, x, grad)
+        # A fresh order each round: a case that always ran after the same neighbour would
+        # inherit its cache and allocator state, and a paired ratio its bias.
+        shuffle(order)
+        for name in order:
+            t = fwd_bwd(cases[name], x, grad)
             if rnd >= warmup:
                 times[name].append(t)
     return times

@@ -176,6 +176,27 @@ def test_thread_count_does_not_change_results(fast, monkeypatch):
     assert torch.equal(one[0], many[0]) and torch.equal(one[1], many[1])
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_block_split_gives_the_same_elements_at_every_length(fast, monkeypatch, dtype):
+    """The kernels run over blocks of output pages split among threads, 16-element vectors
+    with a masked tail inside: each element's value must not depend on where it falls."""
+    monkeypatch.setattr(K, "_PARALLEL_NUMEL", 1)
+    x = 30 * torch.rand(3 * 16384 + 21, generator=torch.Generator().manual_seed(5)) - 15
+    x = x.to(dtype)
+    g = torch.randn(x.shape, generator=torch.Generator().manual_seed(6)).to(dtype)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        y_all, g_all = K.forward(x, 2.0, 11.0), K.backward(x, 2.0, 11.0, g)
+        for nt in (1, 2, 3):
+            torch.set_num_threads(nt)
+            for n in (1, 15, 16, 17, 33, 4095, 8193, 16383, 16384, 16385, x.numel()):
+                assert torch.equal(K.forward(x[:n], 2.0, 11.0), y_all[:n]), (nt, n)
+                assert torch.equal(K.backward(x[:n], 2.0, 11.0, g[:n]), g_all[:n]), (nt, n)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_gradcheck_float64(fast):
     x = torch.linspace(-3, 3, 61, dtype=torch.float64).requires_grad_()
     assert torch.autograd.gradcheck(lambda t: htaf(t, 1.5, 4.0), (x,))
