@@ -152,6 +152,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     eager: dict[str, Fn] = {
         "htaf": htaf_eager,
+        # The same call again: its ratio to "htaf" shows how far apart two identical cases land
+        # in this run, the resolution of every other ratio.
+        "htaf [again]": htaf_eager,
         "htaf [pure torch]": htaf_torch_path,
         "naive sigmoid(11 tanh(2x))": naive,
         "scaled sigmoid(22x)": sigmoid22,
@@ -181,6 +184,7 @@ def main(argv: list[str] | None = None) -> dict:
         "htaf / scaled sigmoid (eager)": ("htaf", "scaled sigmoid(22x)", 1.1, "<="),
         "htaf / naive (eager)": ("htaf", "naive sigmoid(11 tanh(2x))", 1.0, "<="),
         "htaf / relu (eager)": ("htaf", "relu", float("nan"), ""),
+        "htaf [again] / htaf (control)": ("htaf [again]", "htaf", float("nan"), ""),
     }
     if not args.no_compile:
         specs.update({
