@@ -146,21 +146,23 @@ static inline double exp_nonpos_f64(double x) {
 #define HTAF_OMP_LOOP \
     _Pragma("omp parallel for simd num_threads(nt) if(parallel: nt > 1) schedule(simd:static)")
 
-/* The HTAF loops run over blocks of at most 1 MiB of output, split over nt threads, and each
-   block faults its output pages in before computing them. A freshly allocated output faults
-   on its first write, once per 4 KiB page (about 1.4 us each on the development VM: 23 ms for
-   a 64 MiB output, more than the arithmetic). One madvise(MADV_POPULATE_WRITE) per block
-   takes those faults in one system call; where that is refused (before Linux 5.14, other
-   page sizes, not Linux), a loop of plain one-byte stores takes them, which still keeps them
-   out of the exp-heavy vector loop (whose work in flight a fault most likely discards).
-   Forward + backward over 16M fresh float32 elements, paired with ReLU's, on Zen 4 with
-   AVX-512: faults in the vector loop 1.20x, stores first 1.09x, madvise 0.97x; with the AVX2
-   loops 1.57x, 1.52x and 1.42x (benchmarks/README.md).
-   Either way the pages are only those of out, which the block's results then overwrite; out
-   never aliases the inputs (restrict). */
+/* The HTAF loops run over blocks of at most 1 MiB of output, split over nt threads. When the
+   output is fresh (its first page not yet mapped: a newly allocated large tensor), each block
+   faults its pages in before computing them. Such an output faults on its first write, once
+   per 4 KiB page (about 1.4 us each on the development VM: 23 ms for 64 MiB, more than the
+   arithmetic). One madvise(MADV_POPULATE_WRITE) per block takes those faults in one system
+   call; where that is refused (before Linux 5.14, other page sizes), a loop of one-byte
+   stores takes them, which still keeps them out of the exp-heavy vector loop (whose work in
+   flight a fault most likely discards). Forward + backward over 16M fresh float32 elements,
+   paired with ReLU's, on Zen 4 with AVX-512: faults in the vector loop 1.16-1.20x, stores
+   first 1.05-1.09x, madvise 0.95-0.97x; with the AVX2 loops 1.51x, 1.42x, 1.37x
+   (benchmarks/page_faults.py). An output that is already mapped (smaller tensors, which the
+   allocator reuses) is left alone: populating mapped pages cost 2-35% there. The stores and
+   the populated pages are only out's, which the block's results then overwrite; out never
+   aliases the inputs (restrict). */
 #define HTAF_BLOCK_BYTES (1 << 20)
 #define HTAF_PAGE_BYTES 4096
-#define HTAF_POPULATE_MIN_BYTES (1 << 16)
+#define HTAF_PREFAULT_MIN_BYTES (4 << 20)
 
 /* Elements per block: at most HTAF_BLOCK_BYTES, and small enough that every thread gets a
    block; a multiple of 16 (one AVX-512 vector of float32). */
@@ -171,30 +173,45 @@ static inline i64 htaf_block_len(i64 n, int nt, i64 elem) {
     return len > 0 ? len : 16;
 }
 
+static inline uintptr_t htaf_page_up(uintptr_t a) {
+    return (a + HTAF_PAGE_BYTES - 1) & ~(uintptr_t)(HTAF_PAGE_BYTES - 1);
+}
+
+/* Whether out[0, bytes) is large and its first whole page not yet mapped (one mincore call). */
+static inline int htaf_fresh(void *p, i64 bytes) {
+    unsigned char mapped = 1;
+    if (bytes < HTAF_PREFAULT_MIN_BYTES) return 0;
+#ifdef __linux__
+    if (mincore((void *)htaf_page_up((uintptr_t)p), HTAF_PAGE_BYTES, &mapped)) return 0;
+#endif
+    return !(mapped & 1);
+}
+
 /* 0 once madvise(MADV_POPULATE_WRITE) has been refused: then only the stores are tried. */
 static int htaf_populate_ok = 1;
 
-static inline void htaf_touch_pages(void *p, i64 bytes) {
+/* Fault in the pages of p[0, bytes): the whole pages in one madvise call, else by stores. */
+static inline void htaf_prefault(void *p, i64 bytes) {
 #ifdef __linux__
-    uintptr_t lo = ((uintptr_t)p + HTAF_PAGE_BYTES - 1) & ~(uintptr_t)(HTAF_PAGE_BYTES - 1);
+    uintptr_t lo = htaf_page_up((uintptr_t)p);
     uintptr_t hi = ((uintptr_t)p + (uintptr_t)bytes) & ~(uintptr_t)(HTAF_PAGE_BYTES - 1);
     int ok = __atomic_load_n(&htaf_populate_ok, __ATOMIC_RELAXED);
-    if (ok && hi >= lo + HTAF_POPULATE_MIN_BYTES) {
-        if (madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE) == 0) return;
-        __atomic_store_n(&htaf_populate_ok, 0, __ATOMIC_RELAXED);
-    }
+    if (ok && hi > lo && madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE) == 0) return;
+    if (ok && hi > lo) __atomic_store_n(&htaf_populate_ok, 0, __ATOMIC_RELAXED);
 #endif
     volatile char *c = (volatile char *)p;
     for (i64 i = 0; i < bytes; i += HTAF_PAGE_BYTES) c[i] = 0;
 }
 
-/* For each block [lo, hi) of out (a T *), in parallel: touch its pages, then run the body. */
+/* For each block [lo, hi) of out (a T *), in parallel: fault its pages in if the output is
+   fresh, then run the body. */
 #define HTAF_BLOCKS(T, ...)                                                                 \
     i64 blen = htaf_block_len(n, nt, (i64)sizeof(T)), nblocks = (n + blen - 1) / blen;      \
+    int fresh = htaf_fresh(out, n * (i64)sizeof(T));                                        \
     _Pragma("omp parallel for num_threads(nt) if(nt > 1) schedule(static)")                 \
     for (i64 blk = 0; blk < nblocks; ++blk) {                                               \
         i64 lo = blk * blen, hi = lo + blen < n ? lo + blen : n;                            \
-        htaf_touch_pages(out + lo, (hi - lo) * (i64)sizeof(T));                             \
+        if (fresh) htaf_prefault(out + lo, (hi - lo) * (i64)sizeof(T));                     \
         __VA_ARGS__                                                                         \
     }
 

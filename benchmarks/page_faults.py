@@ -1,0 +1,141 @@
+"""How htaf's fused kernels take the page faults of a fresh output, side by side with ReLU.
+
+Usage::
+
+    python benchmarks/page_faults.py [--numel N] [--repeats R] [--portable] [--json FILE]
+
+Builds the kernel source of :mod:`htaf._kernels` three ways into a temporary folder and times
+``forward + backward`` on freshly allocated outputs (as every training step allocates them),
+paired with ReLU's forward + backward in the same round:
+
+* ``madvise``: what htaf ships; when the output is fresh (its first page unmapped), each
+  1 MiB block of it is faulted in with one ``madvise(MADV_POPULATE_WRITE)`` call before it is
+  computed;
+* ``stores``: the fallback where that call is refused: one byte written per page first;
+* ``in loop``: no prefaulting; every page faults inside the vector loop.
+
+``--portable`` builds the compiler-vectorised loops (AVX2 + FMA) instead of the AVX-512
+intrinsics. Rounds run in a seeded random order; each ratio is the median over rounds of the
+ratio within a round, with its quartiles. Needs a C compiler with OpenMP; Linux for madvise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import random
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from htaf import _kernels
+from htaf.io import atomic_write_json
+
+FRESH = "int fresh = htaf_fresh(out, n * (i64)sizeof(T));"
+MADVISE = "int ok = __atomic_load_n(&htaf_populate_ok, __ATOMIC_RELAXED);"
+VARIANTS = {
+    "madvise": lambda src: src,
+    "stores": lambda src: src.replace(MADVISE, "int ok = 0;"),
+    "in loop": lambda src: src.replace(FRESH, "int fresh = 0;"),
+}
+
+
+def build(name: str, source: str, flags: list[str], folder: Path) -> ctypes.CDLL:
+    cc = _kernels._compiler()
+    if cc is None:
+        raise SystemExit("page_faults.py needs a C compiler (CC, cc, gcc or clang)")
+    c_file, so_file = folder / f"{name}.c", folder / f"{name.replace(' ', '_')}.so"
+    c_file.write_text(source)
+    cmd = [cc, *_kernels._BASE_FLAGS, *flags, "-fopenmp", str(c_file), "-o", str(so_file)]
+    subprocess.run(cmd, check=True)
+    lib = ctypes.PyDLL(str(so_file))
+    _kernels._declare(lib)
+    return lib
+
+
+def fwd_bwd(lib: ctypes.CDLL, suffix: str, x: torch.Tensor, g: torch.Tensor, nt: int) -> Callable:
+    fwd, bwd = getattr(lib, f"htaf_fwd_{suffix}"), getattr(lib, f"htaf_bwd_{suffix}")
+    n = x.numel()
+
+    def run() -> None:
+        y = torch.empty_like(x)
+        fwd(x.data_ptr(), y.data_ptr(), n, 2.0, 11.0, nt)
+        dx = torch.empty_like(x)
+        bwd(x.data_ptr(), g.data_ptr(), 0.0, dx.data_ptr(), n, -4.0, -11.0, 88.0, nt)
+
+    return run
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--numel", type=int, default=16 * 1024 * 1024)
+    parser.add_argument("--repeats", type=int, default=40, help="timed rounds (>= 5)")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--portable", action="store_true", help="AVX2 loops, not AVX-512")
+    parser.add_argument("--json", metavar="FILE", help="write all numbers to FILE")
+    args = parser.parse_args(argv)
+    if args.repeats < 5:
+        parser.error("--repeats must be >= 5")
+    torch.set_num_threads(args.threads)
+    if FRESH not in _kernels._SOURCE or MADVISE not in _kernels._SOURCE:
+        raise SystemExit("htaf._kernels changed: update the variants of page_faults.py")
+
+    flags, suffix = (["-mavx2", "-mfma"], "f32") if args.portable else (["-march=native"], "")
+    gen = torch.Generator().manual_seed(0)
+    x = 2 * torch.randn(args.numel, generator=gen)
+    g = torch.randn(args.numel, generator=gen)
+    relu_out = torch.relu(x)
+
+    def relu() -> None:
+        torch.relu(x)
+        torch.ops.aten.threshold_backward(g, relu_out, 0)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        libs = {k: build(k, v(_kernels._SOURCE), flags, Path(tmp)) for k, v in VARIANTS.items()}
+        if not suffix:
+            if not all(hasattr(lib, "htaf_fwd_f32_avx512") for lib in libs.values()):
+                raise SystemExit("this CPU has no AVX-512: run with --portable")
+            suffix = "f32_avx512"
+        cases = {k: fwd_bwd(lib, suffix, x, g, args.threads) for k, lib in libs.items()}
+        cases["relu"] = relu
+        times = time_rounds(cases, args.repeats, args.warmup)
+
+    print(f"numel={args.numel} float32, threads={args.threads}, {suffix} kernels, "
+          f"{args.repeats} rounds; fresh outputs, forward + backward")  # fmt: skip
+    print(f"{'faulting':10s} {'median ms':>10s} {'÷ relu (paired)':>16s} {'quartiles':>14s}")
+    ratios = {}
+    for name, ts in times.items():
+        q1, q2, q3 = statistics.quantiles(
+            [a / b for a, b in zip(ts, times["relu"], strict=True)], n=4, method="inclusive"
+        )
+        ratios[name] = q2
+        print(f"{name:10s} {statistics.median(ts) * 1e3:10.1f} {q2:16.3f} [{q1:5.3f}, {q3:5.3f}]")
+    result = {"numel": args.numel, "threads": args.threads, "kernels": suffix,
+              "repeats": args.repeats, "times_s": times, "ratio_to_relu": ratios}  # fmt: skip
+    if args.json:
+        atomic_write_json(args.json, result)
+    return result
+
+
+def time_rounds(cases: dict[str, Callable], repeats: int, warmup: int) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    order = list(cases)
+    shuffle = random.Random(0).shuffle
+    for rnd in range(warmup + repeats):
+        shuffle(order)
+        for name in order:
+            start = time.perf_counter()
+            cases[name]()
+            if rnd >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return times
+
+
+if __name__ == "__main__":
+    main()
