@@ -197,6 +197,20 @@ def test_block_split_gives_the_same_elements_at_every_length(fast, monkeypatch, 
         torch.set_num_threads(threads)
 
 
+def test_fresh_large_outputs_are_computed_alike(fast):
+    """An output of 32 MiB or more is a fresh mapping (glibc maps such blocks anew), which
+    the kernels fault in block by block before computing: the values must be those of the
+    same elements computed in small, already-mapped outputs."""
+    x = 40 * torch.rand(8 * 2**20 + 37, generator=torch.Generator().manual_seed(7)) - 20
+    g = torch.randn(x.shape, generator=torch.Generator().manual_seed(8))
+    y, dx = K.forward(x, 2.0, 11.0), K.backward(x, 2.0, 11.0, g)
+    for lo in (0, 2**20 - 5, 4 * 2**20 + 3, x.numel() - 4099):
+        part = slice(lo, lo + 4099)
+        assert torch.equal(y[part], K.forward(x[part], 2.0, 11.0))
+        assert torch.equal(dx[part], K.backward(x[part], 2.0, 11.0, g[part]))
+    assert_rel_close(y[::997], _htaf_forward(x[::997], 2.0, 11.0), rtol_for(11.0), 1e-35)
+
+
 def test_gradcheck_float64(fast):
     x = torch.linspace(-3, 3, 61, dtype=torch.float64).requires_grad_()
     assert torch.autograd.gradcheck(lambda t: htaf(t, 1.5, 4.0), (x,))
