@@ -154,12 +154,12 @@ static inline double exp_nonpos_f64(double x) {
    call; where that is refused (before Linux 5.14, other page sizes), a loop of one-byte
    stores takes them, which still keeps them out of the exp-heavy vector loop (whose work in
    flight a fault most likely discards). Forward + backward over 16M fresh float32 elements,
-   paired with ReLU's, on Zen 4 with AVX-512: faults in the vector loop 1.16-1.20x, stores
-   first 1.05-1.09x, madvise 0.95-0.97x; with the AVX2 loops 1.51x, 1.42x, 1.37x
-   (benchmarks/page_faults.py). An output that is already mapped (smaller tensors, which the
-   allocator reuses) is left alone: populating mapped pages cost 2-35% there. The stores and
-   the populated pages are only out's, which the block's results then overwrite; out never
-   aliases the inputs (restrict). */
+   paired with ReLU's, on Zen 4 with AVX-512: faults in the vector loop 1.14-1.20x, stores
+   first 1.06-1.09x, madvise 0.94-0.97x; with the AVX2 loops 1.51-1.61x, 1.42-1.54x and
+   1.37-1.44x (benchmarks/page_faults.py). An output that is already mapped (smaller tensors,
+   which the allocator reuses) is left alone: populating mapped pages cost 2-35% there. The
+   stores and the populated pages are only out's, which the block's results then overwrite;
+   out never aliases the inputs (restrict). */
 #define HTAF_BLOCK_BYTES (1 << 20)
 #define HTAF_PAGE_BYTES 4096
 #define HTAF_PREFAULT_MIN_BYTES (4 << 20)
