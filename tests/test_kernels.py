@@ -200,7 +200,7 @@ def test_block_split_gives_the_same_elements_at_every_length(fast, monkeypatch, 
 def test_fresh_large_outputs_are_computed_alike(fast):
     """An output of 32 MiB or more is a fresh mapping (glibc maps such blocks anew), which
     the kernels fault in block by block before computing: the values must be those of the
-    same elements computed in small, already-mapped outputs."""
+    same elements computed in small, already-mapped outputs (and, for the step, exact)."""
     x = 40 * torch.rand(8 * 2**20 + 37, generator=torch.Generator().manual_seed(7)) - 20
     g = torch.randn(x.shape, generator=torch.Generator().manual_seed(8))
     y, dx = K.forward(x, 2.0, 11.0), K.backward(x, 2.0, 11.0, g)
@@ -209,6 +209,7 @@ def test_fresh_large_outputs_are_computed_alike(fast):
         assert torch.equal(y[part], K.forward(x[part], 2.0, 11.0))
         assert torch.equal(dx[part], K.backward(x[part], 2.0, 11.0, g[part]))
     assert_rel_close(y[::997], _htaf_forward(x[::997], 2.0, 11.0), rtol_for(11.0), 1e-35)
+    assert torch.equal(K.step(x, -1.0), torch.where(x >= 0, 1.0, -1.0))
 
 
 def test_gradcheck_float64(fast):
