@@ -142,11 +142,7 @@ static inline double exp_nonpos_f64(double x) {
     return s + s * q;
 }
 
-/* Split the loop over nt OpenMP threads (one thread: no fork), each chunk vectorised. */
-#define HTAF_OMP_LOOP \
-    _Pragma("omp parallel for simd num_threads(nt) if(parallel: nt > 1) schedule(simd:static)")
-
-/* The HTAF loops run over blocks of at most 1 MiB of output, split over nt threads. When the
+/* Every loop here runs over blocks of at most 1 MiB of output, split over nt threads. When the
    output is fresh (its first page not yet mapped: a newly allocated large tensor), each block
    faults its pages in before computing them. Such an output faults on its first write, once
    per 4 KiB page (about 1.4 us each on the development VM: 23 ms for 64 MiB, more than the
@@ -156,10 +152,11 @@ static inline double exp_nonpos_f64(double x) {
    flight a fault most likely discards). Forward + backward over 16M fresh float32 elements,
    paired with ReLU's, on Zen 4 with AVX-512: faults in the vector loop 1.14-1.20x, stores
    first 1.06-1.09x, madvise 0.94-0.97x; with the AVX2 loops 1.51-1.61x, 1.42-1.54x and
-   1.37-1.44x (benchmarks/page_faults.py). An output that is already mapped (smaller tensors,
-   which the allocator reuses) is left alone: populating mapped pages cost 2-35% there. The
-   stores and the populated pages are only out's, which the block's results then overwrite;
-   out never aliases the inputs (restrict). */
+   1.37-1.44x (benchmarks/page_faults.py); the exact step went from 1.00x to 0.85x ReLU's
+   forward. An output that is already mapped (smaller tensors, which the allocator reuses) is
+   left alone: populating mapped pages cost 2-35% there. The stores and the populated pages
+   are only out's, which the block's results then overwrite; out never aliases the inputs
+   (restrict). */
 #define HTAF_BLOCK_BYTES (1 << 20)
 #define HTAF_PAGE_BYTES 4096
 #define HTAF_PREFAULT_MIN_BYTES (4 << 20)
