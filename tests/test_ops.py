@@ -131,6 +131,20 @@ def test_every_hard_estimator_compiled_equals_eager(ops, name, signed):
     assert torch.equal(y, eager[0]) and "htaf.step.default" in rec.forward
 
 
+@pytest.mark.parametrize("name", DETERMINISTIC)
+def test_dynamic_shapes_compile_in_one_graph(ops, name):
+    """torch.compile(dynamic=True, fullgraph=True): the estimator's float parameters may then
+    reach the functional checks as symbolic floats (check_param once broke the graph there);
+    two batch sizes give eager mode's values and gradients."""
+    est = E.get(name)
+    compiled = torch.compile(est, backend="aot_eager", fullgraph=True, dynamic=True)
+    for rows in (64, 37):
+        x, g = inputs(shape=(rows, 96))
+        eager, got = run(est, x, g), run(compiled, x, g)
+        torch.testing.assert_close(got[0], eager[0], rtol=0, atol=1e-7)
+        torch.testing.assert_close(got[1], eager[1], rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.parametrize("name", ["htaf", "ste", "ste_clipped", "atan", "approx_sign"])
 def test_inductor_matches_eager(ops, name):
     """Inductor lowers the operators to calls of the kernels (values exact for the step, and

@@ -64,7 +64,9 @@ def check_param(value: Param, name: str, *, positive: bool = True) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{name} must be a real number, got {value!r}")
     value = float(value)
-    if not math.isfinite(value):
+    # A comparison, not math.isfinite: under torch.compile(dynamic=True) value may be a
+    # symbolic float, which dynamo can compare (and guard on) but not pass to math.
+    if not abs(value) < math.inf:
         raise ValueError(f"{name} must be finite, got {value}")
     if positive and value <= 0:
         raise ValueError(f"{name} must be > 0, got {value}")
