@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -83,21 +84,29 @@ def quartiles(values: list[float]) -> tuple[float, float, float]:
     return q1, q2, q3
 
 
-def time_cases(
-    cases: dict[str, Fn], x: torch.Tensor, grad: torch.Tensor, repeats: int, warmup: int
+def time_rounds(
+    calls: dict[str, Callable[[], float]], repeats: int, warmup: int
 ) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {name: [] for name in cases}
-    order = list(cases)
+    """Each call (returning its own seconds) once per round, ``warmup`` rounds discarded."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    order = list(calls)
     shuffle = random.Random(0).shuffle
     for rnd in range(warmup + repeats):
         # A fresh order each round: a case that always ran after the same neighbour would
         # inherit its cache and allocator state, and a paired ratio its bias.
         shuffle(order)
         for name in order:
-            t = fwd_bwd(cases[name], x, grad)
+            t = calls[name]()
             if rnd >= warmup:
                 times[name].append(t)
     return times
+
+
+def time_cases(
+    cases: dict[str, Fn], x: torch.Tensor, grad: torch.Tensor, repeats: int, warmup: int
+) -> dict[str, list[float]]:
+    calls = {name: partial(fwd_bwd, fn, x, grad) for name, fn in cases.items()}
+    return time_rounds(calls, repeats, warmup)
 
 
 def saved_tensors(fn: Fn, x: torch.Tensor) -> dict[str, int] | None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import random
 import statistics
 import subprocess
 import tempfile
@@ -33,8 +32,11 @@ from pathlib import Path
 
 import torch
 
+import activation  # benchmarks/activation.py: the round-robin timing and paired ratios
 from htaf import _kernels
 from htaf.io import atomic_write_json
+
+Call = Callable[[], float]
 
 FRESH = "int fresh = htaf_fresh(out, n * (i64)sizeof(T));"
 MADVISE = "int ok = __atomic_load_n(&htaf_populate_ok, __ATOMIC_RELAXED);"
@@ -58,15 +60,18 @@ def build(name: str, source: str, flags: list[str], folder: Path) -> ctypes.CDLL
     return lib
 
 
-def fwd_bwd(lib: ctypes.CDLL, suffix: str, x: torch.Tensor, g: torch.Tensor, nt: int) -> Callable:
+def fwd_bwd(lib: ctypes.CDLL, suffix: str, x: torch.Tensor, g: torch.Tensor, nt: int) -> Call:
+    """Seconds for the kernels' forward and backward, each into a fresh output."""
     fwd, bwd = getattr(lib, f"htaf_fwd_{suffix}"), getattr(lib, f"htaf_bwd_{suffix}")
     n = x.numel()
 
-    def run() -> None:
+    def run() -> float:
+        start = time.perf_counter()
         y = torch.empty_like(x)
         fwd(x.data_ptr(), y.data_ptr(), n, 2.0, 11.0, nt)
         dx = torch.empty_like(x)
         bwd(x.data_ptr(), g.data_ptr(), 0.0, dx.data_ptr(), n, -4.0, -11.0, 88.0, nt)
+        return time.perf_counter() - start
 
     return run
 
@@ -92,9 +97,11 @@ def main(argv: list[str] | None = None) -> dict:
     g = torch.randn(args.numel, generator=gen)
     relu_out = torch.relu(x)
 
-    def relu() -> None:
+    def relu() -> float:
+        start = time.perf_counter()
         torch.relu(x)
         torch.ops.aten.threshold_backward(g, relu_out, 0)
+        return time.perf_counter() - start
 
     with tempfile.TemporaryDirectory() as tmp:
         libs = {k: build(k, v(_kernels._SOURCE), flags, Path(tmp)) for k, v in VARIANTS.items()}
@@ -104,16 +111,14 @@ def main(argv: list[str] | None = None) -> dict:
             suffix = "f32_avx512"
         cases = {k: fwd_bwd(lib, suffix, x, g, args.threads) for k, lib in libs.items()}
         cases["relu"] = relu
-        times = time_rounds(cases, args.repeats, args.warmup)
+        times = activation.time_rounds(cases, args.repeats, args.warmup)
 
     print(f"numel={args.numel} float32, threads={args.threads}, {suffix} kernels, "
           f"{args.repeats} rounds; fresh outputs, forward + backward")  # fmt: skip
     print(f"{'faulting':10s} {'median ms':>10s} {'÷ relu (paired)':>16s} {'quartiles':>14s}")
     ratios = {}
     for name, ts in times.items():
-        q1, q2, q3 = statistics.quantiles(
-            [a / b for a, b in zip(ts, times["relu"], strict=True)], n=4, method="inclusive"
-        )
+        q1, q2, q3 = activation.quartiles(activation.paired(times, name, "relu"))
         ratios[name] = q2
         print(f"{name:10s} {statistics.median(ts) * 1e3:10.1f} {q2:16.3f} [{q1:5.3f}, {q3:5.3f}]")
     result = {"numel": args.numel, "threads": args.threads, "kernels": suffix,
@@ -121,20 +126,6 @@ def main(argv: list[str] | None = None) -> dict:
     if args.json:
         atomic_write_json(args.json, result)
     return result
-
-
-def time_rounds(cases: dict[str, Callable], repeats: int, warmup: int) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {name: [] for name in cases}
-    order = list(cases)
-    shuffle = random.Random(0).shuffle
-    for rnd in range(warmup + repeats):
-        shuffle(order)
-        for name in order:
-            start = time.perf_counter()
-            cases[name]()
-            if rnd >= warmup:
-                times[name].append(time.perf_counter() - start)
-    return times
 
 
 if __name__ == "__main__":
