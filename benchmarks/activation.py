@@ -137,18 +137,30 @@ def cold_kernel_build_s() -> float | None:
         return time.perf_counter() - start if ok else None
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def timing_parser(doc: str, repeats: int, warmup: int) -> argparse.ArgumentParser:
+    """The options every elementwise timing script takes: size, rounds, threads, JSON."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--numel", type=int, default=16 * 1024 * 1024)
-    parser.add_argument("--repeats", type=int, default=7, help="timed rounds (>= 5)")
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=repeats, help="timed rounds (>= 5)")
+    parser.add_argument("--warmup", type=int, default=warmup)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--no-compile", action="store_true", help="skip torch.compile cases")
     parser.add_argument("--json", metavar="FILE", help="write all numbers to FILE")
+    return parser
+
+
+def parse_timing(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse, check the round count and set torch's thread count."""
     args = parser.parse_args(argv)
     if args.repeats < 5:
         parser.error("--repeats must be >= 5")
     torch.set_num_threads(args.threads)
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = timing_parser(__doc__, repeats=7, warmup=2)
+    parser.add_argument("--no-compile", action="store_true", help="skip torch.compile cases")
+    args = parse_timing(parser, argv)
 
     gen = torch.Generator().manual_seed(0)
     x = 2 * torch.randn(args.numel, generator=gen)

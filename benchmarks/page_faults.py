@@ -21,7 +21,6 @@ ratio within a round, with its quartiles. Needs a C compiler with OpenMP; Linux 
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import statistics
 import subprocess
@@ -77,17 +76,9 @@ def fwd_bwd(lib: ctypes.CDLL, suffix: str, x: torch.Tensor, g: torch.Tensor, nt:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--numel", type=int, default=16 * 1024 * 1024)
-    parser.add_argument("--repeats", type=int, default=40, help="timed rounds (>= 5)")
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser = activation.timing_parser(__doc__, repeats=40, warmup=3)
     parser.add_argument("--portable", action="store_true", help="AVX2 loops, not AVX-512")
-    parser.add_argument("--json", metavar="FILE", help="write all numbers to FILE")
-    args = parser.parse_args(argv)
-    if args.repeats < 5:
-        parser.error("--repeats must be >= 5")
-    torch.set_num_threads(args.threads)
+    args = activation.parse_timing(parser, argv)
     if FRESH not in _kernels._SOURCE or MADVISE not in _kernels._SOURCE:
         raise SystemExit("htaf._kernels changed: update the variants of page_faults.py")
 

@@ -10,8 +10,9 @@ parallelised with OpenMP (the same ``libgomp`` that PyTorch has loaded, with
 
 On a CPU with AVX-512 the float32 pair is hand-vectorised with intrinsics (20-40% faster than
 the compiler's vectorisation of the portable loops, which every other CPU runs); the tests
-check both pairs against a float64 truth. Both pairs work through their output in 1 MiB
-blocks whose pages they fault in, in one system call, before computing (see ``HTAF_BLOCKS``).
+check both pairs against a float64 truth. Every kernel works through its output in 1 MiB
+blocks; a freshly allocated large output has each block's pages faulted in, in one system call,
+before the block is computed (see ``HTAF_BLOCKS``).
 
 Nothing here needs PyTorch headers. Every failure (no compiler, no OpenMP, a read-only cache,
 ``HTAF_DISABLE_KERNELS=1``) makes :func:`available` return False, and callers use the pure-torch
@@ -193,8 +194,10 @@ static inline void htaf_prefault(void *p, i64 bytes) {
     uintptr_t lo = htaf_page_up((uintptr_t)p);
     uintptr_t hi = ((uintptr_t)p + (uintptr_t)bytes) & ~(uintptr_t)(HTAF_PAGE_BYTES - 1);
     int ok = __atomic_load_n(&htaf_populate_ok, __ATOMIC_RELAXED);
-    if (ok && hi > lo && madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE) == 0) return;
-    if (ok && hi > lo) __atomic_store_n(&htaf_populate_ok, 0, __ATOMIC_RELAXED);
+    if (ok && hi > lo) {
+        if (madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE) == 0) return;
+        __atomic_store_n(&htaf_populate_ok, 0, __ATOMIC_RELAXED);
+    }
 #endif
     volatile char *c = (volatile char *)p;
     for (i64 i = 0; i < bytes; i += HTAF_PAGE_BYTES) c[i] = 0;
