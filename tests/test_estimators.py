@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import htaf
+from estimator_specs import SPECS, make
 from htaf import estimators as E
 
 
@@ -39,7 +40,7 @@ def gain(name, signed):
     """What the output-space backward is, relative to the natural-space rule ``grad``: 1 in
     the natural space and for straight-through; else the step's height ratio, 2 from {0, 1}
     to ±1 outputs and 1/2 back (written out here, independently of ``output_grad``)."""
-    natural_signed = E.get(name).natural == "signed"
+    natural_signed = make(name).natural == "signed"
     if name in PASS_THROUGH or signed == natural_signed:
         return 1.0
     return 2.0 if signed else 0.5
@@ -77,16 +78,16 @@ def test_registry_has_the_required_names():
 def test_documented(name):
     info = next(i for i in E.available() if i.name == name)
     assert info.description and info.source and info.forward and info.backward
-    cls = type(E.get(name))
+    cls = type(make(name))
     doc = cls.__doc__.lower()
     assert "forward" in doc and "backward" in doc
     assert info.defaults == cls.defaults
 
 
 @pytest.mark.parametrize("signed", [False, True])
-@pytest.mark.parametrize("name", [n for n in NAMES if not E.get(n).stochastic])
+@pytest.mark.parametrize("name", [n for n in SPECS if not make(n).stochastic])
 def test_backward_matches_finite_difference_of_smooth(name, signed):
-    est = E.get(name, signed=signed)
+    est = make(name, signed=signed)
     x = smooth_points(est)
     h = 1e-6
     fd = (est.smooth(x + h) - est.smooth(x - h)) / (2 * h)
@@ -114,7 +115,7 @@ def test_straight_through_passes_the_gradient_unchanged_in_both_spaces(name, sig
     """Backward 1 (``ste``) and 1{|x| <= clip} (``ste_clipped``), exactly, with {0, 1} and
     ±1 outputs alike, at every dtype and at extreme inputs; the hard forward stays the step."""
     clip = 0.75
-    est = E.get(name, mode="hard", signed=signed, **({"clip": clip} if "clip" in name else {}))
+    est = make(name, mode="hard", signed=signed, **({"clip": clip} if "clip" in name else {}))
     x = torch.cat([EXTREME, -EXTREME, torch.tensor([clip, -clip, 0.7499, 0.7501])])
     for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
         xd = x.to(dtype)
@@ -145,10 +146,10 @@ def test_straight_through_on_heaviside_is_troianos_constant_and_rectangular_rule
         assert torch.equal(autograd_grad(ste, x), autograd_grad(troiano, x))
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if E.get(n).stochastic])
+@pytest.mark.parametrize("name", [n for n in SPECS if make(n).stochastic])
 def test_stochastic_backward_matches_formula(name):
     gen = torch.Generator().manual_seed(7)
-    est = E.get(name, generator=gen)
+    est = make(name, generator=gen)
     x = torch.linspace(-8, 8, 4001)
     g = autograd_grad(est, x).double()
     u = torch.rand(x.shape, generator=torch.Generator().manual_seed(7)).double()
@@ -162,15 +163,15 @@ def test_stochastic_backward_matches_formula(name):
     # Fresh draws on every pass, reproducible from the generator.
     g2 = autograd_grad(est, x)
     assert not torch.equal(g2, g.float())
-    est2 = E.get(name, generator=torch.Generator().manual_seed(7))
+    est2 = make(name, generator=torch.Generator().manual_seed(7))
     torch.testing.assert_close(autograd_grad(est2, x).double(), g)
     assert 0.45 < u.mean().item() < 0.55
 
 
 @pytest.mark.parametrize("signed", [False, True])
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", SPECS)
 def test_hard_forward_is_binary_and_extremes_are_finite(name, signed):
-    est = E.get(name, mode="hard", signed=signed)
+    est = make(name, mode="hard", signed=signed)
     x = torch.cat([EXTREME, -EXTREME, torch.randn(500)])
     y = est(x)
     allowed = torch.tensor([-1.0, 1.0]) if signed else torch.tensor([0.0, 1.0])
@@ -190,9 +191,9 @@ def test_hard_forward_is_binary_and_extremes_are_finite(name, signed):
 
 
 @pytest.mark.parametrize("signed", [False, True])
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", SPECS)
 def test_hard_forward_at_infinity_is_the_step_while_training(name, signed):
-    est = E.get(name, mode="hard", signed=signed)
+    est = make(name, mode="hard", signed=signed)
     x = torch.tensor([float("inf"), -float("inf"), 2.0, -2.0], requires_grad=True)
     y = est(x)
     lo = -1.0 if signed else 0.0
@@ -201,22 +202,22 @@ def test_hard_forward_at_infinity_is_the_step_while_training(name, signed):
     assert torch.isfinite(x.grad).all()
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", SPECS)
 def test_nan_input_gives_nan(name):
-    est = E.get(name, mode="hard")
+    est = make(name, mode="hard")
     x = torch.tensor([float("nan"), 1.0])
     assert torch.isnan(est(x)[0])
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", SPECS)
 def test_signed_is_the_affine_image(name):
     """The exact step maps by s = 2u − 1; the backward by the ratio of the two spaces' gains
     (2, or 1 for straight-through, whose smooth forward is shifted instead: s = u − 1/2)."""
     x = torch.linspace(-2, 2, 41, dtype=torch.float64)
     ratio = gain(name, True) / gain(name, False)
     for mode in ("smooth", "hard"):
-        u = E.get(name, mode=mode)
-        s = E.get(name, mode=mode, signed=True)
+        u = make(name, mode=mode)
+        s = make(name, mode=mode, signed=True)
         if not u.stochastic:
             shifted = mode == "smooth" and name in PASS_THROUGH
             torch.testing.assert_close(s(x), u(x) - 0.5 if shifted else 2 * u(x) - 1)
@@ -225,15 +226,15 @@ def test_signed_is_the_affine_image(name):
             torch.testing.assert_close(u.output_grad(x), autograd_grad(u, x))
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", SPECS)
 def test_state_dict_round_trip(name):
-    est = E.get(name, mode="smooth", signed=True)
+    est = make(name, mode="smooth", signed=True)
     for key in est.defaults:
-        est.set_param(key, est.defaults[key] * 1.5)
+        est.set_param(key, est.params[key] * 1.5)
     buf = io.BytesIO()
     torch.save(est.state_dict(), buf)
     buf.seek(0)
-    fresh = E.get(name)
+    fresh = make(name)
     fresh.load_state_dict(torch.load(buf, weights_only=True))
     assert fresh.params == est.params and fresh.mode == "smooth" and fresh.signed
     x = torch.linspace(-3, 3, 31)
@@ -252,14 +253,14 @@ def test_generator_state_round_trips():
     torch.testing.assert_close(autograd_grad(other, x), expected)
 
 
-COMPILE_NAMES = NAMES
+COMPILE_NAMES = SPECS
 
 
 @pytest.mark.parametrize("name", COMPILE_NAMES)
 def test_runs_under_torch_compile(name):
     torch._dynamo.reset()
-    gen = {"generator": torch.Generator().manual_seed(0)} if E.get(name).stochastic else {}
-    est = E.get(name, **gen)
+    gen = {"generator": torch.Generator().manual_seed(0)} if make(name).stochastic else {}
+    est = make(name, **gen)
     layer = torch.nn.Sequential(torch.nn.Linear(4, 8), est)
     compiled = torch.compile(layer, backend="aot_eager" if name != "htaf" else "inductor")
     x = torch.randn(16, 4)

@@ -17,6 +17,7 @@ from torch._dynamo.backends.common import aot_autograd
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 import htaf._kernels as K
+from estimator_specs import SPECS, make
 from htaf import _ops  # importing it registers the operators (where the kernels build)
 from htaf import estimators as E
 from htaf.functional import _htaf_grad, htaf
@@ -99,7 +100,7 @@ def test_graphs_call_the_operators_forward_and_backward(ops):
 
 def test_no_graph_break_through_a_model(ops):
     model = torch.nn.Sequential(
-        torch.nn.Linear(8, 32), E.get("htaf"), torch.nn.Linear(32, 32), E.get("ste"),
+        torch.nn.Linear(8, 32), make("htaf"), torch.nn.Linear(32, 32), E.get("ste"),
         torch.nn.Linear(32, 16), E.get("atan", signed=True),
     )  # fmt: skip
     explanation = torch._dynamo.explain(model)(torch.randn(4, 8))
@@ -108,7 +109,7 @@ def test_no_graph_break_through_a_model(ops):
     assert {"htaf.htaf", "htaf.step_with_rule"} <= {t.removesuffix(".default") for t in targets}
 
 
-DETERMINISTIC = [n for n in E.names() if not E.get(n).stochastic]
+DETERMINISTIC = [n for n in SPECS if not make(n).stochastic]
 
 
 @pytest.mark.parametrize("signed", [False, True])
@@ -117,7 +118,7 @@ def test_every_hard_estimator_compiled_equals_eager(ops, name, signed):
     """The step operator under compile, with the rule traced: the values and gradients of
     eager mode, bit for bit (aot_eager runs the traced rule with the eager kernels)."""
     x, g = inputs()
-    est = E.get(name, mode="hard", signed=signed)
+    est = make(name, mode="hard", signed=signed)
     eager = run(est, x, g)
     rec = Recorder()
     compiled = run(torch.compile(est, backend=rec.backend(), fullgraph=True), x, g)
@@ -136,7 +137,7 @@ def test_dynamic_shapes_compile_in_one_graph(ops, name):
     """torch.compile(dynamic=True, fullgraph=True): the estimator's float parameters may then
     reach the functional checks as symbolic floats (check_param once broke the graph there);
     two batch sizes give eager mode's values and gradients."""
-    est = E.get(name)
+    est = make(name)
     compiled = torch.compile(est, backend="aot_eager", fullgraph=True, dynamic=True)
     for rows in (64, 37):
         x, g = inputs(shape=(rows, 96))
@@ -154,7 +155,7 @@ def test_inductor_matches_eager(ops, name):
     for signed in (False, True):
         torch._dynamo.reset()
         mode = "smooth" if name == "htaf" else "hard"
-        est = E.get(name, mode=mode, signed=signed)
+        est = make(name, mode=mode, signed=signed)
         eager = run(est, x, g)
         compiled = run(torch.compile(est, fullgraph=True), x, g)
         if name == "htaf" and signed:
@@ -168,7 +169,7 @@ def test_inductor_matches_eager(ops, name):
 @pytest.mark.parametrize("name", ["jamming", "jamming_positive", "jamming_rectangular"])
 def test_stochastic_rules_compile_in_one_graph(ops, name):
     x = torch.linspace(-8, 8, 4096).requires_grad_()
-    est = E.get(name)
+    est = make(name)
     y = torch.compile(est, fullgraph=True)(x)
     y.sum().backward()
     window = {

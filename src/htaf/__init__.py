@@ -13,7 +13,7 @@ import importlib
 from typing import Any
 
 from htaf import estimators, functional
-from htaf.estimators import available, get, harden, set_mode, soften
+from htaf.estimators import available, calibrate, get, harden, set_mode, soften
 from htaf.functional import heaviside, htaf, htaf_derivative, scaled_sigmoid, signed_htaf
 
 __version__ = "0.1.0"
@@ -34,6 +34,7 @@ __all__ = [
     "Run",
     "__version__",
     "available",
+    "calibrate",
     "compare",
     "estimators",
     "functional",

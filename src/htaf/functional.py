@@ -25,11 +25,13 @@ from torch import Tensor
 from htaf import _kernels, _native
 
 __all__ = [
+    "calibrate_alpha0",
     "check_float",
     "check_param",
     "heaviside",
     "htaf",
     "htaf_derivative",
+    "htaf_live_radius",
     "scaled_sigmoid",
     "sign",
     "signed_htaf",
@@ -255,3 +257,80 @@ def scaled_sigmoid(x: Tensor, beta: Param = 22.0) -> Tensor:
     check_float(x)
     b = check_param(beta, "beta")
     return torch.sigmoid(b * x)
+
+
+def htaf_live_radius(alpha1: float, level: float = 0.01) -> float:
+    r"""The live region of HTAF in units of :math:`z = \alpha_0 x`: the :math:`z^\ast` with
+
+    .. math:: \frac{\mathrm{HTAF}'(x)}{\mathrm{HTAF}'(0)} = 4\sigma(u)\sigma(-u)\,
+        \mathrm{sech}^2(z) = \text{level}, \qquad u = \alpha_1\tanh z .
+
+    The ratio falls monotonically in :math:`|z|` and depends on :math:`\alpha_1` only, so the
+    derivative is at least ``level`` of its peak exactly where :math:`|x| \le z^\ast/\alpha_0`
+    (:math:`z^\ast \approx 0.57` for :math:`\alpha_1 = 11` at 1%). Float64 bisection.
+    """
+    a1 = check_param(alpha1, "alpha1")
+    lv = check_param(level, "level")
+    if lv >= 1:
+        raise ValueError(f"level must be in (0, 1), got {lv}")
+
+    def ratio(z: float) -> float:
+        u = a1 * math.tanh(z)
+        return 4 * _sigmoid_prime(u) / math.cosh(min(z, 350.0)) ** 2
+
+    lo, hi = 0.0, 1.0
+    while ratio(hi) > lv:
+        lo, hi = hi, 2 * hi
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if ratio(mid) > lv else (lo, mid)
+    return (lo + hi) / 2
+
+
+def _sigmoid_prime(u: float) -> float:
+    e = math.exp(-abs(u))
+    return e / (1 + e) ** 2
+
+
+#: Elements read by :func:`calibrate_alpha0`: a fixed-stride sample keeps it fast and exact
+#: enough for a quantile, and deterministic.
+CALIBRATION_SAMPLE = 1 << 20
+
+
+def calibrate_alpha0(
+    x: Tensor, alpha1: float = 11.0, live: float = 0.5, level: float = 0.01, where: str = "x"
+) -> float:
+    r"""The :math:`\alpha_0` that puts a fraction ``live`` of the inputs ``x`` in HTAF's live
+    region (derivative :math:`\ge` ``level`` of its peak; see :func:`htaf_live_radius`):
+
+    .. math:: \alpha_0 = z^\ast(\alpha_1, \text{level}) \,/\, Q_{\text{live}}(|x|),
+
+    with :math:`Q_q` the :math:`q`-quantile. The threshold sits at :math:`x = 0`: pass
+    ``membrane - threshold``. Raises ValueError naming ``where`` for an empty input, a
+    non-finite value, a constant input, or one whose quantile is 0.
+    """
+    check_float(x, where)
+    q = check_param(live, "live")
+    if q >= 1:
+        raise ValueError(f"live (the fraction of inputs to keep live) must be in (0, 1), got {q}")
+    flat = x.detach().reshape(-1)
+    if flat.numel() == 0:
+        raise ValueError(f"cannot calibrate alpha0 of {where}: its input is empty")
+    if flat.numel() > CALIBRATION_SAMPLE:
+        flat = flat[:: flat.numel() // CALIBRATION_SAMPLE + 1]
+    flat = flat.double()
+    if not bool(torch.isfinite(flat).all()):
+        raise ValueError(f"cannot calibrate alpha0 of {where}: its input has NaN or Inf")
+    if bool(flat.max() == flat.min()):
+        raise ValueError(
+            f"cannot calibrate alpha0 of {where}: its input is constant "
+            f"({float(flat[0]):g} everywhere); calibrate on a real batch"
+        )
+    k = max(1, min(flat.numel(), math.ceil(q * flat.numel())))
+    scale = float(flat.abs().kthvalue(k).values)
+    if scale == 0:
+        raise ValueError(
+            f"cannot calibrate alpha0 of {where}: more than {q:.0%} of its inputs sit "
+            f"exactly on the threshold"
+        )
+    return htaf_live_radius(alpha1, level) / scale

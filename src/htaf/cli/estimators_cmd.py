@@ -33,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     rows = [("name", "space", "mode", "defaults", "forward", "backward")]
     for i in infos:
-        defaults = ", ".join(f"{k}={v:g}" for k, v in i.defaults.items()) or "-"
+        defaults = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                             for k, v in i.defaults.items()) or "-"  # fmt: skip
         rows.append((i.name, i.natural, i.default_mode, defaults, i.forward, i.backward))
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     for n, row in enumerate(rows):

@@ -15,6 +15,7 @@ from htaf.estimators.base import (
     soften,
     with_rule,
 )
+from htaf.estimators.calibrate import auto_estimators, calibrate
 from htaf.estimators.registry import (
     REFERENCE_ACTIVATIONS,
     EstimatorInfo,
@@ -37,7 +38,9 @@ __all__ = [
     "Schedule",
     "UnknownEstimatorError",
     "activation",
+    "auto_estimators",
     "available",
+    "calibrate",
     "constant",
     "cosine",
     "estimators_in",

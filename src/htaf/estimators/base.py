@@ -61,7 +61,7 @@ class Estimator(nn.Module):
     backward_formula: ClassVar[str] = ""
     natural: ClassVar[Literal["unsigned", "signed"]] = "unsigned"
     default_mode: ClassVar[Mode] = "hard"
-    defaults: ClassVar[dict[str, float]] = {}
+    defaults: ClassVar[dict[str, float | str]] = {}
     has_primitive: ClassVar[bool] = True
     stochastic: ClassVar[bool] = False
     #: True where ``grad`` passes (or cancels) the upstream gradient rather than approximating

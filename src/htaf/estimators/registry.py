@@ -28,7 +28,7 @@ class UnknownEstimatorError(ValueError):
 class EstimatorInfo:
     name: str
     description: str
-    defaults: dict[str, float]
+    defaults: dict[str, float | str]
     source: str
     forward: str
     backward: str
@@ -63,23 +63,44 @@ def _unknown(name: str, choices: list[str]) -> UnknownEstimatorError:
 _SPEC = re.compile(r"^\s*([A-Za-z_][\w]*)\s*(?:\((.*)\))?\s*$")
 
 
-def parse_spec(spec: str) -> tuple[str, dict[str, float]]:
-    """Split ``"htaf(2, alpha1=11)"`` into ``("htaf", {"alpha0": 2.0, "alpha1": 11.0})``."""
+def parse_spec(spec: str) -> tuple[str, dict[str, float | str]]:
+    """Split ``"htaf(2, alpha1=11)"`` into ``("htaf", {"alpha0": 2.0, "alpha1": 11.0})``.
+
+    Values are numbers, or ``auto`` for a parameter the estimator chooses from the data
+    (``htaf(auto)``). A parameter given twice, or a positional value after a named one, is
+    refused: specs become run labels, so one spelling must mean one estimator.
+    """
     match = _SPEC.match(spec)
     if not match:
         raise UnknownEstimatorError(f"cannot parse estimator spec {spec!r}; use name(a, b=c)")
     name, args = match.group(1), match.group(2)
     cls = _REGISTRY.get(name)
     order = list(cls.defaults) if cls else []
-    params: dict[str, float] = {}
+    params: dict[str, float | str] = {}
+    named = False
     for i, item in enumerate(a for a in (args or "").split(",") if a.strip()):
-        key, _, value = item.rpartition("=")
-        key = key.strip() or (order[i] if i < len(order) else f"arg{i}")
-        try:
-            params[key] = float(value)
-        except ValueError:
-            raise ValueError(f"parameter {key!r} of {spec!r} is not a number: {value!r}") from None
+        key, eq, value = item.partition("=") if "=" in item else ("", "", item)
+        key = key.strip()
+        if eq:
+            named = True
+        elif named:
+            raise ValueError(f"in {spec!r}, positional value {value.strip()!r} follows a named one")
+        else:
+            key = order[i] if i < len(order) else f"arg{i}"
+        if key in params:
+            raise ValueError(f"parameter {key!r} is given twice in {spec!r}")
+        params[key] = _value(value, key, spec)
     return name, params
+
+
+def _value(text: str, key: str, spec: str) -> float | str:
+    text = text.strip()
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"parameter {key!r} of {spec!r} is not a number: {text!r}") from None
 
 
 def get(name: str, **params: Any) -> nn.Module:
