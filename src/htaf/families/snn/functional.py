@@ -31,7 +31,7 @@ exact spikes at evaluation.
 
 **Reset gradient.** ``detach_reset`` defaults to True, everywhere in htaf (these parameters,
 the modules, the snn family): with HTAF's peak gradient α₀α₁/4 = 5.5, an attached soft reset
-multiplies the membrane's gradient by ``1 - θ f'`` (down to -4.5) at every step. snnTorch
+multiplies the membrane's gradient by ``1 - θ f'`` (down to -4.5 at θ = 1) at every step. snnTorch
 detaches its reset always; SpikingJelly's ``LIFNode`` defaults to ``detach_reset=False``.
 
     self.spike = htaf.estimators.get("atan")                       # in the owner's __init__
@@ -177,8 +177,8 @@ def spike_estimator(spike_fn: nn.Module) -> Estimator:
 def _check(est: nn.Module, name: str) -> Estimator:
     if not isinstance(est, Estimator):
         raise ValueError(
-            f"spike_fn must be an htaf estimator, got {name!r} (a "
-            f"continuous activation such as relu does not spike)"
+            f"spike_fn must be an htaf estimator, got {name!r} (a continuous activation such "
+            f"as relu does not spike)"
         )
     if est.signed:
         raise ValueError(f"spike_fn {est.name!r} has signed=True; spikes are 0/1 (signed=False)")
