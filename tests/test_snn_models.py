@@ -175,13 +175,14 @@ def test_the_mlp_saves_under_half_of_an_unrolled_network():
     y = torch.randint(0, 10, (batch,))
     fc1, fc2 = (m for m in model.modules() if isinstance(m, nn.Linear))
     est = htaf.estimators.get("sigmoid_surrogate")
+    p = SF.LIFParameters(beta=0.9, detach_reset=False)  # the peers' reset, as the spec's
 
     def unrolled():
         v1 = v2 = None
         count = 0
         for t in range(steps):
-            s1, v1 = SF.lif_step(fc1(x[t]), v1, SF.LIFParameters(beta=0.9), est)
-            s2, v2 = SF.lif_step(fc2(s1), v2, SF.LIFParameters(beta=0.9), est)
+            s1, v1 = SF.lif_step(fc1(x[t]), v1, p, est)
+            s2, v2 = SF.lif_step(fc2(s1), v2, p, est)
             count = count + s2
         return F.cross_entropy(count, y)
 

@@ -6,8 +6,10 @@ import pytest
 import torch
 
 import htaf
+from htaf.families import model_options
 from htaf.families.snn import decoders, encoders
 from htaf.families.snn import functional as SF
+from htaf.families.snn.models import NeuronSpec, build_network
 from htaf.families.snn.neurons import IF, LIF, PLIF, IFCell, LIFCell, PLIFCell, make_neuron
 
 
@@ -52,19 +54,20 @@ def test_other_bad_parameters_name_themselves():
 # -- the step functions ----------------------------------------------------------------------
 def test_a_neuron_fires_at_exactly_the_threshold():
     x = torch.tensor([0.5, 1.0, 1.5])
-    s, v = SF.if_step(x, None, SF.IFParameters(threshold=1.0), spike_fn="atan")
+    s, v = SF.if_step(x, None, SF.IFParameters(threshold=1.0), htaf.estimators.get("atan"))
     assert s.tolist() == [0.0, 1.0, 1.0]  # v >= θ fires (snnTorch and Norse: v > θ)
     assert v.tolist() == [0.5, 0.0, 0.5]  # soft reset subtracts θ
 
 
 def test_lif_step_is_the_documented_recurrence():
     p = SF.LIFParameters(beta=0.5, threshold=1.0, reset="hard", v_reset=-0.25)
-    s, v = SF.lif_step(torch.tensor([0.4, 0.9]), torch.tensor([1.0, 0.5]), p, "triangle")
+    triangle = htaf.estimators.get("triangle")
+    s, v = SF.lif_step(torch.tensor([0.4, 0.9]), torch.tensor([1.0, 0.5]), p, triangle)
     # h = 0.5 v + x = [0.9, 1.15]: the second fires and is reset to v_reset
     assert s.tolist() == [0.0, 1.0]
     assert v.tolist() == pytest.approx([0.9, -0.25])
     p = SF.LIFParameters(beta=0.5, decay_input=True)
-    s, v = SF.lif_step(torch.tensor([1.0]), torch.tensor([1.0]), p, "triangle")
+    s, v = SF.lif_step(torch.tensor([1.0]), torch.tensor([1.0]), p, triangle)
     assert v.tolist() == pytest.approx([0.0])  # h = 0.5·1 + 0.5·1 = 1 >= θ, soft reset: 0
     assert s.tolist() == [1.0]
 
@@ -72,9 +75,83 @@ def test_lif_step_is_the_documented_recurrence():
 def test_plif_step_learns_its_time_constant():
     w = torch.tensor(0.3, requires_grad=True)
     x = torch.tensor([0.7, 1.3])
-    s, v = SF.plif_step(x, torch.tensor([0.5, 0.5]), w, SF.PLIFParameters(), "atan")
+    atan = htaf.estimators.get("atan")
+    s, v = SF.plif_step(x, torch.tensor([0.5, 0.5]), w, SF.PLIFParameters(), atan)
     (s.sum() + v.sum()).backward()
     assert w.grad is not None and w.grad != 0
+
+
+@pytest.mark.parametrize("step", ["if", "lif", "plif"])
+def test_the_step_functions_refuse_a_name_and_say_what_to_pass(step):
+    x, p = torch.tensor([0.5, 2.5]), {"if": SF.IFParameters(), "lif": SF.LIFParameters(),
+                                       "plif": SF.PLIFParameters()}[step]  # fmt: skip
+    args = (x, None, torch.tensor(0.0)) if step == "plif" else (x, None)
+    fn = {"if": SF.if_step, "lif": SF.lif_step, "plif": SF.plif_step}[step]
+    with pytest.raises(TypeError, match=r"the name 'htaf'.*htaf\.estimators\.get\('htaf'\)"):
+        fn(*args, p, "htaf")
+    with pytest.raises(TypeError, match="LIF/IF/PLIF modules, which take a name"):
+        fn(*args, p, spike_fn="atan")
+    s, _ = fn(*args, p, htaf.estimators.get("atan"))  # a module works: the same call
+    assert s.tolist() == [0.0, 1.0]
+
+
+class FunctionalLIF(torch.nn.Module):
+    """A user's own layer over the functional API: it owns its estimator, as the doc says."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.spike = htaf.estimators.get(name)
+        self.p = SF.LIFParameters(beta=0.9)
+
+    def forward(self, x):
+        v, out = None, []
+        for x_t in x:
+            s, v = SF.lif_step(x_t, v, self.p, self.spike)
+            out.append(s)
+        return torch.stack(out)
+
+
+@pytest.mark.parametrize("make", [FunctionalLIF, LIF, LIFCell], ids=["functional", "LIF", "cell"])
+def test_a_hardened_model_emits_exact_spikes_whatever_api_it_uses(make):
+    torch.manual_seed(0)
+    model = make("htaf") if make is FunctionalLIF else make(spike_fn="htaf")
+    x = torch.randn(6, 4, 5) + 0.8
+
+    def run():
+        return model(x[0])[0] if make is LIFCell else model(x)
+
+    smooth = run()
+    assert ((smooth > 0) & (smooth < 1)).any()  # HTAF's default: smooth spikes
+    htaf.harden(model)
+    hard = run()
+    assert set(hard.unique().tolist()) == {0.0, 1.0}
+
+
+def test_layers_built_from_one_name_own_distinct_estimators():
+    a, b = LIF(spike_fn="htaf"), LIF(spike_fn="htaf")
+    assert a.spike is not b.spike
+    a.spike.set_param("alpha0", 1.0)  # per-layer state stays in its layer
+    assert b.spike.alpha0 == 2.0
+    net = build_network("mlp", (6,), 3, NeuronSpec(spike_fn="htaf"), widths=(4, 4),
+                        decoder="count")  # fmt: skip
+    found = list(htaf.estimators.estimators_in(net))
+    assert len(found) == 3 and len({id(e) for e in found}) == 3  # two hidden layers + the head
+
+
+def test_detach_reset_has_one_default_everywhere():
+    (default,) = {
+        SF.DETACH_RESET,
+        SF.IFParameters().detach_reset,
+        SF.LIFParameters().detach_reset,
+        SF.PLIFParameters().detach_reset,
+        IF().params.detach_reset,
+        LIF().params.detach_reset,
+        PLIF().params.detach_reset,
+        LIFCell().neuron.params.detach_reset,
+        NeuronSpec().detach_reset,
+        model_options("snn", {}).detach_reset,  # the family's
+    }
+    assert default is True  # chosen by the family's measurements (README, Spiking networks)
 
 
 def test_detach_reset_removes_the_spike_from_the_reset_gradient():

@@ -6,13 +6,15 @@
 Every command is a function too (imported on first use, so ``import htaf`` stays cheap):
 ``htaf.compare(...)`` -> ``Experiment``, ``htaf.train_one(config)`` -> ``Run``,
 ``htaf.load_experiment(path)``, ``htaf.runs(out, **filters)`` and the studies
-(``htaf.studies.gradient_flow(out, ...)``); see ``htaf.api``.
+(``htaf.studies.gradient_flow(out, ...)``); see ``htaf.api``. Every public subpackage and
+module is an attribute the same way, imported on first access: ``htaf.interop.snntorch``,
+``htaf.families.dhn``, ``htaf.theory``...
 """
 
 import importlib
 from typing import Any
 
-from htaf import estimators, functional
+from htaf import _lazy, estimators, functional
 from htaf.estimators import available, calibrate, get, harden, set_mode, soften
 from htaf.functional import heaviside, htaf, htaf_derivative, scaled_sigmoid, signed_htaf
 
@@ -55,11 +57,11 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'htaf' has no attribute {name!r}")
-    module = importlib.import_module(_LAZY[name])
-    return module if module.__name__ == f"htaf.{name}" else getattr(module, name)
+    if name in _LAZY:
+        module = importlib.import_module(_LAZY[name])
+        return module if module.__name__ == f"htaf.{name}" else getattr(module, name)
+    return _lazy.submodule(__name__, name)
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(_lazy.public_submodules(__path__)))

@@ -6,8 +6,9 @@ Each family lives in its own module here (``dhn``, ``bnn``, ``snn``, ``icbm``, `
 defines ``FAMILY``, a :class:`Family`: its options (a dataclass, filled from the config's
 ``model`` table), a builder ``(options, spec, estimator, estimator_params) -> nn.Module`` that
 sees only a :class:`DataSpec` (never the data, the engine, the store or the CLI), and the
-defaults ``htaf compare --task NAME`` starts from. Modules are imported on first use, so
-``import htaf`` stays cheap.
+defaults ``htaf compare --task NAME`` starts from. Modules are imported on first use (also
+as attributes: ``htaf.families.dhn.DHN`` after a bare ``import htaf``), so ``import htaf``
+stays cheap.
 
 The model a builder returns maps a float batch ``(n, *spec.input_shape)`` to logits
 ``(n, spec.n_out)``. The engine also honours these optional model methods:
@@ -52,6 +53,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from htaf import _lazy
 from htaf.config import ConfigError
 from htaf.families.options import defaults, parse_options
 
@@ -229,3 +231,8 @@ __all__ = [
     "prepare_data",
     "register_family",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # htaf.families.dhn (and every family module) imports on first access.
+    return _lazy.submodule(__name__, name)

@@ -10,6 +10,22 @@
 
 Both hand the peer an htaf estimator module: it becomes a submodule of the peer's neuron, so
 ``htaf.harden(net)`` gives exact spikes at evaluation and ``htaf.soften(net)`` the smooth
-forward, as in any htaf model. Neither module imports its peer: they work (and are tested)
-wherever the peer is installed.
+forward, as in any htaf model. Each call builds a new estimator: give every neuron layer its
+own (a calibrated estimator keeps per-layer state). Neither module imports its peer: they work
+(and are tested) wherever the peer is installed. After a bare ``import htaf`` both load on
+first access, ``htaf.interop.snntorch.spike_grad("htaf")``, without importing anything before.
 """
+
+from typing import Any
+
+from htaf import _lazy
+
+__all__ = ["snntorch", "spikingjelly"]
+
+
+def __getattr__(name: str) -> Any:
+    return _lazy.submodule(__name__, name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_lazy.public_submodules(__path__)))

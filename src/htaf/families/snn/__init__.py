@@ -10,7 +10,8 @@ the network with exact spikes ``1{v >= θ}``.
 
 Modules:
 
-* :mod:`.functional`: pure steps ``if_step``, ``lif_step``, ``plif_step`` with typed parameters;
+* :mod:`.functional`: pure steps ``if_step``, ``lif_step``, ``plif_step`` with typed parameters
+  and an estimator module (never a name);
 * :mod:`.neurons`: multi-step ``IF``/``LIF``/``PLIF`` ``(T, B, ...) -> (T, B, ...)`` and
   single-step cells;
 * :mod:`.fused`: the memory-light multi-step operator (C++ kernel + PyTorch fallback);
@@ -30,7 +31,7 @@ from typing import Literal
 
 from htaf.config import ConfigError
 from htaf.families import DataSpec, Family
-from htaf.families.snn.functional import beta_from_tau, check_beta
+from htaf.families.snn.functional import DETACH_RESET, beta_from_tau, check_beta
 from htaf.families.snn.fused import kernel_available
 from htaf.families.snn.models import NeuronSpec, SpikingNetwork, build_network
 
@@ -55,7 +56,7 @@ class SNNOptions:
     threshold: float = 1.0
     reset: Literal["soft", "hard"] = "soft"
     v_reset: float = 0.0  # the hard reset's target
-    detach_reset: bool = True
+    detach_reset: bool = DETACH_RESET  # True: the spike leaves the reset's gradient
     decay_input: bool = False
     checkpoint_steps: int = 0  # gradient checkpointing over time chunks of this many steps (mlp)
 

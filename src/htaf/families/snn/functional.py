@@ -20,12 +20,22 @@ membrane lands exactly on the threshold, which with float inputs is rare but not
 2021) learns ``w`` with ``1/τ = sigmoid(w)``, i.e. ``β = sigmoid(-w)``; it decays its input by
 default, as in the paper.
 
-**Spikes.** ``spike_fn`` is an estimator name (``"htaf"``, ``"atan"``, ``"htaf(2,11)"``...; its
-defaults, in its default mode: HTAF smooth, surrogates hard) or an estimator module. HTAF in
-smooth mode trains surrogate-free (a smooth forward); a surrogate in hard mode is the usual
-surrogate-gradient training; ``htaf.harden(model)`` gives exact spikes at evaluation.
+**Spikes.** ``spike_fn`` is an estimator module, built once by its owner and kept as a
+submodule of the model (``self.spike = htaf.estimators.get("atan")``), so that
+``htaf.harden(model)`` / ``htaf.soften(model)`` reach it and per-layer state stays per layer.
+A name is refused: these functions are pure and build nothing. The modules of
+:mod:`~htaf.families.snn.neurons` (``LIF(spike_fn="atan")``...) take a name and build one
+estimator per module. HTAF in smooth mode (its default) trains surrogate-free; a surrogate in
+hard mode (theirs) is the usual surrogate-gradient training; ``htaf.harden(model)`` gives
+exact spikes at evaluation.
 
-    s, v = lif_step(x, None, LIFParameters(beta=0.9), spike_fn="atan")   # v = None: rest
+**Reset gradient.** ``detach_reset`` defaults to True, everywhere in htaf (these parameters,
+the modules, the snn family): with HTAF's peak gradient α₀α₁/4 = 5.5, an attached soft reset
+multiplies the membrane's gradient by ``1 - θ f'`` (down to -4.5 at θ = 1) at every step. snnTorch
+detaches its reset always; SpikingJelly's ``LIFNode`` defaults to ``detach_reset=False``.
+
+    self.spike = htaf.estimators.get("atan")                       # in the owner's __init__
+    s, v = lif_step(x, None, LIFParameters(beta=0.9), self.spike)  # v = None: rest
 """
 
 from __future__ import annotations
@@ -37,10 +47,10 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from htaf import estimators
 from htaf.estimators import Estimator
 
 __all__ = [
+    "DETACH_RESET",
     "IFParameters",
     "LIFParameters",
     "PLIFParameters",
@@ -53,6 +63,8 @@ __all__ = [
 
 Reset = Literal["soft", "hard"]
 RESETS = ("soft", "hard")
+#: The one default of ``detach_reset``: parameters, neuron modules and the snn family.
+DETACH_RESET = True
 
 
 def _finite(value: object, name: str) -> float:
@@ -87,7 +99,7 @@ class IFParameters:
     threshold: float = 1.0
     reset: Reset = "soft"
     v_reset: float = 0.0  # the hard reset's target; unused by the soft reset
-    detach_reset: bool = False
+    detach_reset: bool = DETACH_RESET  # the spike leaves the reset's gradient (module doc)
 
     def __post_init__(self) -> None:
         if _finite(self.threshold, "threshold") <= 0:
@@ -145,29 +157,28 @@ class PLIFParameters(IFParameters):
         return -math.log(self.init_tau - 1.0)
 
 
-_SHARED: dict[str, Estimator] = {}
+def spike_estimator(spike_fn: nn.Module) -> Estimator:
+    """``spike_fn`` checked as a neuron's estimator: an htaf estimator with 0/1 output.
 
-
-def spike_estimator(spike_fn: str | nn.Module) -> Estimator:
-    """The estimator a neuron fires through: a module as given, or one built from a name.
-
-    Names resolve to one shared estimator per name (its defaults, its default mode); build
-    your own with ``htaf.estimators.get(name, **params)`` for other parameters or modes.
-    Spikes are 0/1, so a ``signed=True`` estimator is refused.
+    A name is refused with a TypeError that says what to pass: the step functions never build
+    an estimator, since one built (or shared) behind the model's back is out of reach of
+    ``htaf.harden(model)`` and would share its state across layers.
     """
     if isinstance(spike_fn, str):
-        est = _SHARED.get(spike_fn)
-        if est is None:
-            est = _SHARED.setdefault(spike_fn, _check(estimators.get(spike_fn), spike_fn))
-        return est
+        raise TypeError(
+            f"spike_fn must be an estimator module, got the name {spike_fn!r}: build it once "
+            f"with htaf.estimators.get({spike_fn!r}) and keep it as a submodule of your model "
+            f"(so that htaf.harden(model) reaches it), or use the LIF/IF/PLIF modules, which "
+            f"take a name and build one estimator per layer"
+        )
     return _check(spike_fn, type(spike_fn).__name__)
 
 
 def _check(est: nn.Module, name: str) -> Estimator:
     if not isinstance(est, Estimator):
         raise ValueError(
-            f"spike_fn must be an estimator name or an htaf estimator, got {name!r} (a "
-            f"continuous activation such as relu does not spike)"
+            f"spike_fn must be an htaf estimator, got {name!r} (a continuous activation such "
+            f"as relu does not spike)"
         )
     if est.signed:
         raise ValueError(f"spike_fn {est.name!r} has signed=True; spikes are 0/1 (signed=False)")
@@ -192,20 +203,14 @@ def _state(x: Tensor, v: Tensor | None) -> Tensor:
 
 
 def if_step(
-    x: Tensor,
-    v: Tensor | None,
-    p: IFParameters = IFParameters(),
-    spike_fn: str | nn.Module = "htaf",
+    x: Tensor, v: Tensor | None, p: IFParameters, spike_fn: nn.Module
 ) -> tuple[Tensor, Tensor]:
     """One integrate-and-fire step: ``h = v + x``; returns ``(spikes, v_next)``."""
     return _fire(_state(x, v) + x, p, spike_estimator(spike_fn))
 
 
 def lif_step(
-    x: Tensor,
-    v: Tensor | None,
-    p: LIFParameters = LIFParameters(),
-    spike_fn: str | nn.Module = "htaf",
+    x: Tensor, v: Tensor | None, p: LIFParameters, spike_fn: nn.Module
 ) -> tuple[Tensor, Tensor]:
     """One leaky integrate-and-fire step: ``h = β v + x`` (``(1 - β) x`` with decay_input)."""
     x_in = (1 - p.beta) * x if p.decay_input else x
@@ -216,8 +221,8 @@ def plif_step(
     x: Tensor,
     v: Tensor | None,
     w: Tensor,
-    p: PLIFParameters = PLIFParameters(),
-    spike_fn: str | nn.Module = "htaf",
+    p: PLIFParameters,
+    spike_fn: nn.Module,
 ) -> tuple[Tensor, Tensor]:
     """One parametric LIF step with learnable ``w``: ``β = sigmoid(-w)``, ``1/τ = sigmoid(w)``."""
     beta = torch.sigmoid(-w)

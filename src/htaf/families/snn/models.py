@@ -55,7 +55,7 @@ from htaf.estimators import REFERENCE_ACTIVATIONS, parse_spec
 from htaf.estimators import activation as make_activation
 from htaf.families.snn import decoders
 from htaf.families.snn.encoders import Encoder, check_steps
-from htaf.families.snn.functional import beta_from_tau, check_beta
+from htaf.families.snn.functional import DETACH_RESET, beta_from_tau, check_beta
 from htaf.families.snn.fused import NeuronSequence
 from htaf.families.snn.layers import SpikeTrain, spike_linear
 from htaf.families.snn.neurons import IF, LIF, NEURONS, PLIF
@@ -80,7 +80,7 @@ class NeuronSpec:
     threshold: float = 1.0
     reset: str = "soft"
     v_reset: float = 0.0
-    detach_reset: bool = False
+    detach_reset: bool = DETACH_RESET
     decay_input: bool = False
     spike_fn: str = "htaf"
     params: Mapping[str, float] = field(default_factory=dict)

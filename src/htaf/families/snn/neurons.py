@@ -15,8 +15,12 @@ for online and streaming use::
     for x_t in stream:
         s_t, v = cell(x_t, v)
 
-Each module owns its estimator (``self.spike``), so ``htaf.harden(model)`` / ``soften`` switch
-its forward like any other estimator. Multi-step modules run the fused operator
+Each module owns its estimator (``self.spike``): a name builds a new one per module (two layers
+built from ``"htaf"`` have two estimators, each with its own state), an estimator module is
+used as given. ``htaf.harden(model)`` / ``soften`` switch its forward like any other
+estimator. The reset is detached by default (``detach_reset=True``, as in the snn family; see
+:mod:`~htaf.families.snn.functional`); pass ``detach_reset=False`` for SpikingJelly's
+default. Multi-step modules run the fused operator
 (:func:`~htaf.families.snn.fused.neuron_sequence`); under ``torch.no_grad()`` their spikes come
 from calling ``self.spike`` on the whole membrane sequence, so forward hooks on the estimator
 (htaf's activation statistics) see every step.
@@ -39,7 +43,7 @@ __all__ = ["IF", "LIF", "NEURONS", "PLIF", "IFCell", "LIFCell", "PLIFCell", "mak
 
 
 def _estimator(spike_fn: str | nn.Module, params: dict[str, Any]) -> Estimator:
-    """A fresh estimator per layer from a name (its own mode), or the given module."""
+    """A new estimator per layer from a name (its own mode), or the given module."""
     if isinstance(spike_fn, str):
         return SF.spike_estimator(estimators.get(spike_fn, **params))
     if params:
@@ -118,7 +122,7 @@ class IF(_Neuron):
         *,
         reset: str = "soft",
         v_reset: float = 0.0,
-        detach_reset: bool = False,
+        detach_reset: bool = SF.DETACH_RESET,
         spike_fn: str | nn.Module = "htaf",
         backend: str = "auto",
         **estimator_params: Any,
@@ -128,7 +132,11 @@ class IF(_Neuron):
 
 
 class LIF(_Neuron):
-    """Multi-step leaky integrate-and-fire: ``h = β v + x`` (``β = 1 - 1/tau`` if ``tau``)."""
+    """Multi-step leaky integrate-and-fire: ``h = β v + x`` (``β = 1 - 1/tau`` if ``tau``).
+
+    ``detach_reset=True`` (the default, as in the snn family) keeps the spike out of the
+    reset's gradient; ``spike_fn`` is a name (a new estimator for this module) or an estimator.
+    """
 
     def __init__(
         self,
@@ -138,7 +146,7 @@ class LIF(_Neuron):
         threshold: float = 1.0,
         reset: str = "soft",
         v_reset: float = 0.0,
-        detach_reset: bool = False,
+        detach_reset: bool = SF.DETACH_RESET,
         decay_input: bool = False,
         spike_fn: str | nn.Module = "htaf",
         backend: str = "auto",
@@ -166,7 +174,7 @@ class PLIF(_Neuron):
         threshold: float = 1.0,
         reset: str = "soft",
         v_reset: float = 0.0,
-        detach_reset: bool = False,
+        detach_reset: bool = SF.DETACH_RESET,
         decay_input: bool = True,
         spike_fn: str | nn.Module = "htaf",
         backend: str = "auto",
