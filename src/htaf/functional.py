@@ -25,6 +25,7 @@ from torch import Tensor
 from htaf import _kernels, _native
 
 __all__ = [
+    "ConstantInputError",
     "calibrate_alpha0",
     "check_float",
     "check_param",
@@ -292,6 +293,10 @@ def _sigmoid_prime(u: float) -> float:
     return e / (1 + e) ** 2
 
 
+class ConstantInputError(ValueError):
+    """Calibration was asked of an input with one value everywhere: it has no scale."""
+
+
 #: Elements read by :func:`calibrate_alpha0`: a fixed-stride sample keeps it fast and exact
 #: enough for a quantile, and deterministic.
 CALIBRATION_SAMPLE = 1 << 20
@@ -322,7 +327,7 @@ def calibrate_alpha0(
     if not bool(torch.isfinite(flat).all()):
         raise ValueError(f"cannot calibrate alpha0 of {where}: its input has NaN or Inf")
     if bool(flat.max() == flat.min()):
-        raise ValueError(
+        raise ConstantInputError(
             f"cannot calibrate alpha0 of {where}: its input is constant "
             f"({float(flat[0]):g} everywhere); calibrate on a real batch"
         )

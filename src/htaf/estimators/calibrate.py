@@ -56,7 +56,7 @@ def calibrate(model: nn.Module, *inputs: Any, again: bool = False, **kwargs: Any
     missed = [name for name, est in autos if est.pending]
     if missed:
         raise ValueError(
-            f"htaf(auto) at layer(s) {', '.join(missed)} saw no input in the calibration "
-            "forward: calibrate them on a batch that reaches them"
+            f"htaf(auto) at layer(s) {', '.join(missed)} saw no input, or only constant "
+            "inputs, in the calibration forward: calibrate on a batch that reaches them"
         )
     return {name: est.alpha0 for name, est in autos}

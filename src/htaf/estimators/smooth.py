@@ -33,7 +33,8 @@ class HTAF(Estimator):
     (:func:`htaf.functional.calibrate_alpha0`). :math:`\alpha_1`, the sharpness of the binary
     limit, stays as given. The calibrated value travels in ``state_dict``; ``htaf(2,11)`` gives
     the paper's constants. Call :func:`htaf.calibrate` to calibrate on a chosen batch, with
-    errors that name the layer.
+    errors that name the layer. An input with one value everywhere has no scale: it gets the
+    exact step (no gradient) and calibration waits for the next input.
     """
 
     name = "htaf"
@@ -87,7 +88,12 @@ class HTAF(Estimator):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.pending:
-            self.calibrate(x)
+            try:
+                self.calibrate(x)
+            except F.ConstantInputError:
+                # No scale to read (snnTorch's first reset sees a resting membrane): answer
+                # with the exact step, without a gradient, and calibrate on the next input.
+                return self.output_hard(x.detach())
         # The hot path of every HTAF network: alpha0 and alpha1 were validated when set, and
         # the operator checks the rest, so the generic wrapper's checks would only cost time.
         if self._mode == "smooth" and not self.signed and _native.accepts(x):

@@ -49,7 +49,7 @@ import torch
 from torch import Tensor
 
 from htaf import _kernels
-from htaf.estimators import Estimator
+from htaf.estimators import Estimator, harden
 from htaf.estimators.smooth import HTAF, ScaledSigmoid
 from htaf.estimators.surrogates import ATan, FastSigmoid, SigmoidSurrogate, Triangle
 from htaf.families.snn.functional import IFParameters
@@ -402,6 +402,8 @@ def neuron_sequence(
         raise ValueError("backend 'kernel' needs contiguous CPU float32/float64 tensors and a "
                          "C++ compiler (see htaf._kernels)")  # fmt: skip
     n = _Neuron(p, est, kernel)
+    if getattr(est, "pending", False):
+        _calibrate(n, flat, steps, const, v_flat, beta_value)
     grads = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (flat, v_flat, beta_t)
     )
@@ -413,6 +415,16 @@ def neuron_sequence(
     if dtype != s.dtype:
         s, h, v = s.to(dtype), h.to(dtype), v.to(dtype)
     return NeuronSequence(s, h, v, respike=lambda hh: _respike(n, hh))
+
+
+def _calibrate(
+    n: _Neuron, x: Tensor, steps: int, const: bool, v0: Tensor | None, beta: float
+) -> None:
+    """``htaf(auto)`` in a layer run over time sets alpha0 on the membranes ``h - θ`` of every
+    step of its first input (run with exact spikes), not only on the first step's."""
+    with torch.no_grad(), harden(n.est):
+        h = _forward(n, x.detach(), steps, const, v0 if v0 is None else v0.detach(), beta)[1]
+    n.est.calibrate(h - n.p.threshold)
 
 
 def _respike(n: _Neuron, h: Tensor) -> Tensor:
