@@ -22,6 +22,7 @@ __version__ = "0.1.0"
 
 #: Attributes imported on first use: name -> module (the module itself when the name is one).
 _LAZY = {
+    "diagnose": "htaf.diagnosis",
     "compare": "htaf.api",
     "train_one": "htaf.api",
     "load_experiment": "htaf.api",

@@ -18,6 +18,13 @@ makes every binary weight and activation exactly ±1 (``sign(0) = +1``); signed 
 ``2·HTAF − 1 = tanh((a1/2)·tanh(a0·x))`` in the smooth forward. A kernel quantizer carries the
 marker ``quantizes_weights = True``, so activation statistics skip it.
 
+**Bare ``"htaf"`` as a quantizer** is ``htaf(auto, live=0.9)`` in hard mode: the exact sign
+forward with the calibrated HTAF derivative as its backward (:data:`HTAF_QUANTIZER`). A
+quantizer fed by plain batch norm (Larq's recipe) that trains through HTAF's smooth forward
+collects running statistics of smooth activations, which the exact forward then does not
+match; benchmarks/recipes.py measures the gap (see the README, "When HTAF struggles"). Any
+explicit spec (``"htaf(0.25,11)"``, ``"htaf(auto)"``) keeps HTAF's smooth forward.
+
 Each binary layer also counts its **flips** (Larq's flip ratio): after every optimizer step,
 ``constrain_`` compares the signs of the latent weights with those after the previous step.
 """
@@ -47,6 +54,10 @@ __all__ = [
 SCALINGS = ("none", "mean_abs", "learned")
 #: Estimator spec, an estimator, or None (full precision).
 QuantizerSpec = str | Estimator | None
+
+
+#: What bare ``"htaf"`` means in a quantizer slot (see the module doc).
+HTAF_QUANTIZER: dict[str, Any] = {"live": 0.9, "mode": "hard"}
 
 
 class QuantizerError(ValueError):
@@ -81,6 +92,8 @@ def quantizer(spec: QuantizerSpec, role: str = "quantizer", **params: float) -> 
                 f"{role} {spec!r} is a continuous activation, not an estimator: it has no "
                 "binary forward (see `htaf estimators`)"
             )
+        if spec.strip() == "htaf" and not params:
+            params = HTAF_QUANTIZER
         return get(spec, signed=True, **params)
     except QuantizerError:
         raise
