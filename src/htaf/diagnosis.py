@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from htaf import estimators
 from htaf.estimators import Estimator
 from htaf.estimators.smooth import AUTO_LIVE, HTAF
+from htaf.families.snn.fused import unrolled
 from htaf.functional import calibrate_alpha0, htaf_live_radius
 
 __all__ = ["Diagnosis", "LayerReport", "diagnose"]
@@ -154,7 +155,8 @@ def _trace(
     try:
         model.zero_grad(set_to_none=True)
         torch.manual_seed(seed)  # the same random encoding for the model and the reference
-        run(model).backward()
+        with unrolled():  # htaf's fused neuron layers call their estimator at every step
+            run(model).backward()
     finally:
         for h in handles:
             h.remove()
@@ -262,3 +264,51 @@ def _verdict(
         values = ", ".join(f"{r.layer}: alpha0={r.suggested_alpha0:.3g}" for r in htafs)
         return verdict, f"use htaf(auto) (it would choose {values})"
     return verdict, f"rescale the inputs of {', '.join(r.layer for r in dead)}, or use htaf(auto)"
+
+
+def diagnose_run(
+    source: str | Path,
+    *,
+    overrides: Sequence[str] = (),
+    reference: str = "atan",
+    batch_size: int = 256,
+    trained: bool = False,
+) -> Diagnosis:
+    """:func:`diagnose` for a run folder (its ``config.json``) or a TOML config.
+
+    The model is built as training builds it (same seed, same data preparation) and diagnosed
+    at initialisation on a seeded batch of the training split, with the family's loss;
+    ``trained=True`` loads a run folder's ``model.safetensors`` first.
+    """
+    from htaf.config import RunConfig, apply_overrides
+    from htaf.families import build_model, prepare_data
+    from htaf.train.batches import batches
+    from htaf.train.checkpoint import load_safetensors
+    from htaf.train.engine import WEIGHTS, float_batches, loss_fn, seed_everything, target_tensor
+    from htaf.train.run import load_dataset, read_config
+
+    path = Path(source)
+    if path.is_dir():
+        config = RunConfig.from_dict(apply_overrides(read_config(path).to_dict(), overrides))
+    elif path.is_file():
+        config = RunConfig.from_toml(path, list(overrides))
+    else:
+        raise FileNotFoundError(f"{path}: no such run folder or config file")
+    if trained and not (path / WEIGHTS).is_file():
+        raise FileNotFoundError(f"{path / WEIGHTS}: --trained needs a finished run folder")
+    data = prepare_data(config, load_dataset(config))
+    seed_everything(config.seed)
+    model = build_model(config, data)
+    if trained:
+        load_safetensors(model, path / WEIGHTS)
+    pick = torch.randperm(len(data.y_train), generator=torch.Generator().manual_seed(config.seed))
+    pick = pick[: min(batch_size, len(pick))].sort().values
+    x = next(batches(data.X_train, [pick], to_float=float_batches(data)))
+    y = target_tensor(np.asarray(data.y_train)[pick.numpy()], data.task)
+    loss = loss_fn(data.task)
+
+    def task_loss(out: Tensor, target: Tensor) -> Tensor:
+        return loss(out if data.task == "multiclass" else out.reshape(len(out), -1)[:, 0], target)
+
+    model.train()
+    return diagnose(model, (x, y), task_loss, reference=reference, seed=config.seed)

@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "htaf.cli.report_cmd",
     "htaf.cli.study",
     "htaf.cli.concepts",
+    "htaf.cli.diagnose_cmd",
 ]
 
 EXIT_BAD_INPUT = 2

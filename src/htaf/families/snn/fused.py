@@ -40,7 +40,8 @@ over time.
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -402,6 +403,10 @@ def neuron_sequence(
         raise ValueError("backend 'kernel' needs contiguous CPU float32/float64 tensors and a "
                          "C++ compiler (see htaf._kernels)")  # fmt: skip
     n = _Neuron(p, est, kernel)
+    if _UNROLLED:
+        s, h, v = _unrolled(n, flat, steps, const, v_flat, beta)
+        s, h, v = s.reshape(steps, *shape), h.reshape(steps, *shape), v.reshape(shape)
+        return NeuronSequence(s.to(dtype), h.to(dtype), v.to(dtype))
     if getattr(est, "pending", False):
         _calibrate(n, flat, steps, const, v_flat, beta_value)
     grads = torch.is_grad_enabled() and any(
@@ -415,6 +420,36 @@ def neuron_sequence(
     if dtype != s.dtype:
         s, h, v = s.to(dtype), h.to(dtype), v.to(dtype)
     return NeuronSequence(s, h, v, respike=lambda hh: _respike(n, hh))
+
+
+#: Set inside :func:`unrolled`.
+_UNROLLED: list[bool] = []
+
+
+@contextmanager
+def unrolled() -> Iterator[None]:
+    """Run every neuron layer as a plain autograd loop that calls its estimator module once
+    per step, so that hooks on the estimator (:func:`htaf.diagnose`) see each step's input
+    ``h - θ`` and its gradient. The same values; more memory and time than the fused node."""
+    _UNROLLED.append(True)
+    try:
+        yield
+    finally:
+        _UNROLLED.pop()
+
+
+def _unrolled(
+    n: _Neuron, x: Tensor, steps: int, const: bool, v0: Tensor | None, beta: Tensor | float
+) -> tuple[Tensor, Tensor, Tensor]:
+    v = v0 if v0 is not None else torch.zeros(x.shape[-1], dtype=x.dtype, device=x.device)
+    spikes, hs = [], []
+    for t in range(steps):
+        h = beta * v + (x if const else x[t])
+        s = n.est(h - n.p.threshold)
+        v = n.reset(h, s.detach() if n.p.detach_reset else s)
+        spikes.append(s)
+        hs.append(h)
+    return torch.stack(spikes), torch.stack(hs), v
 
 
 def _calibrate(
