@@ -53,10 +53,7 @@ def calibrate(model: nn.Module, *inputs: Any, again: bool = False, **kwargs: Any
         with torch.no_grad():
             for b, saved in buffers:
                 b.copy_(saved)
-    missed = [name for name, est in autos if est.pending]
+    missed = [est.deferred or f"{est.where} saw no input" for _, est in autos if est.pending]
     if missed:
-        raise ValueError(
-            f"htaf(auto) at layer(s) {', '.join(missed)} saw no input, or only constant "
-            "inputs, in the calibration forward: calibrate on a batch that reaches them"
-        )
+        raise ValueError("; ".join(missed) + ": calibrate on a batch that reaches every layer")
     return {name: est.alpha0 for name, est in autos}

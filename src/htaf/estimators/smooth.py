@@ -60,6 +60,8 @@ class HTAF(Estimator):
             raise ValueError(f"live must be in (0, 1), got {self.live}")
         #: Where calibration errors say the estimator sits (set by htaf.calibrate).
         self.where = "htaf(auto)"
+        #: Why the last forward could not calibrate (a constant input), for htaf.calibrate.
+        self.deferred = ""
         self.calibrated = not auto
         if auto:
             self.alpha0 = math.nan  # never used: the first forward calibrates
@@ -90,9 +92,10 @@ class HTAF(Estimator):
         if self.pending:
             try:
                 self.calibrate(x)
-            except F.ConstantInputError:
+            except F.ConstantInputError as err:
                 # No scale to read (snnTorch's first reset sees a resting membrane): answer
                 # with the exact step, without a gradient, and calibrate on the next input.
+                self.deferred = str(err)
                 return self.output_hard(x.detach())
         # The hot path of every HTAF network: alpha0 and alpha1 were validated when set, and
         # the operator checks the rest, so the generic wrapper's checks would only cost time.
