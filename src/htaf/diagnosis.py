@@ -249,21 +249,25 @@ def diagnose(
 def _verdict(
     reports: list[LayerReport], weights: dict[str, float], ref: dict[str, float], reference: str
 ) -> tuple[str, str]:
+    """``healthy``, ``narrow`` (few live inputs, yet the gradient flows) or ``vanishing``
+    (the first weight gets under a tenth of the reference's gradient)."""
     dead = [r for r in reports if r.live < DEAD_LIVE]
     first = next(iter(weights), None)
     ratio = weights[first] / ref[first] if first and ref.get(first) else float("nan")
     flow = (f"the first weight ({first}) gets {ratio:.2g}x the gradient it gets with "
             f"{reference}") if first else "no weight receives a gradient"  # fmt: skip
-    if not dead:
+    if not dead and not ratio < 0.1:
         return f"healthy: every estimator has live inputs; {flow}.", "keep the current setting"
-    names = ", ".join(f"{r.layer} ({r.live:.1%} live, median |x| {r.quantiles['abs_q50']:.2g})"
-                      for r in dead)  # fmt: skip
-    verdict = f"vanishing: inputs sit outside the live region at {names}; {flow}."
-    htafs = [r for r in dead if r.suggested_alpha0 is not None]
+    where = ", ".join(f"{r.layer} ({r.live:.1%} live, median |x| {r.quantiles['abs_q50']:.2g})"
+                      for r in dead) or "no layer"  # fmt: skip
+    kind = "vanishing" if ratio < 0.1 else "narrow: a few inputs carry all the gradient"
+    verdict = f"{kind}: inputs outside the live region at {where}; {flow}."
+    htafs = [r for r in (dead or reports) if r.suggested_alpha0 is not None]
     if htafs:
         values = ", ".join(f"{r.layer}: alpha0={r.suggested_alpha0:.3g}" for r in htafs)
         return verdict, f"use htaf(auto) (it would choose {values})"
-    return verdict, f"rescale the inputs of {', '.join(r.layer for r in dead)}, or use htaf(auto)"
+    names = ", ".join(r.layer for r in dead) or "the first layer"
+    return verdict, f"rescale the inputs of {names}, or use htaf(auto)"
 
 
 def diagnose_run(
