@@ -130,7 +130,7 @@ def test_kernel_quantizer_options():
 
 @pytest.mark.parametrize("kernel", ["same", "ste_clipped"])
 def test_calibrate_estimates_the_forwards_the_network_does_not_train_in(kernel):
-    model = build(BNNOptions(kernel_quantizer=kernel), spec((1, 8, 8)), "htaf", {})
+    model = build(BNNOptions(kernel_quantizer=kernel), spec((1, 8, 8)), "htaf(auto)", {})
     trained = model.forward_kind()
     assert trained == ("smooth" if kernel == "same" else "mixed")
     x = torch.randn(64, 1, 8, 8)

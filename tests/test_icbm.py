@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import save_file
 from sklearn.metrics import roc_auc_score
 
+import htaf
 from htaf import harden
 from htaf.config import ConfigError, RunConfig
 from htaf.estimators import UnknownEstimatorError, set_mode
@@ -57,7 +58,9 @@ def test_eval_stats_match_an_independent_reference(shapes):
     with torch.no_grad():
         stats = model.eval_stats(batch(shapes, 40))
         z = model.pre_concepts(batch(shapes, 40)).double().numpy()
-    u = 1 / (1 + np.exp(-11 * np.tanh(2 * z)))  # HTAF(2, 11) in float64
+    (est,) = htaf.estimators.estimators_in(model)  # htaf(auto): calibrated by that forward
+    assert est.auto and not est.pending
+    u = 1 / (1 + np.exp(-11 * np.tanh(est.alpha0 * z)))  # HTAF(alpha0, 11) in float64
     p = np.clip(u, 1e-300, 1 - 1e-16)
     ent = -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
     on = z >= 0
