@@ -175,3 +175,19 @@ def test_bare_htaf_quantizer_is_hard_and_explicit_specs_stay_smooth():
     layer = QuantLinear(8, 4, input_quantizer="htaf", kernel_quantizer="ste_clipped")
     out = layer(torch.randn(16, 8))
     assert layer.input_quantizer.alpha0 > 0 and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("a1", [6.0, 11.0, 24.0])
+def test_theory_non_binary_band_ends_where_the_output_is_tol_from_binary(a1):
+    from htaf import theory
+
+    a0 = 0.7
+    edge = theory.live_radius(a1) / a0
+    x = theory.auto_non_binary_radius(a1, 0.05) * edge
+    out = 1 / (1 + math.exp(-a1 * math.tanh(a0 * x)))  # float64, from the definition
+    assert 1 - out == pytest.approx(0.05, rel=1e-9)
+    assert theory.auto_alpha0([-1.0, -0.5, 0.2, 2.0], a1) == pytest.approx(
+        theory.live_radius(a1) / 0.5
+    )
+    with pytest.raises(ValueError, match="alpha1"):
+        theory.auto_non_binary_radius(2.0)

@@ -29,6 +29,23 @@ while the scaled sigmoid with the same slope at 0 (:math:`\beta = \alpha_0\alpha
 like :math:`e^{-\beta|x|}`; HTAF's tail is heavier exactly when :math:`2\alpha_0 < \alpha_0
 \alpha_1`, i.e. :math:`\alpha_1 > 2`. Both derivatives underflow long before their ratio
 does, so ratios are computed in log space.
+
+**Scale.** The derivative relative to its peak, :math:`4\sigma(u)\sigma(-u)\,\mathrm{sech}^2
+(\alpha_0 x)` with :math:`u = \alpha_1\tanh(\alpha_0 x)`, depends on :math:`z = \alpha_0 x`
+and :math:`\alpha_1` only. So HTAF has a *live region* :math:`|x| \le z^\ast(\alpha_1)/
+\alpha_0` where it is at least 1% of its peak (:math:`z^\ast = 0.571` at :math:`\alpha_1 =
+11`), and beyond it the derivative falls like :math:`e^{-2\alpha_0|x|}`: how much gradient a
+layer gets is decided by :math:`\alpha_0` *relative to the spread of its inputs*. Inputs that
+rest at :math:`x \approx -1` (membranes below a threshold of 1) get nothing from
+:math:`\alpha_0 = 2`, whose live region ends at :math:`|x| = 0.29`.
+
+``htaf(auto)`` sets :math:`\alpha_0 = z^\ast(\alpha_1)/Q_q(|x|)` on a layer's first batch, so
+that a fraction :math:`q` of its inputs is live (:func:`auto_alpha0`), and keeps
+:math:`\alpha_1`. The trade-off: the output is within 0.05 of {0, 1} only where
+:math:`|z| \ge z_{0.05} = \operatorname{artanh}(\ln 19/\alpha_1)`, so the smooth forward is
+far from binary exactly on the inputs with :math:`|x| < (z_{0.05}/z^\ast)\,Q_q(|x|)`
+(:func:`auto_non_binary_radius`: 0.48 of the live edge at :math:`\alpha_1 = 11`). A larger
+:math:`q` gives more inputs a gradient, and a larger smooth - exact gap.
 """
 
 from __future__ import annotations
@@ -43,12 +60,17 @@ import torch
 from numpy.typing import ArrayLike, NDArray
 from torch import Tensor
 
+from htaf.functional import calibrate_alpha0, htaf_live_radius
+
 __all__ = [
     "DEFAULT_ALPHA1_OVER_L",
+    "auto_alpha0",
+    "auto_non_binary_radius",
     "bound_exists",
     "gradient_mass",
     "gradient_ratio",
     "heavier_tail_than_sigmoid",
+    "live_radius",
     "log_gradient_ratio",
     "log_htaf_derivative",
     "log_sigmoid_derivative",
@@ -99,6 +121,32 @@ def _grid(x: ArrayLike, name: str = "x") -> Array:
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} must be finite (no NaN or Inf)")
     return arr
+
+
+# -- scale: the live region and htaf(auto) -----------------------------------------------------
+def live_radius(alpha1: float = 11.0, level: float = 0.01) -> float:
+    r""":math:`z^\ast`: HTAF's derivative is at least ``level`` of its peak exactly where
+    :math:`|\alpha_0 x| \le z^\ast(\alpha_1)` (:func:`htaf.functional.htaf_live_radius`)."""
+    return htaf_live_radius(_positive(alpha1, "alpha1"), level)
+
+
+def auto_alpha0(x: ArrayLike, alpha1: float = 11.0, live: float = 0.5) -> float:
+    r"""The :math:`\alpha_0` of ``htaf(auto)`` for inputs ``x``:
+    :math:`z^\ast(\alpha_1)/Q_{\text{live}}(|x|)` (:func:`htaf.functional.calibrate_alpha0`)."""
+    return calibrate_alpha0(torch.as_tensor(_grid(x), dtype=torch.float64), alpha1, live)
+
+
+def auto_non_binary_radius(alpha1: float = 11.0, tol: float = 0.05) -> float:
+    r"""Where the smooth forward of ``htaf(auto)`` is more than ``tol`` from {0, 1}, as a
+    fraction of the live edge: :math:`\operatorname{artanh}(\ln\frac{1-\mathrm{tol}}
+    {\mathrm{tol}}/\alpha_1)\,/\,z^\ast(\alpha_1)`. Inputs with :math:`|x|` below this
+    times the live edge are neither binary nor zero-gradient."""
+    a1 = _positive(alpha1, "alpha1")
+    L = min_alpha1(tol)
+    if a1 <= L:
+        raise ValueError(f"alpha1 must exceed ln((1-tol)/tol) = {L:.6g} to come within tol of "
+                         f"{{0, 1}}, got {a1:g}")  # fmt: skip
+    return math.atanh(L / a1) / htaf_live_radius(a1)
 
 
 # -- the ε-bound ------------------------------------------------------------------------------
