@@ -5,8 +5,9 @@
 
 Every command is a function too (imported on first use, so ``import htaf`` stays cheap):
 ``htaf.compare(...)`` -> ``Experiment``, ``htaf.train_one(config)`` -> ``Run``,
-``htaf.load_experiment(path)``, ``htaf.runs(out, **filters)`` and the studies
-(``htaf.studies.gradient_flow(out, ...)``); see ``htaf.api``.
+``htaf.load_experiment(path)``, ``htaf.load_run(path)`` -> ``Run`` (any run folder),
+``htaf.runs(out, **filters)`` and the studies (``htaf.studies.gradient_flow(out, ...)``);
+see ``htaf.api``.
 """
 
 import importlib
@@ -25,7 +26,8 @@ _LAZY = {
     "load_experiment": "htaf.api",
     "runs": "htaf.api",
     "Experiment": "htaf.api",
-    "Run": "htaf.api",
+    "Run": "htaf.train.run_folder",
+    "load_run": "htaf.train.run_folder",
     "studies": "htaf.studies",
 }
 
@@ -43,6 +45,7 @@ __all__ = [
     "htaf",
     "htaf_derivative",
     "load_experiment",
+    "load_run",
     "runs",
     "scaled_sigmoid",
     "set_mode",

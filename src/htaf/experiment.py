@@ -21,7 +21,7 @@ import math
 import re
 import secrets
 import statistics
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,17 +30,20 @@ from typing import Any
 
 from htaf.config import ConfigError, RunConfig
 from htaf.threads import one_torch_thread
+from htaf.train.run import RunFailed
 
 BACKENDS = ("local", "ray")
+#: An experiment folder's own files: what was asked (the grid) and the aggregated results.
+EXPERIMENT_CONFIG = "config.json"
+SUMMARY = "summary.json"
 
 
-class GridRunError(RuntimeError):
+class GridRunError(RunFailed):
     """A run failed while the grid ran (its input had passed validation)."""
 
-    def __init__(self, run_dir: str, error: BaseException):
-        super().__init__(f"run {run_dir} failed: {type(error).__name__}: {error}")
-        self.run_dir = run_dir
-        self.error = error
+    def __init__(self, run_dir: str | Path, error: BaseException):
+        # run_one's own RunFailed names the same run: keep only what it wraps.
+        super().__init__(run_dir, error.error if isinstance(error, RunFailed) else error)
 
 
 @dataclass
@@ -98,7 +101,7 @@ def validate(configs: Iterable[RunConfig]) -> dict[str, Any]:
     """
     from htaf import estimators
     from htaf.families import build_model, model_options, prepare_data
-    from htaf.train.run import dataset_key, load_dataset
+    from htaf.train.run_folder import dataset_key, load_dataset
 
     configs = list(configs)
     if not configs:
@@ -204,6 +207,7 @@ def run_grid(
     resume: bool = False,
     on_result: Callable[[dict[str, Any]], None] | None = None,
     tracking: Any = None,
+    datasets: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Run every config in its own folder under ``out_dir``; records come back in grid order.
 
@@ -213,6 +217,8 @@ def run_grid(
     ``on_result(record)`` is called in this process as each cell finishes (the CLI adds rows to
     the store there, so only one process writes). A cell that fails raises ``GridRunError``.
     ``tracking`` (``htaf.train.tracking.prepare``): every cell logs there, in its own process.
+    ``datasets``: what :func:`validate` returned; in this process (``jobs == 1``) the cells
+    use those loads instead of loading each dataset again.
     """
     check_backend(backend, jobs)
     cells = [(c.to_dict(), str(run_dir_for(out_dir, c)), resume, tracking) for c in configs]
@@ -230,16 +236,16 @@ def run_grid(
         if backend == "ray":
             _run_ray(cells, done, jobs=jobs, address=address)
         elif jobs == 1:
-            from htaf.train.run import dataset_key, load_dataset
+            from htaf.train.run_folder import dataset_key, load_dataset
 
-            datasets: dict[str, Any] = {}  # in one process the cells share each loaded dataset
+            loaded = dict(datasets or {})  # in one process the cells share each loaded dataset
             with one_torch_thread():
                 for i, (config, cell) in enumerate(zip(configs, cells, strict=True)):
                     try:
                         key = dataset_key(config)
-                        if key not in datasets:
-                            datasets[key] = load_dataset(config)
-                        record = _run_cell(*cell, datasets[key])
+                        if key not in loaded:
+                            loaded[key] = load_dataset(config)
+                        record = _run_cell(*cell, loaded[key])
                     except Exception as err:
                         raise GridRunError(cell[1], err) from err
                     done(i, record)
@@ -331,26 +337,45 @@ def _wait_ray(ray: Any, cells: list[tuple], done: Callable[[int, dict], None]) -
 
 
 # -- reading back -------------------------------------------------------------------------------
-def read_run(run_dir: str | Path) -> dict[str, Any]:
-    """A run record rebuilt from its folder (config.json, metrics.json, history.jsonl)."""
-    run_dir = Path(run_dir)
-    record: dict[str, Any] = {
-        "config": json.loads((run_dir / "config.json").read_text()),
-        "metrics": json.loads((run_dir / "metrics.json").read_text()),
-        "history": [],
-        "run_dir": str(run_dir),
-    }
-    history = run_dir / "history.jsonl"
-    if history.is_file():
-        record["history"] = [json.loads(x) for x in history.read_text().splitlines() if x.strip()]
-    return record
+#: The run folders of an experiment, relative to it (``run_dir_for``'s layout).
+RUN_GLOB = "*/*/seed*"
+
+
+def run_folders(exp_dir: str | Path) -> list[Path]:
+    """The finished runs' folders under an experiment folder (those with ``metrics.json``)."""
+    from htaf.train.run_folder import METRICS
+
+    return sorted(p.parent for p in Path(exp_dir).glob(f"{RUN_GLOB}/{METRICS}"))
+
+
+def experiment_dir(run_dir: str | Path) -> Path | None:
+    """The experiment folder holding ``run_dir`` (``EXP_DIR/<dataset>/<estimator>/seed<k>``),
+    or None for a run on its own (``htaf train``)."""
+    run_dir = Path(run_dir).resolve()
+    exp_dir = run_dir.parents[2] if len(run_dir.parents) > 2 else None
+    if exp_dir is None or not (exp_dir / EXPERIMENT_CONFIG).is_file():
+        return None
+    return exp_dir
+
+
+def same_cell_runs(run_dir: str | Path) -> list[Path]:
+    """The other estimators' runs of ``run_dir``'s experiment on its dataset and seed."""
+    exp_dir = experiment_dir(run_dir)
+    if exp_dir is None:
+        return []
+    run_dir = Path(run_dir).resolve()
+    dataset = run_dir.parent.parent
+    return [p for p in run_folders(exp_dir)
+            if p.parent.parent == dataset and p.name == run_dir.name and p != run_dir]  # fmt: skip
 
 
 def read_runs(exp_dir: str | Path) -> list[dict[str, Any]]:
-    """Every finished run under an experiment folder, in grid order when ``config.json`` has one."""
+    """Every finished run under an experiment folder (``Run.record()`` dicts), in grid order
+    when ``config.json`` has one."""
+    from htaf.train.run_folder import load_run
+
     exp_dir = Path(exp_dir)
-    folders = sorted(p.parent for p in exp_dir.glob("*/*/seed*/metrics.json"))
-    records = [read_run(p) for p in folders]
+    records = [load_run(p).record() for p in run_folders(exp_dir)]
     order = _grid_order(exp_dir)
     if order:
         rank = {key: i for i, key in enumerate(order)}
@@ -363,7 +388,7 @@ def _cell_key(cfg: dict[str, Any]) -> tuple[str, str, int]:
 
 
 def _grid_order(exp_dir: Path) -> list[tuple[str, str, int]]:
-    path = exp_dir / "config.json"
+    path = exp_dir / EXPERIMENT_CONFIG
     if not path.is_file():
         return []
     spec = json.loads(path.read_text())

@@ -177,12 +177,15 @@ def data_spec(dataset: Any) -> DataSpec:
     )
 
 
-def prepare_data(config: Any, dataset: Any) -> Any:
-    """The dataset as family ``config.task`` feeds it to its model (``Family.prepare``)."""
+def prepare_data(config: Any, dataset: Any, *, options: Any = None) -> Any:
+    """The dataset as family ``config.task`` feeds it to its model (``Family.prepare``).
+    ``options``: the already parsed ``model_options(config.task, config.model)``."""
     fam = get_family(config.task)
     if fam.prepare is None:
         return dataset
-    return fam.prepare(parse_options(fam.options, config.model, fam.name), dataset)
+    if options is None:
+        options = parse_options(fam.options, config.model, fam.name)
+    return fam.prepare(options, dataset)
 
 
 def check_data(task: str, dataset: Any) -> DataSpec:
@@ -203,14 +206,16 @@ def check_data(task: str, dataset: Any) -> DataSpec:
     return spec
 
 
-def build_model(config: Any, dataset: Any) -> nn.Module:
-    """Build the model of family ``config.task`` for ``dataset`` from ``config.model``.
+def build_model(config: Any, dataset: Any, *, options: Any = None) -> nn.Module:
+    """Build the model of family ``config.task`` for ``dataset`` from ``config.model``
+    (``options``: the already parsed ``model_options(config.task, config.model)``).
 
     Raises ``ConfigError`` (a ``ValueError``) for an unknown family, a bad option, or data of
     a kind or task the family does not take; builders raise ``ValueError`` for bad estimators.
     """
     fam = get_family(config.task)
-    options = parse_options(fam.options, config.model, fam.name)
+    if options is None:
+        options = parse_options(fam.options, config.model, fam.name)
     spec = check_data(config.task, dataset)
     return fam.build(options, spec, config.estimator, dict(config.estimator_params))
 

@@ -46,10 +46,7 @@ from htaf.train.checkpoint import (
     set_rng_state,
 )
 from htaf.train.metrics import METRICS, PRIMARY, classification_metrics, regression_metrics
-
-CHECKPOINT = "checkpoint.pt"
-HISTORY = "history.jsonl"
-WEIGHTS = "model.safetensors"
+from htaf.train.run_folder import CHECKPOINT, HISTORY, WEIGHTS
 
 #: ReduceLROnPlateau settings for ``lr_schedule = "plateau"`` (on the validation loss).
 PLATEAU_FACTOR = 0.1
