@@ -19,5 +19,8 @@ def test_ray_backend_matches_local(tmp_path):
     assert [model_metrics(r["metrics"]) for r in remote] == [
         model_metrics(r["metrics"]) for r in local
     ]
-    assert all((tmp_path / "ray" / "breast_cancer").glob("*/seed*/metrics.json"))
+    written = sorted(p.relative_to(tmp_path / "ray").as_posix()
+                     for p in (tmp_path / "ray").glob("*/*/seed*/metrics.json"))  # fmt: skip
+    assert written == [f"breast_cancer/{e}/seed{s}/metrics.json"
+                       for e in ("htaf", "relu") for s in (0, 1)]  # fmt: skip
     assert not ray.is_initialized()  # a cluster we started is shut down again
