@@ -10,31 +10,10 @@ defaults ``htaf compare --task NAME`` starts from. Modules are imported on first
 ``import htaf`` stays cheap.
 
 The model a builder returns maps a float batch ``(n, *spec.input_shape)`` to logits
-``(n, spec.n_out)``. The engine also honours these optional model methods:
-
-* ``constrain_()``: called after every optimizer step (e.g. clip latent binary weights);
-* ``binary_parameters()``: the parameters an ``optimizer = "bop"`` run flips with Bop;
-* ``epoch_stats() -> dict``: per-epoch statistics for the history, as ``model_stats`` (e.g.
-  weight flip ratios, firing rates), drawn per key over the epochs by ``htaf.analysis.plots``;
-  an ``epoch_stats(x)`` that takes an argument receives a fixed batch of the validation split
-  (float, on the model's device; eval mode, no gradients);
-* ``calibrate(x)``: after every epoch's training, before validation, with a fixed random
-  batch of the training split (no gradients; the model picks its own train/eval modes), e.g.
-  to re-estimate the BatchNorm statistics of the forward it does not train in;
-* ``eval_stats(x) -> dict``: statistics of one test batch in the current forward mode,
-  reported as ``test_{NAME}_{hard|smooth}`` (e.g. firing rates, active concepts);
-* ``eval_arrays(x) -> dict[str, np.ndarray]``: arrays of a few test samples with the exact
-  forward (hard mode), saved as ``model_arrays.npz`` in the run folder and drawn by
-  ``htaf.analysis.plots``: ``spikes.LAYER`` ``(samples, T, neurons)`` as spike rasters,
-  ``membrane.LAYER`` ``(samples, T, k)`` as membrane traces (with ``threshold``);
-* ``fit_closed_form(x, y, task) -> dict``: a model that is solved, not trained by gradient
-  (the convex threshold networks); the engine calls it instead of the epochs (``epochs`` must
-  be 1) with the whole training split. The dict it returns (the solve's certificate) goes into
-  the epoch's history row as ``solver``, and its scalar entries into ``metrics.json`` as
-  ``solver_{KEY}`` (e.g. ``solver_gap``, ``solver_optimal``).
-* ``activation_modules() -> list[nn.Module]``: the hidden activations whose binarisation the
-  engine's statistics report (default: every estimator and reference activation in the model;
-  e.g. ICBM names only its concept bottleneck, not its backbone's ReLUs).
+``(n, spec.n_out)``. It may offer the engine more (``constrain_``, ``binary_parameters``,
+``epoch_stats``, ``calibrate``, ``eval_stats``, ``eval_arrays``, ``fit_closed_form``,
+``activation_modules``, ``summary``): the contract is written down, with its no-op defaults,
+in ``htaf.families.hooks``, and the engine calls these methods only through it.
 
 A family may also transform the loaded data before its model sees it (``Family.prepare``,
 applied by :func:`prepare_data` wherever a run loads its data), e.g. ICBM's precomputed

@@ -22,6 +22,7 @@ import torch
 from htaf.config import RunConfig
 from htaf.estimators import MODES, set_mode
 from htaf.families import build_model, model_options, prepare_data
+from htaf.families.hooks import ModelHooks
 from htaf.io import atomic_save_npz, atomic_write_json, atomic_write_text, json_safe
 from htaf.train import distributed, run_folder
 from htaf.train.batches import batches, sequential
@@ -99,7 +100,8 @@ def solver_metrics(history: list[dict[str, Any]]) -> dict[str, Any]:
 
 def model_test_stats(model: torch.nn.Module, dataset: Any) -> dict[str, float]:
     """``test_{NAME}_{mode}`` from the model's ``eval_stats`` on a fixed test sample, if any."""
-    if not hasattr(model, "eval_stats") or len(dataset.X_test) == 0:
+    hooks = ModelHooks(model)
+    if not hooks.has("eval_stats") or len(dataset.X_test) == 0:
         return {}
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     n = min(len(dataset.X_test), EVAL_STATS_SAMPLES)
@@ -112,8 +114,8 @@ def model_test_stats(model: torch.nn.Module, dataset: Any) -> dict[str, float]:
             with torch.no_grad(), set_mode(model, mode):
                 x = next(batches(dataset.X_test, index, to_float=float_batches(dataset),
                                  device=device))  # fmt: skip
-                for key, value in model.eval_stats(x).items():
-                    out[f"test_{key}_{mode}"] = float(value)
+                for key, value in hooks.eval_stats(x).items():
+                    out[f"test_{key}_{mode}"] = value
     finally:
         model.train(was_training)
     return out
@@ -121,7 +123,8 @@ def model_test_stats(model: torch.nn.Module, dataset: Any) -> dict[str, float]:
 
 def model_arrays(model: torch.nn.Module, dataset: Any) -> dict[str, Any]:
     """The model's ``eval_arrays`` of the first test samples in hard mode, if it has them."""
-    if not hasattr(model, "eval_arrays") or len(dataset.X_test) == 0:
+    hooks = ModelHooks(model)
+    if not hooks.has("eval_arrays") or len(dataset.X_test) == 0:
         return {}
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     n = min(len(dataset.X_test), EVAL_ARRAY_SAMPLES)
@@ -131,7 +134,7 @@ def model_arrays(model: torch.nn.Module, dataset: Any) -> dict[str, Any]:
         with torch.no_grad(), set_mode(model, "hard"):
             x = next(batches(dataset.X_test, sequential(n, n), to_float=float_batches(dataset),
                              device=device))  # fmt: skip
-            return dict(model.eval_arrays(x))
+            return hooks.eval_arrays(x)
     finally:
         model.train(was_training)
 
@@ -155,8 +158,9 @@ def _write_test_results(
         extra = model_arrays(model, dataset)
         if extra:
             atomic_save_npz(out_dir / MODEL_ARRAYS, extra)
-        if callable(getattr(model, "summary", None)):  # e.g. a BNN's Larq-style profile
-            atomic_write_text(out_dir / SUMMARY, model.summary() + "\n")
+        summary = ModelHooks(model).summary()  # e.g. a BNN's Larq-style profile
+        if summary is not None:
+            atomic_write_text(out_dir / SUMMARY, summary + "\n")
     return metrics
 
 
