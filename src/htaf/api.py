@@ -196,6 +196,7 @@ def _run_experiment(
     from htaf.experiment import (
         EXPERIMENT_CONFIG,
         check_backend,
+        check_workers,
         new_experiment_id,
         ray_session,
         run_grid,
@@ -210,6 +211,7 @@ def _run_experiment(
     tracking.check_name(track)
     configs = grid.configs()
     loaded = validate(configs)  # everything below writes; nothing may be written for bad input
+    check_workers(configs, backend, jobs)
     resume = exp_dir is not None
     exp_id = exp_dir.name if exp_dir is not None else new_experiment_id("compare")
     exp_dir = out / exp_id

@@ -164,16 +164,70 @@ def _check_task(task: str) -> None:
 
 
 # -- running ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Registrations:
+    """What a worker process must register to run the grid, beyond htaf's own families and
+    estimators: ``families`` (name -> module, for ``register_family``) and ``modules`` to
+    import (those whose import registers an estimator, ``@register``)."""
+
+    families: tuple[tuple[str, str], ...] = ()
+    modules: tuple[str, ...] = ()
+
+    def apply(self) -> None:
+        """Register them in this process (a worker), where not registered yet."""
+        from htaf.families import MODULES, register_family
+
+        for name, module in self.families:
+            if name not in MODULES:
+                register_family(name, module)
+        for module in (*(m for _, m in self.families), *self.modules):
+            try:
+                importlib.import_module(module)
+            except ImportError as err:
+                raise ConfigError(
+                    f"module {module!r}, registered at run time, cannot be imported in this "
+                    f"worker ({err}): install it or put its folder on PYTHONPATH"
+                ) from None
+
+
+def registrations(configs: Iterable[RunConfig], where: str) -> Registrations:
+    """The run-time registrations the configs use, for worker processes (``where`` names
+    them in the error). Raises ``ConfigError`` for one defined in ``__main__`` (a notebook
+    or a script), which no worker can import."""
+    from htaf import estimators
+    from htaf.families import BUILTIN, MODULES
+
+    families: dict[str, str] = {}
+    modules: list[str] = []
+    for cfg in configs:
+        if cfg.task not in BUILTIN:
+            families[cfg.task] = MODULES[cfg.task]
+        home = type(estimators.activation(cfg.estimator, **cfg.estimator_params)).__module__
+        if home.split(".")[0] not in ("htaf", "torch") and home not in modules:
+            modules.append(home)
+    for what, module in [*((f"model family {n!r}", m) for n, m in families.items()),
+                         *((f"estimator module {m!r}", m) for m in modules)]:  # fmt: skip
+        if module == "__main__":
+            raise ConfigError(
+                f"{what} is defined in __main__ (a notebook or a script), which {where} cannot "
+                "import: run with jobs=1, or move it into a module"
+            )
+    return Registrations(tuple(sorted(families.items())), tuple(modules))
+
+
 def _run_cell(
     config_dict: dict[str, Any],
     run_dir: str,
     resume: bool,
     tracking: Any = None,
+    registered: Registrations | None = None,
     dataset: Any = None,
 ) -> dict[str, Any]:
     """One cell, in whatever process runs it (importable at module level for pickling)."""
     from htaf.train import run_one
 
+    if registered is not None:
+        registered.apply()
     config = RunConfig.from_dict(config_dict)
     return run_one(
         config, Path(run_dir), resume=resume, progress=False, dataset=dataset, tracking=tracking
@@ -190,10 +244,11 @@ def _single_thread() -> None:
 
 
 def _ray_cell(
-    config_dict: dict[str, Any], run_dir: str, resume: bool, tracking: Any = None
-) -> dict[str, Any]:
+    config_dict: dict[str, Any], run_dir: str, resume: bool, tracking: Any = None,
+    registered: Registrations | None = None,
+) -> dict[str, Any]:  # fmt: skip
     _single_thread()
-    return _run_cell(config_dict, run_dir, resume, tracking)
+    return _run_cell(config_dict, run_dir, resume, tracking, registered)
 
 
 def run_grid(
@@ -221,7 +276,10 @@ def run_grid(
     use those loads instead of loading each dataset again.
     """
     check_backend(backend, jobs)
-    cells = [(c.to_dict(), str(run_dir_for(out_dir, c)), resume, tracking) for c in configs]
+    in_workers = backend == "ray" or jobs > 1
+    registered = registrations(configs, _workers(backend, jobs)) if in_workers else None
+    cells = [(c.to_dict(), str(run_dir_for(out_dir, c)), resume, tracking, registered)
+             for c in configs]  # fmt: skip
     results: list[dict[str, Any] | None] = [None] * len(cells)
     bar = _progress_bar(len(cells), progress)
 
@@ -254,6 +312,17 @@ def run_grid(
     finally:
         bar.close()
     return [r for r in results if r is not None]
+
+
+def _workers(backend: str, jobs: int) -> str:
+    return "a Ray worker" if backend == "ray" else f"a worker process (jobs={jobs})"
+
+
+def check_workers(configs: Iterable[RunConfig], backend: str, jobs: int) -> None:
+    """``ConfigError`` when the grid runs in worker processes (``jobs > 1`` or Ray) and uses a
+    family or an estimator that they cannot register (see :func:`registrations`)."""
+    if backend == "ray" or jobs > 1:
+        registrations(configs, _workers(backend, jobs))
 
 
 def _progress_bar(total: int, enabled: bool) -> Any:

@@ -42,6 +42,8 @@ MODULES: dict[str, str] = {
     "icbm": "htaf.families.icbm",
     "snn": "htaf.families.snn",
 }
+#: The families htaf itself defines; any other was registered at run time (register_family).
+BUILTIN = frozenset(MODULES)
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,11 @@ def family_names() -> list[str]:
 
 
 def register_family(name: str, module: str) -> None:
-    """Register a family defined as ``FAMILY`` in ``module`` (imported on first use)."""
+    """Register a family defined as ``FAMILY`` in ``module`` (imported on first use).
+
+    ``htaf compare --jobs N`` and Ray workers register it again in their own processes, so
+    ``module`` must be importable there: one defined in ``__main__`` (a notebook, a script)
+    is refused for them, and runs with ``jobs=1``."""
     if not name or name in MODULES:
         raise ValueError(f"model family {name!r} is empty or already registered")
     MODULES[name] = module

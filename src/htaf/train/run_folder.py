@@ -168,6 +168,8 @@ class Run:
     #: tracking the learning curves.
     figures: list[Path] = field(default_factory=list, repr=False)
     saved_config: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: The loaded dataset, where the caller has it (one no loader can load again by name).
+    given_dataset: Any = field(default=None, repr=False, compare=False)
 
     # -- what is on disk -----------------------------------------------------------------------
     @property
@@ -226,7 +228,7 @@ class Run:
 
     @cached_property
     def _raw_dataset(self) -> Any:
-        return load_dataset(self.config)
+        return self.given_dataset if self.given_dataset is not None else load_dataset(self.config)
 
     @cached_property
     def _prepared_dataset(self) -> Any:
@@ -272,8 +274,10 @@ class Run:
                    record["history"], list(figures or []), saved)  # fmt: skip
 
 
-def load_run(path: str | Path) -> Run:
+def load_run(path: str | Path, *, dataset: Any = None) -> Run:
     """The run in folder ``path`` (any family), as written by ``htaf train`` or ``compare``.
+    ``dataset``: its dataset as loaded already (``htaf.data.load``, or one built in memory and
+    given to ``run_one``), else :meth:`Run.dataset` loads it by the config's name.
 
     Raises ``FileNotFoundError`` naming the missing file (``config.json``, ``metrics.json``)
     when ``path`` holds no finished run, ``ConfigError`` when a file is not what a run writes.
@@ -297,4 +301,5 @@ def load_run(path: str | Path) -> Run:
     if not isinstance(metrics, dict):
         raise ConfigError(f"{run_dir / METRICS} is not a run's metrics: not a JSON object")
     figures = sorted(p for p in (run_dir / PLOTS).glob("*") if p.suffix in (".png", ".svg"))
-    return Run(run_dir, config, metrics, _read_history(run_dir / HISTORY), figures, saved)
+    history = _read_history(run_dir / HISTORY)
+    return Run(run_dir, config, metrics, history, figures, saved, given_dataset=dataset)
