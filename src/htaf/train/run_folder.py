@@ -113,7 +113,10 @@ def read_config(run_dir: str | Path) -> RunConfig:
     path = Path(run_dir) / CONFIG
     if not path.is_file():
         raise FileNotFoundError(f"{Path(run_dir)} is not a run folder: no {CONFIG}")
-    saved = _read_json(path)
+    return _config(_read_json(path), path)
+
+
+def _config(saved: Any, path: Path) -> RunConfig:
     if not isinstance(saved, dict):
         raise ConfigError(f"{path} is not a run config: not a JSON object")
     try:
@@ -295,8 +298,8 @@ def load_run(path: str | Path, *, dataset: Any = None) -> Run:
         raise FileNotFoundError(
             f"{run_dir / METRICS} does not exist: the run has not finished (resume it)"
         )
-    config = read_config(run_dir)
     saved = _read_json(run_dir / CONFIG)
+    config = _config(saved, run_dir / CONFIG)
     metrics = _read_json(run_dir / METRICS)
     if not isinstance(metrics, dict):
         raise ConfigError(f"{run_dir / METRICS} is not a run's metrics: not a JSON object")
