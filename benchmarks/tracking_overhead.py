@@ -34,7 +34,7 @@ def per_epoch(runs: int, epochs: int) -> dict:
 
     from htaf.api import compare_grid
     from htaf.train import run_one, tracking
-    from htaf.train.run import load_dataset
+    from htaf.train.run_folder import load_dataset
 
     torch.set_num_threads(1)  # as the grid's cells run
     t0 = time.perf_counter()

@@ -1,5 +1,7 @@
 """The BNN architectures: Larq's published counts, exact binary forwards, hooks, bad input."""
 
+import copy
+
 import pytest
 import torch
 
@@ -96,7 +98,9 @@ def test_hard_forward_sees_only_plus_minus_one(arch, shape):
     for layer in model.binary_layers().values():
         w = layer.kernel_quantizer(layer.weight)
         assert set(w.unique().tolist()) <= {-1.0, 1.0}
-    assert model.binary_parameters()
+    # Bop flips exactly the latent weights of the binary kernels: not the first or last layer's
+    binary = [layer.weight for layer in model.binary_layers().values()]
+    assert binary and [id(p) for p in model.binary_parameters()] == [id(w) for w in binary]
 
 
 def test_reference_run_is_full_precision():
@@ -163,11 +167,28 @@ def test_epoch_and_eval_stats():
         layer.constrain_()  # every weight flipped once in one step
     x = torch.randn(32, 1, 8, 8)
     model.eval()
+    twin = copy.deepcopy(model)  # the statistics' forwards may update the model's BN state
     stats = model.epoch_stats(x)
     assert stats["flip_ratio"] == {"conv2": 1.0, "conv3": 1.0}
     assert set(stats["near_pm1_05"]) == {"conv2", "conv3", "dense1"}
-    assert all(0 <= v <= 1 for v in stats["near_pm1_05"].values())
-    assert 0 <= stats["disagreement"] <= 1
+    # the same numbers from the smooth and the hard forward, observed from outside
+    seen = {}
+    hooks = [
+        layer.input_quantizer.register_forward_hook(
+            lambda m, a, out, name=name: seen.setdefault(name, out)
+        )
+        for name, layer in twin.quant_layers().items()
+        if layer.input_quantizer is not None
+    ]
+    with htaf.soften(twin), torch.no_grad():
+        smooth = twin(x).argmax(1)
+    for hook in hooks:
+        hook.remove()
+    with htaf.harden(twin), torch.no_grad():
+        hard = twin(x).argmax(1)
+    near = {n: float(((1 - o.abs()).abs() <= 0.05).float().mean()) for n, o in seen.items()}
+    assert stats["near_pm1_05"] == pytest.approx(near)
+    assert stats["disagreement"] == pytest.approx(float((smooth != hard).float().mean()))
     with htaf.harden(model):
         assert model.eval_stats(x) == {"near_pm1_05": 1.0}
     with htaf.soften(model):
@@ -207,8 +228,9 @@ def test_images_too_small_for_the_architecture():
     with pytest.raises(ArchShapeError, match="needs images"):
         build(BNNOptions(), DataSpec("table", (64,), 10, "multiclass"), "htaf", {})
     # the MLP takes any input
-    assert build(BNNOptions(arch="binarynet_mlp", widths=(8,)),
-                 DataSpec("table", (64,), 3, "multiclass"), "htaf", {})  # fmt: skip
+    mlp = build(BNNOptions(arch="binarynet_mlp", widths=(8,)),
+                DataSpec("table", (64,), 3, "multiclass"), "htaf", {})  # fmt: skip
+    assert mlp(torch.randn(2, 64)).shape == (2, 3)
 
 
 def test_profile_rows_and_layer_names_agree():

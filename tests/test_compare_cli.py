@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from htaf.cli import main
@@ -62,7 +63,12 @@ def test_summary_row_shape(experiment):
         for name in ("test_auroc_hard", "test_auroc_smooth", "test_accuracy_hard", "train_time_s"):
             stats = row["metrics"][name]
             assert set(stats) == {"mean", "std", "n"} and stats["n"] == 2
-        assert 0.0 <= row["metrics"]["test_auroc_hard"]["mean"] <= 1.0
+        seeds = [
+            json.loads((exp_dir / "breast_cancer" / row["estimator"] / f"seed{s}" / "metrics.json")
+                       .read_text())["test_auroc_hard"] for s in (0, 1)
+        ]  # fmt: skip
+        assert row["metrics"]["test_auroc_hard"]["mean"] == pytest.approx(np.mean(seeds))
+        assert row["metrics"]["test_auroc_hard"]["std"] == pytest.approx(np.std(seeds, ddof=1))
 
 
 def test_runs_lists_and_exports(experiment, tmp_path, capsys):

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-import htaf.train.run as run_module
+import htaf
+import htaf.train.run_folder as run_module
 from htaf.cli import main
 from icbm_data import digits_images, shapes_standin
 
@@ -97,11 +98,8 @@ def test_the_default_grid_reports_concept_metrics(experiment):
 
 @pytest.mark.slow
 def test_the_sigmoid_baseline_is_thresholded_after_training(experiment):
-    from htaf.analysis.concepts import load_run
-
-    run = experiment / "shapes" / "sigmoid" / "seed0"
-    metrics = json.loads((run / "metrics.json").read_text())
-    _, _, data, model = load_run(run)
+    run = htaf.load_run(experiment / "shapes" / "sigmoid" / "seed0")
+    metrics, data, model = run.metrics, run.dataset(), run.model()
     x = data.float_batch(torch.as_tensor(data.X_test))
     with torch.no_grad():
         z = model.pre_concepts(x)

@@ -15,7 +15,7 @@ from htaf.estimators import harden
 from htaf.families import build_model, get_family, model_options
 from htaf.families.convex.network import fit_network, targets_for
 from htaf.train import load_safetensors, run_one
-from htaf.train.run import load_dataset
+from htaf.train.run_folder import load_dataset
 
 
 @pytest.mark.parametrize("model", [{"directions": 600}, {"variant": "deep", "width": 200}])

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from htaf.train.run import MODEL_ARRAYS, RUN_FILES
+from htaf.train.run_folder import MODEL_ARRAYS, RUN_FILES
 
 LAUNCHER = "import sys\nfrom htaf.cli import main\nsys.exit(main())\n"
 

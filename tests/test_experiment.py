@@ -109,3 +109,15 @@ def test_in_process_grid_loads_each_dataset_once(tmp_path, monkeypatch):
     ).configs()
     run_grid(configs, tmp_path, progress=False)
     assert len(calls) == 1
+
+
+def test_compare_loads_each_dataset_once_validation_included(tmp_path, monkeypatch):
+    import htaf
+    from htaf import data
+
+    calls = []
+    load = data.load
+    monkeypatch.setattr(data, "load", lambda *a, **k: calls.append(a) or load(*a, **k))
+    htaf.compare("dhn", ["breast_cancer", "diabetes"], ["relu"], seeds=2, epochs=1,
+                 model={"widths": [4]}, out=tmp_path, jobs=1, progress=False)  # fmt: skip
+    assert sorted(a[0] for a in calls) == ["breast_cancer", "diabetes"]

@@ -30,3 +30,55 @@ def test_resume_without_checkpoint_clears_stale_files(tmp_path):
     with pytest.raises(TrainingDiverged):
         run_one(cfg, run_dir, resume=True)
     assert not (run_dir / "metrics.json").exists()
+
+
+def _train(tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text('estimator = "htaf"\nepochs = 1\n[model]\nwidths = [4]\n')
+    return main(["train", "--config", str(config), "--out", str(tmp_path / "o"), "--no-progress"])
+
+
+@pytest.mark.parametrize("error", [TypeError("a bug"), KeyError("a bug"), ValueError("a bug")])
+def test_a_bug_mid_run_shows_its_traceback_and_exits_1(tmp_path, capsys, monkeypatch, error):
+    # Raised after config.json and the checkpoint were written: not bad input, whatever its type.
+    def broken(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr("htaf.train.run.final_metrics", broken)
+    assert _train(tmp_path) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "in broken" in err and type(error).__name__ in err
+    assert (tmp_path / "o" / "config.json").is_file()  # it did fail after writing
+
+
+def test_a_bug_before_the_run_is_not_bad_input_either(tmp_path, capsys, monkeypatch):
+    def broken(*args, **kwargs):
+        raise TypeError("a bug")
+
+    monkeypatch.setattr("htaf.api.default_out", broken)
+    config = tmp_path / "run.toml"
+    config.write_text('estimator = "htaf"\nepochs = 1\n[model]\nwidths = [4]\n')
+    assert main(["train", "--config", str(config), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "htaf train: internal error: TypeError: a bug" in err
+
+
+def test_bad_input_still_exits_2_without_a_traceback(tmp_path, capsys):
+    config = tmp_path / "run.toml"
+    config.write_text('estimator = "no_such_estimator"\nepochs = 1\n')
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "no_such_estimator" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_failed_grid_cell_that_is_a_bug_shows_its_traceback(tmp_path, capsys, monkeypatch):
+    def broken(*args, **kwargs):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr("htaf.train.run.final_metrics", broken)
+    code = main(["compare", "--estimators", "htaf", "--seeds", "1", "--epochs", "1",
+                 "--widths", "4", "--out", str(tmp_path), "--no-progress"])  # fmt: skip
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "KeyError: 'a bug'" in err and "failed" in err

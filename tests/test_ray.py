@@ -19,5 +19,46 @@ def test_ray_backend_matches_local(tmp_path):
     assert [model_metrics(r["metrics"]) for r in remote] == [
         model_metrics(r["metrics"]) for r in local
     ]
-    assert all((tmp_path / "ray" / "breast_cancer").glob("*/seed*/metrics.json"))
+    written = sorted(p.relative_to(tmp_path / "ray").as_posix()
+                     for p in (tmp_path / "ray").glob("*/*/seed*/metrics.json"))  # fmt: skip
+    assert written == [f"breast_cancer/{e}/seed{s}/metrics.json"
+                       for e in ("htaf", "relu") for s in (0, 1)]  # fmt: skip
     assert not ray.is_initialized()  # a cluster we started is shut down again
+
+
+def test_runtime_registrations_reach_ray_workers(tmp_path, monkeypatch):
+    import os
+    import sys
+    import textwrap
+
+    from htaf.estimators import registry
+    from htaf.families import MODULES
+
+    (tmp_path / "ray_user_module.py").write_text(textwrap.dedent('''
+        import dataclasses
+        from htaf.estimators import register
+        from htaf.estimators.straight_through import STE
+        from htaf.families.dhn import FAMILY as DHN
+
+        FAMILY = dataclasses.replace(DHN, name="ray_dhn")
+
+
+        @register
+        class RaySTE(STE):
+            name = "ray_ste"
+    '''))  # fmt: skip
+    monkeypatch.syspath_prepend(str(tmp_path))
+    # Ray's workers are new interpreters: the module must be on their PYTHONPATH
+    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    monkeypatch.setenv("PYTHONPATH", path)
+    monkeypatch.setitem(MODULES, "ray_dhn", "ray_user_module")
+    try:
+        import ray_user_module  # noqa: F401 - registers the estimator here
+
+        config = RunConfig(task="ray_dhn", estimator="ray_ste", model={"widths": [4]}, epochs=1)
+        local = run_grid([config], tmp_path / "local", progress=False)
+        remote = run_grid([config], tmp_path / "ray", backend="ray", jobs=1, progress=False)
+        assert model_metrics(remote[0]["metrics"]) == model_metrics(local[0]["metrics"])
+    finally:
+        registry._REGISTRY.pop("ray_ste", None)
+        sys.modules.pop("ray_user_module", None)

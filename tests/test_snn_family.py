@@ -9,7 +9,7 @@ from conftest import make_digits_images
 from htaf.cli import main
 from htaf.config import ConfigError
 from htaf.families import data_spec, get_family, model_options
-from htaf.train import run as run_module
+from htaf.train import run_folder as run_module
 
 
 @pytest.fixture

@@ -75,8 +75,9 @@ def _get(row: dict, keys: list[str]) -> float:
     return row
 
 
-class Killed(Exception):
-    """Stands in for a kill: raised where the process would die."""
+class Killed(BaseException):
+    """Stands in for a kill (like KeyboardInterrupt, not an error a run reports): raised where
+    the process would die."""
 
 
 @pytest.mark.slow

@@ -5,7 +5,8 @@
 
 Every command is a function too (imported on first use, so ``import htaf`` stays cheap):
 ``htaf.compare(...)`` -> ``Experiment``, ``htaf.train_one(config)`` -> ``Run``,
-``htaf.load_experiment(path)``, ``htaf.runs(out, **filters)`` and the studies
+``htaf.load_experiment(path)``, ``htaf.load_run(path)`` -> ``Run`` (any run folder),
+``htaf.runs(out, **filters)``, ``htaf.diagnose(model, batch, loss_fn)`` and the studies
 (``htaf.studies.gradient_flow(out, ...)``); see ``htaf.api``. Every public subpackage and
 module is an attribute the same way, imported on first access: ``htaf.interop.snntorch``,
 ``htaf.families.dhn``, ``htaf.theory``...
@@ -28,7 +29,8 @@ _LAZY = {
     "load_experiment": "htaf.api",
     "runs": "htaf.api",
     "Experiment": "htaf.api",
-    "Run": "htaf.api",
+    "Run": "htaf.train.run_folder",
+    "load_run": "htaf.train.run_folder",
     "studies": "htaf.studies",
 }
 
@@ -47,6 +49,7 @@ __all__ = [
     "htaf",
     "htaf_derivative",
     "load_experiment",
+    "load_run",
     "runs",
     "scaled_sigmoid",
     "set_mode",

@@ -9,6 +9,7 @@
     htaf.load_experiment("htaf-runs/compare-...").resume()    # finish an interrupted one
     htaf.runs("htaf-runs", estimator="htaf")                  # every stored run, as a DataFrame
     run = htaf.train_one("run.toml", out="runs/one", epochs=5)
+    run = htaf.load_run("runs/one")       # any run folder: .config .metrics .history .model()
 
 The commands are thin wrappers over these functions, with the same defaults: a family's
 ``compare`` defaults (``htaf.families``), then what the call sets. Every input is checked
@@ -20,14 +21,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from htaf.config import ConfigError, RunConfig
+
+if TYPE_CHECKING:
+    from htaf.train.run_folder import Run
 
 DEFAULT_OUT = "htaf-runs"
 #: Settings a family's ``compare`` defaults may fill when the call does not set them.
@@ -36,8 +39,6 @@ FAMILY_DEFAULTS = ("dataset", "epochs", "lr", "batch_size", "optimizer")
 GRID_KEYS = ("task", "dataset", "estimator", "seed")
 #: Keys an experiment's ``config.json`` must hold.
 SPEC_KEYS = ("base", "datasets", "estimators", "seeds", "command")
-#: Files that mark a folder as holding a run (a fresh ``train_one`` refuses to overwrite them).
-RUN_MARKERS = ("checkpoint.pt", "metrics.json")
 #: Filters of :func:`runs`: the store's column each one matches.
 RUN_FILTERS = {"dataset": "dataset", "estimator": "estimator", "task": "task",
                "experiment": "experiment_id"}  # fmt: skip
@@ -192,7 +193,15 @@ def _run_experiment(
 ) -> Experiment:  # fmt: skip
     """Check everything, create the experiment folder and store rows, run the grid, write the
     summary and report, log them. With ``exp_dir`` (a resume) the folder exists already."""
-    from htaf.experiment import check_backend, new_experiment_id, ray_session, run_grid, validate
+    from htaf.experiment import (
+        EXPERIMENT_CONFIG,
+        check_backend,
+        check_workers,
+        new_experiment_id,
+        ray_session,
+        run_grid,
+        validate,
+    )
     from htaf.io import atomic_write_json
     from htaf.report import environment
     from htaf.store import STORE_NAME, ResultStore
@@ -201,7 +210,8 @@ def _run_experiment(
     check_backend(backend, jobs)
     tracking.check_name(track)
     configs = grid.configs()
-    validate(configs)  # everything below writes; nothing may be written for bad input
+    loaded = validate(configs)  # everything below writes; nothing may be written for bad input
+    check_workers(configs, backend, jobs)
     resume = exp_dir is not None
     exp_id = exp_dir.name if exp_dir is not None else new_experiment_id("compare")
     exp_dir = out / exp_id
@@ -223,12 +233,12 @@ def _run_experiment(
             "environment": environment(),
         }
         if not resume:
-            atomic_write_json(exp_dir / "config.json", spec)
+            atomic_write_json(exp_dir / EXPERIMENT_CONFIG, spec)
         store = ResultStore(out / STORE_NAME)
         store.start_experiment(exp_id, command=command, config=spec)
         records = run_grid(
             configs, exp_dir, backend=backend, jobs=jobs, address=address, progress=progress,
-            resume=resume, tracking=tracked,
+            resume=resume, tracking=tracked, datasets=loaded,
             on_result=lambda rec: store.add_run(rec, experiment_id=exp_id),
         )  # fmt: skip
     experiment = _finish(exp_dir, records)
@@ -239,23 +249,26 @@ def _run_experiment(
 
 def _finish(exp_dir: Path, records: list[dict[str, Any]]) -> Experiment:
     """summary.json, the plots and both reports of a finished grid."""
-    from htaf.experiment import summarize
+    from htaf.experiment import SUMMARY, summarize
     from htaf.io import atomic_write_json
     from htaf.report import write_report
 
     summary = summarize(records)
-    atomic_write_json(exp_dir / "summary.json", summary)
+    atomic_write_json(exp_dir / SUMMARY, summary)
     write_report(exp_dir)
     return Experiment(exp_dir, _read_spec(exp_dir), records, summary)
 
 
 # -- reading experiments back ------------------------------------------------------------------
 def _read_spec(exp_dir: Path) -> dict[str, Any]:
-    spec_path = exp_dir / "config.json"
+    from htaf.experiment import EXPERIMENT_CONFIG
+
+    spec_path = exp_dir / EXPERIMENT_CONFIG
     if not spec_path.is_file():
-        inside = sorted(p.parent.name for p in exp_dir.glob("*/config.json") if p.parent.is_dir())
+        inside = sorted(p.parent.name for p in exp_dir.glob(f"*/{EXPERIMENT_CONFIG}")
+                        if p.parent.is_dir())  # fmt: skip
         hint = f"; it holds the experiments {', '.join(inside[:5])}" if inside else ""
-        raise ConfigError(f"{exp_dir} holds no experiment: no config.json there{hint}")
+        raise ConfigError(f"{exp_dir} holds no experiment: no {EXPERIMENT_CONFIG} there{hint}")
     try:
         spec = json.loads(spec_path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -273,7 +286,7 @@ def load_experiment(path: str | Path) -> Experiment:
     not a path. An interrupted experiment loads with the runs that finished; ``.resume()``
     finishes it.
     """
-    from htaf.experiment import read_runs, summarize
+    from htaf.experiment import SUMMARY, read_runs, summarize
 
     if not isinstance(path, str | Path):
         raise TypeError(f"load_experiment() takes a folder path, got {type(path).__name__}")
@@ -282,7 +295,7 @@ def load_experiment(path: str | Path) -> Experiment:
         raise ConfigError(f"{path} holds no experiment: no such folder")
     spec = _read_spec(exp_dir)
     records = read_runs(exp_dir)
-    summary_path = exp_dir / "summary.json"
+    summary_path = exp_dir / SUMMARY
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
     return Experiment(exp_dir, spec, records, summary if summary else summarize(records))
 
@@ -345,6 +358,8 @@ class Experiment:
 
     @property
     def history(self) -> Any:
+        from htaf.train.run_folder import flatten
+
         rows = [
             {**{k: r["config"].get(k) for k in GRID_KEYS}, **flatten(row)}
             for r in self.records
@@ -386,18 +401,6 @@ class Experiment:
         for (task, dataset), (header, rows) in table_rows(self.summary_rows, self.records).items():
             parts += [f"<p>{dataset} ({task})</p>", html_table(header, rows)]
         return "\n".join(parts)
-
-
-def flatten(row: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dicts as one level, keys joined by ``/``: ``{"grad_norm": {"layer1": x}}`` ->
-    ``{"grad_norm/layer1": x}``."""
-    out: dict[str, Any] = {}
-    for key, value in row.items():
-        if isinstance(value, Mapping):
-            out.update(flatten(value, f"{prefix}{key}/"))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def _frame(rows: list[dict[str, Any]], first: Sequence[str]) -> Any:
@@ -467,11 +470,12 @@ def train_one(
     """
     from htaf.train import run_one, tracking
     from htaf.train.distributed import launch_rank
+    from htaf.train.run_folder import MARKERS, PLOTS, Run
 
     config = _as_config(config, overrides)
     tracking.check_name(track)
     out = Path(out) if out is not None else default_out(config)
-    if not (resume or overwrite) and any((out / m).exists() for m in RUN_MARKERS):
+    if not (resume or overwrite) and any((out / m).exists() for m in MARKERS):
         raise ConfigError(
             f"{out} already holds a run: resume it (--resume, resume=True), replace it "
             "(--overwrite, overwrite=True) or choose another out"
@@ -486,41 +490,9 @@ def train_one(
     if tracked is not None:
         from htaf.analysis import plots
 
-        folder = out / "plots"
+        folder = out / PLOTS
         drawn = plots.learning_curves([record], folder) + plots.gradient_norms([record], folder)
         drawn += plots.activation_histograms([record], folder)
         pngs = [p for p in drawn if p.suffix == ".png"]
         tracking.log_run_plots(tracked, out, pngs, step=len(record["history"]))
-    return Run(out, config, record["metrics"], record["history"], figures)
-
-
-@dataclass
-class Run:
-    """One trained run: its folder, config, ``metrics.json`` and per-epoch history."""
-
-    path: Path
-    config: RunConfig = field(repr=False)
-    metrics: dict[str, Any] = field(repr=False)
-    history_rows: list[dict[str, Any]] = field(repr=False)
-    #: The model's own figures (PNG and SVG) in ``path/plots``, if it has any.
-    figures: list[Path] = field(default_factory=list, repr=False)
-
-    @property
-    def history(self) -> Any:
-        """A row per epoch (nested values as ``grad_norm/layer1``)."""
-        return _frame([flatten(row) for row in self.history_rows], ["epoch"])
-
-    @property
-    def table(self) -> Any:
-        """The metrics as ``htaf train`` prints them: a row per (split, metric), columns
-        ``hard`` (the exact step) and ``smooth``."""
-        pd = _pandas()
-        rows = {}
-        for key, value in self.metrics.items():
-            split, _, rest = key.partition("_")
-            name, _, mode = rest.rpartition("_")
-            if split in ("train", "val", "test") and mode in ("hard", "smooth") and name:
-                number = value if isinstance(value, int | float) else math.nan
-                rows.setdefault((split, name), {})[mode] = number
-        index = pd.MultiIndex.from_tuples(list(rows), names=["split", "metric"])
-        return pd.DataFrame(list(rows.values()), index=index, columns=["hard", "smooth"])
+    return Run.from_record(record, figures)

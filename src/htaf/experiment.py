@@ -21,7 +21,7 @@ import math
 import re
 import secrets
 import statistics
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,17 +30,20 @@ from typing import Any
 
 from htaf.config import ConfigError, RunConfig
 from htaf.threads import one_torch_thread
+from htaf.train.run import RunFailed
 
 BACKENDS = ("local", "ray")
+#: An experiment folder's own files: what was asked (the grid) and the aggregated results.
+EXPERIMENT_CONFIG = "config.json"
+SUMMARY = "summary.json"
 
 
-class GridRunError(RuntimeError):
+class GridRunError(RunFailed):
     """A run failed while the grid ran (its input had passed validation)."""
 
-    def __init__(self, run_dir: str, error: BaseException):
-        super().__init__(f"run {run_dir} failed: {type(error).__name__}: {error}")
-        self.run_dir = run_dir
-        self.error = error
+    def __init__(self, run_dir: str | Path, error: BaseException):
+        # run_one's own RunFailed names the same run: keep only what it wraps.
+        super().__init__(run_dir, error.error if isinstance(error, RunFailed) else error)
 
 
 @dataclass
@@ -98,7 +101,7 @@ def validate(configs: Iterable[RunConfig]) -> dict[str, Any]:
     """
     from htaf import estimators
     from htaf.families import build_model, model_options, prepare_data
-    from htaf.train.run import dataset_key, load_dataset
+    from htaf.train.run_folder import dataset_key, load_dataset
 
     configs = list(configs)
     if not configs:
@@ -161,16 +164,70 @@ def _check_task(task: str) -> None:
 
 
 # -- running ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Registrations:
+    """What a worker process must register to run the grid, beyond htaf's own families and
+    estimators: ``families`` (name -> module, for ``register_family``) and ``modules`` to
+    import (those whose import registers an estimator, ``@register``)."""
+
+    families: tuple[tuple[str, str], ...] = ()
+    modules: tuple[str, ...] = ()
+
+    def apply(self) -> None:
+        """Register them in this process (a worker), where not registered yet."""
+        from htaf.families import MODULES, register_family
+
+        for name, module in self.families:
+            if name not in MODULES:
+                register_family(name, module)
+        for module in (*(m for _, m in self.families), *self.modules):
+            try:
+                importlib.import_module(module)
+            except ImportError as err:
+                raise ConfigError(
+                    f"module {module!r}, registered at run time, cannot be imported in this "
+                    f"worker ({err}): install it or put its folder on PYTHONPATH"
+                ) from None
+
+
+def registrations(configs: Iterable[RunConfig], where: str) -> Registrations:
+    """The run-time registrations the configs use, for worker processes (``where`` names
+    them in the error). Raises ``ConfigError`` for one defined in ``__main__`` (a notebook
+    or a script), which no worker can import."""
+    from htaf import estimators
+    from htaf.families import BUILTIN, MODULES
+
+    families: dict[str, str] = {}
+    modules: list[str] = []
+    for cfg in configs:
+        if cfg.task not in BUILTIN:
+            families[cfg.task] = MODULES[cfg.task]
+        home = type(estimators.activation(cfg.estimator, **cfg.estimator_params)).__module__
+        if home.split(".")[0] not in ("htaf", "torch") and home not in modules:
+            modules.append(home)
+    for what, module in [*((f"model family {n!r}", m) for n, m in families.items()),
+                         *((f"estimator module {m!r}", m) for m in modules)]:  # fmt: skip
+        if module == "__main__":
+            raise ConfigError(
+                f"{what} is defined in __main__ (a notebook or a script), which {where} cannot "
+                "import: run with jobs=1, or move it into a module"
+            )
+    return Registrations(tuple(sorted(families.items())), tuple(modules))
+
+
 def _run_cell(
     config_dict: dict[str, Any],
     run_dir: str,
     resume: bool,
     tracking: Any = None,
+    registered: Registrations | None = None,
     dataset: Any = None,
 ) -> dict[str, Any]:
     """One cell, in whatever process runs it (importable at module level for pickling)."""
     from htaf.train import run_one
 
+    if registered is not None:
+        registered.apply()
     config = RunConfig.from_dict(config_dict)
     return run_one(
         config, Path(run_dir), resume=resume, progress=False, dataset=dataset, tracking=tracking
@@ -187,10 +244,11 @@ def _single_thread() -> None:
 
 
 def _ray_cell(
-    config_dict: dict[str, Any], run_dir: str, resume: bool, tracking: Any = None
-) -> dict[str, Any]:
+    config_dict: dict[str, Any], run_dir: str, resume: bool, tracking: Any = None,
+    registered: Registrations | None = None,
+) -> dict[str, Any]:  # fmt: skip
     _single_thread()
-    return _run_cell(config_dict, run_dir, resume, tracking)
+    return _run_cell(config_dict, run_dir, resume, tracking, registered)
 
 
 def run_grid(
@@ -204,6 +262,7 @@ def run_grid(
     resume: bool = False,
     on_result: Callable[[dict[str, Any]], None] | None = None,
     tracking: Any = None,
+    datasets: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Run every config in its own folder under ``out_dir``; records come back in grid order.
 
@@ -213,9 +272,14 @@ def run_grid(
     ``on_result(record)`` is called in this process as each cell finishes (the CLI adds rows to
     the store there, so only one process writes). A cell that fails raises ``GridRunError``.
     ``tracking`` (``htaf.train.tracking.prepare``): every cell logs there, in its own process.
+    ``datasets``: what :func:`validate` returned; in this process (``jobs == 1``) the cells
+    use those loads instead of loading each dataset again.
     """
     check_backend(backend, jobs)
-    cells = [(c.to_dict(), str(run_dir_for(out_dir, c)), resume, tracking) for c in configs]
+    in_workers = backend == "ray" or jobs > 1
+    registered = registrations(configs, _workers(backend, jobs)) if in_workers else None
+    cells = [(c.to_dict(), str(run_dir_for(out_dir, c)), resume, tracking, registered)
+             for c in configs]  # fmt: skip
     results: list[dict[str, Any] | None] = [None] * len(cells)
     bar = _progress_bar(len(cells), progress)
 
@@ -230,16 +294,16 @@ def run_grid(
         if backend == "ray":
             _run_ray(cells, done, jobs=jobs, address=address)
         elif jobs == 1:
-            from htaf.train.run import dataset_key, load_dataset
+            from htaf.train.run_folder import dataset_key, load_dataset
 
-            datasets: dict[str, Any] = {}  # in one process the cells share each loaded dataset
+            loaded = dict(datasets or {})  # in one process the cells share each loaded dataset
             with one_torch_thread():
                 for i, (config, cell) in enumerate(zip(configs, cells, strict=True)):
                     try:
                         key = dataset_key(config)
-                        if key not in datasets:
-                            datasets[key] = load_dataset(config)
-                        record = _run_cell(*cell, datasets[key])
+                        if key not in loaded:
+                            loaded[key] = load_dataset(config)
+                        record = _run_cell(*cell, loaded[key])
                     except Exception as err:
                         raise GridRunError(cell[1], err) from err
                     done(i, record)
@@ -248,6 +312,17 @@ def run_grid(
     finally:
         bar.close()
     return [r for r in results if r is not None]
+
+
+def _workers(backend: str, jobs: int) -> str:
+    return "a Ray worker" if backend == "ray" else f"a worker process (jobs={jobs})"
+
+
+def check_workers(configs: Iterable[RunConfig], backend: str, jobs: int) -> None:
+    """``ConfigError`` when the grid runs in worker processes (``jobs > 1`` or Ray) and uses a
+    family or an estimator that they cannot register (see :func:`registrations`)."""
+    if backend == "ray" or jobs > 1:
+        registrations(configs, _workers(backend, jobs))
 
 
 def _progress_bar(total: int, enabled: bool) -> Any:
@@ -331,26 +406,45 @@ def _wait_ray(ray: Any, cells: list[tuple], done: Callable[[int, dict], None]) -
 
 
 # -- reading back -------------------------------------------------------------------------------
-def read_run(run_dir: str | Path) -> dict[str, Any]:
-    """A run record rebuilt from its folder (config.json, metrics.json, history.jsonl)."""
-    run_dir = Path(run_dir)
-    record: dict[str, Any] = {
-        "config": json.loads((run_dir / "config.json").read_text()),
-        "metrics": json.loads((run_dir / "metrics.json").read_text()),
-        "history": [],
-        "run_dir": str(run_dir),
-    }
-    history = run_dir / "history.jsonl"
-    if history.is_file():
-        record["history"] = [json.loads(x) for x in history.read_text().splitlines() if x.strip()]
-    return record
+#: The run folders of an experiment, relative to it (``run_dir_for``'s layout).
+RUN_GLOB = "*/*/seed*"
+
+
+def run_folders(exp_dir: str | Path) -> list[Path]:
+    """The finished runs' folders under an experiment folder (those with ``metrics.json``)."""
+    from htaf.train.run_folder import METRICS
+
+    return sorted(p.parent for p in Path(exp_dir).glob(f"{RUN_GLOB}/{METRICS}"))
+
+
+def experiment_dir(run_dir: str | Path) -> Path | None:
+    """The experiment folder holding ``run_dir`` (``EXP_DIR/<dataset>/<estimator>/seed<k>``),
+    or None for a run on its own (``htaf train``)."""
+    run_dir = Path(run_dir).resolve()
+    exp_dir = run_dir.parents[2] if len(run_dir.parents) > 2 else None
+    if exp_dir is None or not (exp_dir / EXPERIMENT_CONFIG).is_file():
+        return None
+    return exp_dir
+
+
+def same_cell_runs(run_dir: str | Path) -> list[Path]:
+    """The other estimators' runs of ``run_dir``'s experiment on its dataset and seed."""
+    exp_dir = experiment_dir(run_dir)
+    if exp_dir is None:
+        return []
+    run_dir = Path(run_dir).resolve()
+    dataset = run_dir.parent.parent
+    return [p for p in run_folders(exp_dir)
+            if p.parent.parent == dataset and p.name == run_dir.name and p != run_dir]  # fmt: skip
 
 
 def read_runs(exp_dir: str | Path) -> list[dict[str, Any]]:
-    """Every finished run under an experiment folder, in grid order when ``config.json`` has one."""
+    """Every finished run under an experiment folder (``Run.record()`` dicts), in grid order
+    when ``config.json`` has one."""
+    from htaf.train.run_folder import load_run
+
     exp_dir = Path(exp_dir)
-    folders = sorted(p.parent for p in exp_dir.glob("*/*/seed*/metrics.json"))
-    records = [read_run(p) for p in folders]
+    records = [load_run(p).record() for p in run_folders(exp_dir)]
     order = _grid_order(exp_dir)
     if order:
         rank = {key: i for i, key in enumerate(order)}
@@ -363,7 +457,7 @@ def _cell_key(cfg: dict[str, Any]) -> tuple[str, str, int]:
 
 
 def _grid_order(exp_dir: Path) -> list[tuple[str, str, int]]:
-    path = exp_dir / "config.json"
+    path = exp_dir / EXPERIMENT_CONFIG
     if not path.is_file():
         return []
     spec = json.loads(path.read_text())

@@ -37,8 +37,9 @@ THRESHOLD = 1e-8
 def bop_param_groups(model: nn.Module) -> list[dict[str, Any]]:
     """``[{"params": binary, "binary": True}, {"params": the rest}]`` from the model's
     ``binary_parameters()``; ``ValueError`` when the model has none."""
-    hook = getattr(model, "binary_parameters", None)
-    binary = list(hook()) if hook is not None else []
+    from htaf.families.hooks import ModelHooks
+
+    binary = ModelHooks(model).binary_parameters()
     if not binary:
         raise ValueError(
             f"optimizer 'bop' flips binary weights, and {type(model).__name__} has none "

@@ -108,12 +108,14 @@ def table_rows(
 def model_summaries(records: list[dict[str, Any]]) -> dict[tuple[str, str, str], str]:
     """Per (task, dataset): the ``model_summary.txt`` of the first run that wrote one (its
     layers, parameters and memory), keyed ``(task, dataset, estimator)``."""
+    from htaf.train.run_folder import SUMMARY as MODEL_SUMMARY
+
     out: dict[tuple[str, str, str], str] = {}
     seen: set[tuple[str, str]] = set()
     for rec in records:
         cfg = rec["config"]
         key = (cfg["task"], cfg["dataset"])
-        path = Path(rec["run_dir"]) / "model_summary.txt"
+        path = Path(rec["run_dir"]) / MODEL_SUMMARY
         if key not in seen and path.is_file():
             seen.add(key)
             out[(*key, cfg["estimator"])] = path.read_text().rstrip()
@@ -135,14 +137,15 @@ def html_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def _load(exp_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
-    from htaf.experiment import read_runs, summarize
+    from htaf.experiment import EXPERIMENT_CONFIG, RUN_GLOB, SUMMARY, read_runs, summarize
+    from htaf.train.run_folder import METRICS
 
-    spec_path = exp_dir / "config.json"
+    spec_path = exp_dir / EXPERIMENT_CONFIG
     spec = json.loads(spec_path.read_text()) if spec_path.is_file() else {}
     records = read_runs(exp_dir)
     if not records:
-        raise FileNotFoundError(f"{exp_dir} holds no finished runs (no */*/seed*/metrics.json)")
-    summary_path = exp_dir / "summary.json"
+        raise FileNotFoundError(f"{exp_dir} holds no finished runs (no {RUN_GLOB}/{METRICS})")
+    summary_path = exp_dir / SUMMARY
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else summarize(records)
     return spec, records, summary
 
@@ -189,8 +192,12 @@ CONCEPT_HEADER = ["page", "estimator", "seed", "accuracy (binary)", "near-binary
 def concept_pages(exp_dir: Path) -> list[list[str]]:
     """One row per run with a concept analysis (``RUN/concepts/summary.json``): the page's
     path relative to ``exp_dir`` and its headline numbers."""
+    from htaf.experiment import run_folders
+
     rows = []
-    for path in sorted(exp_dir.glob("*/*/seed*/concepts/summary.json")):
+    for path in (run / "concepts" / "summary.json" for run in run_folders(exp_dir)):
+        if not path.is_file():
+            continue
         try:
             s = json.loads(path.read_text())
         except (OSError, ValueError):

@@ -37,10 +37,11 @@ import torch
 
 from htaf.config import ConfigError
 from htaf.estimators import set_mode
-from htaf.families import build_model, get_family, model_options, prepare_data
+from htaf.families import get_family
 from htaf.families.icbm import analysis as A
 from htaf.families.icbm import naming
 from htaf.io import atomic_write_json, atomic_write_text
+from htaf.train.run_folder import Run, load_run
 
 OUT = "concepts"
 TOP_IMAGES = 8
@@ -60,32 +61,12 @@ class Outputs:
 
 
 # -- loading ------------------------------------------------------------------------------------
-def load_run(run_dir: str | Path) -> tuple[Any, Any, Any, torch.nn.Module]:
-    """``(config, raw dataset, the data the model sees, model with its trained weights)``."""
-    from htaf.train.checkpoint import load_safetensors
-    from htaf.train.run import CONFIG, load_dataset, read_config
-
-    run_dir = Path(run_dir)
-    if not (run_dir / CONFIG).is_file():
-        runs = sorted(p.parent for p in run_dir.glob("*/*/seed*/model.safetensors"))
-        hint = f"; give one of its runs, e.g. {runs[0]}" if runs else ""
-        raise FileNotFoundError(f"{run_dir} is not a run folder (no {CONFIG}){hint}")
-    config = read_config(run_dir)
-    if get_family(config.task).name != "icbm":
-        raise ConfigError(f"{run_dir} holds a {config.task!r} run; concepts need an 'icbm' run")
-    weights = run_dir / "model.safetensors"
-    if not weights.is_file():
-        raise FileNotFoundError(f"{weights} does not exist: the run has not finished")
-    raw = load_dataset(config)
-    data = prepare_data(config, raw)
-    model = build_model(config, data)
-    try:
-        load_safetensors(model, weights)
-    except (RuntimeError, KeyError) as err:
-        raise ConfigError(
-            f"{weights} does not match the model its config.json builds: {err}"
-        ) from None
-    return config, raw, data, model.eval()
+def load_icbm_run(run_dir: str | Path) -> Run:
+    """``htaf.load_run(run_dir)``, refused unless it holds an ICBM run (concepts need one)."""
+    run = load_run(run_dir)
+    if get_family(run.config.task).name != "icbm":
+        raise ConfigError(f"{run_dir} holds a {run.config.task!r} run; concepts need an 'icbm' run")
+    return run
 
 
 def outputs(model: torch.nn.Module, data: Any) -> Outputs:
@@ -139,8 +120,10 @@ def analyze_run(
         raise ValueError("--model names the LLM; give the endpoint with --llm URL")
     if top < 1:
         raise ValueError(f"top must be >= 1, got {top}")
-    config, raw, data, model = load_run(run_dir)
-    K = model_options(config.task, config.model).n_concepts
+    run = load_icbm_run(run_dir)
+    config, raw, data = run.config, run.dataset(raw=True), run.dataset()
+    model = run.model(hard=True)  # the analysis picks each forward itself, part by part
+    K = run.options.n_concepts
     if node is not None and not 0 <= node < K:
         raise ValueError(f"node {node} is out of range: the model has {K} concepts (0..{K - 1})")
     n_test = len(data.y_test)
@@ -310,17 +293,17 @@ def _draw(
 def _siblings(run_dir: Path) -> dict[str, np.ndarray]:
     """The smooth bottleneck outputs (``activations.npz``) of the experiment's other
     bottlenecks on the same dataset and seed, by estimator."""
+    from htaf.experiment import same_cell_runs
+
     found: dict[str, np.ndarray] = {}
-    for other in sorted(run_dir.parent.parent.glob(f"*/{run_dir.name}/activations.npz")):
-        if other.parent.resolve() == run_dir.resolve():
-            continue  # this run's own outputs are the first panel
+    for path in same_cell_runs(run_dir):
         try:
-            config = json.loads((other.parent / "config.json").read_text())
-            with np.load(other, allow_pickle=False) as z:
-                if config.get("task") == "icbm" and "layer1_smooth" in z.files:
-                    found[str(config.get("estimator"))] = z["layer1_smooth"]
+            other = load_run(path)
+            arrays = other.activations()
         except (OSError, ValueError):
             continue  # a half-written or foreign folder: leave it out of the comparison
+        if other.config.task == "icbm" and "layer1_smooth" in arrays:
+            found[other.config.estimator] = arrays["layer1_smooth"]
     return found
 
 
@@ -365,10 +348,11 @@ def _page(folder: Path, summary: dict[str, Any], rows: list[dict[str, Any]],
 
 def _refresh_report(run_dir: Path) -> None:
     """Rewrite the experiment's report (it links every run's concepts page), if there is one."""
-    exp_dir = run_dir.parent.parent.parent
-    spec = exp_dir / "config.json"
-    if not (spec.is_file() and (exp_dir / "summary.json").is_file()):
-        return
+    from htaf.experiment import SUMMARY, experiment_dir
     from htaf.report import write_report
+
+    exp_dir = experiment_dir(run_dir)
+    if exp_dir is None or not (exp_dir / SUMMARY).is_file():
+        return
 
     write_report(exp_dir)

@@ -140,16 +140,15 @@ def _layer_order(name: str) -> tuple[int, str]:
     return (int(digits) if digits else 10**6, name)
 
 
-def smooth_activations(npz_path: str | Path) -> np.ndarray | None:
+def smooth_activations(run_dir: str | Path) -> np.ndarray | None:
     """All smooth hidden outputs stored in a run's ``activations.npz``, flattened."""
-    path = Path(npz_path)
-    if not path.is_file():
+    from htaf.train.run_folder import ACTIVATIONS, read_arrays
+
+    arrays = read_arrays(Path(run_dir) / ACTIVATIONS)
+    keys = [k for k in arrays if "smooth" in k] or [k for k in arrays if "hard" not in k]
+    if not keys:
         return None
-    with np.load(path) as npz:
-        keys = [k for k in npz.files if "smooth" in k] or [k for k in npz.files if "hard" not in k]
-        if not keys:
-            return None
-        return np.concatenate([np.asarray(npz[k], dtype=float).ravel() for k in sorted(keys)])
+    return np.concatenate([np.asarray(arrays[k], dtype=float).ravel() for k in sorted(keys)])
 
 
 def activation_histograms(records: Sequence[dict[str, Any]], out_dir: str | Path) -> list[Path]:
@@ -157,7 +156,7 @@ def activation_histograms(records: Sequence[dict[str, Any]], out_dir: str | Path
     per_est = {}
     for label, runs in _by_estimator(records).items():
         first = min(runs, key=lambda r: r["config"].get("seed", 0))
-        values = smooth_activations(Path(first["run_dir"]) / "activations.npz")
+        values = smooth_activations(first["run_dir"])
         if values is not None and values.size:
             per_est[label] = values
     n = max(1, len(per_est))
@@ -232,7 +231,6 @@ def _binary(spec: str) -> bool:
 # -- model statistics: epoch_stats and eval_arrays -------------------------------------------------
 #: At most this many statistics get a panel in ``model_stats``.
 MAX_STAT_PANELS = 12
-MODEL_ARRAYS = "model_arrays.npz"
 
 
 def _stat_names(records: Sequence[dict[str, Any]]) -> list[str]:
@@ -279,11 +277,9 @@ def model_stats(records: Sequence[dict[str, Any]], out_dir: str | Path) -> list[
 
 def read_model_arrays(run_dir: str | Path) -> dict[str, np.ndarray]:
     """The run's ``model_arrays.npz`` as a dict (empty if it has none)."""
-    path = Path(run_dir) / MODEL_ARRAYS
-    if not path.is_file():
-        return {}
-    with np.load(path) as npz:
-        return {k: np.asarray(npz[k]) for k in npz.files}
+    from htaf.train.run_folder import MODEL_ARRAYS, read_arrays
+
+    return read_arrays(Path(run_dir) / MODEL_ARRAYS)
 
 
 def _layers(arrays: dict[str, np.ndarray], kind: str) -> list[str]:
@@ -376,11 +372,11 @@ def membrane_traces(records: Sequence[dict[str, Any]], out_dir: str | Path) -> l
 def run_figures(run_dir: str | Path, record: dict[str, Any] | None = None) -> list[Path]:
     """One run's model figures into ``run_dir/plots``: rasters and membrane traces of every
     sample in ``model_arrays.npz`` (one row per sample) and ``model_stats`` over its epochs."""
-    from htaf.experiment import read_run
+    from htaf.train.run_folder import PLOTS, load_run
 
     run_dir = Path(run_dir)
-    record = record if record is not None else read_run(run_dir)
-    out = run_dir / "plots"
+    record = record if record is not None else load_run(run_dir).record()
+    out = run_dir / PLOTS
     arrays = read_model_arrays(run_dir)
     paths = model_stats([record], out)
     if arrays:

@@ -1,8 +1,11 @@
 """The ``htaf`` command line. Each sub-command lives in its own module with ``add_parser``.
 
 Bad input (unknown names, bad files, bad parameters) prints ``htaf CMD: error: ...`` to stderr
-and exits with status 2; nothing is written. A run that fails after its input was accepted
-(e.g. diverged training) prints the same kind of line and exits with status 1.
+and exits with status 2; nothing is written. Every command checks its input before it writes,
+and what those checks raise is a ``ValueError`` (``ConfigError``, ``DataError``...) or, for an
+unusable path, an ``OSError``. A run that fails after its input was accepted (diverged
+training, a full disk) prints the same kind of line and exits with status 1; anything else
+that goes wrong is a bug: its traceback is printed too, and the status is 1.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 from collections.abc import Sequence
 
 from htaf import __version__
@@ -31,9 +35,11 @@ COMMAND_MODULES = [
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
-#: What bad input raises: unknown names and bad values (``ValueError``, incl. ``ConfigError``,
-#: ``DataError``, ``CheckpointError``, JSON/TOML errors) and unusable paths (``OSError``).
-BAD_INPUT_ERRORS = (ValueError, TypeError, KeyError, OSError)
+#: What the input checks raise: unknown names and bad values (``ValueError``, incl.
+#: ``ConfigError``, ``DataError``, ``CheckpointError``, JSON/TOML errors) and unusable paths
+#: (``OSError``). Errors after a run has started are raised as ``RuntimeError`` (``RunFailed``
+#: wraps the others), so they never pass for bad input.
+BAD_INPUT_ERRORS = (ValueError, OSError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,12 +66,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except BAD_INPUT_ERRORS as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"htaf {args.command}: error: {message}", file=sys.stderr)
+        print(f"htaf {args.command}: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except RuntimeError as err:  # a run that failed after its input was accepted
+        if not expected_failure(err):
+            traceback.print_exception(err)
         print(f"htaf {args.command}: error: {err}", file=sys.stderr)
         return EXIT_FAILED
+    except Exception as err:  # a bug (TypeError, KeyError, ...): never passes for bad input
+        traceback.print_exception(err)
+        print(f"htaf {args.command}: internal error: {type(err).__name__}: {err}",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_FAILED
+
+
+def expected_failure(err: BaseException) -> bool:
+    """Whether a failed run failed for a reason its message explains (the training diverged,
+    the disk or the memory ran out), so that no traceback is needed; else it is a bug."""
+    from htaf.train.engine import TrainingDiverged
+    from htaf.train.run import RunFailed
+
+    cause = err.error if isinstance(err, RunFailed) else err
+    out_of_memory = type(cause).__name__ == "OutOfMemoryError"  # torch's, for any device
+    return isinstance(cause, TrainingDiverged | OSError | MemoryError) or out_of_memory
 
 
 if __name__ == "__main__":  # pragma: no cover

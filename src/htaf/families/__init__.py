@@ -11,31 +11,10 @@ as attributes: ``htaf.families.dhn.DHN`` after a bare ``import htaf``), so ``imp
 stays cheap.
 
 The model a builder returns maps a float batch ``(n, *spec.input_shape)`` to logits
-``(n, spec.n_out)``. The engine also honours these optional model methods:
-
-* ``constrain_()``: called after every optimizer step (e.g. clip latent binary weights);
-* ``binary_parameters()``: the parameters an ``optimizer = "bop"`` run flips with Bop;
-* ``epoch_stats() -> dict``: per-epoch statistics for the history, as ``model_stats`` (e.g.
-  weight flip ratios, firing rates), drawn per key over the epochs by ``htaf.analysis.plots``;
-  an ``epoch_stats(x)`` that takes an argument receives a fixed batch of the validation split
-  (float, on the model's device; eval mode, no gradients);
-* ``calibrate(x)``: after every epoch's training, before validation, with a fixed random
-  batch of the training split (no gradients; the model picks its own train/eval modes), e.g.
-  to re-estimate the BatchNorm statistics of the forward it does not train in;
-* ``eval_stats(x) -> dict``: statistics of one test batch in the current forward mode,
-  reported as ``test_{NAME}_{hard|smooth}`` (e.g. firing rates, active concepts);
-* ``eval_arrays(x) -> dict[str, np.ndarray]``: arrays of a few test samples with the exact
-  forward (hard mode), saved as ``model_arrays.npz`` in the run folder and drawn by
-  ``htaf.analysis.plots``: ``spikes.LAYER`` ``(samples, T, neurons)`` as spike rasters,
-  ``membrane.LAYER`` ``(samples, T, k)`` as membrane traces (with ``threshold``);
-* ``fit_closed_form(x, y, task) -> dict``: a model that is solved, not trained by gradient
-  (the convex threshold networks); the engine calls it instead of the epochs (``epochs`` must
-  be 1) with the whole training split. The dict it returns (the solve's certificate) goes into
-  the epoch's history row as ``solver``, and its scalar entries into ``metrics.json`` as
-  ``solver_{KEY}`` (e.g. ``solver_gap``, ``solver_optimal``).
-* ``activation_modules() -> list[nn.Module]``: the hidden activations whose binarisation the
-  engine's statistics report (default: every estimator and reference activation in the model;
-  e.g. ICBM names only its concept bottleneck, not its backbone's ReLUs).
+``(n, spec.n_out)``. It may offer the engine more (``constrain_``, ``binary_parameters``,
+``epoch_stats``, ``calibrate``, ``eval_stats``, ``eval_arrays``, ``fit_closed_form``,
+``activation_modules``, ``summary``): the contract is written down, with its no-op defaults,
+in ``htaf.families.hooks``, and the engine calls these methods only through it.
 
 A family may also transform the loaded data before its model sees it (``Family.prepare``,
 applied by :func:`prepare_data` wherever a run loads its data), e.g. ICBM's precomputed
@@ -65,6 +44,8 @@ MODULES: dict[str, str] = {
     "icbm": "htaf.families.icbm",
     "snn": "htaf.families.snn",
 }
+#: The families htaf itself defines; any other was registered at run time (register_family).
+BUILTIN = frozenset(MODULES)
 
 
 @dataclass(frozen=True)
@@ -117,7 +98,11 @@ def family_names() -> list[str]:
 
 
 def register_family(name: str, module: str) -> None:
-    """Register a family defined as ``FAMILY`` in ``module`` (imported on first use)."""
+    """Register a family defined as ``FAMILY`` in ``module`` (imported on first use).
+
+    ``htaf compare --jobs N`` and Ray workers register it again in their own processes, so
+    ``module`` must be importable there: one defined in ``__main__`` (a notebook, a script)
+    is refused for them, and runs with ``jobs=1``."""
     if not name or name in MODULES:
         raise ValueError(f"model family {name!r} is empty or already registered")
     MODULES[name] = module
@@ -179,12 +164,15 @@ def data_spec(dataset: Any) -> DataSpec:
     )
 
 
-def prepare_data(config: Any, dataset: Any) -> Any:
-    """The dataset as family ``config.task`` feeds it to its model (``Family.prepare``)."""
+def prepare_data(config: Any, dataset: Any, *, options: Any = None) -> Any:
+    """The dataset as family ``config.task`` feeds it to its model (``Family.prepare``).
+    ``options``: the already parsed ``model_options(config.task, config.model)``."""
     fam = get_family(config.task)
     if fam.prepare is None:
         return dataset
-    return fam.prepare(parse_options(fam.options, config.model, fam.name), dataset)
+    if options is None:
+        options = parse_options(fam.options, config.model, fam.name)
+    return fam.prepare(options, dataset)
 
 
 def check_data(task: str, dataset: Any) -> DataSpec:
@@ -205,14 +193,16 @@ def check_data(task: str, dataset: Any) -> DataSpec:
     return spec
 
 
-def build_model(config: Any, dataset: Any) -> nn.Module:
-    """Build the model of family ``config.task`` for ``dataset`` from ``config.model``.
+def build_model(config: Any, dataset: Any, *, options: Any = None) -> nn.Module:
+    """Build the model of family ``config.task`` for ``dataset`` from ``config.model``
+    (``options``: the already parsed ``model_options(config.task, config.model)``).
 
     Raises ``ConfigError`` (a ``ValueError``) for an unknown family, a bad option, or data of
     a kind or task the family does not take; builders raise ``ValueError`` for bad estimators.
     """
     fam = get_family(config.task)
-    options = parse_options(fam.options, config.model, fam.name)
+    if options is None:
+        options = parse_options(fam.options, config.model, fam.name)
     spec = check_data(config.task, dataset)
     return fam.build(options, spec, config.estimator, dict(config.estimator_params))
 

@@ -1,7 +1,8 @@
 """The training engine: ``fit``, ``evaluate``, ``run_one`` and their callbacks and checkpoints.
 
-    from htaf.train import run_one
+    from htaf.train import load_run, run_one
     record = run_one(RunConfig(dataset="breast_cancer", estimator="htaf"), "runs/bc-htaf")
+    run = load_run("runs/bc-htaf")        # the folder read back: config, metrics, model()
 
 ``TASKS`` lists the model families ``RunConfig.task`` may name (see ``htaf.families``).
 """
@@ -26,7 +27,8 @@ from htaf.train.engine import (
     seed_everything,
 )
 from htaf.train.metrics import HIGHER_IS_BETTER, METRICS, PRIMARY
-from htaf.train.run import read_config, run_one
+from htaf.train.run import RunFailed, run_one
+from htaf.train.run_folder import Run, load_run, read_config
 
 __all__ = [
     "HIGHER_IS_BETTER",
@@ -39,12 +41,15 @@ __all__ = [
     "EarlyStopping",
     "FitResult",
     "GradientNorms",
+    "Run",
+    "RunFailed",
     "Trainer",
     "TrainingDiverged",
     "activation_stats",
     "evaluate",
     "fit",
     "load_checkpoint",
+    "load_run",
     "load_safetensors",
     "predict",
     "read_config",

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from htaf.estimators import Estimator, set_mode
 from htaf.estimators.registry import REFERENCE_ACTIVATIONS
+from htaf.families.hooks import ModelHooks
 from htaf.train.batches import batches, sequential
 from htaf.train.checkpoint import copy_state
 
@@ -108,19 +109,9 @@ class GradientNorms(Callback):
 
 # -- activation statistics -----------------------------------------------------------------------
 def activation_modules(model: nn.Module) -> list[nn.Module]:
-    """The model's own ``activation_modules()`` where it names them (see ``htaf.families``),
-    else every estimator and reference activation (ReLU, Tanh, ...) in module order. An
-    estimator that quantizes weights, not activations (a binary layer's kernel quantizer),
-    carries ``quantizes_weights = True`` and is left out."""
-    own = getattr(model, "activation_modules", None)
-    if callable(own):
-        return list(own())
-    return [
-        m
-        for m in model.modules()
-        if isinstance(m, (Estimator, *_REFERENCE_TYPES))
-        and not getattr(m, "quantizes_weights", False)
-    ]
+    """The hidden activations whose statistics are reported (``ModelHooks``: the model's own
+    ``activation_modules()``, else every estimator and reference activation)."""
+    return ModelHooks(model).activation_modules()
 
 
 def _signed(module: nn.Module) -> bool:

@@ -16,7 +16,6 @@ its last checkpoint therefore ends bit-for-bit where the uninterrupted run ends.
 
 from __future__ import annotations
 
-import inspect
 import math
 import random
 import time
@@ -33,6 +32,7 @@ from torch import Tensor, nn
 from htaf import _native
 from htaf.config import ConfigError, RunConfig
 from htaf.estimators import MODES, Schedule, estimators_in, set_mode
+from htaf.families.hooks import ModelHooks
 from htaf.io import atomic_write_jsonl, to_plain
 from htaf.optim import Bop, bop_param_groups
 from htaf.train import distributed
@@ -46,10 +46,7 @@ from htaf.train.checkpoint import (
     set_rng_state,
 )
 from htaf.train.metrics import METRICS, PRIMARY, classification_metrics, regression_metrics
-
-CHECKPOINT = "checkpoint.pt"
-HISTORY = "history.jsonl"
-WEIGHTS = "model.safetensors"
+from htaf.train.run_folder import CHECKPOINT, HISTORY, WEIGHTS
 
 #: ReduceLROnPlateau settings for ``lr_schedule = "plateau"`` (on the validation loss).
 PLATEAU_FACTOR = 0.1
@@ -256,13 +253,14 @@ class Trainer:
             est.mode = type(est).default_mode
         model.to(self.device)
         self.loss = loss_fn(self.task)
-        #: A model that is solved, not trained by gradient (see htaf.families).
-        self.closed_form = hasattr(model, "fit_closed_form")
+        #: What the model offers beyond its forward (htaf.families.hooks): called only here.
+        self.hooks = ModelHooks(model)
+        #: A model that is solved, not trained by gradient.
+        self.closed_form = self.hooks.closed_form
         if self.closed_form and config.epochs != 1:
             raise ConfigError(
                 f"config key 'epochs' must be 1 for a closed-form model, got {config.epochs}"
             )
-        self._constrained = [m for m in model.modules() if hasattr(m, "constrain_")]
         self.optimizer = self._make_optimizer()
         self.lr_scheduler = self._make_lr_scheduler()
         self.est_schedule, self.schedule_unit = self._make_estimator_schedule()
@@ -496,7 +494,7 @@ class Trainer:
                 logs.update(self._solve(X, Y))
             else:
                 logs["train_loss"] = self._train_epoch(net, X, Y, epoch)
-                if hasattr(self.model, "calibrate"):
+                if self.hooks.has("calibrate"):
                     self._calibrate()
             if not math.isfinite(logs["train_loss"]):
                 raise TrainingDiverged(
@@ -507,7 +505,7 @@ class Trainer:
             val_loss = self._validate(logs)
             first = next(estimators_in(self.model), None)
             logs["estimator_params"] = dict(first.params) if first is not None else {}
-            if hasattr(self.model, "epoch_stats"):
+            if self.hooks.has("epoch_stats"):
                 logs["model_stats"] = self._model_stats()
             for cb in self.callbacks:
                 cb.on_epoch_end(epoch + 1, logs)
@@ -533,15 +531,14 @@ class Trainer:
         x = next(batches(X, [pick[:n].sort().values], to_float=float_batches(self.data),
                          device=self.device))  # fmt: skip
         with torch.no_grad(), _fork_rng(self.device):
-            self.model.calibrate(x)
+            self.hooks.calibrate(x)
 
     def _model_stats(self) -> dict[str, Any]:
         """The model's ``epoch_stats()``; one that takes an argument gets a fixed batch of the
         validation split (the training split if that is empty), in eval mode, without
         gradients, with the RNG untouched."""
-        stats = self.model.epoch_stats
-        if not inspect.signature(stats).parameters:
-            return stats()
+        if not self.hooks.epoch_stats_takes_a_batch():
+            return self.hooks.epoch_stats()
         X = self.data.X_val if self.n_val else self.data.X_train
         n = min(len(X), MODEL_STATS_SAMPLES)
         index = sequential(n, n)
@@ -550,20 +547,19 @@ class Trainer:
         self.model.eval()
         try:
             with torch.no_grad(), _fork_rng(self.device):
-                return stats(x)
+                return self.hooks.epoch_stats(x)
         finally:
             self.model.train(was_training)
 
     def _constrain(self) -> None:
         """Model constraints after each step (e.g. latent binary weights clipped to [-1, 1])."""
-        for m in self._constrained:
-            m.constrain_()
+        self.hooks.constrain_()
 
     def _solve(self, X: Any, Y: Tensor) -> dict[str, Any]:
         """One closed-form 'epoch': the model solves its own problem on the training split."""
         x = next(batches(X, sequential(len(X), len(X)), to_float=float_batches(self.data),
                          device=self.device))  # fmt: skip
-        info = self.model.fit_closed_form(x, Y, self.task)
+        info = self.hooks.fit_closed_form(x, Y, self.task)
         out = predict(self.model, X, to_float=float_batches(self.data))
         loss = self.loss(_loss_input(out.to(self.device), self.task), Y)
         return {"train_loss": float(loss), "solver": to_plain(info)}

@@ -1,33 +1,17 @@
 """``run_one``: one config in, one run folder and one record out.
 
-The run folder ``out_dir`` holds (every file written atomically; under torchrun, by rank 0):
+The run folder's files are named and described in ``htaf.train.run_folder``, which also reads
+a folder back as a ``Run``. Each is written atomically; under torchrun, by rank 0.
 
-* ``config.json``: the exact config (top-level keys, as ``RunConfig.to_dict()``) plus
-  ``versions`` (htaf, torch, python), ``model_options`` (the family's options with every
-  default filled in) and ``dataset_meta``; :func:`read_config` rebuilds the
-  ``RunConfig``;
-* ``history.jsonl``: one JSON line per epoch (rewritten after every epoch);
-* ``checkpoint.pt``: the resumable state (``weights_only``-loadable);
-* ``model.safetensors``: the final weights;
-* ``metrics.json``: a flat dict ``SPLIT_METRIC_MODE`` (``test_auroc_hard``, ...), plus
-  ``train_time_s``, ``epochs_run``, ``best_epoch`` and the test-set activation statistics
-  ``near_binary_05``, ``near_binary_01``, ``entropy``, ``saturation`` (smooth forward) and
-  their ``*_hard`` counterparts, the model's own test statistics
-  (``test_{NAME}_{hard|smooth}``, see ``htaf.families``) and, for a closed-form model, its
-  solve's certificate (``solver_{KEY}``: ``solver_gap``, ``solver_optimal``, ...);
-* ``activations.npz``: per hidden layer a sample of the test-set outputs in the unsigned space,
-  keys ``layer1_smooth``, ``layer1_hard``, ...;
-* ``model_arrays.npz``: the model's ``eval_arrays`` of the first test samples with the exact
-  forward (spike rasters, membrane traces; see ``htaf.families``), when the model has them.
-* ``model_summary.txt``: the model's ``summary()`` (layers, parameters, memory), where it has one.
-
-Non-finite numbers are written as JSON ``null``.
+A run fails in one of two ways: bad input raises a ``ValueError`` subclass (or an ``OSError``
+for an unusable path) before any file is written; anything that goes wrong later is not the
+input's fault, and is raised as a ``RuntimeError``: ``TrainingDiverged``, torch's own errors,
+or :class:`RunFailed` around any other exception (a bug shows its traceback through it).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import platform
 from pathlib import Path
@@ -38,31 +22,44 @@ import torch
 from htaf.config import RunConfig
 from htaf.estimators import MODES, set_mode
 from htaf.families import build_model, model_options, prepare_data
+from htaf.families.hooks import ModelHooks
 from htaf.io import atomic_save_npz, atomic_write_json, atomic_write_text, json_safe
-from htaf.train import distributed
+from htaf.train import distributed, run_folder
 from htaf.train.batches import batches, sequential
 from htaf.train.callbacks import activation_stats
 from htaf.train.engine import (
-    CHECKPOINT,
-    HISTORY,
-    WEIGHTS,
     FitResult,
     Trainer,
     evaluate,
     float_batches,
     seed_everything,
 )
+from htaf.train.run_folder import (
+    ACTIVATIONS,
+    CONFIG,
+    METRICS,
+    MODEL_ARRAYS,
+    RUN_FILES,
+    SUMMARY,
+    Run,
+)
 from htaf.train.tracking import MLFLOW_RUN_FILE, Tracking, run_tracker
 
-CONFIG = "config.json"
-METRICS = "metrics.json"
-ACTIVATIONS = "activations.npz"
-MODEL_ARRAYS = "model_arrays.npz"
-#: Every file a run writes; a run that does not continue a checkpoint removes stale ones first
-#: (and the id of an earlier MLflow run, which only a resumed run continues).
-SUMMARY = "model_summary.txt"
-RUN_FILES = (CONFIG, HISTORY, CHECKPOINT, WEIGHTS, METRICS, ACTIVATIONS, MODEL_ARRAYS, SUMMARY)
 SPLITS = ("train", "val", "test")
+
+
+class RunFailed(RuntimeError):
+    """A run failed after its input was accepted; ``error`` is what was raised (the cause)."""
+
+    def __init__(self, run_dir: str | Path, error: BaseException):
+        super().__init__(f"run {run_dir} failed: {type(error).__name__}: {error}")
+        self.run_dir = str(run_dir)
+        self.error = error
+
+    def __reduce__(self) -> tuple[Any, ...]:  # worker processes send it back pickled
+        return (type(self), (self.run_dir, self.error))
+
+
 #: Activation statistics copied into metrics.json.
 ACT_KEYS = ("near_binary_05", "near_binary_01", "entropy", "saturation")
 #: Test samples a model's ``eval_stats`` sees, per forward mode.
@@ -77,35 +74,8 @@ def versions() -> dict[str, str]:
     return {"htaf": __version__, "torch": torch.__version__, "python": platform.python_version()}
 
 
-def read_config(run_dir: str | Path) -> RunConfig:
-    """The ``RunConfig`` saved in ``run_dir/config.json`` (extra keys dropped)."""
-    data = json.loads((Path(run_dir) / CONFIG).read_text())
-    fields = {f.name for f in dataclasses.fields(RunConfig)}
-    return RunConfig.from_dict({k: v for k, v in data.items() if k in fields})
-
-
-def dataset_key(config: RunConfig) -> str:
-    """The config keys that decide the loaded dataset, as one string: equal keys, equal data."""
-    return json.dumps([config.dataset, config.data_dir, config.target, config.impute,
-                       config.split_seed, config.data_options], sort_keys=True)  # fmt: skip
-
-
-def load_dataset(config: RunConfig) -> Any:
-    """``htaf.data.load`` with the config's dataset options."""
-    from htaf import data
-
-    return data.load(
-        config.dataset,
-        data_dir=config.data_dir,
-        target=config.target,
-        impute=config.impute,
-        **config.data_options,
-        split_seed=config.split_seed,
-    )
-
-
 def final_metrics(model: torch.nn.Module, dataset: Any, result: FitResult) -> dict[str, Any]:
-    """The flat ``metrics.json`` dict (see the module doc)."""
+    """The flat ``metrics.json`` dict (see ``htaf.train.run_folder``)."""
     metrics: dict[str, Any] = {}
     for split in SPLITS:
         X, y = getattr(dataset, f"X_{split}"), getattr(dataset, f"y_{split}")
@@ -130,7 +100,8 @@ def solver_metrics(history: list[dict[str, Any]]) -> dict[str, Any]:
 
 def model_test_stats(model: torch.nn.Module, dataset: Any) -> dict[str, float]:
     """``test_{NAME}_{mode}`` from the model's ``eval_stats`` on a fixed test sample, if any."""
-    if not hasattr(model, "eval_stats") or len(dataset.X_test) == 0:
+    hooks = ModelHooks(model)
+    if not hooks.has("eval_stats") or len(dataset.X_test) == 0:
         return {}
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     n = min(len(dataset.X_test), EVAL_STATS_SAMPLES)
@@ -143,8 +114,8 @@ def model_test_stats(model: torch.nn.Module, dataset: Any) -> dict[str, float]:
             with torch.no_grad(), set_mode(model, mode):
                 x = next(batches(dataset.X_test, index, to_float=float_batches(dataset),
                                  device=device))  # fmt: skip
-                for key, value in model.eval_stats(x).items():
-                    out[f"test_{key}_{mode}"] = float(value)
+                for key, value in hooks.eval_stats(x).items():
+                    out[f"test_{key}_{mode}"] = value
     finally:
         model.train(was_training)
     return out
@@ -152,7 +123,8 @@ def model_test_stats(model: torch.nn.Module, dataset: Any) -> dict[str, float]:
 
 def model_arrays(model: torch.nn.Module, dataset: Any) -> dict[str, Any]:
     """The model's ``eval_arrays`` of the first test samples in hard mode, if it has them."""
-    if not hasattr(model, "eval_arrays") or len(dataset.X_test) == 0:
+    hooks = ModelHooks(model)
+    if not hooks.has("eval_arrays") or len(dataset.X_test) == 0:
         return {}
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     n = min(len(dataset.X_test), EVAL_ARRAY_SAMPLES)
@@ -162,7 +134,7 @@ def model_arrays(model: torch.nn.Module, dataset: Any) -> dict[str, Any]:
         with torch.no_grad(), set_mode(model, "hard"):
             x = next(batches(dataset.X_test, sequential(n, n), to_float=float_batches(dataset),
                              device=device))  # fmt: skip
-            return dict(model.eval_arrays(x))
+            return hooks.eval_arrays(x)
     finally:
         model.train(was_training)
 
@@ -186,8 +158,9 @@ def _write_test_results(
         extra = model_arrays(model, dataset)
         if extra:
             atomic_save_npz(out_dir / MODEL_ARRAYS, extra)
-        if callable(getattr(model, "summary", None)):  # e.g. a BNN's Larq-style profile
-            atomic_write_text(out_dir / SUMMARY, model.summary() + "\n")
+        summary = ModelHooks(model).summary()  # e.g. a BNN's Larq-style profile
+        if summary is not None:
+            atomic_write_text(out_dir / SUMMARY, summary + "\n")
     return metrics
 
 
@@ -213,11 +186,11 @@ def run_one(
     config.validate()
     options = model_options(config.task, config.model)  # bad options fail before the data loads
     if dataset is None:
-        dataset = load_dataset(config)
-    dataset = prepare_data(config, dataset)  # the family's view of the data (e.g. features)
+        dataset = run_folder.load_dataset(config)
+    dataset = prepare_data(config, dataset, options=options)  # the family's view (features)
     with distributed.session(config.device) as d:
         seed_everything(config.seed)
-        model = build_model(config, dataset)
+        model = build_model(config, dataset, options=options)
         # Under torchrun only rank 0 logs, as only rank 0 writes files.
         tracker = run_tracker(tracking, out_dir, config.to_dict()) if d.is_main else None
         trainer = Trainer(
@@ -239,15 +212,13 @@ def run_one(
             metrics = _write_test_results(model, dataset, result, out_dir, d.is_main)
             if tracker is not None:
                 tracker.finish(metrics)
-        except BaseException:
+        except BaseException as err:
             if tracker is not None:
                 tracker.fail()
+            if isinstance(err, Exception) and not isinstance(err, RuntimeError):
+                # Files were written: a ValueError or KeyError here is a failure, not bad input.
+                raise RunFailed(out_dir, err) from err
             raise
         distributed.barrier(d)
-    return {
-        "config": config.to_dict(),
-        "metrics": metrics,
-        "history": json_safe(result.history),
-        "run_dir": str(out_dir),
-        "dataset_meta": meta,
-    }
+    history = json_safe(result.history)
+    return Run(out_dir, config, metrics, history, saved_config={"dataset_meta": meta}).record()
