@@ -111,3 +111,16 @@ def test_cli_bad_input_exits_2_and_names_it(argv, words, tmp_path, capsys, monke
     assert main(["diagnose", *argv]) == 2
     assert words in capsys.readouterr().err
     assert not (tmp_path / "diagnose").exists()
+
+
+def test_cli_on_a_trained_run_folder(tmp_path, capsys):
+    config = tmp_path / "run.toml"
+    config.write_text('dataset = "breast_cancer"\nestimator = "htaf"\nepochs = 2\n'
+                      'model = { widths = [16] }\n')  # fmt: skip
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "r"),
+                 "--no-progress"]) == 0  # fmt: skip
+    assert main(["diagnose", str(tmp_path / "r"), "--trained"]) == 0
+    assert "htaf(auto)" in capsys.readouterr().out
+    report = json.loads((tmp_path / "r" / "diagnose" / "diagnose.json").read_text())
+    assert report["layers"][0]["estimator"] == "htaf(auto)" and report["layers"][0]["n"] > 0
+    assert main(["diagnose", str(tmp_path / "r"), "--trained", "--set", "seed=1"]) == 2

@@ -282,31 +282,42 @@ def diagnose_run(
 
     The model is built as training builds it (same seed, same data preparation) and diagnosed
     at initialisation on a seeded batch of the training split, with the family's loss;
-    ``trained=True`` loads a run folder's ``model.safetensors`` first.
+    ``trained=True`` diagnoses a finished run's trained weights (:func:`htaf.load_run`).
     """
     from htaf.config import RunConfig, apply_overrides
     from htaf.families import build_model, prepare_data
-    from htaf.train.batches import batches
-    from htaf.train.checkpoint import load_safetensors
-    from htaf.train.engine import WEIGHTS, float_batches, loss_fn, seed_everything, target_tensor
-    from htaf.train.run import load_dataset, read_config
+    from htaf.train.engine import seed_everything
+    from htaf.train.run_folder import load_dataset, load_run, read_config
 
     path = Path(source)
-    if path.is_dir():
-        config = RunConfig.from_dict(apply_overrides(read_config(path).to_dict(), overrides))
-    elif path.is_file():
-        config = RunConfig.from_toml(path, list(overrides))
-    else:
-        raise FileNotFoundError(f"{path}: no such run folder or config file")
-    if trained and not (path / WEIGHTS).is_file():
-        raise FileNotFoundError(f"{path / WEIGHTS}: --trained needs a finished run folder")
-    data = prepare_data(config, load_dataset(config))
-    seed_everything(config.seed)
-    model = build_model(config, data)
     if trained:
-        load_safetensors(model, path / WEIGHTS)
-    pick = torch.randperm(len(data.y_train), generator=torch.Generator().manual_seed(config.seed))
-    pick = pick[: min(batch_size, len(pick))].sort().values
+        if overrides:
+            raise ValueError("--set changes the model: it cannot apply to trained weights")
+        run = load_run(path)
+        config, data = run.config, run.dataset()
+        model = run.model(hard=False)
+    else:
+        if path.is_dir():
+            config = RunConfig.from_dict(apply_overrides(read_config(path).to_dict(), overrides))
+        elif path.is_file():
+            config = RunConfig.from_toml(path, list(overrides))
+        else:
+            raise FileNotFoundError(f"{path}: no such run folder or config file")
+        data = prepare_data(config, load_dataset(config))
+        seed_everything(config.seed)
+        model = build_model(config, data)
+    x, y, task_loss = _training_batch(data, config.seed, batch_size)
+    model.train()
+    return diagnose(model, (x, y), task_loss, reference=reference, seed=config.seed)
+
+
+def _training_batch(data: Any, seed: int, size: int) -> tuple[Tensor, Tensor, Callable]:
+    """A seeded batch of the training split, and the family's loss on the model's outputs."""
+    from htaf.train.batches import batches
+    from htaf.train.engine import float_batches, loss_fn, target_tensor
+
+    pick = torch.randperm(len(data.y_train), generator=torch.Generator().manual_seed(seed))
+    pick = pick[: min(size, len(pick))].sort().values
     x = next(batches(data.X_train, [pick], to_float=float_batches(data)))
     y = target_tensor(np.asarray(data.y_train)[pick.numpy()], data.task)
     loss = loss_fn(data.task)
@@ -314,5 +325,4 @@ def diagnose_run(
     def task_loss(out: Tensor, target: Tensor) -> Tensor:
         return loss(out if data.task == "multiclass" else out.reshape(len(out), -1)[:, 0], target)
 
-    model.train()
-    return diagnose(model, (x, y), task_loss, reference=reference, seed=config.seed)
+    return x, y, task_loss
