@@ -45,6 +45,9 @@ __all__ = ["Diagnosis", "LayerReport", "diagnose"]
 LIVE_LEVEL = 0.01
 #: A layer whose live fraction is below this is flagged.
 DEAD_LIVE = 0.05
+#: A first-weight gradient below this share of the reference's is called vanishing: Adam
+#: rescales steps, so a constant factor is harmless; orders of magnitude are not.
+VANISHING = 1e-2
 #: Inputs kept per layer for the quantiles and histograms.
 KEEP = 200_000
 
@@ -250,19 +253,21 @@ def _verdict(
     reports: list[LayerReport], weights: dict[str, float], ref: dict[str, float], reference: str
 ) -> tuple[str, str]:
     """``healthy``, ``narrow`` (few live inputs, yet the gradient flows) or ``vanishing``
-    (the first weight gets under a tenth of the reference's gradient)."""
+    (the first weight gets under VANISHING of the reference's gradient)."""
     dead = [r for r in reports if r.live < DEAD_LIVE]
     first = next(iter(weights), None)
     ratio = weights[first] / ref[first] if first and ref.get(first) else float("nan")
     flow = (f"the first weight ({first}) gets {ratio:.2g}x the gradient it gets with "
             f"{reference}") if first else "no weight receives a gradient"  # fmt: skip
-    if not dead and not ratio < 0.1:
+    if not dead and not ratio < VANISHING:
         return f"healthy: every estimator has live inputs; {flow}.", "keep the current setting"
     where = ", ".join(f"{r.layer} ({r.live:.1%} live, median |x| {r.quantiles['abs_q50']:.2g})"
                       for r in dead) or "no layer"  # fmt: skip
-    kind = "vanishing" if ratio < 0.1 else "narrow: a few inputs carry all the gradient"
+    kind = "vanishing" if ratio < VANISHING else "narrow: a few inputs carry all the gradient"
     verdict = f"{kind}: inputs outside the live region at {where}; {flow}."
     htafs = [r for r in (dead or reports) if r.suggested_alpha0 is not None]
+    if htafs and all(r.estimator == "htaf(auto)" for r in htafs):
+        return verdict, "widen the live region: htaf(auto, live=0.8)"
     if htafs:
         values = ", ".join(f"{r.layer}: alpha0={r.suggested_alpha0:.3g}" for r in htafs)
         return verdict, f"use htaf(auto) (it would choose {values})"
