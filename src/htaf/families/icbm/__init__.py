@@ -127,7 +127,13 @@ FAMILY = Family(
     # within 0.05 of {0,1}), STE 0.9994, scaled sigmoid 0.9995, ReLU 0.9994 as trained
     # (0.9955 thresholded), sigmoid 0.9999 as trained (0.9998 thresholded). See
     # benchmarks/icbm_targets.py.
-    compare={"dataset": "shapes", "epochs": 10, "lr": 3e-3, "batch_size": 128},
+    compare={
+        "dataset": "shapes",
+        "data_options": {"difficulty": 2},
+        "epochs": 10,
+        "lr": 3e-3,
+        "batch_size": 128,
+    },
     estimators=("htaf", "ste", "scaled_sigmoid", "relu", "sigmoid"),
     jobs=2,
 )
