@@ -37,6 +37,10 @@ def test_claims_and_separation_follow_the_rows():
     assert sep["row_range"] == pytest.approx(0.91 - 0.82)
     assert sep["max_seed_std"] == pytest.approx(statistics.stdev([0.80, 0.84]))
     assert sep["rows_separated"]
+    # htaf-relu 5.5 points apart (larger std 1.4), htaf-sigmoid 9 (2.8), relu-sigmoid 3.5 (2.8)
+    assert (sep["pairs_apart"], sep["pairs"]) == (3, 3)
+    rows["relu"] = row([0.83, 0.85], [0.93, 0.93])  # 2 points from sigmoid's 0.82 ± 2.8
+    assert icbm_difficulty.separation(rows)["pairs_apart"] == 2
     # a tie within the seed spread: the claim holds on the means but not beyond the spread
     rows["sigmoid"] = row([0.80, 0.90], [0.80, 0.912])  # loses 0.6 points, std 0.85
     t = icbm_difficulty.claims(rows, "htaf(2,11)")["thresholding"]

@@ -16,7 +16,9 @@ distractor shapes, occluding bands) for every estimator row and seed, and report
   smooth - hard above HTAF's, and by more than the larger of their seed standard deviations
   (``beyond_spread``);
 * whether the rows differ by more than the seed spread: the range of the rows' mean hard
-  accuracies against the largest per-row seed standard deviation (``rows_separated``).
+  accuracies against the largest per-row seed standard deviation (``rows_separated``), and
+  the pairs of rows whose means differ by more than the larger of the two stds
+  (``pairs_apart``).
 
 Every claim is reported as measured, holding or not. The rows are the specs as given
 (``estimators``): the HTAF row of the claims is ``htaf_row`` (default: the first spec that
@@ -201,11 +203,17 @@ def claims(rows: dict[str, Any], htaf: str | None) -> dict[str, Any]:
 
 def separation(rows: dict[str, Any]) -> dict[str, Any]:
     """Do the rows differ by more than the seed spread? The range of the rows' mean hard
-    accuracies against the largest per-row sample std of the hard accuracy."""
-    means = [r["accuracy_hard"]["mean"] for r in rows.values()]
-    spread = max(r["accuracy_hard"]["std"] for r in rows.values())
+    accuracies against the largest per-row sample std of the hard accuracy; and how many pairs
+    of rows have means further apart than the larger of the pair's two stds (``pairs_apart``
+    of ``pairs``), since one odd row (ReLU's post-hoc threshold) can make the range alone."""
+    stats = [r["accuracy_hard"] for r in rows.values()]
+    means = [a["mean"] for a in stats]
+    spread = max(a["std"] for a in stats)
     span = max(means) - min(means)
-    return {"row_range": span, "max_seed_std": spread, "rows_separated": span > spread}
+    pairs = [(a, b) for i, a in enumerate(stats) for b in stats[i + 1 :]]
+    apart = sum(abs(a["mean"] - b["mean"]) > max(a["std"], b["std"]) for a, b in pairs)
+    return {"row_range": span, "max_seed_std": spread, "rows_separated": span > spread,
+            "pairs_apart": apart, "pairs": len(pairs)}  # fmt: skip
 
 
 def markdown(summary: dict[str, Any], htaf: str | None) -> str:
@@ -226,8 +234,9 @@ def markdown(summary: dict[str, Any], htaf: str | None) -> str:
     lines += [
         "",
         f"| level | {htaf} − relu (≥ −1.5 pts) | {htaf} near-binary (≥ 95%) | thresholding loss "
-        f"sigmoid vs {htaf} (sigmoid larger) | rows apart (range vs largest seed std) |",
-        "|---|---|---|---|---|",
+        f"sigmoid vs {htaf} (sigmoid larger) | rows apart (range vs largest seed std) | "
+        "row pairs apart |",
+        "|---|---|---|---|---|---|",
     ]
     for lv, s in summary.items():
         c, sep = s["claims"], s["separation"]
@@ -237,7 +246,7 @@ def markdown(summary: dict[str, Any], htaf: str | None) -> str:
         apart = "yes" if sep["rows_separated"] else "no"
         lines.append(
             f"| {lv} | {' | '.join(cells)} | {apart} ({100 * sep['row_range']:.2f} vs "
-            f"{100 * sep['max_seed_std']:.2f} pts) |"
+            f"{100 * sep['max_seed_std']:.2f} pts) | {sep['pairs_apart']} of {sep['pairs']} |"
         )
     return "\n".join(lines)
 
