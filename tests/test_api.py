@@ -190,6 +190,22 @@ def test_compare_grid_fills_family_defaults_then_arguments():
     assert (grid.base.lr, grid.base.epochs, grid.base.weight_decay) == (0.01, 30, 1e-4)
 
 
+def test_compare_grid_gives_the_familys_data_options_to_its_own_dataset_only():
+    from htaf.api import compare_grid
+    from htaf.families import get_family
+
+    family = get_family("icbm")
+    own = dict(family.compare["data_options"])
+    assert "difficulty" in own  # the ICBM default is a shapes difficulty level
+    assert compare_grid("icbm").base.data_options == own
+    # the call's options win key by key; the family's stay where the call says nothing
+    grid = compare_grid("icbm", data_options={"difficulty": 0, "n": 400})
+    assert grid.base.data_options == {**own, "difficulty": 0, "n": 400}
+    # another dataset gets none of them (cub200 has no difficulty)
+    assert compare_grid("icbm", dataset="digits_images").base.data_options == {}
+    assert compare_grid("dhn").base.data_options == {}
+
+
 @pytest.mark.slow
 def test_train_one_returns_the_run(tmp_path):
     config = RunConfig(epochs=2, model={"widths": [8]}, lr=3e-3)

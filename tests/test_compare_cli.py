@@ -202,6 +202,31 @@ def test_csv_with_id_column_dropped(tmp_path, capsys):
     assert not (tmp_path / "bad").exists()
 
 
+def test_data_options_from_the_command_line(tmp_path, capsys):
+    args = ["compare", "--dataset", "teacher", "--estimators", "htaf", "--seeds", "1",
+            "--epochs", "1", "--widths", "8", "--no-progress"]  # fmt: skip
+    ok = [
+        *args,
+        "--data-option",
+        "n=300",
+        "--data-option",
+        "flip=0.1",
+        "--out",
+        str(tmp_path / "ok"),
+    ]
+    assert main(ok) == 0
+    (exp,) = [p for p in (tmp_path / "ok").iterdir() if p.is_dir()]
+    (run,) = exp.glob("*/htaf/seed0/config.json")
+    saved = json.loads(run.read_text())
+    assert saved["data_options"] == {"n": 300, "flip": 0.1}
+    assert saved["dataset_meta"]["split_sizes"]["test"] == 60  # 20% of the 300 asked for
+    bad = ["compare", "--task", "icbm", "--data-option", "difficulty=9", "--no-progress",
+           "--out", str(tmp_path / "bad")]  # fmt: skip
+    assert main(bad) == 2
+    assert "difficulty must be an integer from 0 to 4" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
 def test_model_options_from_the_command_line(tmp_path):
     args = [
         "compare",

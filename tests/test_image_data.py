@@ -220,14 +220,54 @@ def test_shapes_is_deterministic_in_the_seed_and_checks_options():
     assert not np.array_equal(a.X_train, c.X_train)
     quiet = load("shapes", n=320, split_seed=1, noise=0.0)
     assert not np.array_equal(quiet.X_train, a.X_train)
-    assert quiet.meta["shapes"] == {"n": 320, "noise": 0.0, "seed": 1}
+    assert quiet.meta["shapes"] == {"n": 320, "difficulty": 0, "noise": 0.0, "clutter": 0,
+                                    "occlusion": 0.0, "seed": 1}  # fmt: skip
     assert sum(a.meta["split_sizes"].values()) == 320 and a.meta["split_sizes"]["test"] == 64
     for bad, match in (({"n": 100}, "n must be"), ({"noise": 2}, "noise must be"),
-                       ({"seed": -1}, "seed must be")):  # fmt: skip
+                       ({"seed": -1}, "seed must be"), ({"difficulty": 5}, "difficulty must"),
+                       ({"difficulty": 1.0}, "difficulty must"), ({"clutter": 9}, "clutter must"),
+                       ({"clutter": 1.5}, "clutter must"), ({"occlusion": 0.9}, "occlusion must"),
+                       ({"occlusion": "x"}, "occlusion must")):  # fmt: skip
         with pytest.raises(DataError, match=match):
             load("shapes", **bad)
     with pytest.raises(DataError, match="not a table; target"):
         load("shapes", n=320, target="y")
+
+
+def test_shapes_difficulty_adds_distractors_and_bands_but_keeps_labels():
+    easy = load("shapes", n=320, split_seed=4)
+    level0 = load("shapes", n=320, split_seed=4, difficulty=0)
+    assert np.array_equal(easy.X_train, level0.X_train)  # level 0 is the set without the knob
+    hard = load("shapes", n=320, split_seed=4, difficulty=3)
+    assert hard.meta["shapes"]["clutter"] == shapes_mod.LEVELS[3][1]
+    assert np.array_equal(hard.y_train, easy.y_train)  # nuisances only: same classes, concepts
+    assert np.array_equal(hard.concepts_test, easy.concepts_test)
+    again = load("shapes", n=320, split_seed=4, difficulty=3)
+    assert np.array_equal(hard.X_train, again.X_train)  # deterministic in the seed
+    # a named option wins over the level's; each nuisance changes the pixels on its own
+    noisy = load("shapes", n=320, split_seed=4, difficulty=3, noise=0.05)
+    assert noisy.meta["shapes"]["noise"] == 0.05
+    assert noisy.meta["shapes"]["occlusion"] == shapes_mod.LEVELS[3][2]
+    X0, *_ = shapes_mod.generate(200, 7, 0.0)
+    Xc, *_ = shapes_mod.generate(200, 7, 0.0, clutter=2)
+    Xo, *_ = shapes_mod.generate(200, 7, 0.0, occlusion=0.5)
+    # the palette's colours: how many pixels of each image are coloured (not grey)
+    coloured = [(np.ptp(X.astype(int), axis=1) > 60).sum((1, 2)) for X in (X0, Xc, Xo)]
+    assert np.all(coloured[1] >= coloured[0]) and coloured[1].mean() > coloured[0].mean() + 10
+    assert np.all(coloured[2] <= coloured[0]) and coloured[2].mean() < 0.8 * coloured[0].mean()
+
+
+def test_shapes_band_lies_within_the_shape_and_has_its_width():
+    rng = np.random.default_rng(0)
+    cx, cy, r = np.array([10.0, 20.0]), np.array([12.0, 16.0]), np.array([8.0, 6.0])
+    b = shapes_mod.band(rng, cx, cy, r, 0.5)
+    for i in range(2):
+        rows, cols = b[i].any(1), b[i].any(0)
+        horizontal = not rows.all()
+        hit = np.flatnonzero(rows if horizontal else cols) + 0.5
+        centre = (cy if horizontal else cx)[i]
+        assert centre - r[i] <= hit.min() and hit.max() <= centre + r[i]
+        assert abs(len(hit) - 0.5 * 2 * r[i]) <= 1  # pixel centres in a band of width r
 
 
 def test_from_arrays_images_and_sequences():

@@ -128,6 +128,11 @@ def compare_grid(
     datasets = [datasets] if isinstance(datasets, str) else list(datasets)
     if not datasets or not all(isinstance(d, str) and d for d in datasets):
         raise ValueError(f"dataset must be a name or a list of names, got {dataset!r}")
+    # The family's data options belong to its own dataset (icbm: the shapes difficulty); the
+    # call's options win key by key.
+    family_data = family.compare.get("data_options")
+    if family_data and datasets == [family.compare.get("dataset")]:
+        settings["data_options"] = {**family_data, **(settings.get("data_options") or {})}
     if estimators is None:
         estimators = list(family.estimators)
     elif isinstance(estimators, str):
@@ -158,13 +163,13 @@ def compare(
     """Train every estimator on the dataset over several seeds; what ``htaf compare`` does.
 
     ``task`` names the model family (its defaults: dataset, epochs, lr, batch size, optimizer,
-    estimators); ``estimators`` is a list of specs (``["htaf(2,11)", "ste"]``) or one
-    comma-separated string; ``seeds`` a count (seeds 0..N-1) or a list; ``model`` the family's
-    model options (``{"widths": [64, 64]}``); ``options`` any other RunConfig key (``epochs``,
-    ``lr``, ``weight_decay``, ``data_dir``, ``target``, ``data_options``...). ``backend``
-    ``"local"`` (``jobs`` worker processes; default: the family's, 1 for most) or ``"ray"``
-    (``address``); ``track``
-    ``"tensorboard"`` or ``"mlflow"`` (``htaf.train.tracking``). ``command`` is what
+    estimators, and the options of its default dataset, used when ``dataset`` is that one);
+    ``estimators`` is a list of specs (``["htaf(2,11)", "ste"]``) or one comma-separated string;
+    ``seeds`` a count (seeds 0..N-1) or a list; ``model`` the family's model options
+    (``{"widths": [64, 64]}``); ``options`` any other RunConfig key (``epochs``, ``lr``,
+    ``weight_decay``, ``data_dir``, ``target``, ``data_options``...). ``backend`` ``"local"``
+    (``jobs`` worker processes; default: the family's, 1 for most) or ``"ray"`` (``address``);
+    ``track`` ``"tensorboard"`` or ``"mlflow"`` (``htaf.train.tracking``). ``command`` is what
     ``config.json`` and the report record as the call (default: this call, as Python).
 
     Writes ``OUT/<experiment-id>/`` and adds every run to ``OUT/results.sqlite``; returns the

@@ -76,6 +76,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--drop", default=None, metavar="COLS", help="csv: comma-separated ID columns to ignore"
     )
     p.add_argument(
+        "--data-option", dest="data_options", action="append", default=[], metavar="KEY=VALUE",
+        help="a dataset option (TOML literal), e.g. --data-option difficulty=0 (shapes); "
+        "repeatable (see htaf datasets)",
+    )  # fmt: skip
+    p.add_argument(
         "--jobs", type=int, default=None, help="parallel runs (default: the family's; 1 for most)"
     )
     p.add_argument("--backend", default="local", choices=["local", "ray"])
@@ -113,13 +118,23 @@ def run(args: argparse.Namespace) -> int:
             task=args.task, dataset=args.dataset, estimators=args.estimators, seeds=args.seeds,
             out=args.out, model=model, command=command_line(args), epochs=args.epochs,
             lr=args.lr, batch_size=args.batch_size, data_dir=args.data_dir, target=args.target,
-            impute=args.impute, data_options={"drop": args.drop.split(",")} if args.drop else None,
+            impute=args.impute, data_options=data_options(args),
             **common,
         )  # fmt: skip
     print_table(exp.summary_rows, exp.records)
     print(f"report: {exp.report['html']}")
     print(f"        {exp.report['markdown']}")
     return 0
+
+
+def data_options(args: argparse.Namespace) -> dict | None:
+    """``--data-option KEY=VALUE`` and ``--drop COLS`` as one table; ``None`` if neither."""
+    from htaf.config import apply_overrides
+
+    options = apply_overrides({}, args.data_options)
+    if args.drop:
+        options["drop"] = args.drop.split(",")
+    return options or None
 
 
 def command_line(args: argparse.Namespace) -> str:

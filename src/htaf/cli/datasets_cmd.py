@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     with_options = [info for info in infos if info["options"]]
     if with_options:
         print("\nOptions and their defaults (`data_options` in a run config,")
-        print("`--data-option KEY=VALUE` for `htaf study`):")
+        print("`--data-option KEY=VALUE` for `htaf compare` and `htaf study`):")
         for info in with_options:
             opts = ", ".join(f"{k}={v!r}" for k, v in info["options"].items())
             print(f"  {info['name']}: {opts}")

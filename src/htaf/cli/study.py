@@ -1,7 +1,8 @@
 """``htaf study NAME``: the paper's analyses and the seeds' other methods.
 
 ``gradient-flow``: layer-1 gradient norms; ``convex``: Ergen et al.'s convex threshold networks
-beside trained step networks; ``decoupled``: Troiano et al.'s decoupled backward rules.
+beside trained step networks; ``decoupled``: Troiano et al.'s decoupled backward rules;
+``icbm-difficulty``: the paper's three ICBM claims across ``shapes`` difficulty levels.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     from htaf.studies.gradient_flow import DEFAULTS
 
     p = sub.add_parser(
-        "study", help="run one of the paper's studies (gradient-flow, convex, decoupled)"
+        "study",
+        help="run one of the paper's studies (gradient-flow, convex, decoupled, icbm-difficulty)",
     )
     studies = p.add_subparsers(dest="study", metavar="STUDY", required=True)
     g = studies.add_parser(
@@ -44,6 +46,71 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.set_defaults(func=run_gradient_flow)
     _add_convex(studies)
     _add_decoupled(studies)
+    _add_icbm_difficulty(studies)
+
+
+def _add_icbm_difficulty(studies: argparse._SubParsersAction) -> None:
+    from htaf.studies.icbm_difficulty import DEFAULTS as I
+
+    c = studies.add_parser(
+        "icbm-difficulty",
+        help="ICBM rows on shapes at each difficulty level: accuracy vs ReLU, near-binary "
+        "fraction, loss to thresholding",
+    )
+    c.add_argument("--out", required=True, help="output folder")
+    c.add_argument(
+        "--levels", default=",".join(map(str, I["levels"])), help="comma-separated levels (0-4)"
+    )
+    c.add_argument(
+        "--estimators",
+        default=",".join(I["estimators"]),
+        help="comma-separated estimator specs, the rows (default: the ICBM compare default's)",
+    )
+    c.add_argument(
+        "--htaf-row", default=None, help="the row the claims test (default: first htaf*)"
+    )
+    c.add_argument("--seeds", type=int, default=I["seeds"], help="seeds 0..N-1 (at least 2)")
+    c.add_argument("--n", type=int, default=I["n"], help="images per level")
+    c.add_argument("--epochs", type=int, default=I["epochs"])
+    c.add_argument("--lr", type=float, default=I["lr"])
+    c.add_argument("--batch-size", type=int, default=I["batch_size"])
+    c.add_argument(
+        "--data-option", dest="data_options", action="append", default=[], metavar="KEY=VALUE",
+        help="a shapes option over every level's (TOML literal), e.g. --data-option noise=0.1",
+    )  # fmt: skip
+    c.add_argument("--jobs", type=int, default=I["jobs"], help="parallel runs")
+    c.add_argument("--no-progress", action="store_true")
+    c.set_defaults(func=run_icbm_difficulty)
+
+
+def run_icbm_difficulty(args: argparse.Namespace) -> int:
+    from htaf.api import split_specs
+    from htaf.config import ConfigError, apply_overrides
+    from htaf.studies import icbm_difficulty
+
+    try:
+        levels = [int(x) for x in _names(args.levels)]
+    except ValueError:
+        raise ConfigError(
+            f"--levels must be comma-separated integers, got {args.levels!r}"
+        ) from None
+    result = icbm_difficulty.run(
+        args.out,
+        levels=levels,
+        estimators=split_specs(args.estimators),
+        htaf_row=args.htaf_row,
+        seeds=args.seeds,
+        n=args.n,
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        data_options=apply_overrides({}, args.data_options),
+        jobs=args.jobs,
+        progress=not args.no_progress,
+    )
+    return _print_result(
+        result, f"wall time {result['wall_s']:.0f} s", f"{args.out}/icbm_difficulty.json"
+    )
 
 
 def _add_convex(studies: argparse._SubParsersAction) -> None:

@@ -78,7 +78,8 @@ class Family:
     options: type  # a dataclass; see htaf.families.options
     build: Builder
     kinds: tuple[str, ...] = ("table", "image", "sequence")  # data kinds it accepts
-    #: RunConfig fields ``htaf compare --task NAME`` starts from (dataset, lr, epochs...).
+    #: RunConfig fields ``htaf compare --task NAME`` starts from (dataset, lr, epochs...);
+    #: ``data_options`` apply only while the grid's dataset is this ``dataset``.
     compare: Mapping[str, Any] = field(default_factory=dict)
     #: The estimators ``htaf compare --task NAME`` compares by default.
     estimators: tuple[str, ...] = ("htaf",)
