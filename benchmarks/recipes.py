@@ -23,8 +23,13 @@ The recipes:
   cross-entropy on the output membrane at every step, Adam 5e-4, batch 128, 5 epochs; own: atan.
 * ``norse``: Norse's current-based LIF (``LIFParameters`` defaults: tau_syn_inv=200,
   tau_mem_inv=100, v_th=1, v_reset=0, dt=1e-3, reset detached), 64-128 LIF then a leaky
-  integrator read out as its maximum over T=32 steps (from the first step that input reaches), Poisson input, log-softmax + NLL, Adam
-  2e-3, batch 64, 5 epochs; own: SuperSpike with alpha=100 (htaf's ``fast_sigmoid(k=100)``).
+  integrator read out as its maximum over T=32 steps (from the first step that input
+  reaches), Poisson input, log-softmax + NLL, Adam 2e-3, batch 64, 5 epochs; own: SuperSpike
+  with alpha=100 (htaf's ``fast_sigmoid(k=100)``).
+* ``compare_dhn``, ``compare_snn``, ``compare_bnn``, ``compare_icbm`` (only when named, or
+  with ``--recipes all``: minutes each): ``htaf.compare(task=...)`` with the family's defaults,
+  own = the first non-HTAF row of its default grid, scored by its headline exact-binary metric
+  (AUROC on binary data, else accuracy).
 * ``larq``: Larq's BinaryNet quickstart on 8x8 images (padding "same" so the three 3x3
   convolutions and two poolings fit): ste_sign weights with weight_clip, no bias,
   BatchNorm(scale=False) after each layer, the first layer's input not quantized, Adam 1e-3,
@@ -294,6 +299,26 @@ def larq(row: str, seed: int, data: tuple, epochs: int = 6) -> dict[str, float]:
                seed=seed, data=data, after_step=clip)  # fmt: skip
 
 
+# -- htaf's own compare defaults -------------------------------------------------------------
+#: The row each family's compare default puts first after HTAF (its "own" surrogate).
+COMPARE_OWN = {"dhn": "ste", "snn": "atan", "bnn": "ste", "icbm": "ste"}
+
+
+def compare_runs(family: str, seeds: list[int], out: Path) -> list[dict[str, Any]]:
+    """``htaf compare --task FAMILY`` with its default settings, on the three rows; one record
+    per run with the family's headline exact-binary metric (AUROC for binary data)."""
+    specs = {"htaf": "htaf", "htaf(2,11)": "htaf(2,11)", "own": COMPARE_OWN[family]}
+    exp = htaf.compare(task=family, estimators=list(specs.values()), seeds=seeds,
+                       out=out / family, progress=False, jobs=1)  # fmt: skip
+    frame = exp.runs
+    metric = "test_auroc" if "test_auroc_hard" in frame else "test_accuracy"
+    label = {v: k for k, v in specs.items()}
+    return [{"recipe": f"compare_{family}", "row": label[r["estimator"]], "seed": r["seed"],
+             "acc_hard": r[f"{metric}_hard"], "acc_train_forward": r[f"{metric}_smooth"],
+             "grad_w1": float("nan"), "seconds": r["train_time_s"], "metric": metric}
+            for _, r in frame.iterrows()]  # fmt: skip
+
+
 RECIPES: dict[str, tuple[Callable[..., dict[str, float]], str, str | None]] = {
     "spikingjelly": (spikingjelly, "surrogate.ATan()", "spikingjelly"),
     "snntorch_rate": (snntorch_rate, "surrogate.atan()", "snntorch"),
@@ -301,6 +326,8 @@ RECIPES: dict[str, tuple[Callable[..., dict[str, float]], str, str | None]] = {
     "norse": (norse, "SuperSpike(100)", None),
     "larq": (larq, "ste_sign", None),
 }
+#: Run only when named (``--recipes compare_snn``, or ``--recipes all``): minutes each.
+COMPARES = {f"compare_{f}": f for f in COMPARE_OWN}
 
 
 def available(module: str | None) -> bool:
@@ -342,26 +369,31 @@ def markdown(table: dict[str, dict[str, dict[str, float]]]) -> str:
     for recipe, rows in table.items():
         cells = [f"{rows[r]['acc_hard']:.3f} ± {rows[r]['acc_hard_std']:.3f}" for r in ROWS]
         verdict = "PASS" if ok[recipe] else "FAIL"
-        lines.append(f"| {recipe} | {RECIPES[recipe][1]} | {' | '.join(cells)} | {verdict} |")
+        own = RECIPES[recipe][1] if recipe in RECIPES else COMPARE_OWN[COMPARES[recipe]]
+        lines.append(f"| {recipe} | {own} | {' | '.join(cells)} | {verdict} |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--recipes", nargs="+", choices=sorted(RECIPES), default=list(RECIPES))
+    parser.add_argument("--recipes", nargs="+", default=list(RECIPES),
+                        choices=[*sorted(RECIPES), *sorted(COMPARES), "all"])  # fmt: skip
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--rows", nargs="+", default=list(ROWS), help="subset of the rows")
     parser.add_argument("--out", type=Path, default=Path("recipes.json"))
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     data = digits()
+    names = [*RECIPES, *COMPARES] if "all" in args.recipes else args.recipes
+    runs: list[dict[str, Any]] = []
+    for name in [n for n in names if n in COMPARES]:
+        runs += compare_runs(COMPARES[name], args.seeds, args.out.with_suffix(".runs"))
     todo = []
-    for name in args.recipes:
+    for name in [n for n in names if n in RECIPES]:
         if available(RECIPES[name][2]):
             todo += [(name, row, seed) for row in args.rows for seed in args.seeds]
         else:
             print(f"skipped {name}: `pip install {RECIPES[name][2]}` to run it", file=sys.stderr)
-    runs = []
     for name, row, seed in tqdm(todo, desc="recipes", unit="run"):
         start = time.perf_counter()
         result = RECIPES[name][0](row, seed, data)
