@@ -124,3 +124,30 @@ def test_cli_on_a_trained_run_folder(tmp_path, capsys):
     report = json.loads((tmp_path / "r" / "diagnose" / "diagnose.json").read_text())
     assert report["layers"][0]["estimator"] == "htaf(auto)" and report["layers"][0]["n"] > 0
     assert main(["diagnose", str(tmp_path / "r"), "--trained", "--set", "seed=1"]) == 2
+
+
+def test_spikingjelly_neurons_through_interop_resting_membranes_vanish():
+    pytest.importorskip("spikingjelly")
+    from spikingjelly.activation_based import functional, layer, neuron
+
+    from htaf.interop.spikingjelly import surrogate
+
+    def net(spec: str) -> nn.Sequential:
+        torch.manual_seed(0)
+        lif = neuron.LIFNode(tau=2.0, surrogate_function=surrogate(spec))
+        model = nn.Sequential(layer.Linear(16, 32), lif)
+        functional.set_step_mode(model, "m")
+        return model
+
+    def forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        functional.reset_net(model)
+        out = model((torch.rand(8, *x.shape) < x.sigmoid()).float()).mean(0)
+        functional.reset_net(model)
+        return out[:, :3]
+
+    x, y = batch()
+    fixed = htaf.diagnose(net("htaf(2,11)"), (x, y), nn.functional.cross_entropy, forward=forward)
+    auto = htaf.diagnose(net("htaf"), (x, y), nn.functional.cross_entropy, forward=forward)
+    assert fixed.layers[0].layer == "1.surrogate_function" and fixed.layers[0].live < 0.05
+    assert fixed.verdict.startswith("vanishing") and auto.verdict.startswith("healthy")
+    assert auto.layers[0].live == pytest.approx(0.5, abs=0.05)
