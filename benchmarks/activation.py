@@ -133,7 +133,7 @@ def cold_kernel_build_s() -> float | None:
         return None
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        ok = _kernels._build(cc, _kernels._FLAG_VARIANTS[0], Path(tmp) / "k.so")
+        ok = _kernels._build(cc, _kernels.flag_variants()[0], Path(tmp) / "k.so")
         return time.perf_counter() - start if ok else None
 
 

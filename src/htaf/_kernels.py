@@ -244,18 +244,23 @@ void htaf_fwd_##SUF(const T *restrict x, T *restrict out, i64 n, T a0, T a1, int
 /* Backward: out = grad * HTAF'(x) with e and f as above:
    HTAF' = c e f / ((1+e)(1+f))^2, c = 4 a0 a1; no intermediate can overflow or underflow
    before the result does. grad == NULL means the scalar gs. */
-#define HTAF_BWD(T, SUF, ONE)                                                               \
-void htaf_bwd_##SUF(const T *restrict x, const T *restrict g, T gs, T *restrict out,      \
-                    i64 n, T m2a0, T ma1, T c, int nt) {                                    \
-    HTAF_BLOCKS(T, _Pragma("omp simd") for (i64 i = lo; i < hi; ++i) {                      \
+#define HTAF_BWD_LOOP(T, SUF, ONE, GI)                                                      \
+    _Pragma("omp simd") for (i64 i = lo; i < hi; ++i) {                                     \
         T xi = x[i];                                                                        \
         int isnan_ = xi != xi;                                                              \
         T e, f = htaf_ef_##SUF(isnan_ ? (T)0 : (xi < 0 ? -xi : xi), m2a0, ma1, &e);         \
         T den = (ONE + e) * (ONE + f);                                                      \
         T d = c * e * f / (den * den);                                                      \
-        T gi = g ? g[i] : gs;                                                               \
-        out[i] = isnan_ ? xi : gi * d;                                                      \
-    })                                                                                      \
+        out[i] = isnan_ ? xi : (GI) * d;                                                    \
+    }
+
+/* The test of g is outside the loops: a load under `g ? g[i] : gs` inside one kept GCC from
+   vectorising it, and the scalar gradient of .sum() took twice the time of a tensor one. */
+#define HTAF_BWD(T, SUF, ONE)                                                               \
+void htaf_bwd_##SUF(const T *restrict x, const T *restrict g, T gs, T *restrict out,      \
+                    i64 n, T m2a0, T ma1, T c, int nt) {                                    \
+    HTAF_BLOCKS(T, if (g) { HTAF_BWD_LOOP(T, SUF, ONE, g[i]) }                              \
+                   else { HTAF_BWD_LOOP(T, SUF, ONE, gs) })                                 \
 }
 
 HTAF_EF(float, f32, 1.0f)
@@ -389,9 +394,26 @@ int htaf_kernels_abi(void) { return 1; }
 # -fno-trapping-math lets the compiler evaluate both sides of a select (no FP traps are ever
 # enabled under Python); without it GCC does not vectorise the loops for AVX2 (10x slower).
 _BASE_FLAGS = ["-O3", "-std=gnu11", "-fPIC", "-shared", "-fno-math-errno", "-fno-trapping-math"]
-# Tried in order; the first that compiles wins. -march=native is safe because the cache key
-# includes the CPU's feature flags.
-_FLAG_VARIANTS = [["-march=native", "-fopenmp"], ["-fopenmp"], ["-march=native"], []]
+# The instruction sets HTAF_KERNEL_ISA may name: "avx2" builds the loops a CPU without AVX-512
+# runs, so that they can be measured on one that has it.
+ISA_FLAGS = {"native": ["-march=native"], "avx2": ["-mavx2", "-mfma"], "generic": []}
+
+
+def isa_flags() -> list[str]:
+    """The target flags named by ``$HTAF_KERNEL_ISA`` (default ``native``: this CPU's)."""
+    name = os.environ.get("HTAF_KERNEL_ISA", "").strip() or "native"
+    if name not in ISA_FLAGS:
+        logger.warning("htaf: HTAF_KERNEL_ISA must be one of %s, got %r: using native",
+                       ", ".join(ISA_FLAGS), name)  # fmt: skip
+        name = "native"
+    return ISA_FLAGS[name]
+
+
+def flag_variants() -> list[list[str]]:
+    """Extra flags to try in order; the first that compiles wins. -march=native is safe
+    because the cache key includes the CPU's feature flags."""
+    isa = isa_flags()
+    return [[*isa, "-fopenmp"], ["-fopenmp"], isa, []]
 
 
 def _cache_dir() -> Path:
@@ -461,7 +483,7 @@ def _compile(source: str, filename: str, compiler: str, flags: Sequence[str], ta
 
 
 def _build(cc: str, flags: list[str], target: Path) -> bool:
-    """The HTAF kernels built with ``flags`` (one of :data:`_FLAG_VARIANTS`) into ``target``."""
+    """The HTAF kernels built with ``flags`` (one of :func:`flag_variants`) into ``target``."""
     return _compile(_SOURCE, "htaf_kernels.c", cc, [*_BASE_FLAGS, *flags], target)
 
 
@@ -627,7 +649,7 @@ def _open() -> Kernels | None:
         return None
     # PyDLL keeps the GIL: the calls are short and the release/reacquire costs ~0.5 µs each.
     found = first_library(
-        "htaf_kernels", _SOURCE, "htaf_kernels.c", cc, _BASE_FLAGS, _FLAG_VARIANTS,
+        "htaf_kernels", _SOURCE, "htaf_kernels.c", cc, _BASE_FLAGS, flag_variants(),
         ("htaf_kernels_abi", 1), loader=ctypes.PyDLL,
     )  # fmt: skip
     if found is None:
