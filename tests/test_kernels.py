@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import htaf._kernels as K
+from htaf import _build
 from htaf import functional as F
 from htaf.functional import _htaf_forward, _htaf_forward_fusable, _htaf_grad, htaf
 
@@ -297,7 +298,7 @@ def test_fallback_when_disabled(monkeypatch):
 
 
 def test_fresh_build_into_cache(monkeypatch, tmp_path):
-    if K._compiler() is None:
+    if _build.compiler() is None:
         pytest.skip("no C compiler")
     reset_loader(monkeypatch)
     monkeypatch.setenv("HTAF_KERNEL_CACHE", str(tmp_path / "cache"))
