@@ -8,9 +8,9 @@ buffers (by the native operator of :mod:`htaf._native` where it builds, else thr
 :mod:`ctypes`), parallelised with OpenMP (the same ``libgomp`` that PyTorch has loaded, with
 ``torch.get_num_threads()`` threads).
 
-On a CPU with AVX-512 the float32 pair is hand-vectorised with intrinsics (20-40% faster than
-the compiler's vectorisation of the portable loops, which every other CPU runs); the tests
-check both pairs against a float64 truth. Every kernel works
+The float32 pair is hand-vectorised with intrinsics for AVX-512 and for AVX2 + FMA (the
+compiler's vectorisation of the portable loops was 20-40% slower); a CPU with neither runs
+the portable loops, and the tests check every pair against a float64 truth. Every kernel works
 through its output in 1 MiB blocks; a freshly allocated large output has each block's pages
 faulted in, in one system call, before the block is computed (see ``HTAF_BLOCKS``).
 

@@ -154,10 +154,12 @@ void htaf_step_##SUF(const T *restrict x, T *restrict out, i64 n, T low, int nt)
 HTAF_STEP(float, f32)
 HTAF_STEP(double, f64)
 
-/* The hand-vectorised float32 pair for AVX-512, where the compiler targets it. */
-#ifdef __AVX512F__
+/* The hand-vectorised float32 pairs: AVX-512 where the compiler targets it, AVX2 + FMA where
+   it targets those (both on an AVX-512 CPU, so that the tests can check the AVX2 pair there). */
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 #include <immintrin.h>
 #endif
 #include "htaf_simd_avx512.h"
+#include "htaf_simd_avx2.h"
 
 int htaf_kernels_abi(void) { return 1; }
