@@ -2,6 +2,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <algorithm>
+#include <cstring>
 #include <vector>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
@@ -89,11 +90,24 @@ bool strides_2d(const at::Tensor& g, int64_t sizes[2], int64_t strides[2]) {
   return true;
 }
 
-// The backward for a gradient g of x's shape that is not contiguous (expanded or sliced),
-// with the layout (sizes, strides) of strides_2d. x is cut into pieces of about 32K elements
-// that are contiguous in x (whole rows, or a segment of one long row), spread over threads;
-// each piece of g is gathered into a buffer that stays in cache and handed to the kernel with
-// its piece of x, so nothing the size of g is written.
+// buf[i w + j] = src[i sr + j sc] for i < h, j < w: rows copied or filled where the columns
+// are contiguous or expanded, element by element otherwise.
+template <typename T>
+void gather(const T* src, int64_t sr, int64_t sc, int64_t h, int64_t w, T* buf) {
+  for (int64_t i = 0; i < h; ++i) {
+    const T* row = src + i * sr;
+    T* dst = buf + i * w;
+    if (sc == 1) std::memcpy(dst, row, w * sizeof(T));
+    else if (sc == 0) std::fill(dst, dst + w, row[0]);
+    else for (int64_t j = 0; j < w; ++j) dst[j] = row[j * sc];
+  }
+}
+
+// The backward for a gradient g of x's shape that is not contiguous (expanded, sliced), with
+// the layout (sizes, strides) of strides_2d, its rows no closer than its columns. x is cut
+// into pieces of about 32K elements that are contiguous in x (whole rows, or a segment of one
+// long row), spread over threads; each piece of g is gathered into a buffer that stays in
+// cache and handed to the kernel with its piece of x, so nothing the size of g is written.
 template <typename T>
 void run_backward_strided(const at::Tensor& x, const at::Tensor& g, at::Tensor& out, double a0,
                           double a1, const int64_t sizes[2], const int64_t strides[2]) {
@@ -111,9 +125,7 @@ void run_backward_strided(const at::Tensor& x, const at::Tensor& g, at::Tensor& 
     for (int64_t p = p0; p < p1; ++p) {
       int64_t i0 = p / col_pieces * band, j0 = p % col_pieces * seg;
       int64_t h = std::min(rows - i0, band), w = std::min(cols - j0, seg);
-      const T* src = gp + i0 * sr + j0 * sc;
-      for (int64_t i = 0; i < h; ++i)
-        for (int64_t j = 0; j < w; ++j) buf[i * w + j] = src[i * sr + j * sc];
+      gather(gp + i0 * sr + j0 * sc, sr, sc, h, w, buf.data());
       int64_t at = i0 * cols + j0;  // h == 1 when w < cols: the piece is contiguous in x
       fn(xp + at, buf.data(), T(0), op + at, h * w, (T)(-2 * a0), (T)(-a1), (T)(4 * a0 * a1), 1);
     }
@@ -127,8 +139,8 @@ at::Tensor backward_values(const at::Tensor& x, at::Tensor g, double a0, double 
   bool is_float = x.scalar_type() == at::kFloat;
   int64_t sizes[2], strides[2];
   if (g.numel() > 0 && !is_broadcast_scalar(g) && !g.is_contiguous()) {
-    // A transposed g (columns farther apart than rows) is copied whole by ATen, whose
-    // blocked transpose beat gathering it piece by piece here (gradient_layouts.py).
+    // A transposed g (rows closer than columns) is copied whole by ATen, whose blocked
+    // transpose beat reading it down its columns piece by piece (gradient_layouts.py).
     if (strides_2d(g, sizes, strides) && (strides[1] <= 1 || strides[0] >= strides[1])) {
       if (is_float) run_backward_strided<float>(x, g, out, a0, a1, sizes, strides);
       else run_backward_strided<double>(x, g, out, a0, a1, sizes, strides);
