@@ -8,11 +8,12 @@ buffers (by the native operator of :mod:`htaf._native` where it builds, else thr
 :mod:`ctypes`), parallelised with OpenMP (the same ``libgomp`` that PyTorch has loaded, with
 ``torch.get_num_threads()`` threads).
 
-The float32 pair is hand-vectorised with intrinsics for AVX-512 and for AVX2 + FMA (the
-compiler's vectorisation of the portable loops was 20-40% slower); a CPU with neither runs
-the portable loops, and the tests check every pair against a float64 truth. Every kernel works
-through its output in 1 MiB blocks; a freshly allocated large output has each block's pages
-faulted in, in one system call, before the block is computed (see ``HTAF_BLOCKS``).
+The float32 pair is hand-vectorised with intrinsics for AVX-512 and for AVX2 + FMA (faster
+than the compiler's vectorisation of the portable loops: see benchmarks/README.md); a CPU with
+neither runs the portable loops, and the tests check every pair against a float64 truth.
+Every kernel works through its output in 1 MiB blocks; a freshly allocated large output has
+each block's pages faulted in, in one system call, before the block is computed (see
+``HTAF_BLOCKS``).
 
 Nothing here needs PyTorch headers. Every failure (no compiler, no OpenMP, a read-only cache,
 ``HTAF_DISABLE_KERNELS=1``) makes :func:`available` return False, and callers use the pure-torch
