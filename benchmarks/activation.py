@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from htaf import _kernels
+from htaf import _build, _kernels
 from htaf.functional import _HTAF, htaf, scaled_sigmoid
 from htaf.io import atomic_write_json
 
@@ -128,12 +128,13 @@ def saved_tensors(fn: Fn, x: torch.Tensor) -> dict[str, int] | None:
 
 def cold_kernel_build_s() -> float | None:
     """Seconds to compile the fused kernels into an empty cache (None: no compiler)."""
-    cc = _kernels._compiler()
+    cc = _build.compiler()
     if cc is None:
         return None
+    flags = [*_build.base_flags(_kernels.SOURCE), *_build.flag_variants()[0]]
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        ok = _kernels._build(cc, _kernels._FLAG_VARIANTS[0], Path(tmp) / "k.so")
+        ok = _build.compile_source(_kernels.SOURCE, cc, flags, Path(tmp) / "k.so")
         return time.perf_counter() - start if ok else None
 
 

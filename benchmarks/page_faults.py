@@ -4,9 +4,9 @@ Usage::
 
     python benchmarks/page_faults.py [--numel N] [--repeats R] [--portable] [--json FILE]
 
-Builds the kernel source of :mod:`htaf._kernels` three ways into a temporary folder and times
-``forward + backward`` on freshly allocated outputs (as every training step allocates them),
-paired with ReLU's forward + backward in the same round:
+Builds the kernel source of :mod:`htaf._kernels` (``htaf/csrc/htaf_kernels.c``) three ways
+into a temporary folder and times ``forward + backward`` on freshly allocated outputs (as every
+training step allocates them), paired with ReLU's forward + backward in the same round:
 
 * ``madvise``: what htaf ships; when the output is fresh (its first page unmapped), each
   1 MiB block of it is faulted in with one ``madvise(MADV_POPULATE_WRITE)`` call before it is
@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 import activation  # benchmarks/activation.py: the round-robin timing and paired ratios
-from htaf import _kernels
+from htaf import _build, _kernels
 from htaf.io import atomic_write_json
 
 Call = Callable[[], float]
@@ -47,12 +47,13 @@ VARIANTS = {
 
 
 def build(name: str, source: str, flags: list[str], folder: Path) -> ctypes.CDLL:
-    cc = _kernels._compiler()
+    cc = _build.compiler()
     if cc is None:
         raise SystemExit("page_faults.py needs a C compiler (CC, cc, gcc or clang)")
     c_file, so_file = folder / f"{name}.c", folder / f"{name.replace(' ', '_')}.so"
     c_file.write_text(source)
-    cmd = [cc, *_kernels._BASE_FLAGS, *flags, "-fopenmp", str(c_file), "-o", str(so_file)]
+    base = _build.base_flags(_kernels.SOURCE)
+    cmd = [cc, *base, *flags, "-fopenmp", f"-I{_build.CSRC}", str(c_file), "-o", str(so_file)]
     subprocess.run(cmd, check=True)
     lib = ctypes.PyDLL(str(so_file))
     _kernels._declare(lib)
@@ -79,7 +80,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser = activation.timing_parser(__doc__, repeats=40, warmup=3)
     parser.add_argument("--portable", action="store_true", help="AVX2 loops, not AVX-512")
     args = activation.parse_timing(parser, argv)
-    if FRESH not in _kernels._SOURCE or MADVISE not in _kernels._SOURCE:
+    source = (_build.CSRC / _kernels.SOURCE).read_text()
+    if FRESH not in source or MADVISE not in source:
         raise SystemExit("htaf._kernels changed: update the variants of page_faults.py")
 
     flags, suffix = (["-mavx2", "-mfma"], "f32") if args.portable else (["-march=native"], "")
@@ -95,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
         return time.perf_counter() - start
 
     with tempfile.TemporaryDirectory() as tmp:
-        libs = {k: build(k, v(_kernels._SOURCE), flags, Path(tmp)) for k, v in VARIANTS.items()}
+        libs = {k: build(k, v(source), flags, Path(tmp)) for k, v in VARIANTS.items()}
         if not suffix:
             if not all(hasattr(lib, "htaf_fwd_f32_avx512") for lib in libs.values()):
                 raise SystemExit("this CPU has no AVX-512: run with --portable")

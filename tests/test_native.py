@@ -112,8 +112,52 @@ def test_empty_and_expanded_gradients(native):
     assert e.grad.shape == (0, 3)
     x = torch.randn(5, 7, requires_grad=True)
     g_row = torch.randn(1, 7)
-    htaf(x).backward(g_row.expand(5, 7))  # stride 0 in one dimension only: copied, not read once
+    htaf(x).backward(g_row.expand(5, 7))  # stride 0 in one dimension only: gathered per piece
     assert torch.equal(x.grad, K.backward(x.detach(), 2.0, 11.0, g_row.expand(5, 7).contiguous()))
+
+
+def layouts(rows: int, cols: int, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Gradients of shape (rows, cols) in every layout the backward distinguishes."""
+    gen = torch.Generator().manual_seed(1)
+
+    def randn(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=gen, dtype=dtype)
+
+    return {
+        "scalar": randn(1, 1).expand(rows, cols),
+        "row": randn(1, cols).expand(rows, cols),
+        "column": randn(rows, 1).expand(rows, cols),
+        "transposed": randn(cols, rows).t(),
+        "sliced": randn(rows, cols + 9)[:, 5 : cols + 5],
+        "stepped": randn(rows, 2 * cols)[:, ::2],
+        "strided rows": randn(2 * rows, cols)[::2],
+    }
+
+
+def assert_backward_equals_contiguous(x: torch.Tensor, g: torch.Tensor, name: str) -> None:
+    assert not g.is_contiguous(), name
+    got, want = (x.detach().clone().requires_grad_() for _ in range(2))
+    htaf(got).backward(g)
+    htaf(want).backward(g.contiguous())
+    assert got.grad.is_contiguous(), name
+    assert torch.equal(got.grad.nan_to_num(7.0), want.grad.nan_to_num(7.0)), name
+    assert got.grad.flatten()[0].isnan(), name
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("rows", "cols"), [(37, 53), (3, 70_001), (40_000, 3), (256, 256)])
+def test_non_contiguous_gradients_equal_the_contiguous_result(native, dtype, rows, cols):
+    """Expanded, transposed, sliced and strided gradients (each piece gathered, or copied by
+    ATen) give bit for bit what the same gradient made contiguous gives: single pieces, pieces
+    that split one long row, and rows of three elements."""
+    x = torch.randn(rows, cols, dtype=dtype, generator=torch.Generator().manual_seed(0))
+    x[0, :3] = torch.tensor([float("nan"), 0.0, -50.0])
+    for name, g in layouts(rows, cols, dtype).items():
+        assert_backward_equals_contiguous(x, g, name)
+    # Three dimensions that do not merge into two: copied by ATen first.
+    x3 = x.reshape(1, rows, cols).expand(2, rows, cols).contiguous()
+    g3 = torch.randn(cols, rows, 2, dtype=dtype).permute(2, 1, 0)
+    assert_backward_equals_contiguous(x3, g3, "3-d permuted")
 
 
 def test_other_inputs_take_the_python_path(native):

@@ -21,8 +21,8 @@ unrolled loop draws step by step.
 
 Two backends give the same values and gradients:
 
-* ``"kernel"``: a C++ kernel (``lif_kernels.cpp``), compiled on first use with the compiler and
-  cache of :mod:`htaf._kernels` and called through ctypes; OpenMP over blocks of neurons, the
+* ``"kernel"``: a C++ kernel (``htaf/csrc/lif_kernels.cpp``), compiled on first use by
+  :mod:`htaf._build` and called through ctypes; OpenMP over blocks of neurons, the
   time loop inside. It knows the step, HTAF and sigmoid forwards and the rules of htaf,
   sigmoid_surrogate, scaled_sigmoid, atan, fast_sigmoid and triangle by formula (HTAF through
   :mod:`htaf._kernels`' vectorised functions); any other rule is evaluated by the estimator
@@ -43,13 +43,12 @@ import ctypes
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
-from htaf import _kernels
+from htaf import _build, _kernels
 from htaf.estimators import Estimator, harden
 from htaf.estimators.smooth import HTAF, ScaledSigmoid
 from htaf.estimators.surrogates import ATan, FastSigmoid, SigmoidSurrogate, Triangle
@@ -61,10 +60,7 @@ __all__ = [
 ]  # fmt: skip
 
 BACKENDS = ("auto", "kernel", "torch")
-_SOURCE = Path(__file__).with_name("lif_kernels.cpp")
-_FLAGS = ["-O3", "-std=c++17", "-fPIC", "-shared", "-fno-math-errno", "-fno-trapping-math"]
-# Tried in order; -march=native is safe because the cache key holds the CPU's feature flags.
-_VARIANTS = [["-march=native", "-fopenmp"], ["-fopenmp"], ["-march=native"], []]
+_SOURCE = "lif_kernels.cpp"  # in htaf/csrc
 # Below this many elements (T x M) the kernel runs on one thread.
 _PARALLEL_NUMEL = 1 << 15
 
@@ -115,16 +111,13 @@ def _declare(lib: ctypes.CDLL) -> None:
 def _open() -> _Library | None:
     """Build (once per machine) and load the kernel; None where that is not possible."""
     # HTAF comes from htaf._kernels' vectorised functions: both build or neither.
-    if not (_kernels.kernels_allowed() and _kernels.available()):
+    if not (_build.kernels_allowed() and _kernels.available()):
         return None
-    cxx = _kernels._compiler("CXX", ("c++", "g++", "clang++"))
+    cxx = _build.cxx_compiler()
     if cxx is None:
         return None
     # CDLL releases the GIL: the calls are long.
-    found = _kernels.first_library(
-        "htaf_snn", _SOURCE.read_text(), "lif_kernels.cpp", cxx, _FLAGS, _VARIANTS,
-        ("snn_kernels_abi", 2),
-    )  # fmt: skip
+    found = _build.first_library("htaf_snn", _SOURCE, cxx, ("snn_kernels_abi", 2))
     if found is None:
         return None
     lib, flags = found
@@ -133,7 +126,7 @@ def _open() -> _Library | None:
 
 
 #: The kernel library, built on the first call; None where it cannot be used.
-_load: _kernels.Once[_Library] = _kernels.Once(_open, "htaf snn kernels")
+_load: _build.Once[_Library] = _build.Once(_open, "htaf snn kernels")
 
 
 def kernel_available() -> bool:
@@ -401,7 +394,7 @@ def neuron_sequence(
     kernel = backend != "torch" and _kernel_accepts(flat, v_flat)
     if backend == "kernel" and not kernel:
         raise ValueError("backend 'kernel' needs contiguous CPU float32/float64 tensors and a "
-                         "C++ compiler (see htaf._kernels)")  # fmt: skip
+                         "C++ compiler (see htaf._build)")  # fmt: skip
     n = _Neuron(p, est, kernel)
     if _UNROLLED:
         s, h, v = _unrolled(n, flat, steps, const, v_flat, beta)

@@ -19,6 +19,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "htaf_exp.h"
+
 namespace {
 
 typedef int64_t i64;
@@ -31,27 +33,12 @@ enum Rule { RULE_TABLE = 0, RULE_HTAF = 1, RULE_SIGMOID = 2, RULE_ATAN = 3, RULE
 
 template <typename T> inline T absv(T x) { return x < 0 ? -x : x; }
 
-// e^x for x <= 0 that the compiler vectorises (libm's exp is a scalar call): Cody-Waite
-// reduction, a degree-6 polynomial (about 1 ulp) and 2^n written into the exponent bits.
-// Below x = -87 it returns e^-87 (1.6e-38) instead of underflowing; NaN stays NaN.
+// e^x for x <= 0 with htaf_exp.h's polynomial. Below x = -87 it returns e^-87 (1.6e-38)
+// instead of underflowing (2^n then stays a normal number); NaN stays NaN.
 inline float exp_nonpos(float x) {
   x = x > -87.0f ? x : (x != x ? x : -87.0f);
-  float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest
-  float r = x - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  float k = n + (8388608.0f + 127.0f);  // 2^23 + 127 + n: n + 127 in the low mantissa bits
-  uint32_t bits;
-  std::memcpy(&bits, &k, 4);
-  bits <<= 23;
-  float scale;
-  std::memcpy(&scale, &bits, 4);
-  return (p * (r * r) + r + 1.0f) * scale;
+  float n, q = exp_poly_f32(x, &n);
+  return (q + 1.0f) * f32_pow2(n);
 }
 inline double exp_nonpos(double x) { return std::exp(x); }  // float64: exact, for references
 
