@@ -41,7 +41,6 @@ Outputs: ``results.json``, ``table.md``, ``config.json``, ``curves_{experiment}.
 from __future__ import annotations
 
 import dataclasses
-import json
 import statistics
 import time
 from collections.abc import Callable
@@ -51,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from htaf.io import atomic_write_text, json_safe
+from htaf.io import atomic_write_json, atomic_write_text
 from htaf.threads import one_torch_thread
 
 RULE_NAMES = (
@@ -457,11 +456,12 @@ def run(out_dir: str | Path, *, progress: bool = True, **overrides: Any) -> dict
         "experiments": list(settings["experiments"]),
         "settings": {k: vars(v) for k, v in EXPERIMENTS.items()},
     }
-    _write_json(out_dir / "config.json", config)
+    atomic_write_json(out_dir / "config.json", config, sort_keys=False)
     claim = constant_vs_tied(results)
-    _write_json(
+    atomic_write_json(
         out_dir / "results.json",
         {"experiments": results, "constant_vs_tied": claim, "time_s": elapsed},
+        sort_keys=False,
     )
     table = markdown_table(results, settings["seeds"])
     atomic_write_text(out_dir / "table.md", table + "\n")
@@ -546,10 +546,6 @@ def plot(name: str, res: dict[str, Any], out_dir: Path) -> list[Path]:
         stem = "curves" if key == "test_accuracy" else "cosine"
         paths += save_figure(fig, out_dir, f"{stem}_{name}")
     return paths
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n")
 
 
 def _say(progress: bool, text: str) -> None:
