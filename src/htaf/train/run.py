@@ -27,13 +27,8 @@ from htaf.io import atomic_save_npz, atomic_write_json, atomic_write_text, json_
 from htaf.train import distributed, run_folder
 from htaf.train.batches import batches, sequential
 from htaf.train.callbacks import activation_stats
-from htaf.train.engine import (
-    FitResult,
-    Trainer,
-    evaluate,
-    float_batches,
-    seed_everything,
-)
+from htaf.train.engine import FitResult, Trainer
+from htaf.train.evaluation import evaluate, float_batches
 from htaf.train.run_folder import (
     ACTIVATIONS,
     CONFIG,
@@ -43,6 +38,7 @@ from htaf.train.run_folder import (
     SUMMARY,
     Run,
 )
+from htaf.train.setup import seed_everything
 from htaf.train.tracking import MLFLOW_RUN_FILE, Tracking, run_tracker
 
 SPLITS = ("train", "val", "test")
