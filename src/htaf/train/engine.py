@@ -33,7 +33,7 @@ from htaf.estimators import estimators_in
 from htaf.families.hooks import ModelHooks
 from htaf.io import atomic_write_jsonl, to_plain
 from htaf.train import distributed
-from htaf.train.batches import batches, sequential, to_device
+from htaf.train.batches import batches, to_device
 from htaf.train.callbacks import ActivationStats, Callback, EarlyStopping, GradientNorms
 from htaf.train.checkpoint import (
     load_checkpoint,
@@ -46,13 +46,13 @@ from htaf.train.evaluation import (
     DATASET_TASKS,
     evaluate,
     float_batches,
-    fork_rng,
     loss_fn,
     loss_input,
     metrics_from_outputs,
     predict,
     target_tensor,
 )
+from htaf.train.hook_passes import calibrate, model_stats, solve
 from htaf.train.metrics import PRIMARY
 from htaf.train.run_folder import CHECKPOINT, HISTORY, WEIGHTS
 from htaf.train.setup import (
@@ -64,11 +64,6 @@ from htaf.train.setup import (
     make_optimizer,
 )
 from htaf.train.setup import seed_everything as seed_everything  # re-export: older importers
-
-#: Samples of the validation split a model's ``epoch_stats(x)`` sees each epoch.
-MODEL_STATS_SAMPLES = 2048
-#: Samples of the training split a model's ``calibrate(x)`` sees after each epoch.
-CALIBRATION_SAMPLES = 1024
 
 
 class TrainingDiverged(RuntimeError):
@@ -232,7 +227,7 @@ class Trainer:
             loss = self.loss(loss_input(net(xb), self.task), yb)
             loss.backward()
             self.optimizer.step()
-            self._constrain()
+            self.hooks.constrain_()  # e.g. latent binary weights clipped to [-1, 1]
             if self.est_schedule is not None and self.schedule_unit == "step":
                 self.est_schedule.step()
             total[0] += loss.detach().double() * len(idx)
@@ -300,11 +295,11 @@ class Trainer:
                 self.est_schedule.step()
             logs: dict[str, Any] = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]}
             if self.closed_form:
-                logs.update(self._solve(X, Y))
+                logs.update(solve(self.model, self.hooks, self.data, X, Y, self.loss))
             else:
                 logs["train_loss"] = self._train_epoch(net, X, Y, epoch)
                 if self.hooks.has("calibrate"):
-                    self._calibrate()
+                    calibrate(self.hooks, self.data, self.config.seed, self.device)
             if not math.isfinite(logs["train_loss"]):
                 raise TrainingDiverged(
                     f"training diverged in epoch {epoch + 1}: the training loss is "
@@ -315,7 +310,7 @@ class Trainer:
             first = next(estimators_in(self.model), None)
             logs["estimator_params"] = dict(first.params) if first is not None else {}
             if self.hooks.has("epoch_stats"):
-                logs["model_stats"] = self._model_stats()
+                logs["model_stats"] = model_stats(self.model, self.hooks, self.data, self.device)
             for cb in self.callbacks:
                 cb.on_epoch_end(epoch + 1, logs)
             logs["epoch_time_s"] = time.perf_counter() - t0
@@ -330,48 +325,6 @@ class Trainer:
         if bar is not None:
             bar.close()
         return self._finish(epoch)
-
-    def _calibrate(self) -> None:
-        """The model's ``calibrate(x)`` on a fixed random sample of the training split (the
-        same every epoch, drawn from ``config.seed``), without gradients, RNG untouched."""
-        X = self.data.X_train
-        n = min(len(X), CALIBRATION_SAMPLES)
-        pick = torch.randperm(len(X), generator=torch.Generator().manual_seed(self.config.seed))
-        x = next(batches(X, [pick[:n].sort().values], to_float=float_batches(self.data),
-                         device=self.device))  # fmt: skip
-        with torch.no_grad(), fork_rng(self.device):
-            self.hooks.calibrate(x)
-
-    def _model_stats(self) -> dict[str, Any]:
-        """The model's ``epoch_stats()``; one that takes an argument gets a fixed batch of the
-        validation split (the training split if that is empty), in eval mode, without
-        gradients, with the RNG untouched."""
-        if not self.hooks.epoch_stats_takes_a_batch():
-            return self.hooks.epoch_stats()
-        X = self.data.X_val if self.n_val else self.data.X_train
-        n = min(len(X), MODEL_STATS_SAMPLES)
-        index = sequential(n, n)
-        x = next(batches(X, index, to_float=float_batches(self.data), device=self.device))
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.no_grad(), fork_rng(self.device):
-                return self.hooks.epoch_stats(x)
-        finally:
-            self.model.train(was_training)
-
-    def _constrain(self) -> None:
-        """Model constraints after each step (e.g. latent binary weights clipped to [-1, 1])."""
-        self.hooks.constrain_()
-
-    def _solve(self, X: Any, Y: Tensor) -> dict[str, Any]:
-        """One closed-form 'epoch': the model solves its own problem on the training split."""
-        x = next(batches(X, sequential(len(X), len(X)), to_float=float_batches(self.data),
-                         device=self.device))  # fmt: skip
-        info = self.hooks.fit_closed_form(x, Y, self.task)
-        out = predict(self.model, X, to_float=float_batches(self.data))
-        loss = self.loss(loss_input(out.to(self.device), self.task), Y)
-        return {"train_loss": float(loss), "solver": to_plain(info)}
 
     def _step_lr(self, monitor: float) -> None:
         if self.lr_scheduler is None:
