@@ -1,6 +1,9 @@
 """Ergen et al.'s benchmark: convex threshold networks beside step networks trained by gradient.
 
-The data (the official notebook's teacher, BRIEF §3): ``numpy.random.RandomState(seed)`` draws
+Ergen, Gulluk, Lacotte, Pilanci, "Globally Optimal Training of Neural Networks with Threshold
+Activation Functions", ICLR 2023 (arXiv 2303.03382); official code pilancilab/Threshold-networks.
+
+The data (the teacher of the official ``main.ipynb``): ``numpy.random.RandomState(seed)`` draws
 ``X`` (n × d) and ``X_test`` (n_test × d) from N(0, 1), appends a ones column, and labels each
 point with ``sign(tanh(tanh(X W1) W2) W3)`` (``+1`` at 0), ``W1, W2, W3 ~ U[-1, 1]`` of sizes
 ``(d+1) × 20``, ``20 × 20``, ``20``. ``beta = 1e-3 · n``.
