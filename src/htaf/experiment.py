@@ -132,19 +132,6 @@ def validate(configs: Iterable[RunConfig]) -> dict[str, Any]:
     return loaded
 
 
-def _check_model(config: RunConfig, dataset: Any) -> None:
-    """Build the cell's model on the meta device (shapes only, nothing allocated), so that a
-    model that cannot take the data (an architecture and images of the wrong size, a layer
-    option that does not apply) fails here. A builder that needs real tensors raises something
-    other than ``ValueError``; the run itself builds it again."""
-    import torch
-
-    from htaf.families import build_model
-
-    with contextlib.suppress(RuntimeError, NotImplementedError), torch.device("meta"):
-        build_model(config, dataset)
-
-
 def check_backend(backend: str, jobs: int) -> None:
     """A known backend, a positive job count, and Ray importable when it is asked for."""
     if backend not in BACKENDS:

@@ -74,9 +74,13 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
-def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    """``obj`` as indented, key-sorted, standard JSON (non-finite numbers become null)."""
-    text = json.dumps(json_safe(obj), indent=2, sort_keys=True, allow_nan=False)
+def atomic_write_json(path: str | Path, obj: Any, *, sort_keys: bool = True) -> Path:
+    """``obj`` as indented standard JSON (non-finite numbers become null).
+
+    Keys are sorted unless ``sort_keys=False``: the studies keep their own order (labels,
+    levels, rows), which is the order a reader compares them in.
+    """
+    text = json.dumps(json_safe(obj), indent=2, sort_keys=sort_keys, allow_nan=False)
     return atomic_write_text(path, text + "\n")
 
 

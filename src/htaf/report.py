@@ -9,7 +9,6 @@ can be rebuilt at any later time. The HTML inlines every image (base64 PNG): one
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 import platform
@@ -17,6 +16,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from htaf.html_page import figure, html_table, page
 from htaf.io import atomic_write_text
 
 #: Columns of the results table: (title, metric); the exact step's (hard) test value.
@@ -126,14 +126,6 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
-
-
-def html_table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _load(exp_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
@@ -284,11 +276,7 @@ def write_report(exp_dir: str | Path) -> dict[str, Path]:
     for stem, caption in PLOTS:
         png = exp_dir / "plots" / f"{stem}.png"
         if png.is_file():
-            data = base64.b64encode(png.read_bytes()).decode("ascii")
-            parts.append(
-                f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
-                f"<figcaption>{html.escape(caption)}</figcaption></figure>"
-            )
+            parts.append(figure(png, caption))
     if concepts:
         links = [[f"<a href='{html.escape(r[0])}'>{html.escape(r[0])}</a>",
                   *map(html.escape, r[1:])] for r in concepts]  # fmt: skip
@@ -302,20 +290,5 @@ def write_report(exp_dir: str | Path) -> dict[str, Path]:
         "<h2>Settings and environment</h2>",
         html_table(["setting", "value"], [list(x) for x in settings]),
     ]
-    page = (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
-        + "\n".join(parts)
-        + "</body></html>\n"
-    )
-    html_path = atomic_write_text(exp_dir / "report.html", page)
+    html_path = atomic_write_text(exp_dir / "report.html", page(title, parts))
     return {"markdown": md_path, "html": html_path}
-
-
-_CSS = (
-    "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;"
-    "color:#222}table{border-collapse:collapse;margin:1em 0;font-size:14px}"
-    "th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}"
-    "th:first-child,td:first-child{text-align:left}th{background:#f3f3f3}"
-    "img{max-width:100%}figure{margin:1.5em 0}figcaption{color:#555;font-size:13px}"
-)

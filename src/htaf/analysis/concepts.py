@@ -23,7 +23,6 @@ anything else is written.
 
 from __future__ import annotations
 
-import base64
 import csv
 import html
 import io
@@ -310,7 +309,7 @@ def _siblings(run_dir: Path) -> dict[str, np.ndarray]:
 # -- the page ------------------------------------------------------------------------------------
 def _page(folder: Path, summary: dict[str, Any], rows: list[dict[str, Any]],
           figures: list[Path]) -> Path:  # fmt: skip
-    from htaf.report import _CSS, html_table
+    from htaf.html_page import figure, html_table, page
 
     title = f"Concepts of {summary['estimator']} on {summary['dataset']} (seed {summary['seed']})"
     keys = [
@@ -332,18 +331,12 @@ def _page(folder: Path, summary: dict[str, Any], rows: list[dict[str, Any]],
     parts = [f"<h1>{html.escape(title)}</h1>", f"<p>run: {html.escape(summary['run'])}</p>",
              html_table(["measure", "value"], facts)]  # fmt: skip
     for png in (p for p in figures if p.suffix == ".png"):
-        data = base64.b64encode(png.read_bytes()).decode("ascii")
-        parts.append(f"<figure><img alt='{png.stem}' src='data:image/png;base64,{data}'>"
-                     f"<figcaption>{html.escape(png.stem.replace('_', ' '))}</figcaption>"
-                     "</figure>")  # fmt: skip
+        parts.append(figure(png, png.stem.replace("_", " "), alt=png.stem))
     header = list(rows[0])
     cells = [[f"{r[h]:.3f}" if isinstance(r[h], float) else str(r[h]) for h in header]
              for r in rows]  # fmt: skip
     parts += ["<h2>Concepts</h2>", html_table(header, cells)]
-    page = ("<!DOCTYPE html><html><head><meta charset='utf-8'>"
-            f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
-            + "\n".join(parts) + "</body></html>\n")  # fmt: skip
-    return atomic_write_text(folder / "concepts.html", page)
+    return atomic_write_text(folder / "concepts.html", page(title, parts))
 
 
 def _refresh_report(run_dir: Path) -> None:

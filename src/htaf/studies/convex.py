@@ -1,6 +1,9 @@
 """Ergen et al.'s benchmark: convex threshold networks beside step networks trained by gradient.
 
-The data (the official notebook's teacher, BRIEF §3): ``numpy.random.RandomState(seed)`` draws
+Ergen, Gulluk, Lacotte, Pilanci, "Globally Optimal Training of Neural Networks with Threshold
+Activation Functions", ICLR 2023 (arXiv 2303.03382); official code pilancilab/Threshold-networks.
+
+The data (the teacher of the official ``main.ipynb``): ``numpy.random.RandomState(seed)`` draws
 ``X`` (n × d) and ``X_test`` (n_test × d) from N(0, 1), appends a ones column, and labels each
 point with ``sign(tanh(tanh(X W1) W2) W3)`` (``+1`` at 0), ``W1, W2, W3 ~ U[-1, 1]`` of sizes
 ``(d+1) × 20``, ``20 × 20``, ``20``. ``beta = 1e-3 · n``.
@@ -45,7 +48,6 @@ time).
 from __future__ import annotations
 
 import itertools
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -53,7 +55,7 @@ from typing import Any
 
 import numpy as np
 
-from htaf.io import atomic_write_text, json_safe
+from htaf.io import atomic_write_json, atomic_write_text
 from htaf.threads import one_torch_thread
 
 DEFAULTS: dict[str, Any] = {
@@ -322,8 +324,10 @@ def run(out_dir: str | Path, *, progress: bool = True, **overrides: Any) -> dict
         "widths": list(settings["widths"]),
         "baselines": list(settings["baselines"]),
     }
-    _write_json(out_dir / "config.json", config)
-    _write_json(out_dir / "results.json", {"rows": rows, "objective_check": check})
+    atomic_write_json(out_dir / "config.json", config, sort_keys=False)
+    atomic_write_json(
+        out_dir / "results.json", {"rows": rows, "objective_check": check}, sort_keys=False
+    )
     table = markdown_table(rows)
     atomic_write_text(out_dir / "table.md", table + "\n")
     plots = plot(rows, out_dir, f"teacher n={settings['n']}, d={settings['d']}, beta={beta:g}")
@@ -403,10 +407,6 @@ def plot(rows: list[dict[str, Any]], out_dir: str | Path, title: str) -> list[Pa
     axes[0].legend(fontsize=7)
     fig.suptitle(f"convex threshold networks vs trained step networks ({title})")
     return save_figure(fig, out_dir, "convex")
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n")
 
 
 def _say(progress: bool, text: str) -> None:

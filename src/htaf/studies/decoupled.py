@@ -6,18 +6,18 @@ a forward and a backward, written ``FORWARD/RULE``:
 * ``FORWARD``: ``logistic`` (the sigmoid), ``relu`` or ``step`` (the exact ``1{x >= 0}``);
 * ``RULE``: ``tied`` (the forward's own derivative, through autograd) or a decoupled rule of
   the estimator registry (``decoupled_constant``, ``decoupled_rectangular``,
-  ``decoupled_triangular``, ``jamming``, ``jamming_positive``, ``jamming_rectangular``; their
-  ``grad(x)``, BRIEF §3), applied as ``forward(x)`` forward and ``grad(x) · upstream`` backward;
+  ``decoupled_triangular``, ``jamming``, ``jamming_positive``, ``jamming_rectangular``: the
+  paper's rules, their ``grad(x)``), applied as ``forward(x)`` forward and
+  ``grad(x) · upstream`` backward;
 * ``htaf`` and ``ste``: the registry's estimators themselves (HTAF trains with its smooth
   forward), beside the rules. Step, HTAF and STE rows are evaluated with the exact step.
 
-The experiments (settings from the authors' FreeGrad examples, BRIEF §3; plain SGD):
+The experiments (settings from the authors' replication library, tbox98/FreeGrad; plain SGD):
 
 * ``mlp``: a 64-64-10 MLP on scikit-learn digits (inputs / 16, an 80/20 split with
   ``random_state=0``), lr 0.05, batch 64, 100 epochs, cross-entropy;
 * ``lenet``: LeNet-5 (conv 6@5×5 pad 2, avg-pool, conv 16@5×5, avg-pool, 120, 84, 10) on
-  MNIST when the registry has it and its files are present, else on ``digits_images`` (from
-  the registry, or built here from scikit-learn digits until the registry has it), 8×8 images
+  MNIST when its files are present, else on the registry's ``digits_images``, 8×8 images
   upsampled bilinearly to 16×16 so that LeNet's second convolution fits; lr 0.01, momentum
   0.9, batch 256 on MNIST (235 steps an epoch) and 32 on the 1437 digits (45 steps an epoch;
   at 256 an epoch would be 6 steps), ``lenet_epochs`` epochs (30 in the paper),
@@ -41,7 +41,6 @@ Outputs: ``results.json``, ``table.md``, ``config.json``, ``curves_{experiment}.
 from __future__ import annotations
 
 import dataclasses
-import json
 import statistics
 import time
 from collections.abc import Callable
@@ -51,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from htaf.io import atomic_write_text, json_safe
+from htaf.io import atomic_write_json, atomic_write_text
 from htaf.threads import one_torch_thread
 
 RULE_NAMES = (
@@ -66,7 +65,9 @@ FORWARDS = ("logistic", "relu", "step")
 
 
 @dataclass(frozen=True)
-class Experiment:
+class ExperimentSettings:
+    """One experiment of the study (module doc): its network, its SGD settings and its rows."""
+
     model: str  # "mlp" | "lenet" | "unit"
     epochs: int
     lr: float
@@ -76,8 +77,8 @@ class Experiment:
     rows: tuple[str, ...]
 
 
-EXPERIMENTS: dict[str, Experiment] = {
-    "mlp": Experiment(
+EXPERIMENTS: dict[str, ExperimentSettings] = {
+    "mlp": ExperimentSettings(
         "mlp",
         100,
         0.05,
@@ -92,7 +93,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             "ste",
         ),
     ),
-    "lenet": Experiment(
+    "lenet": ExperimentSettings(
         "lenet",
         30,
         0.01,
@@ -110,7 +111,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             "htaf",
         ),
     ),
-    "ones": Experiment(
+    "ones": ExperimentSettings(
         "unit",
         30,
         0.1,
@@ -189,7 +190,7 @@ def reference_row(row: str) -> str:
 
 
 # -- models --------------------------------------------------------------------------------------
-def build_model(
+def build_row_network(
     kind: str, input_shape: tuple[int, ...], n_out: int, row: str, generator: Any
 ) -> Any:
     """``mlp``, ``lenet`` or ``unit`` with ``row``'s activations in ``model.acts``."""
@@ -250,44 +251,27 @@ def digits_table() -> dict[str, Any]:
 
 
 def image_data(data_dir: str | None = None) -> dict[str, Any]:
-    """MNIST where the registry has it and its files are present, else ``digits_images``
-    (the registry's, or sklearn digits as (N, 1, 8, 8) images here); floats in [0, 1],
-    images under 16 px upsampled to 16×16."""
+    """MNIST where its files are present, else the registry's ``digits_images``, as the
+    dataset's normalised float batches; images under 16 px upsampled to 16×16."""
     import torch
     import torch.nn.functional as F
 
     from htaf.data import DataError
-    from htaf.data.registry import REGISTRY, load
+    from htaf.data.registry import load
 
-    out = None
-    for name in ("mnist", "digits_images"):
-        if name not in REGISTRY:
-            continue
-        try:
-            ds = load(name, data_dir=data_dir, val_size=0.0, test_size=0.2)
-        except (DataError, OSError):
-            continue
-        conv = ds.float_batch
-        out = {
-            "name": name,
-            "X": conv(torch.as_tensor(np.asarray(ds.X_train))),
-            "y": np.asarray(ds.y_train),
-            "X_test": conv(torch.as_tensor(np.asarray(ds.X_test))),
-            "y_test": np.asarray(ds.y_test),
-            "n_out": int(ds.n_classes),
-        }
-        break
-    if out is None:
-        table = digits_table()
-        to_image = lambda a: torch.as_tensor(a).reshape(-1, 1, 8, 8)  # noqa: E731
-        out = {
-            **table,
-            "name": "digits_images (sklearn digits)",
-            "X": to_image(table["X"]),
-            "X_test": to_image(table["X_test"]),
-        }
-    for key in ("X", "X_test"):
-        x = torch.as_tensor(out[key], dtype=torch.float32)
+    try:
+        ds = load("mnist", data_dir=data_dir, val_size=0.0, test_size=0.2)
+    except (DataError, OSError):
+        ds = load("digits_images", data_dir=data_dir, val_size=0.0, test_size=0.2)
+    conv = ds.float_batch
+    out = {
+        "name": ds.name,
+        "y": np.asarray(ds.y_train),
+        "y_test": np.asarray(ds.y_test),
+        "n_out": int(ds.n_classes),
+    }
+    for key, X in (("X", ds.X_train), ("X_test", ds.X_test)):
+        x = conv(torch.as_tensor(np.asarray(X))).to(torch.float32)
         if x.shape[-1] < 16:
             x = F.interpolate(x, size=(16, 16), mode="bilinear", align_corners=False)
         out[key] = x
@@ -321,7 +305,7 @@ def _flat_grad(model: Any) -> Any:
 
 
 def train_row(
-    exp: Experiment, data: dict[str, Any], row: str, seed: int, epochs: int, probe: int
+    exp: ExperimentSettings, data: dict[str, Any], row: str, seed: int, epochs: int, probe: int
 ) -> dict[str, Any]:
     """Train one row with one seed; test accuracy and cosine per epoch."""
     import torch
@@ -336,7 +320,7 @@ def train_row(
     y = torch.as_tensor(data["y"])
     y_test = np.asarray(data["y_test"])
     y = y.float() if exp.loss == "mse" else y.long()
-    model = build_model(exp.model, tuple(X.shape[1:]), data["n_out"], row, generator)
+    model = build_row_network(exp.model, tuple(X.shape[1:]), data["n_out"], row, generator)
     opt = torch.optim.SGD(model.parameters(), lr=exp.lr, momentum=exp.momentum)
     order = torch.Generator().manual_seed(seed)
 
@@ -443,7 +427,7 @@ def run(out_dir: str | Path, *, progress: bool = True, **overrides: Any) -> dict
                     train_row(exp, data, row, seed, epochs, settings["probe"])
                     for seed in range(settings["seeds"])
                 ]
-                results[name]["rows"][row] = summarize(runs)
+                results[name]["rows"][row] = summarize_seeds(runs)
                 r = results[name]["rows"][row]
                 _say(
                     progress,
@@ -457,11 +441,12 @@ def run(out_dir: str | Path, *, progress: bool = True, **overrides: Any) -> dict
         "experiments": list(settings["experiments"]),
         "settings": {k: vars(v) for k, v in EXPERIMENTS.items()},
     }
-    _write_json(out_dir / "config.json", config)
+    atomic_write_json(out_dir / "config.json", config, sort_keys=False)
     claim = constant_vs_tied(results)
-    _write_json(
+    atomic_write_json(
         out_dir / "results.json",
         {"experiments": results, "constant_vs_tied": claim, "time_s": elapsed},
+        sort_keys=False,
     )
     table = markdown_table(results, settings["seeds"])
     atomic_write_text(out_dir / "table.md", table + "\n")
@@ -476,7 +461,7 @@ def run(out_dir: str | Path, *, progress: bool = True, **overrides: Any) -> dict
     }
 
 
-def summarize(runs: list[dict[str, list[float]]]) -> dict[str, Any]:
+def summarize_seeds(runs: list[dict[str, list[float]]]) -> dict[str, Any]:
     """Final test accuracy over seeds, the mean cosine, and the per-epoch mean curves (an epoch
     where every seed's gradient was zero has no cosine: NaN)."""
     import warnings
@@ -546,10 +531,6 @@ def plot(name: str, res: dict[str, Any], out_dir: Path) -> list[Path]:
         stem = "curves" if key == "test_accuracy" else "cosine"
         paths += save_figure(fig, out_dir, f"{stem}_{name}")
     return paths
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n")
 
 
 def _say(progress: bool, text: str) -> None:

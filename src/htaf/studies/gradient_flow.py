@@ -20,12 +20,11 @@ i.e. the mean of the log norms the paper plots.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from htaf.config import RunConfig
-from htaf.io import atomic_write_text, json_safe
+from htaf.io import atomic_write_json
 from htaf.studies import callable_study
 
 LABELS = ("htaf(2,11)", "htaf(8,2.75)", "htaf(11,2)", "scaled_sigmoid(22)", "relu")
@@ -96,10 +95,10 @@ def run(
     for cfg, rec in zip(cfgs, records, strict=True):
         per_seed.setdefault(cfg.estimator, {})[str(cfg.seed)] = layer1_norms(rec)
     norms = {label: geometric_mean(curves.values()) for label, curves in per_seed.items()}
-    _write_json(out_dir / "gradient_flow.json", norms)
-    _write_json(out_dir / "gradient_flow_seeds.json", per_seed)
+    atomic_write_json(out_dir / "gradient_flow.json", norms, sort_keys=False)
+    atomic_write_json(out_dir / "gradient_flow_seeds.json", per_seed, sort_keys=False)
     settings = {k: v for k, v in cfgs[0].to_dict().items() if k not in ("estimator", "seed")}
-    _write_json(out_dir / "config.json", {**settings, "seeds": seed_list})
+    atomic_write_json(out_dir / "config.json", {**settings, "seeds": seed_list}, sort_keys=False)
     c = cfgs[0]
     options = ",".join(f"{k}={v}" for k, v in c.data_options.items())
     data = f"{c.dataset}({options})" if options else c.dataset
@@ -115,11 +114,6 @@ def run(
         "plots": plots,
         "records": records,
     }
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    # Not atomic_write_json: that sorts keys, and the labels' order is the study's order.
-    atomic_write_text(path, json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n")
 
 
 def geometric_mean(curves: Any) -> list[float]:

@@ -38,7 +38,6 @@ Outputs: ``icbm_difficulty.json``, ``icbm_difficulty.md``, ``config.json``,
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from collections.abc import Sequence
@@ -46,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from htaf.config import RunConfig
-from htaf.io import atomic_write_text, json_safe
+from htaf.io import atomic_write_json, atomic_write_text
 from htaf.studies import callable_study
 
 #: The ICBM compare default's rows.
@@ -121,8 +120,10 @@ def run(
     settings["data_options"] = {k: v for k, v in first.data_options.items() if k != "difficulty"}
     config = {**settings, "levels": list(levels), "estimators": list(estimators),
               "seeds": list(range(seeds)), "htaf_row": htaf_row, "jobs": jobs}  # fmt: skip
-    _write_json(out_dir / "config.json", config)
-    _write_json(out_dir / "icbm_difficulty.json", {"levels": summary, "wall_s": wall})
+    atomic_write_json(out_dir / "config.json", config, sort_keys=False)
+    atomic_write_json(
+        out_dir / "icbm_difficulty.json", {"levels": summary, "wall_s": wall}, sort_keys=False
+    )
     table = markdown(summary, htaf_row)
     atomic_write_text(out_dir / "icbm_difficulty.md", table + "\n")
     plots = plot(summary, out_dir, f"shapes n={first.data_options['n']}, {first.epochs} epochs, "
@@ -282,11 +283,6 @@ def plot(summary: dict[str, Any], out_dir: str | Path, settings: str = "") -> li
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return save_figure(fig, out_dir, "icbm_difficulty")
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    # Not atomic_write_json: that sorts keys, and the levels' and rows' order is the study's.
-    atomic_write_text(path, json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n")
 
 
 callable_study(__name__)  # htaf.studies.icbm_difficulty(...) is run(...)

@@ -17,18 +17,12 @@ from htaf.train.callbacks import (
     activation_stats,
 )
 from htaf.train.checkpoint import CheckpointError, load_checkpoint, load_safetensors
-from htaf.train.engine import (
-    FitResult,
-    Trainer,
-    TrainingDiverged,
-    evaluate,
-    fit,
-    predict,
-    seed_everything,
-)
+from htaf.train.engine import FitResult, Trainer, TrainingDiverged, fit
+from htaf.train.evaluation import evaluate, predict
 from htaf.train.metrics import HIGHER_IS_BETTER, METRICS, PRIMARY
 from htaf.train.run import RunFailed, run_one
 from htaf.train.run_folder import Run, load_run, read_config
+from htaf.train.setup import seed_everything
 
 __all__ = [
     "HIGHER_IS_BETTER",

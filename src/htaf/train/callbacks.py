@@ -36,6 +36,9 @@ from htaf.families.hooks import ModelHooks
 from htaf.train.batches import batches, sequential
 from htaf.train.checkpoint import copy_state
 
+#: The activation statistics of every layer and mode (:func:`activation_stats`).
+ACT_KEYS = ("near_binary_05", "near_binary_01", "entropy", "saturation")
+
 #: What ``on_fit_start`` receives: the engine's ``Trainer`` (``model``, ``data``, ``config``).
 #: Typed loosely so that callbacks never import the engine that calls them.
 Trainer = Any
@@ -176,9 +179,7 @@ class _LayerAccumulator:
 
     def summary(self) -> dict[str, float]:
         if not self.n:
-            return dict.fromkeys(
-                ("near_binary_05", "near_binary_01", "entropy", "saturation"), math.nan
-            )
+            return dict.fromkeys(ACT_KEYS, math.nan)
         return {
             "near_binary_05": self.near05 / self.n,
             "near_binary_01": self.near01 / self.n,
@@ -242,8 +243,7 @@ def summarize(
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """One mode's ``(stats, samples)`` of :func:`activation_stats` from :func:`recording`."""
     layers = {f"layer{i}": a.summary() for i, a in enumerate(accs, start=1)}
-    keys = ("near_binary_05", "near_binary_01", "entropy", "saturation")
-    stats: dict[str, Any] = {k: float(np.mean([s[k] for s in layers.values()])) for k in keys}
+    stats: dict[str, Any] = {k: float(np.mean([s[k] for s in layers.values()])) for k in ACT_KEYS}
     stats["layers"] = layers
     samples = {
         f"layer{i}": np.concatenate(a.samples)[:sample_size].astype(np.float32)

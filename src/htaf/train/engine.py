@@ -1,11 +1,11 @@
-"""The training engine: ``fit`` a model on a ``Dataset`` under a ``RunConfig``; ``evaluate`` it.
+"""The training loop: ``fit`` a model on a ``Dataset`` under a ``RunConfig``.
 
     result = fit(model, dataset, config, out_dir="runs/x")     # checkpoint after every epoch
     result = fit(model, dataset, config, out_dir="runs/x", resume=True)   # after a crash
-    evaluate(model, X, y, "binary")   # {"accuracy_hard": ..., "accuracy_smooth": ..., ...}
 
 Training runs every estimator in its default mode (HTAF and the smooth baselines: smooth;
-surrogates and STE: the exact step). Each epoch's validation reports both forwards.
+surrogates and STE: the exact step). Each epoch's validation reports both forwards
+(``htaf.train.evaluation.evaluate``, re-exported here).
 
 Reproducibility: a fresh run seeds torch from ``config.seed``; the epoch-``e`` shuffle comes
 from a generator seeded by ``(seed, e)``; the per-epoch checkpoint carries model, optimizer,
@@ -17,10 +17,8 @@ its last checkpoint therefore ends bit-for-bit where the uninterrupted run ends.
 from __future__ import annotations
 
 import math
-import random
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager, ExitStack
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,12 +29,11 @@ from torch import Tensor, nn
 
 from htaf import _native
 from htaf.config import ConfigError, RunConfig
-from htaf.estimators import MODES, Schedule, estimators_in, set_mode
+from htaf.estimators import estimators_in
 from htaf.families.hooks import ModelHooks
 from htaf.io import atomic_write_jsonl, to_plain
-from htaf.optim import Bop, bop_param_groups
 from htaf.train import distributed
-from htaf.train.batches import batches, sequential, to_device
+from htaf.train.batches import batches, to_device
 from htaf.train.callbacks import ActivationStats, Callback, EarlyStopping, GradientNorms
 from htaf.train.checkpoint import (
     load_checkpoint,
@@ -45,19 +42,28 @@ from htaf.train.checkpoint import (
     save_safetensors,
     set_rng_state,
 )
-from htaf.train.metrics import METRICS, PRIMARY, classification_metrics, regression_metrics
+from htaf.train.evaluation import (
+    DATASET_TASKS,
+    evaluate,
+    float_batches,
+    loss_fn,
+    loss_input,
+    metrics_from_outputs,
+    predict,
+    target_tensor,
+)
+from htaf.train.hook_passes import calibrate, model_stats, solve
+from htaf.train.metrics import PRIMARY
 from htaf.train.run_folder import CHECKPOINT, HISTORY, WEIGHTS
-
-#: ReduceLROnPlateau settings for ``lr_schedule = "plateau"`` (on the validation loss).
-PLATEAU_FACTOR = 0.1
-PLATEAU_PATIENCE = 5
-#: Config keys that may differ between a checkpoint and the config resuming it.
-RESUME_MAY_CHANGE = frozenset({"epochs", "device", "data_dir"})
-#: Samples of the validation split a model's ``epoch_stats(x)`` sees each epoch.
-MODEL_STATS_SAMPLES = 2048
-#: Samples of the training split a model's ``calibrate(x)`` sees after each epoch.
-CALIBRATION_SAMPLES = 1024
-DATASET_TASKS = tuple(METRICS)  # binary, multiclass, regression
+from htaf.train.setup import (
+    check_resume_config,
+    check_resume_world,
+    epoch_permutation,
+    make_estimator_schedule,
+    make_lr_scheduler,
+    make_optimizer,
+)
+from htaf.train.setup import seed_everything as seed_everything  # re-export: older importers
 
 
 class TrainingDiverged(RuntimeError):
@@ -80,136 +86,6 @@ class FitResult:
     @property
     def final(self) -> dict[str, Any]:
         return self.history[-1] if self.history else {}
-
-
-# -- seeding, losses, predictions ----------------------------------------------------------------
-def seed_everything(seed: int, *, deterministic: bool = False) -> None:
-    """Seed Python's ``random``, numpy's global RNG and torch (CPU and CUDA).
-
-    ``deterministic=True`` also asks torch for deterministic kernels (warning, not failing,
-    where none exists); CPU training here is deterministic without it.
-    """
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    """The shuffle generator of ``epoch``: a function of ``(seed, epoch)`` only."""
-    state = np.random.SeedSequence([int(seed) % 2**32, int(epoch)]).generate_state(2)
-    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
-
-
-def epoch_permutation(n: int, seed: int, epoch: int) -> Tensor:
-    return torch.randperm(n, generator=epoch_generator(seed, epoch))
-
-
-def loss_fn(task: str) -> nn.Module:
-    """BCE-with-logits (binary, one logit), cross-entropy (multiclass), MSE (regression)."""
-    if task == "binary":
-        return nn.BCEWithLogitsLoss()
-    if task == "multiclass":
-        return nn.CrossEntropyLoss()
-    if task == "regression":
-        return nn.MSELoss()
-    raise ValueError(f"unknown task {task!r} (choose from {', '.join(DATASET_TASKS)})")
-
-
-def target_tensor(y: Any, task: str, device: torch.device | str = "cpu") -> Tensor:
-    """Targets in the dtype the task's loss wants (float for binary/regression, long classes)."""
-    dtype = torch.long if task == "multiclass" else torch.float32
-    return torch.as_tensor(np.asarray(y)).to(device=device, dtype=dtype)
-
-
-def _loss_input(out: Tensor, task: str) -> Tensor:
-    """One-logit outputs (binary, regression) lose their trailing dim to match the targets."""
-    return out if task == "multiclass" else out.reshape(len(out), -1)[:, 0]
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
-
-
-def _fork_rng(device: torch.device) -> Any:
-    return torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else [])
-
-
-def float_batches(data: Any) -> Any:
-    """The dataset's batch conversion (uint8 images -> normalized float), if it has one."""
-    return getattr(data, "float_batch", None)
-
-
-def predict(model: nn.Module, X: Any, *, batch_size: int = 4096, to_float: Any = None) -> Tensor:
-    """Model outputs for ``X`` (eval mode, no gradients), on the CPU.
-
-    ``to_float`` turns a stored batch into the model's input (``Dataset.float_batch``).
-    """
-    model = distributed.unwrap(model)
-    device = _device_of(model)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), _fork_rng(device):
-            index = sequential(len(X), batch_size)
-            parts = [model(xb).cpu() for xb in batches(X, index, to_float=to_float, device=device)]
-    finally:
-        model.train(was_training)
-    return torch.cat(parts) if parts else torch.empty(0)
-
-
-def _metrics_from_outputs(out: Tensor, y: Any, task: str, dataset: Any) -> dict[str, float]:
-    yt = target_tensor(y, task)
-    if len(yt) == 0:  # an empty split: every metric is undefined
-        return dict.fromkeys(("loss", *METRICS[task]), math.nan)
-    loss = float(loss_fn(task)(_loss_input(out, task), yt))
-    z = out.double().reshape(len(out), -1)
-    if task == "binary":
-        probs = torch.sigmoid(z[:, 0]).numpy()
-        metrics = classification_metrics(np.asarray(y), probs)
-    elif task == "multiclass":
-        metrics = classification_metrics(np.asarray(y), torch.softmax(z, dim=1).numpy())
-    else:
-        pred = z[:, 0].numpy()
-        metrics = regression_metrics(np.asarray(y, dtype=np.float64), pred, dataset)
-    return {"loss": loss, **metrics}
-
-
-def evaluate(
-    model: nn.Module,
-    X: Any,
-    y: Any,
-    task: str,
-    dataset: Any = None,
-    *,
-    modes: Sequence[str] = MODES,
-    batch_size: int = 4096,
-    observers: Sequence[Callable[[str], AbstractContextManager[Any]]] = (),
-) -> dict[str, float]:
-    """Metrics of both forwards: ``{METRIC}_{MODE}`` for METRIC in the task's metrics + ``loss``.
-
-    Binary/multiclass: ``accuracy``, ``auroc``, ``logloss``; regression: ``rmse``, ``mae``,
-    ``r2`` in original target units when ``dataset`` is given (``loss`` is always the training
-    loss, in standardised units). Every estimator is switched to each mode for the pass and
-    restored afterwards; the model runs in eval mode; RNG states are untouched. For a model
-    without estimators (ReLU reference rows) both modes give the same numbers. Each of
-    ``observers`` is called with the mode, and the pass runs inside the context it returns
-    (callbacks record activation statistics that way, without a pass of their own).
-    """
-    if task not in DATASET_TASKS:
-        raise ValueError(f"unknown task {task!r} (choose from {', '.join(DATASET_TASKS)})")
-    inner = distributed.unwrap(model)
-    results: dict[str, float] = {}
-    for mode in modes:
-        with set_mode(inner, mode), ExitStack() as watching:
-            for observe in observers:
-                watching.enter_context(observe(mode))
-            out = predict(inner, X, batch_size=batch_size, to_float=float_batches(dataset))
-        for name, value in _metrics_from_outputs(out, y, task, dataset).items():
-            results[f"{name}_{mode}"] = value
-    return results
 
 
 def _training_modes(model: nn.Module) -> set[str]:
@@ -261,9 +137,9 @@ class Trainer:
             raise ConfigError(
                 f"config key 'epochs' must be 1 for a closed-form model, got {config.epochs}"
             )
-        self.optimizer = self._make_optimizer()
-        self.lr_scheduler = self._make_lr_scheduler()
-        self.est_schedule, self.schedule_unit = self._make_estimator_schedule()
+        self.optimizer = make_optimizer(model, config)
+        self.lr_scheduler = make_lr_scheduler(self.optimizer, config)
+        self.est_schedule, self.schedule_unit = make_estimator_schedule(model, config)
         self.early = EarlyStopping(config.patience)
         self.callbacks: list[Callback] = [GradientNorms(), ActivationStats(), *callbacks]
         self.history: list[dict[str, Any]] = []
@@ -273,8 +149,11 @@ class Trainer:
         if resume and self.out_dir is not None and (self.out_dir / CHECKPOINT).is_file():
             # Read (and check) now, so a bad or foreign checkpoint fails before any write.
             self._checkpoint = load_checkpoint(self.out_dir / CHECKPOINT, map_location="cpu")
-            self._check_resume_config(self._checkpoint.get("config") or {})
-            self._check_resume_world(int(self._checkpoint.get("world_size", 1)))
+            path = self.out_dir / CHECKPOINT
+            check_resume_config(config, self._checkpoint.get("config") or {}, path)
+            check_resume_world(
+                int(self._checkpoint.get("world_size", 1)), self.dist.world_size, path
+            )
         #: Whether :meth:`fit` continues a checkpoint (False: a fresh run, even with ``resume``).
         self.resuming = self._checkpoint is not None
 
@@ -287,81 +166,6 @@ class Trainer:
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError(f"config key 'device' is {device!r} but CUDA is not available")
         return dev
-
-    def _make_optimizer(self) -> torch.optim.Optimizer:
-        c = self.config
-        params = self.model.parameters()
-        if c.optimizer == "bop":  # Bop flips the binary weights; Adam trains the rest
-            try:
-                groups = bop_param_groups(self.model)
-            except ValueError as err:
-                raise ConfigError(f"config key 'optimizer': {err}") from None
-            return Bop(groups, lr=c.lr, weight_decay=c.weight_decay, **c.optimizer_params)
-        if c.optimizer == "adam":
-            return torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)
-        return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
-
-    def _make_lr_scheduler(self) -> Any:
-        kind, epochs = self.config.lr_schedule, self.config.epochs
-        opt = self.optimizer
-        if kind == "cosine":
-            return torch.optim.lr_scheduler.LambdaLR(
-                opt, lambda e: 0.5 * (1 + math.cos(math.pi * min(e, epochs) / epochs))
-            )
-        if kind == "step":  # x0.1 at 50% and again at 75% of the epochs
-            m1, m2 = epochs // 2, (3 * epochs) // 4
-            return torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 0.1 ** ((e >= m1) + (e >= m2)))
-        if kind == "plateau":
-            return torch.optim.lr_scheduler.ReduceLROnPlateau(
-                opt, mode="min", factor=PLATEAU_FACTOR, patience=PLATEAU_PATIENCE
-            )
-        return None
-
-    def _make_estimator_schedule(self) -> tuple[Schedule | None, str]:
-        spec = self.config.estimator_schedule
-        if spec is None:  # HashNet's continuation is part of tanh_continuation itself
-            tanh = [e for e in estimators_in(self.model) if e.name == "tanh_continuation"]
-            if not tanh:
-                return None, "epoch"
-            spec = {"param": "beta", "kind": "hashnet", "beta0": tanh[0].beta, "unit": "step"}
-        if not spec:  # {} switches every schedule off
-            return None, "epoch"
-        if not isinstance(spec, Mapping) or "param" not in spec or "kind" not in spec:
-            raise ConfigError(
-                "config key 'estimator_schedule' must be a table with 'param' and 'kind' "
-                f"(and optionally 'unit' = 'epoch' | 'step'), got {spec!r}"
-            )
-        unit = spec.get("unit", "epoch")
-        if unit not in ("epoch", "step"):
-            raise ConfigError(f"estimator_schedule 'unit' must be 'epoch' or 'step', got {unit!r}")
-        try:
-            schedule = Schedule.from_config(self.model, dict(spec))
-        except (TypeError, ValueError) as err:
-            raise ConfigError(f"config key 'estimator_schedule': {err}") from None
-        return schedule, unit
-
-    def _check_resume_config(self, saved: Mapping[str, Any]) -> None:
-        now = to_plain(self.config.to_dict())
-        # A key newer than the checkpoint was at its default when the checkpoint was written.
-        default = to_plain(RunConfig().to_dict())
-        changed = sorted(
-            k for k in set(now) | set(saved)
-            if k not in RESUME_MAY_CHANGE and to_plain(saved.get(k, default.get(k))) != now.get(k)
-        )  # fmt: skip
-        if changed:
-            raise ConfigError(
-                f"cannot resume from {self.out_dir / CHECKPOINT}: config key(s) "
-                f"{', '.join(map(repr, changed))} differ from the checkpoint's"
-            )
-
-    def _check_resume_world(self, saved: int) -> None:
-        # Each rank's shard of every epoch depends on the world size: another size would
-        # resume on different batches, and the result would no longer match a straight run.
-        if saved != self.dist.world_size:
-            raise ConfigError(
-                f"cannot resume from {self.out_dir / CHECKPOINT}: it was written by {saved} "
-                f"process(es), this run has {self.dist.world_size}; resume with the same number"
-            )
 
     # -- checkpointing ----------------------------------------------------------------------------
     def _state(self, epoch: int) -> dict[str, Any]:
@@ -420,10 +224,10 @@ class Trainer:
         for b, (idx, xb) in enumerate(zip(index, stream, strict=True)):
             yb = Y[idx.to(self.device)]
             self.optimizer.zero_grad(set_to_none=True)
-            loss = self.loss(_loss_input(net(xb), self.task), yb)
+            loss = self.loss(loss_input(net(xb), self.task), yb)
             loss.backward()
             self.optimizer.step()
-            self._constrain()
+            self.hooks.constrain_()  # e.g. latent binary weights clipped to [-1, 1]
             if self.est_schedule is not None and self.schedule_unit == "step":
                 self.est_schedule.step()
             total[0] += loss.detach().double() * len(idx)
@@ -449,7 +253,7 @@ class Trainer:
             val_loss = metrics[f"loss_{modes.pop()}"]
         else:  # mixed modes: score the network exactly as it trains
             out = predict(self.model, self.data.X_val, to_float=float_batches(self.data))
-            val_loss = _metrics_from_outputs(out, self.data.y_val, self.task, self.data)["loss"]
+            val_loss = metrics_from_outputs(out, self.data.y_val, self.task, self.data)["loss"]
         logs["val_loss"] = val_loss
         logs.update({f"val_{k}": v for k, v in metrics.items()})
         return val_loss
@@ -491,11 +295,11 @@ class Trainer:
                 self.est_schedule.step()
             logs: dict[str, Any] = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]}
             if self.closed_form:
-                logs.update(self._solve(X, Y))
+                logs.update(solve(self.model, self.hooks, self.data, X, Y, self.loss))
             else:
                 logs["train_loss"] = self._train_epoch(net, X, Y, epoch)
                 if self.hooks.has("calibrate"):
-                    self._calibrate()
+                    calibrate(self.hooks, self.data, self.config.seed, self.device)
             if not math.isfinite(logs["train_loss"]):
                 raise TrainingDiverged(
                     f"training diverged in epoch {epoch + 1}: the training loss is "
@@ -506,7 +310,7 @@ class Trainer:
             first = next(estimators_in(self.model), None)
             logs["estimator_params"] = dict(first.params) if first is not None else {}
             if self.hooks.has("epoch_stats"):
-                logs["model_stats"] = self._model_stats()
+                logs["model_stats"] = model_stats(self.model, self.hooks, self.data, self.device)
             for cb in self.callbacks:
                 cb.on_epoch_end(epoch + 1, logs)
             logs["epoch_time_s"] = time.perf_counter() - t0
@@ -521,48 +325,6 @@ class Trainer:
         if bar is not None:
             bar.close()
         return self._finish(epoch)
-
-    def _calibrate(self) -> None:
-        """The model's ``calibrate(x)`` on a fixed random sample of the training split (the
-        same every epoch, drawn from ``config.seed``), without gradients, RNG untouched."""
-        X = self.data.X_train
-        n = min(len(X), CALIBRATION_SAMPLES)
-        pick = torch.randperm(len(X), generator=torch.Generator().manual_seed(self.config.seed))
-        x = next(batches(X, [pick[:n].sort().values], to_float=float_batches(self.data),
-                         device=self.device))  # fmt: skip
-        with torch.no_grad(), _fork_rng(self.device):
-            self.hooks.calibrate(x)
-
-    def _model_stats(self) -> dict[str, Any]:
-        """The model's ``epoch_stats()``; one that takes an argument gets a fixed batch of the
-        validation split (the training split if that is empty), in eval mode, without
-        gradients, with the RNG untouched."""
-        if not self.hooks.epoch_stats_takes_a_batch():
-            return self.hooks.epoch_stats()
-        X = self.data.X_val if self.n_val else self.data.X_train
-        n = min(len(X), MODEL_STATS_SAMPLES)
-        index = sequential(n, n)
-        x = next(batches(X, index, to_float=float_batches(self.data), device=self.device))
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.no_grad(), _fork_rng(self.device):
-                return self.hooks.epoch_stats(x)
-        finally:
-            self.model.train(was_training)
-
-    def _constrain(self) -> None:
-        """Model constraints after each step (e.g. latent binary weights clipped to [-1, 1])."""
-        self.hooks.constrain_()
-
-    def _solve(self, X: Any, Y: Tensor) -> dict[str, Any]:
-        """One closed-form 'epoch': the model solves its own problem on the training split."""
-        x = next(batches(X, sequential(len(X), len(X)), to_float=float_batches(self.data),
-                         device=self.device))  # fmt: skip
-        info = self.hooks.fit_closed_form(x, Y, self.task)
-        out = predict(self.model, X, to_float=float_batches(self.data))
-        loss = self.loss(_loss_input(out.to(self.device), self.task), Y)
-        return {"train_loss": float(loss), "solver": to_plain(info)}
 
     def _step_lr(self, monitor: float) -> None:
         if self.lr_scheduler is None:

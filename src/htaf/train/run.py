@@ -26,14 +26,9 @@ from htaf.families.hooks import ModelHooks
 from htaf.io import atomic_save_npz, atomic_write_json, atomic_write_text, json_safe
 from htaf.train import distributed, run_folder
 from htaf.train.batches import batches, sequential
-from htaf.train.callbacks import activation_stats
-from htaf.train.engine import (
-    FitResult,
-    Trainer,
-    evaluate,
-    float_batches,
-    seed_everything,
-)
+from htaf.train.callbacks import ACT_KEYS, activation_stats
+from htaf.train.engine import FitResult, Trainer
+from htaf.train.evaluation import evaluate, float_batches
 from htaf.train.run_folder import (
     ACTIVATIONS,
     CONFIG,
@@ -43,6 +38,7 @@ from htaf.train.run_folder import (
     SUMMARY,
     Run,
 )
+from htaf.train.setup import seed_everything
 from htaf.train.tracking import MLFLOW_RUN_FILE, Tracking, run_tracker
 
 SPLITS = ("train", "val", "test")
@@ -61,7 +57,6 @@ class RunFailed(RuntimeError):
 
 
 #: Activation statistics copied into metrics.json.
-ACT_KEYS = ("near_binary_05", "near_binary_01", "entropy", "saturation")
 #: Test samples a model's ``eval_stats`` sees, per forward mode.
 EVAL_STATS_SAMPLES = 2048
 #: Test samples a model's ``eval_arrays`` sees (the exact forward).

@@ -25,6 +25,9 @@ replaced by a ReLU and run once: T = 1, no encoding (the intensities go in direc
 = the head's output. It shares every layer and width with the spiking model, so the rows of
 ``htaf compare`` differ only in the neuron.
 
+The stages live in ``stages.py``; gradient checkpointing over time chunks
+(``checkpoint_steps=C``, MLP: memory grows with T/C instead of T) in ``checkpointing.py``.
+
 **Statistics.** ``eval_stats(x)`` reports per neuron layer (``layer1``... in module order, the
 spiking output layer last) the firing rate (mean spike value per neuron and step), the fraction
 of silent (no spike in T steps) and saturated (a spike at every step) neurons per sample, and
@@ -32,11 +35,6 @@ the spikes per sample, overall and of the input encoding. In smooth mode a "spik
 saturated is a value >= 0.5; rates and counts use the values. ``epoch_stats()`` gives the
 firing rates of the training batches of the last epoch; ``eval_arrays(x)`` the spike rasters
 and membrane traces of a few samples.
-
-**Gradient checkpointing** (``checkpoint_steps=C``, MLP): the forward runs in chunks of C
-steps and keeps only each chunk's input state (the neurons' membranes at its start; the
-encoder's draws are replayed from the RNG state); the backward recomputes one chunk at a time.
-Memory then grows with T/C instead of T, for one more forward pass.
 """
 
 from __future__ import annotations
@@ -44,200 +42,24 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from htaf.estimators import REFERENCE_ACTIVATIONS, parse_spec
-from htaf.estimators import activation as make_activation
-from htaf.families.snn import decoders
+from htaf.families.snn.checkpointing import Checkpoint, ChunkRun
 from htaf.families.snn.encoders import Encoder, check_steps
-from htaf.families.snn.functional import DETACH_RESET, beta_from_tau, check_beta
 from htaf.families.snn.fused import NeuronSequence
-from htaf.families.snn.layers import SpikeTrain, spike_linear
-from htaf.families.snn.neurons import IF, LIF, NEURONS, PLIF
+from htaf.families.snn.layers import SpikeTrain
+from htaf.families.snn.neurons import IF, LIF, PLIF
+from htaf.families.snn.stages import CONNECTS, ConvBN, Dense, Flatten, Head, NeuronSpec, SEWBlock
 
 __all__ = ["ARCHS", "CONNECTS", "NeuronSpec", "SpikingNetwork"]
 
 ARCHS = ("mlp", "cnn", "sew_resnet")
-CONNECTS = ("ADD", "AND", "IAND")
 #: Neurons and samples ``eval_arrays`` keeps for rasters and membrane traces.
 RASTER_NEURONS = 256
 TRACE_NEURONS = 4
-
-
-# -- neurons, spiking or not ----------------------------------------------------------------------
-@dataclass(frozen=True)
-class NeuronSpec:
-    """How to build every neuron of a model (``spike_fn="relu"``: the non-spiking reference)."""
-
-    kind: str = "lif"
-    beta: float = 0.9
-    tau: float | None = None  # replaces beta when set: beta = 1 - 1/tau
-    threshold: float = 1.0
-    reset: str = "soft"
-    v_reset: float = 0.0
-    detach_reset: bool = DETACH_RESET
-    decay_input: bool = False
-    spike_fn: str = "htaf"
-    params: Mapping[str, float] = field(default_factory=dict)
-    backend: str = "auto"
-
-    def __post_init__(self) -> None:
-        if self.kind not in NEURONS:
-            raise ValueError(f"unknown neuron {self.kind!r} (available: {', '.join(NEURONS)})")
-        if self.kind == "plif" and self.decay == 1.0:
-            raise ValueError(
-                "a plif neuron learns its decay from beta < 1 (init_tau = 1/(1 - beta))"
-            )
-
-    @property
-    def spiking(self) -> bool:
-        return parse_spec(self.spike_fn)[0] not in REFERENCE_ACTIVATIONS
-
-    @property
-    def decay(self) -> float:
-        """β of LIF (and PLIF's initial β); 1 for IF."""
-        if self.kind == "if":
-            return 1.0
-        return beta_from_tau(self.tau) if self.tau is not None else check_beta(self.beta)
-
-    def build(self) -> nn.Module:
-        if not self.spiking:
-            return ReferenceUnit(self.spike_fn)
-        common = dict(
-            threshold=self.threshold, reset=self.reset, v_reset=self.v_reset,
-            detach_reset=self.detach_reset, spike_fn=self.spike_fn, backend=self.backend,
-            **self.params,
-        )  # fmt: skip
-        if self.kind == "if":
-            return IF(**common)
-        if self.kind == "plif":
-            return PLIF(1.0 / (1.0 - self.decay), decay_input=self.decay_input, **common)
-        return LIF(self.decay, decay_input=self.decay_input, **common)
-
-
-class ReferenceUnit(nn.Module):
-    """A continuous activation (ReLU...) with a neuron's ``run``: one step, no state."""
-
-    hard = False
-
-    def __init__(self, name: str):
-        super().__init__()
-        self.act = make_activation(name)
-        self.observer: Callable | None = None
-
-    def run(
-        self, x: Tensor, v0: Tensor | None = None, *, steps: int | None = None
-    ) -> NeuronSequence:
-        x = x.unsqueeze(0) if steps is not None else x
-        return NeuronSequence(self.act(x), x, torch.zeros_like(x[0]))
-
-
-# -- stages: SpikeTrain in, SpikeTrain out --------------------------------------------------------
-def _merged(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
-    """``fn`` on the ``T·B`` merged batch of ``x`` ``(T, B, ...)``."""
-    return fn(x.flatten(0, 1)).unflatten(0, x.shape[:2])
-
-
-def _neurons(unit: nn.Module, current: Tensor, train: SpikeTrain) -> SpikeTrain:
-    seq = unit.run(current, steps=train.steps) if train.constant else unit.run(current)
-    return SpikeTrain.from_neurons(seq, binary=bool(unit.hard))
-
-
-class Dense(nn.Module):
-    """``Linear -> neuron`` over a flat train ``(T, B, n_in)``."""
-
-    def __init__(self, n_in: int, n_out: int, spec: NeuronSpec):
-        super().__init__()
-        self.fc = nn.Linear(n_in, n_out)
-        self.unit = spec.build()
-
-    def forward(self, train: SpikeTrain) -> SpikeTrain:
-        return _neurons(self.unit, spike_linear(train, self.fc), train)
-
-
-class ConvBN(nn.Module):
-    """``Conv -> BatchNorm -> neuron [-> MaxPool2]`` over ``(T, B, C, H, W)``."""
-
-    def __init__(self, c_in: int, c_out: int, spec: NeuronSpec, *, stride: int = 1,
-                 kernel: int = 3, pool: bool = False):  # fmt: skip
-        super().__init__()
-        self.conv = nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False)
-        self.bn = nn.BatchNorm2d(c_out)
-        self.unit = spec.build()
-        self.pool = nn.MaxPool2d(2) if pool else None
-
-    def forward(self, train: SpikeTrain) -> SpikeTrain:
-        def synapse(x: Tensor) -> Tensor:
-            return self.bn(self.conv(x))
-
-        current = synapse(train.values) if train.constant else _merged(synapse, train.values)
-        out = _neurons(self.unit, current, train)
-        if self.pool is None:
-            return out
-        return SpikeTrain(_merged(self.pool, out.values), out.steps, binary=out.binary)
-
-
-class SEWBlock(nn.Module):
-    """A SEW residual block: ``connect(SN(BN(Conv(SN(BN(Conv(s)))))), shortcut(s))``."""
-
-    def __init__(self, c_in: int, c_out: int, stride: int, spec: NeuronSpec, connect: str):
-        super().__init__()
-        if connect not in CONNECTS:
-            raise ValueError(f"unknown connect {connect!r} (available: {', '.join(CONNECTS)})")
-        self.connect = connect
-        self.conv1 = ConvBN(c_in, c_out, spec, stride=stride)
-        self.conv2 = ConvBN(c_out, c_out, spec)
-        self.shortcut = (
-            ConvBN(c_in, c_out, spec, stride=stride, kernel=1)
-            if stride != 1 or c_in != c_out
-            else None
-        )
-
-    def forward(self, train: SpikeTrain) -> SpikeTrain:
-        a = self.conv2(self.conv1(train))
-        s = self.shortcut(train) if self.shortcut is not None else train
-        av, sv = a.values, s.sequence()
-        if self.connect == "ADD":
-            out, binary = av + sv, False
-        elif self.connect == "AND":
-            out, binary = av * sv, a.binary and s.binary
-        else:
-            out, binary = (1 - av) * sv, a.binary and s.binary
-        return SpikeTrain(out, a.steps, binary=binary)
-
-
-class Head(nn.Module):
-    """The output layer: ``Linear`` + the decoder (a spiking layer for count / first spike)."""
-
-    def __init__(self, n_in: int, n_out: int, spec: NeuronSpec, decoder: str):
-        super().__init__()
-        if decoder not in decoders.DECODERS:
-            raise ValueError(
-                f"unknown decoder {decoder!r} (available: {', '.join(decoders.DECODERS)})"
-            )
-        self.decoder = decoder if spec.spiking else "membrane"
-        self.fc = nn.Linear(n_in, n_out)
-        self.unit = spec.build() if self.decoder != "membrane" else None
-        self.beta = spec.decay
-
-    def forward(self, train: SpikeTrain) -> Tensor:
-        """The output sequence ``(T, B, K)``: spikes, or currents for ``membrane``."""
-        current = spike_linear(train, self.fc)
-        if self.unit is None:
-            return current.expand(train.steps, *current.shape) if train.constant else current
-        return _neurons(self.unit, current, train).values
-
-    def decode(self, out: Tensor) -> Tensor:
-        if self.decoder == "count":
-            return decoders.spike_count(out)
-        if self.decoder == "first_spike":
-            return decoders.first_spike(out)
-        return decoders.mean_membrane(out, self.beta)
 
 
 # -- the network ----------------------------------------------------------------------------------
@@ -329,8 +151,8 @@ class SpikingNetwork(nn.Module):
         outs = []
         for start in range(0, self.steps, self.checkpoint_steps):
             n = min(self.checkpoint_steps, self.steps - start)
-            fn = _ChunkRun(self, units, n)
-            res = _Checkpoint.apply(fn, len(units), p, *states, *params)
+            fn = ChunkRun(self, units, n)
+            res = Checkpoint.apply(fn, len(units), p, *states, *params)
             outs.append(res[0])
             states = list(res[1:])
         return torch.cat(outs)
@@ -442,63 +264,6 @@ class SpikingNetwork(nn.Module):
         return f"arch={self.arch!r}, T={self.steps}, spiking={self.spiking}"
 
 
-class _ChunkRun:
-    """One chunk of ``n`` steps of an MLP from the neurons' states: ``(out, *states)``."""
-
-    def __init__(self, net: SpikingNetwork, units: list[nn.Module], n: int):
-        self.net, self.units, self.n = net, units, n
-
-    def __call__(self, p: Tensor, *states: Tensor) -> tuple[Tensor, ...]:
-        encoder, saved = self.net.encoder, self.net.encoder.steps
-        for unit, v0 in zip(self.units, states, strict=True):
-            unit.carry = [v0 if v0.numel() else None]
-        try:
-            encoder.steps = self.n
-            out = self.net.body(self.net._encoded(p))
-            ends = [unit.carry[0] for unit in self.units]
-        finally:
-            encoder.steps = saved
-            for unit in self.units:
-                unit.carry = None
-        return (out, *ends)
-
-
-class _Checkpoint(torch.autograd.Function):
-    """Runs ``fn(p, *states)`` without a graph; the backward replays it (same RNG) with one."""
-
-    @staticmethod
-    def forward(ctx: Any, fn: _ChunkRun, n_states: int, p: Tensor, *rest: Tensor) -> tuple:
-        states, params = rest[:n_states], rest[n_states:]
-        ctx.fn, ctx.n_states, ctx.n_params = fn, n_states, len(params)
-        ctx.rng = torch.get_rng_state()
-        ctx.save_for_backward(p, *states)
-        with torch.no_grad():
-            return fn(p, *states)
-
-    @staticmethod
-    def backward(ctx: Any, *grads: Tensor | None) -> tuple:
-        p, *states = ctx.saved_tensors
-        states = [s.detach().requires_grad_(s.numel() > 0) for s in states]
-        params = [q for q in ctx.fn.net.parameters() if q.requires_grad]
-        net = ctx.fn.net
-        with torch.random.fork_rng(devices=[]), torch.enable_grad():
-            torch.set_rng_state(ctx.rng)
-            net._replaying = True
-            try:
-                outs = ctx.fn(p, *states)
-            finally:
-                net._replaying = False
-        pairs = [
-            (o, g) for o, g in zip(outs, grads, strict=True) if g is not None and o.requires_grad
-        ]
-        wrt = [s for s in states if s.requires_grad] + params
-        got = torch.autograd.grad([o for o, _ in pairs], wrt, [g for _, g in pairs],
-                                  allow_unused=True)  # fmt: skip
-        got_states = iter(got[: len(wrt) - len(params)])
-        state_grads = [next(got_states) if s.requires_grad else None for s in states]
-        return (None, None, None, *state_grads, *got[len(wrt) - len(params) :])
-
-
 def _positive(values: Sequence[int], name: str) -> tuple[int, ...]:
     if (
         isinstance(values, str | bytes)
@@ -548,7 +313,7 @@ def build_network(
                     (w // 2 if min(h, w) >= 2 else w),
                 )
             sizes = [c * h * w, *(_positive(widths, "widths") if widths else ())]
-            stages += [_Flatten(), *(Dense(a, b, spec) for a, b in itertools.pairwise(sizes))]
+            stages += [Flatten(), *(Dense(a, b, spec) for a, b in itertools.pairwise(sizes))]
             n_head = sizes[-1]
         else:
             channels, blocks = _positive(channels, "channels"), _positive(blocks, "blocks")
@@ -572,10 +337,3 @@ def build_network(
         arch, input_shape, stages, head, spec, steps=steps,
         encoder=encoder, normalize=normalize, clamp=clamp, checkpoint_steps=checkpoint_steps,
     )  # fmt: skip
-
-
-class _Flatten(nn.Module):
-    """``(T, B, C, H, W) -> (T, B, C·H·W)`` between the conv and dense parts of the CNN."""
-
-    def forward(self, train: SpikeTrain) -> SpikeTrain:
-        return SpikeTrain(train.values.flatten(2), train.steps, binary=train.binary)
