@@ -80,3 +80,10 @@ def test_the_api_reference_covers_the_public_names():
     public += [(n, getattr(htaf.estimators, n)) for n in htaf.estimators.__all__]
     missing = [n for n, obj in public if not documented(n, obj, targets)]
     assert missing == [], f"public names with no page in docs/api: {missing}"
+
+
+def test_the_readmes_links_into_the_docs_exist():
+    text = (ROOT / "README.md").read_text()
+    links = re.findall(r"\]\(((?:docs/|ARCHITECTURE)[^)#\s]*)", text)
+    assert len(links) >= 10  # the README sends readers into the docs
+    assert [link for link in links if not (ROOT / link).is_file()] == []
