@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test docs lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,16 +26,27 @@ $(VENV)/.interop: $(STAMP)
 	$(PY) -m pip install -q "loguru>=0.7,<1"
 	touch $(VENV)/.interop
 
+# The documentation site's builder (mkdocs, Material, mkdocstrings).
+$(VENV)/.docs: $(STAMP)
+	$(PY) -m pip install -q -e ".[dev,docs]"
+	touch $(VENV)/.docs
+
 demo: $(STAMP)
 	$(VENV)/bin/htaf compare --out htaf-runs
 
-test: $(VENV)/.ray $(VENV)/.interop
+test: $(VENV)/.ray $(VENV)/.interop $(VENV)/.docs
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/mkdocs build --strict --quiet
 	$(PY) -m pytest -q
+
+# The site, from docs/ and the docstrings, into site/; any warning (a broken link or
+# reference) fails the build.
+docs: $(VENV)/.docs
+	$(VENV)/bin/mkdocs build --strict
 
 bench: $(STAMP)
 	$(PY) benchmarks/activation.py
 
 clean:
-	rm -rf $(VENV) htaf-runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) htaf-runs site .pytest_cache .ruff_cache
