@@ -122,7 +122,8 @@ def poisson(x: Tensor, steps: int) -> Tensor:
 
 
 # -- SpikingJelly ----------------------------------------------------------------------------
-def spikingjelly(row: str, seed: int, data: tuple, epochs: int = 5) -> dict[str, float]:
+def spikingjelly_net(row: str, seed: int) -> nn.Module:
+    """SpikingJelly's multi-step LIF network, 64-128-10, with ``row``'s surrogate."""
     from spikingjelly.activation_based import functional, layer, neuron, surrogate
 
     from htaf.interop.spikingjelly import surrogate as htaf_surrogate
@@ -136,17 +137,39 @@ def spikingjelly(row: str, seed: int, data: tuple, epochs: int = 5) -> dict[str,
         layer.Linear(128, 10), neuron.LIFNode(tau=2.0, surrogate_function=spike()),
     )  # fmt: skip
     functional.set_step_mode(net, "m")
+    return net
 
-    def rates(x: Tensor) -> Tensor:
-        out = net(poisson(x, 8)).mean(0)
-        functional.reset_net(net)
-        return out
 
-    def loss_of(x: Tensor, y: Tensor) -> Tensor:
-        return nn.functional.mse_loss(rates(x), nn.functional.one_hot(y, 10).float())
+def spikingjelly_rates(net: nn.Module, x: Tensor) -> Tensor:
+    """Output firing rates over T = 8 Poisson steps, the state reset before and after."""
+    from spikingjelly.activation_based import functional
 
-    return fit(net, loss_of, lambda x: rates(x).argmax(1), net[0].weight, lr=1e-3,
+    functional.reset_net(net)
+    out = net(poisson(x, 8)).mean(0)
+    functional.reset_net(net)
+    return out
+
+
+def rate_mse(out: Tensor, y: Tensor) -> Tensor:
+    return nn.functional.mse_loss(out, nn.functional.one_hot(y, 10).float())
+
+
+def spikingjelly(row: str, seed: int, data: tuple, epochs: int = 5) -> dict[str, float]:
+    net = spikingjelly_net(row, seed)
+    return fit(net, lambda x, y: rate_mse(spikingjelly_rates(net, x), y),
+               lambda x: spikingjelly_rates(net, x).argmax(1), net[0].weight, lr=1e-3,
                epochs=epochs, batch=64, seed=seed, data=data)  # fmt: skip
+
+
+def diagnose_spikingjelly(rows: list[str], data: tuple) -> str:
+    """``htaf.diagnose`` at initialisation (seed 0) on the recipe's first 64 training images."""
+    x, y = data[0][:64], data[1][:64]
+    parts = []
+    for row in (r for r in rows if r != "own"):
+        report = htaf.diagnose(spikingjelly_net(row, seed=0), (x, y), rate_mse,
+                               reference="atan", forward=spikingjelly_rates)  # fmt: skip
+        parts.append(f"{row}: {report.verdict}\n{report.table()}\n{report.suggestion}")
+    return "\n\n".join(parts)
 
 
 # -- snnTorch --------------------------------------------------------------------------------
@@ -381,9 +404,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--rows", nargs="+", default=list(ROWS), help="subset of the rows")
     parser.add_argument("--out", type=Path, default=Path("recipes.json"))
+    parser.add_argument("--diagnose", action="store_true",
+                        help="htaf.diagnose, SpikingJelly recipe, at init")  # fmt: skip
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     data = digits()
+    if args.diagnose:
+        print(diagnose_spikingjelly(args.rows, data))
+        return 0
     names = [*RECIPES, *COMPARES] if "all" in args.recipes else args.recipes
     runs: list[dict[str, Any]] = []
     for name in [n for n in names if n in COMPARES]:

@@ -45,6 +45,7 @@ def test_inputs_resting_below_threshold_starve_fixed_htaf():
 def test_large_inputs_with_some_near_the_threshold_are_narrow_not_vanishing():
     d = htaf.diagnose(mlp("htaf(2,11)", scale=20.0), batch(), nn.functional.cross_entropy)
     assert d.layers[0].live < 0.05 and d.verdict.startswith("narrow")
+    assert d.layers[0].estimator == "htaf(2,11)"  # the spec a user can paste back
 
 
 def test_auto_is_healthy_on_the_same_model_and_the_user_model_is_untouched():

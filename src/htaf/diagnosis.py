@@ -197,7 +197,9 @@ def _report(name: str, est: Estimator, x: Tensor, grad: float) -> LayerReport:
     if isinstance(est, HTAF) and x.numel() and bool(x.max() > x.min()):
         suggested = calibrate_alpha0(x, est.alpha1, est.live if est.auto else AUTO_LIVE)
         edge = htaf_live_radius(est.alpha1, LIVE_LEVEL) / suggested
-    label = str(est.name) + ("(auto)" if isinstance(est, HTAF) and est.auto else "")
+    label = str(est.name)
+    if isinstance(est, HTAF):
+        label += "(auto)" if est.auto else f"({est.alpha0:g},{est.alpha1:g})"
     return LayerReport(
         layer=name, estimator=label, n=int(x.numel()), quantiles=_quantiles(x),
         above_threshold=float((x >= 0).double().mean()) if x.numel() else float("nan"),
