@@ -394,6 +394,27 @@ def test_shapes_kinds_and_colours_are_checked():
     assert load("shapes", n=480, kinds=6, colours=8).n_classes == 48
 
 
+@pytest.mark.slow
+def test_an_icbm_run_on_48_classes_and_its_concept_alignment(tmp_path):
+    import htaf
+    from htaf.analysis.concepts import analyze_run
+    from htaf.families import data_spec
+
+    options = {"n": 2000, "colours": 8, "kinds": 6}
+    config = {"task": "icbm", "dataset": "shapes", "data_options": options, "epochs": 1,
+              "batch_size": 128, "model": {"n_concepts": 16, "cnn_widths": [4, 8, 8]}}  # fmt: skip
+    run = htaf.train_one(config, tmp_path / "run", progress=False)
+    assert 0 <= run.metrics["test_accuracy_hard"] <= 1
+    raw = run.dataset(raw=True)
+    assert raw.n_classes == 48 and data_spec(raw).n_concepts == 14
+    assert raw.concept_names == shapes_mod.concept_names(6, 8)
+    summary = analyze_run(run.path)
+    assert summary["n_concepts"] == 16  # the bottleneck's width; the attributes are the data's
+    assert summary["attributes_varying"] == 14
+    rows = (run.path / "concepts" / "alignment.csv").read_text().splitlines()[1:]
+    assert [r.split(",")[0] for r in rows] == shapes_mod.concept_names(6, 8)
+
+
 def test_shapes_band_lies_within_the_shape_and_has_its_width():
     rng = np.random.default_rng(0)
     cx, cy, r = np.array([10.0, 20.0]), np.array([12.0, 16.0]), np.array([8.0, 6.0])
