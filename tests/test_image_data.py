@@ -221,7 +221,8 @@ def test_shapes_is_deterministic_in_the_seed_and_checks_options():
     quiet = load("shapes", n=320, split_seed=1, noise=0.0)
     assert not np.array_equal(quiet.X_train, a.X_train)
     assert quiet.meta["shapes"] == {"n": 320, "difficulty": 0, "noise": 0.0, "clutter": 0,
-                                    "occlusion": 0.0, "seed": 1}  # fmt: skip
+                                    "occlusion": 0.0, "kinds": 4, "colours": 4,
+                                    "seed": 1}  # fmt: skip
     assert sum(a.meta["split_sizes"].values()) == 320 and a.meta["split_sizes"]["test"] == 64
     for bad, match in (({"n": 100}, "n must be"), ({"noise": 2}, "noise must be"),
                        ({"seed": -1}, "seed must be"), ({"difficulty": 5}, "difficulty must"),
@@ -255,6 +256,163 @@ def test_shapes_difficulty_adds_distractors_and_bands_but_keeps_labels():
     coloured = [(np.ptp(X.astype(int), axis=1) > 60).sum((1, 2)) for X in (X0, Xc, Xo)]
     assert np.all(coloured[1] >= coloured[0]) and coloured[1].mean() > coloured[0].mean() + 10
     assert np.all(coloured[2] <= coloured[0]) and coloured[2].mean() < 0.8 * coloured[0].mean()
+
+
+# The generator as it was before the kinds and colours options (commit 3ea9bf2), kept to check
+# that the defaults still draw the very same images, labels and concepts.
+def _original_masks(shape, cx, cy, r):
+    y, x = np.mgrid[0:32, 0:32] + 0.5
+    dx, dy = x[None] - cx[:, None, None], y[None] - cy[:, None, None]
+    r = r[:, None, None]
+    ring = (dx**2 + dy**2 <= r**2) & (dx**2 + dy**2 >= (0.5 * r) ** 2)
+    square = (np.abs(dx) <= 0.85 * r) & (np.abs(dy) <= 0.85 * r)
+    depth = dy + r
+    triangle = (dy <= 0.75 * r) & (depth >= 0) & (np.abs(dx) <= depth / 1.75)
+    arm = 0.35 * r
+    cross = ((np.abs(dx) <= arm) & (np.abs(dy) <= r)) | ((np.abs(dy) <= arm) & (np.abs(dx) <= r))
+    return np.choose(shape[:, None, None], [ring, square, triangle, cross])
+
+
+def _original_generate(n, seed, noise, clutter, occlusion):
+    rgb = np.array([(215, 45, 40), (225, 205, 40), (45, 175, 65), (45, 80, 215)], dtype=float)
+    rng = np.random.default_rng(seed)
+    shape, colour_idx = rng.integers(0, 4, n), rng.integers(0, 4, n)
+    r = rng.uniform(6.0, 9.0, n)
+    cx, cy = (rng.uniform(r + 0.5, 32 - r - 0.5) for _ in range(2))
+    colour = np.clip(rgb[colour_idx] + rng.uniform(-20, 20, (n, 3)), 0, 255)
+    background = rng.uniform(25.0, 220.0, n)
+    inside = _original_masks(shape, cx, cy, r)[:, None]
+    img = np.broadcast_to(background[:, None, None, None], (n, 3, 32, 32))
+    extra = np.random.default_rng([seed, 1])
+    for _ in range(clutter):
+        kind, tone = extra.integers(0, 4, n), extra.integers(0, 4, n)
+        rd = extra.uniform(2.5, 4.0, n)
+        dx, dy = (extra.uniform(rd + 0.5, 32 - rd - 0.5) for _ in range(2))
+        tint = np.clip(rgb[tone] + extra.uniform(-20, 20, (n, 3)), 0, 255)
+        img = np.where(_original_masks(kind, dx, dy, rd)[:, None], tint[:, :, None, None], img)
+    img = np.where(inside, colour[:, :, None, None], img)
+    if occlusion > 0:
+        hidden = shapes_mod.band(extra, cx, cy, r, occlusion)[:, None]
+        img = np.where(hidden, background[:, None, None, None], img)
+    if noise > 0:
+        img = img + rng.normal(0.0, noise * 255.0, img.shape)
+    X = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    concepts = np.concatenate(
+        [np.eye(4, dtype=np.uint8)[shape], np.eye(4, dtype=np.uint8)[colour_idx]], 1
+    )
+    return X, (shape * 4 + colour_idx).astype(np.int64), concepts
+
+
+@pytest.mark.parametrize("level", sorted(shapes_mod.LEVELS))
+def test_shapes_defaults_draw_the_original_images(level):
+    noise, clutter, occlusion = shapes_mod.LEVELS[level]
+    expected = _original_generate(150, 9, noise, clutter, occlusion)
+    named = {"kinds": 4, "colours": 4}
+    for got in (shapes_mod.generate(150, 9, noise, clutter, occlusion),
+                shapes_mod.generate(150, 9, noise, clutter, occlusion, **named)):  # fmt: skip
+        for g, e in zip(got, expected, strict=True):
+            assert g.dtype == e.dtype and np.array_equal(g, e)
+    ds = load("shapes", n=320, split_seed=2, difficulty=level)
+    named = load("shapes", n=320, split_seed=2, difficulty=level, kinds=4, colours=4)
+    assert np.array_equal(ds.X_train, named.X_train) and np.array_equal(ds.y_test, named.y_test)
+    assert ds.class_names == shapes_mod.CLASSES == shapes_mod.class_names(4, 4)
+    assert ds.concept_names == shapes_mod.CONCEPT_NAMES == shapes_mod.concept_names(4, 4)
+
+
+def test_shapes_more_kinds_and_colours_give_more_classes_and_concepts():
+    ds = load("shapes", n=2000, split_seed=3, kinds=6, colours=8)
+    assert ds.n_classes == 48 and len(ds.class_names) == 48 == len(set(ds.class_names))
+    assert (
+        ds.class_names[:2] == ["red_ring", "yellow_ring"]
+        and ds.class_names[-1] == "pink_down_triangle"
+    )
+    assert ds.concept_names == shapes_mod.concept_names(6, 8) and len(ds.concept_names) == 14
+    assert ds.concept_names[4:7] == ["shape=x", "shape=down_triangle", "colour=red"]
+    assert ds.meta["shapes"]["kinds"] == 6 and ds.meta["shapes"]["colours"] == 8
+    assert ds.meta["class_rule"].startswith("class = (shape, colour): shape * 8 + colour")
+    for split in ("train", "val", "test"):  # every class in every split
+        assert np.bincount(getattr(ds, f"y_{split}"), minlength=48).min() > 0
+    C = np.concatenate([ds.concepts_train, ds.concepts_val, ds.concepts_test])
+    y = np.concatenate([ds.y_train, ds.y_val, ds.y_test])
+    assert C.shape == (2000, 14) and set(np.unique(C)) == {0, 1}
+    assert np.all(C[:, :6].sum(1) == 1) and np.all(C[:, 6:].sum(1) == 1)
+    shape, colour = C[:, :6].argmax(1), C[:, 6:].argmax(1)
+    assert np.array_equal(shapes_mod.class_of(shape, colour, 8), y)
+    # each class is exactly one (shape, colour) pair: the linear rule on the concepts is exact
+    rule = np.zeros((14, 48))
+    for k in range(48):
+        rule[k // 8, k] = rule[6 + k % 8, k] = 1
+    assert np.array_equal((C @ rule).argmax(1), y)
+    # the pixels off the background carry the drawn colour, the new ones included
+    X = np.concatenate([ds.X_train, ds.X_val, ds.X_test]).astype(int)
+    background = np.median(X.reshape(len(X), 3, -1), axis=2)[:, :, None, None]
+    covered = np.abs(X - background).max(1) > 60
+    mean_rgb = (X * covered[:, None]).sum((2, 3)) / covered.sum((1, 2))[:, None]
+    nearest = np.abs(mean_rgb[:, None] - shapes_mod.PALETTE[None]).sum(2).argmin(1)
+    assert (nearest == colour).mean() > 0.95
+    # the extra shapes are drawn, and each differs from every other kind at the same place
+    r = np.full(6, 7.5)
+    m = shapes_mod.masks(np.arange(6), np.full(6, 16.0), np.full(6, 16.0), r)
+    overlap = (m[:, None] & m[None]).sum((2, 3)) / (m[:, None] | m[None]).sum((2, 3))
+    assert overlap[~np.eye(6, dtype=bool)].max() < 0.85 and m.sum((1, 2)).min() > 80
+    # the palette: every pair, and every colour and the background greys, far apart
+    P = shapes_mod.PALETTE
+    pairs = np.linalg.norm(P[:, None] - P[None], axis=2)[~np.eye(8, dtype=bool)]
+    grey = np.clip(P.mean(1), *shapes_mod.GREY)[:, None]
+    assert pairs.min() > 100 and np.linalg.norm(P - grey, axis=1).min() > 95
+
+
+def test_shapes_distractors_draw_every_active_kind_and_colour(monkeypatch):
+    seen = []
+    real = shapes_mod.masks
+    monkeypatch.setattr(shapes_mod, "masks", lambda k, *a: seen.append(k) or real(k, *a))
+    grey = np.full((600, 3, 32, 32), 128.0)
+    img = shapes_mod.draw_distractor(grey, np.random.default_rng(0), kinds=6, colours=8)
+    assert set(np.unique(seen[0])) == set(range(6))
+    painted = (img != 128).any(1)
+    rgb = (img * painted[:, None]).sum((2, 3)) / painted.sum((1, 2))[:, None]
+    tone = np.abs(rgb[:, None] - shapes_mod.PALETTE[None]).sum(2).argmin(1)
+    assert set(tone) == set(range(8))
+    seen.clear()
+    shapes_mod.draw_distractor(grey, np.random.default_rng(0))  # the defaults: the first four
+    assert set(np.unique(seen[0])) == set(range(4))
+
+
+def test_shapes_kinds_and_colours_are_checked():
+    for bad, match in (({"kinds": 3}, "kinds must be an integer from 4 to 6, not 3"),
+                       ({"kinds": 7}, "kinds must be an integer from 4 to 6"),
+                       ({"kinds": 5.0}, "kinds must be"), ({"kinds": True}, "kinds must be"),
+                       ({"colours": 3}, "colours must be an integer from 4 to 8, not 3"),
+                       ({"colours": 9}, "colours must be an integer from 4 to 8"),
+                       ({"colours": 4.5}, "colours must be"),
+                       ({"colours": True}, "colours must be"),
+                       ({"colours": "8"}, "colours must be"),
+                       ({"kinds": 6, "colours": 8, "n": 479}, r"n must be an integer >= 480 "
+                        r"\(10 per class, 48 classes\)")):  # fmt: skip
+        with pytest.raises(DataError, match="^shapes: " + match):
+            load("shapes", **{"n": 2000, **bad})
+    assert load("shapes", n=480, kinds=6, colours=8).n_classes == 48
+
+
+@pytest.mark.slow
+def test_an_icbm_run_on_48_classes_and_its_concept_alignment(tmp_path):
+    import htaf
+    from htaf.analysis.concepts import analyze_run
+    from htaf.families import data_spec
+
+    options = {"n": 2000, "colours": 8, "kinds": 6}
+    config = {"task": "icbm", "dataset": "shapes", "data_options": options, "epochs": 1,
+              "batch_size": 128, "model": {"n_concepts": 16, "cnn_widths": [4, 8, 8]}}  # fmt: skip
+    run = htaf.train_one(config, tmp_path / "run", progress=False)
+    assert 0 <= run.metrics["test_accuracy_hard"] <= 1
+    raw = run.dataset(raw=True)
+    assert raw.n_classes == 48 and data_spec(raw).n_concepts == 14
+    assert raw.concept_names == shapes_mod.concept_names(6, 8)
+    summary = analyze_run(run.path)
+    assert summary["n_concepts"] == 16  # the bottleneck's width; the attributes are the data's
+    assert summary["attributes_varying"] == 14
+    rows = (run.path / "concepts" / "alignment.csv").read_text().splitlines()[1:]
+    assert [r.split(",")[0] for r in rows] == shapes_mod.concept_names(6, 8)
 
 
 def test_shapes_band_lies_within_the_shape_and_has_its_width():
