@@ -130,7 +130,7 @@ _load: _build.Once[_Library] = _build.Once(_open, "htaf snn kernels")
 
 
 def kernel_available() -> bool:
-    """Whether the C++ kernel can be used (builds it on the first call, about 2 s)."""
+    """Whether the C++ kernel can be used (builds it on the first call, once per machine)."""
     return _load() is not None
 
 
