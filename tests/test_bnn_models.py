@@ -17,7 +17,7 @@ from htaf.families.bnn import (
     profile,
 )
 from htaf.families.bnn.models import ArchShapeError
-from htaf.families.bnn.summary import readable
+from htaf.families.summary import readable
 
 
 def spec(shape, n_out=10):

@@ -1,6 +1,7 @@
 """``htaf compare --task icbm`` and ``htaf concepts RUN`` end to end, on in-memory image sets
 (stand-ins for the data branch's loaders), with bad input and a local LLM endpoint."""
 
+import html
 import http.server
 import json
 import shutil
@@ -12,6 +13,7 @@ import torch
 
 import htaf
 import htaf.train.run_folder as run_module
+from htaf.analysis.concepts import summary_lines
 from htaf.cli import main
 from icbm_data import digits_images, shapes_standin
 
@@ -142,6 +144,11 @@ def test_concepts_writes_figures_tables_and_a_page(experiment, tmp_path, capsys)
     assert [p["node"] for p in prompts] == list(range(6))
     page = (folder / "concepts.html").read_text()
     assert "data:image/png;base64," in page and "src='http" not in page
+    # the command prints and the page shows the same summary lines
+    for measure, value in summary_lines(summary):
+        assert measure in out and value in out
+        assert html.escape(measure) in page and html.escape(value) in page
+    assert "dead / always-on concepts" in out
     report = (exp / "report.html").read_text()
     assert "shapes/htaf/seed0/concepts/concepts.html" in report
 

@@ -58,12 +58,16 @@ def test_reference_activation_and_layout() -> None:
     assert isinstance(DHN(4, 2, (8,)).layers[0].drop, nn.Identity)
 
 
-def test_layer_profiles_and_summary() -> None:
+def test_profile_and_summary() -> None:
     model = DHN(30, 1, widths=(64, 32), activation="htaf(2,11)")
-    rows = model.layer_profiles()
+    rows = model.profile().rows
     assert [r.name for r in rows] == ["hidden1", "hidden2", "head"]
-    assert (rows[0].n_in, rows[0].n_out, rows[0].params) == (30, 64, 30 * 64 + 64)
-    assert rows[0].binary and not rows[-1].binary
+    assert (rows[0].input_shape, rows[0].output_shape, rows[0].params) == (
+        (30,),
+        (64,),
+        30 * 64 + 64,
+    )
+    assert rows[0].activation_bits == 1 and rows[-1].activation_bits is None
     assert rows[0].activation == "htaf(alpha0=2, alpha1=11)"
     assert sum(r.params for r in rows) == sum(p.numel() for p in model.parameters())
     text = model.summary()
@@ -73,6 +77,22 @@ def test_layer_profiles_and_summary() -> None:
     assert "96 bits in binary mode vs 3,072 bits as float32 (32.0x" in text
     relu = DHN(3, 1, (8,), activation="relu").summary()
     assert "binary activations: 0 of 8" in relu and "(1.0x" in relu
+
+
+def test_summary_counts_batch_norm_in_its_layer() -> None:
+    model = DHN(4, 2, widths=(8,), activation="ste", batch_norm=True)
+    rows = model.profile().rows
+    assert rows[0].kind == "dense+bn" and rows[0].params == 4 * 8 + 8 + 2 * 8
+    assert sum(r.params for r in rows) == sum(p.numel() for p in model.parameters())
+
+
+def test_summary_of_an_uncalibrated_htaf_auto_says_so() -> None:
+    model = DHN(4, 1, widths=(3,), activation="htaf")
+    text = model.summary()
+    assert "alpha0=auto (not calibrated)" in text and "nan" not in text
+    model(torch.randn(16, 4))  # the first batch calibrates alpha0
+    alpha0 = model.layers[0].act.alpha0
+    assert f"htaf(alpha0=auto:{alpha0:g}, alpha1=11)" in model.summary()
 
 
 @pytest.mark.parametrize(

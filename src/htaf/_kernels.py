@@ -47,8 +47,8 @@ SOURCE = "htaf_kernels.c"
 SIMD = ("avx512", "avx2")
 
 # Below this many elements the pure-torch path is used: per-call overhead dominates there.
-# From 1024 up, one fused call beats the ~16 small torch ops of the backward (a DHN step at
-# batch 64 went from 1.7x to 1.25x ReLU's time). The build happens once per machine (~0.3 s).
+# From 1024 up, one fused call beats the ~16 small torch ops of the backward (benchmarks/
+# README.md, "Figures behind choices in the code"). The build happens once per machine.
 MIN_NUMEL = 1 << 10
 # The dtypes the kernels exist for.
 DTYPES = (torch.float32, torch.float64)
@@ -109,7 +109,8 @@ def _open() -> Kernels | None:
     cc = compiler() if kernels_allowed() else None
     if cc is None:
         return None
-    # PyDLL keeps the GIL: the calls are short and the release/reacquire costs ~0.5 µs each.
+    # PyDLL keeps the GIL: the calls are short (OpenMP parallelises inside them), so releasing
+    # and reacquiring it around each would cost more than other threads could gain.
     found = first_library("htaf_kernels", SOURCE, cc, ("htaf_kernels_abi", 1), loader=ctypes.PyDLL)
     if found is None:
         return None

@@ -1,12 +1,11 @@
 """HTAF and the exact step as native PyTorch operators with C++ autograd nodes (private).
 
-Why it exists: on a 64×256 batch each fused kernel of :mod:`htaf._kernels` runs in about 9 µs,
-but reaching it through a Python ``autograd.Function`` and :mod:`ctypes` costs about 25 µs more
-per layer and training step, which alone made a DHN step at batch 64 ~15% slower than ReLU's.
-The hard estimators (straight-through, surrogates, decoupled rules) paid more: PyTorch's
-compare, cast, isnan and where for the step, and the straight-through graph around it, cost
-~150 µs per layer and step there. Here a small C++ file (``csrc/htaf_native.cpp``) registers
-three operators:
+Why it exists: on small batches, reaching a fused kernel of :mod:`htaf._kernels` through a
+Python ``autograd.Function`` and :mod:`ctypes` costs more than the kernel itself, enough to
+keep a DHN step at batch 64 well behind ReLU's. The hard estimators (straight-through,
+surrogates, decoupled rules) paid more: PyTorch's compare, cast, isnan and where for the step,
+and the straight-through graph around it (the figures: benchmarks/README.md, "Before the native
+operators"). Here a small C++ file (``csrc/htaf_native.cpp``) registers three operators:
 
 * ``htaf(x, alpha0, alpha1)``: HTAF, with its hand-written backward;
 * ``step(x, lo)``: the exact step ``1 if x >= 0 else lo`` (NaN stays NaN), no gradient;

@@ -106,10 +106,11 @@ def _htaf_forward_fusable(x: Tensor, a0: float, a1: float) -> Tensor:
     where the custom operators of :mod:`htaf._ops` are not available (half precision, no C
     compiler).
 
-    Inductor's CPU ``tanh`` costs several ``exp``; this form makes the fused forward kernel
-    about 20% cheaper. Its absolute error in ``u = a1·tanh(a0·x)`` is ~``a1·3e-8`` in float32
-    (near x = 0 that is a relative error of the output of ~``a1·2e-8``, vs. a few ulp for
-    :func:`_htaf_forward`), i.e. within the float32 conditioning of HTAF.
+    Inductor's CPU ``tanh`` costs several ``exp``; this form, with one ``exp`` per sigmoid,
+    makes the fused forward kernel cheaper. Its absolute error in ``u = a1·tanh(a0·x)`` is
+    ~``a1·3e-8`` in float32 (near x = 0 that is a relative error of the output of
+    ~``a1·2e-8``, vs. a few ulp for :func:`_htaf_forward`), i.e. within the float32
+    conditioning of HTAF.
     """
     return torch.sigmoid((2 * a1) * torch.sigmoid((2 * a0) * x) - a1)
 
@@ -163,8 +164,8 @@ class _HTAF(torch.autograd.Function):
     :func:`_htaf_forward_fusable` on CPU.
 
     This is the classic ``forward(ctx, ...)`` form: ``Function.apply`` binds arguments with
-    ``inspect.signature`` on every call when ``setup_context`` is defined (~20 µs, as much as
-    the kernel itself on a 64×256 batch). :class:`_HTAFTransformable` serves vmap and friends.
+    ``inspect.signature`` on every call when ``setup_context`` is defined, which on a small
+    batch costs as much as the kernel itself. :class:`_HTAFTransformable` serves vmap and friends.
     """
 
     @staticmethod

@@ -11,8 +11,8 @@ def one_torch_thread() -> Iterator[None]:
     """Run the block with one intra-op thread, and restore the count afterwards.
 
     Why: small MLPs and full-batch steps gain nothing from a second thread, and two threads
-    spin-wait badly when other processes hold the cores (the convex study's steps took 126 ms
-    instead of 8 ms on the loaded 2-core development machine, and were no slower on an idle one).
+    spin-wait badly when other processes hold the cores (benchmarks/README.md, "Figures behind
+    choices in the code").
     A grid that runs in-process also matches its worker processes' thread count this way.
     """
     import torch

@@ -39,12 +39,15 @@ from htaf.estimators import set_mode
 from htaf.families import get_family
 from htaf.families.icbm import analysis as A
 from htaf.families.icbm import naming
+from htaf.families.icbm.model import concept_stats
 from htaf.io import atomic_write_json, atomic_write_text
 from htaf.train.run_folder import Run, load_run
 
 OUT = "concepts"
 TOP_IMAGES = 8
 BATCH = 256
+#: What the summary takes from :func:`concept_stats` (what training logs per epoch).
+STATS = ("concept_near_binary_05", "concepts_active_mean", "concepts_dead", "concepts_always_on")
 
 
 @dataclass
@@ -184,8 +187,7 @@ def _summary(
     config: Any, run_dir: Path, out: Outputs, spec: dict[str, Any], align: dict[str, Any] | None,
     node: int, image: int, ablation: dict[str, Any], names: dict[int, str], llm_model: str | None,
 ) -> dict[str, Any]:  # fmt: skip
-    z_smooth = out.smooth
-    near = np.minimum(np.abs(z_smooth), np.abs(z_smooth - 1)) <= 0.05
+    stats = concept_stats(torch.from_numpy(out.smooth), torch.from_numpy(out.active))
     summary: dict[str, Any] = {
         "run": str(run_dir),
         "dataset": config.dataset,
@@ -195,10 +197,7 @@ def _summary(
         "n_concepts": int(out.active.shape[1]),
         "test_accuracy_hard": float((out.pred == out.y).mean()),
         "test_accuracy_smooth": float((out.pred_smooth == out.y).mean()),
-        "concept_near_binary_05": float(near.mean()),
-        "concepts_active_mean": float(out.active.sum(1).mean()),
-        "concepts_dead": int((out.active.sum(0) == 0).sum()),
-        "concepts_always_on": int((out.active.sum(0) == len(out.y)).sum()),
+        **{k: stats[k] for k in STATS},
         "proportions_decided_fraction": spec["decided_fraction"],
         "mean_crispness": spec["mean_crispness"],
         "mean_classes_on": spec["mean_classes_on"],
@@ -306,28 +305,39 @@ def _siblings(run_dir: Path) -> dict[str, np.ndarray]:
     return found
 
 
+# -- the summary lines ---------------------------------------------------------------------------
+def summary_lines(s: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(measure, value)`` lines of a concept summary (what :func:`analyze_run` returns, or
+    its ``summary.json``): what ``htaf concepts`` prints and the page's table shows."""
+    lines = [
+        ("test accuracy, binary / smooth concepts",
+         f"{s['test_accuracy_hard']:.4f} / {s['test_accuracy_smooth']:.4f}"),
+        ("concept outputs within 0.05 of 0 or 1", f"{s['concept_near_binary_05']:.4f}"),
+        ("active concepts per image", f"{s['concepts_active_mean']:.2f}"),
+        ("dead / always-on concepts", f"{s['concepts_dead']} / {s['concepts_always_on']}"),
+        ("class proportions within 0.1 of 0 or 1", f"{s['proportions_decided_fraction']:.4f}"),
+        ("class-specific concepts", f"{s['class_specific_fraction']:.4f}"),
+    ]  # fmt: skip
+    if "attributes_recovered_fraction" in s:
+        lines.append(("attributes recovered at AUROC >= 0.9",
+                      f"{s['attributes_recovered']} of {s['attributes_varying']} "
+                      f"({s['attributes_recovered_fraction']:.1%})"))  # fmt: skip
+    return [
+        *lines,
+        (f"concept {s['node']}: accuracy with it off / on",
+         f"{s['ablation_off_accuracy']:.4f} / {s['ablation_on_accuracy']:.4f}"),
+        (f"test image {s['image']}: active concepts",
+         " ".join(map(str, s["image_active_concepts"])) or "none"),
+    ]  # fmt: skip
+
+
 # -- the page ------------------------------------------------------------------------------------
 def _page(folder: Path, summary: dict[str, Any], rows: list[dict[str, Any]],
           figures: list[Path]) -> Path:  # fmt: skip
     from htaf.html_page import figure, html_table, page
 
     title = f"Concepts of {summary['estimator']} on {summary['dataset']} (seed {summary['seed']})"
-    keys = [
-        ("test accuracy, binary concepts", "test_accuracy_hard"),
-        ("test accuracy, smooth concepts", "test_accuracy_smooth"),
-        ("concept outputs within 0.05 of 0 or 1", "concept_near_binary_05"),
-        ("active concepts per image", "concepts_active_mean"),
-        ("dead / always-on concepts", None),
-        ("class proportions within 0.1 of 0 or 1", "proportions_decided_fraction"),
-        ("class-specific concepts", "class_specific_fraction"),
-        ("attributes recovered (AUROC >= 0.9)", "attributes_recovered_fraction"),
-    ]
-    facts = []
-    for text, key in keys:
-        if key is None:
-            facts.append([text, f"{summary['concepts_dead']} / {summary['concepts_always_on']}"])
-        elif key in summary:
-            facts.append([text, f"{summary[key]:.4f}"])
+    facts = [list(line) for line in summary_lines(summary)]
     parts = [f"<h1>{html.escape(title)}</h1>", f"<p>run: {html.escape(summary['run'])}</p>",
              html_table(["measure", "value"], facts)]  # fmt: skip
     for png in (p for p in figures if p.suffix == ".png"):

@@ -35,33 +35,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from htaf.analysis.concepts import OUT, analyze_run
+    from htaf.analysis.concepts import OUT, analyze_run, summary_lines
 
     s = analyze_run(args.run, node=args.node, image=args.image, llm=args.llm,
                     llm_model=args.model, top=args.top)  # fmt: skip
     print(f"{s['estimator']} on {s['dataset']} (seed {s['seed']}), {s['n_images']} test images, "
           f"{s['n_concepts']} concepts")  # fmt: skip
-    lines = [
-        ("test accuracy, binary / smooth concepts",
-         f"{s['test_accuracy_hard']:.4f} / {s['test_accuracy_smooth']:.4f}"),
-        ("concept outputs within 0.05 of 0 or 1", f"{s['concept_near_binary_05']:.4f}"),
-        ("active concepts per image", f"{s['concepts_active_mean']:.2f}"),
-        ("dead / always-on concepts", f"{s['concepts_dead']} / {s['concepts_always_on']}"),
-        ("class proportions within 0.1 of 0 or 1", f"{s['proportions_decided_fraction']:.4f}"),
-        ("class-specific concepts", f"{s['class_specific_fraction']:.4f}"),
-    ]  # fmt: skip
-    if "attributes_recovered_fraction" in s:
-        lines.append(("attributes recovered at AUROC >= 0.9",
-                      f"{s['attributes_recovered']} of {s['attributes_varying']} "
-                      f"({s['attributes_recovered_fraction']:.1%})"))  # fmt: skip
-    lines.append(
-        (
-            f"concept {s['node']}: accuracy with it off / on",
-            f"{s['ablation_off_accuracy']:.4f} / {s['ablation_on_accuracy']:.4f}",
-        )
-    )
-    lines.append((f"test image {s['image']}: active concepts",
-                  " ".join(map(str, s["image_active_concepts"])) or "none"))  # fmt: skip
+    lines = summary_lines(s)
     width = max(len(a) for a, _ in lines)
     for a, b in lines:
         print(f"  {a.ljust(width)}  {b}")

@@ -17,18 +17,15 @@ typedef int64_t i64;
 /* Every loop here runs over blocks of at most 1 MiB of output, split over nt threads. When the
    output is fresh (its first page not yet mapped: a newly allocated large tensor), each block
    faults its pages in before computing them. Such an output faults on its first write, once
-   per 4 KiB page (about 1.4 us each on the development VM: 23 ms for 64 MiB, more than the
-   arithmetic). One madvise(MADV_POPULATE_WRITE) per block takes those faults in one system
-   call; where that is refused (before Linux 5.14, other page sizes), a loop of one-byte
-   stores takes them, which still keeps them out of the exp-heavy vector loop (whose work in
-   flight a fault most likely discards). Forward + backward over 16M fresh float32 elements,
-   paired with ReLU's, on Zen 4 with AVX-512: faults in the vector loop 1.14-1.20x, stores
-   first 1.06-1.09x, madvise 0.94-0.97x; with the AVX2 loops 1.51-1.61x, 1.42-1.54x and
-   1.37-1.44x (benchmarks/page_faults.py); the exact step went from 1.00x to 0.85x ReLU's
-   forward. An output that is already mapped (smaller tensors, which the allocator reuses) is
-   left alone: populating mapped pages cost 2-35% there. The stores and the populated pages
-   are only out's, which the block's results then overwrite; out never aliases the inputs
-   (restrict). */
+   per 4 KiB page, and on a large output those faults can cost more than the arithmetic. One
+   madvise(MADV_POPULATE_WRITE) per block takes them in one system call; where that is refused
+   (before Linux 5.14, other page sizes), a loop of one-byte stores takes them, which still
+   keeps them out of the exp-heavy vector loop (whose work in flight a fault most likely
+   discards). An output that is already mapped (smaller tensors, which the allocator reuses)
+   is left alone: populating mapped pages only costs there. The figures are in
+   benchmarks/README.md ("What closed the gap to ReLU", benchmarks/page_faults.py). The stores
+   and the populated pages are only out's, which the block's results then overwrite; out never
+   aliases the inputs (restrict). */
 #define HTAF_BLOCK_BYTES (1 << 20)
 #define HTAF_PAGE_BYTES 4096
 #define HTAF_PREFAULT_MIN_BYTES (4 << 20)
@@ -142,7 +139,7 @@ HTAF_BWD(float, f32, 1.0f)
 HTAF_BWD(double, f64, 1.0)
 
 /* The exact step of every hard estimator: y = 1 where x >= 0, lo (0 or -1) where x < 0, NaN
-   stays NaN. PyTorch's compare + cast + isnan + where takes ~20x longer on 16k elements. */
+   stays NaN, in one pass, where PyTorch's compare + cast + isnan + where make four. */
 #define HTAF_STEP(T, SUF)                                                                   \
 void htaf_step_##SUF(const T *restrict x, T *restrict out, i64 n, T low, int nt) {         \
     HTAF_BLOCKS(T, _Pragma("omp simd") for (i64 i = lo; i < hi; ++i) {                      \

@@ -54,7 +54,7 @@ static inline __m256 w_exp(__m256 x) {
 
 /* 1/d for d in [1, 2], correctly rounded. vrcpps and one Newton step leave about two ulp,
    which the SNN recurrences amplify over time (tests/test_snn_fused.py caught it), and
-   vdivps measured no slower here: the loop is bound by its other operations. */
+   vdivps costs no time here: the loop is bound by its other operations. */
 static inline __m256 w_recip(__m256 d) {
     return _mm256_div_ps(W1(1.0f), d);
 }

@@ -89,7 +89,7 @@ class Family:
     tasks: tuple[str, ...] = ("binary", "multiclass", "regression")
     #: Worker processes ``htaf compare --task NAME`` runs at once unless told (``--jobs``):
     #: for small convolutional networks, two single-threaded runs on two cores finish a grid
-    #: about 1.7x sooner than one run on two threads.
+    #: sooner than one run on two threads (a small network cannot keep two threads busy).
     jobs: int = 1
 
 

@@ -50,6 +50,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -110,43 +111,14 @@ def convex_rows(
     from htaf.families.convex.model import fit_two_layer
 
     X, y, n = data["X"], data["y"], len(data["X"])
+    common = {"beta": beta, "rng": settings["seed"], "tol": settings["tol"]}
+    deep = partial(fit_deep, X, y, width=settings["width"], **common)
     fits = [
-        (
-            "convex two-layer",
-            lambda: fit_two_layer(
-                X,
-                y,
-                beta=beta,
-                n_directions=settings["directions"],
-                rng=settings["seed"],
-                tol=settings["tol"],
-            ),
-        ),
-        (
-            "convex deep (PI)",
-            lambda: fit_deep(
-                X,
-                y,
-                beta=beta,
-                width=settings["width"],
-                reconstruction="pinv",
-                rng=settings["seed"],
-                tol=settings["tol"],
-            ),
-        ),
-        (
-            "convex deep (SVM)",
-            lambda: fit_deep(
-                X,
-                y,
-                beta=beta,
-                width=settings["width"],
-                reconstruction="svm",
-                rng=settings["seed"],
-                tol=settings["tol"],
-            ),
-        ),
-    ]
+        ("convex two-layer",
+         partial(fit_two_layer, X, y, n_directions=settings["directions"], **common)),
+        ("convex deep (PI)", partial(deep, reconstruction="pinv")),
+        ("convex deep (SVM)", partial(deep, reconstruction="svm")),
+    ]  # fmt: skip
     rows = []
     for label, fit in fits:
         t0 = time.perf_counter()

@@ -11,9 +11,11 @@ or :class:`RunFailed` around any other exception (a bug shows its traceback thro
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import platform
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -93,26 +95,34 @@ def solver_metrics(history: list[dict[str, Any]]) -> dict[str, Any]:
     return {f"solver_{k}": v for k, v in info.items() if isinstance(v, (bool, int, float, str))}
 
 
+@contextlib.contextmanager
+def _test_sample(model: torch.nn.Module, dataset: Any, n: int) -> Iterator[torch.Tensor]:
+    """The first ``n`` test samples as one float batch on the model's device, with the model
+    in eval mode (restored afterwards) and without gradients."""
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    n = min(len(dataset.X_test), n)
+    x = next(batches(dataset.X_test, sequential(n, n), to_float=float_batches(dataset),
+                     device=device))  # fmt: skip
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield x
+    finally:
+        model.train(was_training)
+
+
 def model_test_stats(model: torch.nn.Module, dataset: Any) -> dict[str, float]:
     """``test_{NAME}_{mode}`` from the model's ``eval_stats`` on a fixed test sample, if any."""
     hooks = ModelHooks(model)
     if not hooks.has("eval_stats") or len(dataset.X_test) == 0:
         return {}
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    n = min(len(dataset.X_test), EVAL_STATS_SAMPLES)
-    index = sequential(n, n)
     out: dict[str, float] = {}
-    was_training = model.training
-    model.eval()
-    try:
+    with _test_sample(model, dataset, EVAL_STATS_SAMPLES) as x:
         for mode in MODES:
-            with torch.no_grad(), set_mode(model, mode):
-                x = next(batches(dataset.X_test, index, to_float=float_batches(dataset),
-                                 device=device))  # fmt: skip
+            with set_mode(model, mode):
                 for key, value in hooks.eval_stats(x).items():
                     out[f"test_{key}_{mode}"] = value
-    finally:
-        model.train(was_training)
     return out
 
 
@@ -121,17 +131,8 @@ def model_arrays(model: torch.nn.Module, dataset: Any) -> dict[str, Any]:
     hooks = ModelHooks(model)
     if not hooks.has("eval_arrays") or len(dataset.X_test) == 0:
         return {}
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    n = min(len(dataset.X_test), EVAL_ARRAY_SAMPLES)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), set_mode(model, "hard"):
-            x = next(batches(dataset.X_test, sequential(n, n), to_float=float_batches(dataset),
-                             device=device))  # fmt: skip
-            return hooks.eval_arrays(x)
-    finally:
-        model.train(was_training)
+    with _test_sample(model, dataset, EVAL_ARRAY_SAMPLES) as x, set_mode(model, "hard"):
+        return hooks.eval_arrays(x)
 
 
 def _write_test_results(

@@ -52,7 +52,7 @@ from htaf.families.bnn.models import (
     Binarization,
     build_arch,
 )
-from htaf.families.bnn.summary import ModelProfile, format_summary, profile
+from htaf.families.summary import ModelProfile, format_summary, profile
 
 __all__ = [
     "ARCHS",

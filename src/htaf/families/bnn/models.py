@@ -39,6 +39,7 @@ from htaf.families.bnn.layers import (
     QuantLinear,
     quantizer,
 )
+from htaf.families.summary import format_summary, profile
 
 __all__ = ["ARCHS", "BNN", "ArchShapeError", "Binarization", "build_arch"]
 
@@ -408,8 +409,6 @@ class BNN(nn.Module):
 
     def summary(self) -> str:
         """Larq's table: precision, parameters, memory and MACs per layer, with totals."""
-        from htaf.families.bnn.summary import format_summary, profile
-
         return format_summary(profile(self), title=f"{self.arch} {self.input_shape}")
 
 

@@ -20,13 +20,11 @@ The method is a working-set method (the outer loop of celer and skglm) for n << 
 
 Why an interior-point method inside and not coordinate descent as celer and skglm: the
 columns of ``H`` are binary and highly correlated (``G`` is singular, condition number
-1e16), and coordinate descent crawls. Measured on the n = 100, P = 10 000 problem of
-``benchmarks/convex_solver.py``: with cyclic coordinate descent in C as the inner solver, the
-rounds needed 10 000 to 80 000 epochs each once the gap fell below 1e-3 (minutes in all; celer
-itself, with Anderson extrapolation, takes 2-3 s there). The interior-point method needs 15-25
-Newton steps per round and the whole solve takes well under a second, exact to ~1e-12. Each
-Newton step factors one ``|W| × |W|`` matrix, so the cost grows with the working set, not with
-``n`` or ``P``; ``H^T r`` over all columns is needed once per round only. The flip side: large
+1e16), and coordinate descent crawls once the gap gets small, where an interior-point method
+converges in a few tens of Newton steps per round whatever the conditioning, to a far tighter
+gap (the figures are in benchmarks/README.md, "Choices in the convex solver"). Each Newton
+step factors one ``|W| × |W|`` matrix, so the cost grows with the working set, not with ``n``
+or ``P``; ``H^T r`` over all columns is needed once per round only. The flip side: large
 working sets (n in the thousands, where the support is too) cost ``|W|^3`` per step, so the
 working set is capped at ``MAX_WORKING_SET`` and such solves can end above the tolerance, which
 their certificate then says (``optimal: False``).
@@ -171,7 +169,7 @@ def solve_lasso(
         from threadpoolctl import threadpool_limits
 
         # The factorisations are small (k <= a few thousand): one BLAS thread is as fast on an
-        # idle machine and 10-100x faster on a loaded one, where OpenBLAS threads spin-wait.
+        # idle machine and far faster on a loaded one, where OpenBLAS threads spin-wait.
         with threadpool_limits(1, user_api="blas"):
             result = _solve_working_set(H, y, beta, tol, max_iter, max_time_s)
     result.time_s = time.perf_counter() - t0
@@ -207,13 +205,12 @@ def _result(
 # -- the working-set method ----------------------------------------------------------------------
 #: First working-set size.
 WS_START = 64
-#: Each round's working set: the support plus GROWTH × (the previous size) candidates.
-#: Measured (n = 100, P = 10 000): 0.5 took 17 rounds and 0.4 s, 1.0 took 8 rounds and 1.2 s
-#: (the rounds' cost grows as |W|^3).
+#: Each round's working set: the support plus GROWTH × (the previous size) candidates. A
+#: round costs |W|^3, so more rounds on smaller sets beat fewer on larger ones.
 GROWTH = 0.5
-#: The largest working set: a Newton step factors a |W| × |W| matrix (3000: ~2 s).
+#: The largest working set: a Newton step factors a |W| × |W| matrix, which bounds its time.
 MAX_WORKING_SET = 3000
-#: Newton steps per restricted problem (it needs 15-25).
+#: Newton steps per restricted problem (a ceiling well above what one takes).
 IPM_MAX_ITER = 100
 #: Relative gap the restricted problems are solved to (or 1/100 of the tolerance if smaller).
 IPM_RTOL = 1e-10

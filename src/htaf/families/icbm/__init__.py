@@ -17,12 +17,11 @@ safetensors file for the backbone), ``cnn_widths`` (``small_cnn``), ``posthoc_th
 Why ``norm_scale = 0.75`` and 128 concepts: HTAF(2, 11) is within 0.05 of 0 or 1 outside
 ``|z| < 0.137`` and passes almost no gradient beyond ``|z| ~ 0.4``. A BatchNorm that starts at
 scale ``s`` puts about ``0.8 * 0.137 / s`` of the pre-activations inside the band (15% at
-``s = 0.75``); training pushes most of them out (96% near-binary at the end on ``shapes`` level 0),
-while enough stay close for the backbone to learn through them. At ``s = 2.5`` (an earlier
-default) the concepts were as binary but the backbone barely trained through them (HTAF 4.8
-points below the ReLU bottleneck). With 32 concepts 5 of the 8 ``shapes`` attributes had a node
-at AUROC >= 0.9, with 64 six, with 128 about seven: a wider bottleneck leaves room for nodes of
-one attribute each, as a ResNet's 512 features would. Every bottleneck in a grid gets the same
+``s = 0.75``); training pushes most of them out, while enough stay close for the backbone to
+learn through them. A larger scale leaves the concepts as binary but the backbone barely
+trains through them. A wider bottleneck leaves room for nodes of one attribute each, as a
+ResNet's 512 features would, and recovers more of the ground-truth attributes. The runs behind
+both choices are in docs/families/icbm.md. Every bottleneck in a grid gets the same
 architecture, this scale included.
 
 ``backbone = "features:FILE"`` is a backbone whose outputs were computed ahead of time: the
@@ -123,8 +122,8 @@ FAMILY = Family(
     prepare=prepare,
     kinds=("image", "table"),
     # shapes at difficulty 1: the lowest level whose rows differ by more than the seed spread
-    # (`htaf study icbm-difficulty`; the measurements are in the README's ICBM section). At
-    # level 0 every row is within about one point of 100%.
+    # (`htaf study icbm-difficulty`; the measurements are in the README's ICBM section); at
+    # level 0 every row is near 100%, too close to tell the bottlenecks apart.
     compare={
         "dataset": "shapes",
         "data_options": {"difficulty": 1},

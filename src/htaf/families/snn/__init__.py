@@ -99,7 +99,7 @@ def build(
     options: SNNOptions, spec: DataSpec, estimator: str, params: Mapping[str, float]
 ) -> SpikingNetwork:
     """The network ``options.arch`` for ``spec``'s images; ``estimator`` fires its neurons."""
-    kernel_available()  # a machine's first use compiles the neuron kernel (~10 s): not epoch time
+    kernel_available()  # a machine's first use compiles the neuron kernel: not epoch time
     rng = spec.input_range
     if options.encoder in RATE_CODES and rng is not None and not (rng[0] >= 0 and rng[1] <= 1):
         raise ConfigError(

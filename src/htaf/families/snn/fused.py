@@ -130,7 +130,7 @@ _load: _build.Once[_Library] = _build.Once(_open, "htaf snn kernels")
 
 
 def kernel_available() -> bool:
-    """Whether the C++ kernel can be used (builds it on the first call, about 2 s)."""
+    """Whether the C++ kernel can be used (builds it on the first call, once per machine)."""
     return _load() is not None
 
 
@@ -164,36 +164,38 @@ def _hard(est: Estimator) -> bool:
     return est.mode == "hard" or not est.has_primitive
 
 
+#: What the kernel computes itself, by exact estimator class (a subclass may change the
+#: formula): its spike forward (None: only the estimator can), its backward rule, and the
+#: attributes that are the kernel's two parameters.
+_KERNEL_FORMULAS: dict[type, tuple[int | None, int, tuple[str, ...]]] = {
+    HTAF: (FIRE_HTAF, RULE_HTAF, ("alpha0", "alpha1")),
+    SigmoidSurrogate: (FIRE_SIGMOID, RULE_SIGMOID, ("alpha",)),
+    ScaledSigmoid: (FIRE_SIGMOID, RULE_SIGMOID, ("beta",)),
+    ATan: (None, RULE_ATAN, ("alpha",)),
+    FastSigmoid: (None, RULE_FAST_SIGMOID, ("k",)),
+    Triangle: (None, RULE_TRIANGLE, ("alpha",)),
+}
+
+
+def _formulas(est: Estimator) -> tuple[int | None, int, float, float]:
+    """(fire kind, rule kind, p0, p1) of ``est``; (None, RULE_TABLE, 0, 0) for any other."""
+    fire, rule, names = _KERNEL_FORMULAS.get(type(est), (None, RULE_TABLE, ()))
+    p0, p1 = (*(getattr(est, name) for name in names), 0.0, 0.0)[:2]
+    return fire, rule, p0, p1
+
+
 def _fire_spec(est: Estimator) -> tuple[int, float, float] | None:
     """The spike forward as (kind, p0, p1), or None where only the estimator can compute it."""
     if _hard(est):
         return FIRE_STEP, 0.0, 0.0
-    kind = type(est)
-    if kind is HTAF:
-        return FIRE_HTAF, est.alpha0, est.alpha1
-    if kind is SigmoidSurrogate:
-        return FIRE_SIGMOID, est.alpha, 0.0
-    if kind is ScaledSigmoid:
-        return FIRE_SIGMOID, est.beta, 0.0
-    return None
+    fire, _, p0, p1 = _formulas(est)
+    return None if fire is None else (fire, p0, p1)
 
 
 def _rule_spec(est: Estimator) -> tuple[int, float, float]:
     """The backward rule as (kind, p0, p1); RULE_TABLE: the estimator evaluates it."""
-    kind = type(est)  # exact classes: a subclass may change the rule
-    if kind is HTAF:
-        return RULE_HTAF, est.alpha0, est.alpha1
-    if kind is SigmoidSurrogate:
-        return RULE_SIGMOID, est.alpha, 0.0
-    if kind is ScaledSigmoid:
-        return RULE_SIGMOID, est.beta, 0.0
-    if kind is ATan:
-        return RULE_ATAN, est.alpha, 0.0
-    if kind is FastSigmoid:
-        return RULE_FAST_SIGMOID, est.k, 0.0
-    if kind is Triangle:
-        return RULE_TRIANGLE, est.alpha, 0.0
-    return RULE_TABLE, 0.0, 0.0
+    _, rule, p0, p1 = _formulas(est)
+    return rule, p0, p1
 
 
 def _step(u: Tensor) -> Tensor:
