@@ -30,7 +30,7 @@ rows are missing is left out.
     result["levels"]["2"]["claims"]["thresholding"]["holds"]
 
 ``htaf study icbm-difficulty`` calls :func:`run` with the same defaults (``DEFAULTS``): 6000
-images a level, 8 epochs, 3 seeds, 2 worker processes: smaller than ``htaf compare --task
+images a level, 8 epochs, 3 seeds, 2 worker processes: smaller than ``htaf compare --family
 icbm`` (10000 images, 10 epochs, 5 seeds) so the sweep fits in about 10 minutes on 2 cores.
 Outputs: ``icbm_difficulty.json``, ``icbm_difficulty.md``, ``config.json``,
 ``icbm_difficulty.png/.svg`` and the runs under ``level{k}/``.
@@ -72,7 +72,7 @@ def configs(
     settings = {k: DEFAULTS[k] for k in ("epochs", "lr", "batch_size")}
     settings.update(overrides)
     options = {"n": n, "difficulty": level, **(data_options or {})}
-    base = RunConfig(task="icbm", dataset="shapes", data_options=options, **settings)
+    base = RunConfig(family="icbm", dataset="shapes", data_options=options, **settings)
     return [base.replace(estimator=e, seed=s) for e in estimators for s in seeds]
 
 
