@@ -483,10 +483,10 @@ def summarize(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         {
             "family": family,
             "dataset": dataset,
-            "estimator": est,
+            "estimator": estimator,
             "metrics": {name: _stats(xs) for name, xs in sorted(values.items())},
         }
-        for (family, dataset, est), values in groups.items()
+        for (family, dataset, estimator), values in groups.items()
     ]
 
 
