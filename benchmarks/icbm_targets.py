@@ -1,6 +1,6 @@
-"""The ICBM figures of an ``htaf compare --task icbm`` experiment, checked against the targets.
+"""The ICBM figures of an ``htaf compare --family icbm`` experiment, checked against the targets.
 
-    time htaf compare --task icbm --out htaf-runs          # the default grid, shapes level 1
+    time htaf compare --family icbm --out htaf-runs          # the default grid, shapes level 1
     htaf concepts htaf-runs/compare-.../shapes/htaf/seed0  # the alignment of one HTAF run
     python benchmarks/icbm_targets.py htaf-runs/compare-...
 

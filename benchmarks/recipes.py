@@ -27,7 +27,7 @@ The recipes:
   reaches), Poisson input, log-softmax + NLL, Adam 2e-3, batch 64, 5 epochs; own: SuperSpike
   with alpha=100 (htaf's ``fast_sigmoid(k=100)``).
 * ``compare_dhn``, ``compare_snn``, ``compare_bnn``, ``compare_icbm`` (only when named, or
-  with ``--recipes all``: minutes each): ``htaf.compare(task=...)`` with the family's defaults,
+  with ``--recipes all``: minutes each): ``htaf.compare(family=...)`` with the family's defaults,
   own = the first non-HTAF row of its default grid, scored by its headline exact-binary metric
   (AUROC on binary data, else accuracy).
 * ``larq``: Larq's BinaryNet quickstart on 8x8 images (padding "same" so the three 3x3
@@ -328,10 +328,10 @@ COMPARE_OWN = {"dhn": "ste", "snn": "atan", "bnn": "ste", "icbm": "ste"}
 
 
 def compare_runs(family: str, seeds: list[int], out: Path) -> list[dict[str, Any]]:
-    """``htaf compare --task FAMILY`` with its default settings, on the three rows; one record
+    """``htaf compare --family FAMILY`` with its default settings, on the three rows; one record
     per run with the family's headline exact-binary metric (AUROC for binary data)."""
     specs = {"htaf": "htaf", "htaf(2,11)": "htaf(2,11)", "own": COMPARE_OWN[family]}
-    exp = htaf.compare(task=family, estimators=list(specs.values()), seeds=seeds,
+    exp = htaf.compare(family=family, estimators=list(specs.values()), seeds=seeds,
                        out=out / family, progress=False, jobs=1)  # fmt: skip
     frame = exp.runs
     metric = "test_auroc" if "test_auroc_hard" in frame else "test_accuracy"

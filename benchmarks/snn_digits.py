@@ -1,8 +1,8 @@
-"""The default ``htaf compare --task snn`` grid, with its wall time.
+"""The default ``htaf compare --family snn`` grid, with its wall time.
 
     python benchmarks/snn_digits.py [--out DIR] [--seeds 5] [compare flags...]
 
-Runs exactly ``htaf compare --task snn`` (spiking MLP on ``digits_images``, T = 8, Poisson;
+Runs exactly ``htaf compare --family snn`` (spiking MLP on ``digits_images``, T = 8, Poisson;
 htaf, atan, fast_sigmoid, sigmoid_surrogate, triangle and the ReLU reference; 5 seeds) and
 prints the table and the elapsed time. Where ``digits_images`` is not a registered dataset
 (before the image loaders land), it is built here the way the loaders build it: sklearn's
@@ -58,6 +58,6 @@ if __name__ == "__main__":
     _patch_loader()
     args = sys.argv[1:]
     t0 = time.perf_counter()
-    code = main(["compare", "--task", "snn", "--no-progress", *args])
+    code = main(["compare", "--family", "snn", "--no-progress", *args])
     print(f"wall time: {time.perf_counter() - t0:.1f} s")
     sys.exit(code)

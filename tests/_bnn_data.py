@@ -2,7 +2,7 @@
 
 ``digits_images`` matches the registry's ``digits_images`` (sklearn digits as (N, 1, 8, 8)
 uint8, value·255/16; stratified 65/15/20 split by ``split_seed``; per-channel statistics of
-the training split), so results here carry over to ``htaf compare --task bnn``.
+the training split), so results here carry over to ``htaf compare --family bnn``.
 """
 
 from __future__ import annotations

@@ -44,8 +44,8 @@ def test_python_and_cli_give_identical_summaries(experiment, tmp_path):
     py_rows = json.loads((experiment.path / "summary.json").read_text())
     assert len(cli_rows) == len(py_rows) == 2
     for c, p in zip(cli_rows, py_rows, strict=True):
-        assert (c["task"], c["dataset"], c["estimator"]) == (
-            p["task"],
+        assert (c["family"], c["dataset"], c["estimator"]) == (
+            p["family"],
             p["dataset"],
             p["estimator"],
         )
@@ -64,11 +64,11 @@ def test_python_and_cli_give_identical_summaries(experiment, tmp_path):
 
 def test_summary_frame_matches_the_runs(experiment):
     summary, runs = experiment.summary, experiment.runs
-    assert summary.index.names == ["task", "dataset", "estimator"]
+    assert summary.index.names == ["family", "dataset", "estimator"]
     assert list(summary.index.get_level_values("estimator")) == ["htaf", "relu"]
     assert summary.columns.names == ["metric", "stat"]
     assert len(runs) == 4 and list(runs.columns[:5]) == [
-        "task", "dataset", "estimator", "seed", "run_dir"
+        "family", "dataset", "estimator", "seed", "run_dir"
     ]  # fmt: skip
     # An independent computation: pandas' own mean and sample std over the seeds.
     by = runs.groupby("estimator")["test_auroc_hard"]
@@ -161,7 +161,9 @@ def test_load_experiment_bad_paths_name_the_path(experiment, tmp_path, capsys):
         ({"seeds": "3"}, TypeError, "seeds must be a count"),
         ({"estimators": ["htaf", "htaf"]}, ValueError, "estimator listed twice"),
         ({"estimators": "htaf,nope"}, ValueError, "unknown estimator 'nope'"),
+        ({"family": "nope"}, ValueError, "unknown model family"),
         ({"task": "nope"}, ValueError, "unknown model family"),
+        ({"family": "dhn", "task": "snn"}, ValueError, "family='dhn' and task='snn'"),
         ({"model": [8]}, TypeError, "model must be a table"),
         ({"track": "wandb"}, ValueError, "unknown tracker 'wandb'"),
         ({"jobs": 0}, ValueError, "jobs"),
@@ -295,7 +297,9 @@ def test_compare_runs_the_familys_worker_count_unless_told(monkeypatch, tmp_path
 
     seen = []
     monkeypatch.setattr(api, "_run_experiment", lambda grid, out, **kw: seen.append(kw["jobs"]))
-    api.compare(task="icbm", seeds=1, out=tmp_path)
-    api.compare(task="dhn", seeds=1, out=tmp_path)
-    api.compare(task="icbm", seeds=1, out=tmp_path, jobs=1)
-    assert seen == [2, 1, 1]
+    api.compare(family="icbm", seeds=1, out=tmp_path)
+    api.compare(family="dhn", seeds=1, out=tmp_path)
+    api.compare(family="icbm", seeds=1, out=tmp_path, jobs=1)
+    api.compare(task="icbm", seeds=1, out=tmp_path)  # the family's former name
+    api.compare("icbm", seeds=1, out=tmp_path)
+    assert seen == [2, 1, 1, 2, 2]

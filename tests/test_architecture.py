@@ -178,7 +178,7 @@ def add_family(htaf: Path) -> None:
 
 TRAIN = """
 import json, sys, htaf
-run = htaf.train_one({"task": "tiny", "dataset": "two_blobs", "estimator": "cube_surrogate",
+run = htaf.train_one({"family": "tiny", "dataset": "two_blobs", "estimator": "cube_surrogate",
                       "epochs": 5, "lr": 0.01, "batch_size": 32}, out=sys.argv[1],
                       progress=False)
 model = htaf.load_run(sys.argv[1]).model()

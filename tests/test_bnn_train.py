@@ -29,7 +29,7 @@ def digits():
 @pytest.fixture(scope="module")
 def digits_run(digits, tmp_path_factory):
     out = tmp_path_factory.mktemp("bnn") / "run"
-    cfg = RunConfig(task="bnn", dataset="digits_images", estimator="htaf", epochs=3, lr=3e-3,
+    cfg = RunConfig(family="bnn", dataset="digits_images", estimator="htaf", epochs=3, lr=3e-3,
                     model=SMALL)  # fmt: skip
     return run_one(cfg, out, dataset=digits)
 
@@ -57,7 +57,7 @@ def test_metrics_report_both_forwards_and_the_summary_file(digits_run):
 
 
 def test_bop_keeps_binary_weights_exactly_plus_minus_one(digits, tmp_path):
-    cfg = RunConfig(task="bnn", dataset="digits_images", estimator="ste_clipped", epochs=2,
+    cfg = RunConfig(family="bnn", dataset="digits_images", estimator="ste_clipped", epochs=2,
                     optimizer="bop", optimizer_params={"gamma": 1e-2, "threshold": 1e-6},
                     model=SMALL)  # fmt: skip
     rec = run_one(cfg, tmp_path / "bop", dataset=digits)
@@ -72,7 +72,7 @@ def test_bop_keeps_binary_weights_exactly_plus_minus_one(digits, tmp_path):
 
 
 def test_bop_needs_binary_weights(digits, tmp_path):
-    cfg = RunConfig(task="bnn", dataset="digits_images", estimator="relu", optimizer="bop",
+    cfg = RunConfig(family="bnn", dataset="digits_images", estimator="relu", optimizer="bop",
                     epochs=1, model=SMALL)  # fmt: skip
     with pytest.raises(ValueError, match="optimizer 'bop' flips binary weights"):
         run_one(cfg, tmp_path / "x", dataset=digits)
@@ -84,7 +84,7 @@ def test_compare_defaults_run_on_mnist_and_cifar_shapes(shape, tmp_path):
     """The family's compare settings, unchanged, on MNIST- and CIFAR-shaped images."""
     data = random_images(shape, n=80)
     fam = get_family("bnn")
-    cfg = RunConfig(task="bnn", estimator="htaf", **{**fam.compare, "dataset": data.name,
+    cfg = RunConfig(family="bnn", estimator="htaf", **{**fam.compare, "dataset": data.name,
                                                     "epochs": 1})  # fmt: skip
     rec = run_one(cfg, tmp_path / "r", dataset=data)
     assert np.isfinite(rec["metrics"]["test_loss_hard"])
@@ -184,7 +184,7 @@ def out(tmp_path, monkeypatch):
     ],
 )  # fmt: skip
 def test_cli_bad_input_exits_2_and_writes_nothing(out, capsys, flags, words):
-    args = ["compare", "--task", "bnn", "--dataset", "digits", "--seeds", "1", "--epochs", "1",
+    args = ["compare", "--family", "bnn", "--dataset", "digits", "--seeds", "1", "--epochs", "1",
             "--no-progress", "--out", str(out), *flags]  # fmt: skip
     assert main(args) == 2
     assert words in capsys.readouterr().err
@@ -193,7 +193,7 @@ def test_cli_bad_input_exits_2_and_writes_nothing(out, capsys, flags, words):
 
 @pytest.mark.slow
 def test_cli_compare_writes_report_with_model_plots_and_summary(out):
-    args = ["compare", "--task", "bnn", "--dataset", "digits", "--model", "arch=binarynet_mlp",
+    args = ["compare", "--family", "bnn", "--dataset", "digits", "--model", "arch=binarynet_mlp",
             "--model", "widths=[32]", "--estimators", "htaf,relu", "--seeds", "2", "--epochs",
             "2", "--no-progress", "--out", str(out)]  # fmt: skip
     assert main(args) == 0
@@ -211,7 +211,7 @@ def test_cli_compare_writes_report_with_model_plots_and_summary(out):
 def test_cli_train_with_bop(out, tmp_path):
     config = tmp_path / "run.toml"
     config.write_text(
-        'task = "bnn"\ndataset = "digits"\nestimator = "approx_sign"\nepochs = 1\n'
+        'family = "bnn"\ndataset = "digits"\nestimator = "approx_sign"\nepochs = 1\n'
         'optimizer = "bop"\n[optimizer_params]\ngamma = 0.001\n'
         '[model]\narch = "binarynet_mlp"\nwidths = [16, 16]\n'
     )
@@ -266,7 +266,7 @@ def test_compare_runs_unchanged_on_small_official_files(dataset, tmp_path, out):
             )
             (folder / name).write_bytes(rec.tobytes())
         (folder / "batches.meta.txt").write_text("\n".join(f"class{i}" for i in range(10)) + "\n")
-    args = ["compare", "--task", "bnn", "--dataset", dataset, "--data-dir", str(data),
+    args = ["compare", "--family", "bnn", "--dataset", dataset, "--data-dir", str(data),
             "--seeds", "1", "--epochs", "1", "--estimators", "htaf,relu", "--no-progress",
             "--out", str(out)]  # fmt: skip
     assert main(args) == 0

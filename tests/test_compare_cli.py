@@ -58,8 +58,8 @@ def test_summary_row_shape(experiment):
     summary = json.loads((exp_dir / "summary.json").read_text())
     assert [r["estimator"] for r in summary] == ["htaf", "ste", "relu"]
     for row in summary:
-        assert set(row) == {"task", "dataset", "estimator", "metrics"}
-        assert (row["task"], row["dataset"]) == ("dhn", "breast_cancer")
+        assert set(row) == {"family", "dataset", "estimator", "metrics"}
+        assert (row["family"], row["dataset"]) == ("dhn", "breast_cancer")
         for name in ("test_auroc_hard", "test_auroc_smooth", "test_accuracy_hard", "train_time_s"):
             stats = row["metrics"][name]
             assert set(stats) == {"mean", "std", "n"} and stats["n"] == 2
@@ -132,7 +132,7 @@ def test_report_rebuilds(experiment, capsys):
         (["--model", "depth=3"], {}, "family 'dhn' has no option 'model.depth'"),
         (["--model", "dropout=2"], {}, "'model.dropout' must be in [0, 1)"),
         (["--model", "widths"], {}, "--model: override 'widths' must look like key=value"),
-        (["--task", "nope"], {}, "unknown model family (config key 'task') 'nope'"),
+        (["--family", "nope"], {}, "unknown model family (config key 'family') 'nope'"),
         (["--seeds", "0"], {}, "seeds must be >= 1"),
         (["--epochs", "0"], {}, "epochs"),
         (["--jobs", "0"], {}, "jobs"),
@@ -220,7 +220,7 @@ def test_data_options_from_the_command_line(tmp_path, capsys):
     saved = json.loads(run.read_text())
     assert saved["data_options"] == {"n": 300, "flip": 0.1}
     assert saved["dataset_meta"]["split_sizes"]["test"] == 60  # 20% of the 300 asked for
-    bad = ["compare", "--task", "icbm", "--data-option", "difficulty=9", "--no-progress",
+    bad = ["compare", "--family", "icbm", "--data-option", "difficulty=9", "--no-progress",
            "--out", str(tmp_path / "bad")]  # fmt: skip
     assert main(bad) == 2
     assert "difficulty must be an integer from 0 to 4" in capsys.readouterr().err

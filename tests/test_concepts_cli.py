@@ -1,4 +1,4 @@
-"""``htaf compare --task icbm`` and ``htaf concepts RUN`` end to end, on in-memory image sets
+"""``htaf compare --family icbm`` and ``htaf concepts RUN`` end to end, on in-memory image sets
 (stand-ins for the data branch's loaders), with bad input and a local LLM endpoint."""
 
 import html
@@ -42,7 +42,7 @@ def experiment(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setattr(run_module, "load_dataset", lambda c: SHAPES)
     try:
-        assert main(["compare", "--task", "icbm", "--out", str(out), *FAST]) == 0
+        assert main(["compare", "--family", "icbm", "--out", str(out), *FAST]) == 0
     finally:
         mp.undo()
     (exp,) = [p for p in out.iterdir() if p.is_dir()]
@@ -60,7 +60,7 @@ def attribute_experiment(tmp_path_factory):
     np.savez(out / "f.npz", **feats)
     mp = pytest.MonkeyPatch()
     mp.setattr(run_module, "load_dataset", lambda c: SHAPES)
-    args = ["compare", "--task", "icbm", "--out", str(out), "--estimators", "htaf", "--seeds",
+    args = ["compare", "--family", "icbm", "--out", str(out), "--estimators", "htaf", "--seeds",
             "1", "--epochs", "40", "--lr", "0.03", "--batch-size", "32", "--no-progress",
             "--jobs", "1", "--backbone", f"features:{out}/f.npz",
             "--model", "n_concepts=8"]  # fmt: skip
@@ -292,7 +292,7 @@ def test_compare_bad_input_writes_nothing(tmp_path, capsys, model, message):
     np.savez(tmp_path / "f.npz", **{s: np.zeros((n, 3), np.float32) for s, n in sizes.items()})
     model = model.replace("WEIGHTS", str(weights)).replace("FEATURES", str(tmp_path / "f.npz"))
     out = tmp_path / "out"
-    args = ["compare", "--task", "icbm", "--out", str(out), "--estimators", "htaf", *FAST]
+    args = ["compare", "--family", "icbm", "--out", str(out), "--estimators", "htaf", *FAST]
     assert main([*args, "--model", model]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
@@ -311,7 +311,7 @@ def test_features_and_hf_backbones_run_through_compare_and_concepts(tmp_path, ca
     np.savez(tmp_path / "f.npz", **{s: rng.normal(size=(n, 7)) for s, n in sizes.items()})
     for backbone in (f"features:{tmp_path}/f.npz", f"hf:{tmp_path}/vit"):
         out = tmp_path / backbone.split(":")[0]
-        args = ["compare", "--task", "icbm", "--out", str(out), "--estimators", "htaf,relu",
+        args = ["compare", "--family", "icbm", "--out", str(out), "--estimators", "htaf,relu",
                 "--backbone", backbone, *FAST]  # fmt: skip
         assert main(args) == 0
         (exp,) = [p for p in out.iterdir() if p.is_dir()]
@@ -331,7 +331,7 @@ def test_features_and_hf_backbones_run_through_compare_and_concepts(tmp_path, ca
 @pytest.mark.slow
 def test_grey_digits_run(tmp_path):
     out = tmp_path / "out"
-    args = ["compare", "--task", "icbm", "--dataset", "digits_images", "--out", str(out),
+    args = ["compare", "--family", "icbm", "--dataset", "digits_images", "--out", str(out),
             "--estimators", "htaf", *FAST]  # fmt: skip
     assert main(args) == 0
     (exp,) = [p for p in out.iterdir() if p.is_dir()]

@@ -20,7 +20,7 @@ from htaf.train.run_folder import load_dataset
 
 @pytest.mark.parametrize("model", [{"directions": 600}, {"variant": "deep", "width": 200}])
 def test_run_one_solves_saves_and_loads(tmp_path, model):
-    config = RunConfig(task="convex", dataset="breast_cancer", epochs=1, model=model, seed=1)
+    config = RunConfig(family="convex", dataset="breast_cancer", epochs=1, model=model, seed=1)
     record = run_one(config, tmp_path / "run", progress=False)
     m = record["metrics"]
     assert m["solver_optimal"] is True and m["solver_gap"] >= 0
@@ -62,7 +62,7 @@ def test_compare_runs_the_family_in_the_grid(tmp_path, capsys):
     code = main(
         [
             "compare",
-            "--task",
+            "--family",
             "convex",
             "--dataset",
             "diabetes",
@@ -97,6 +97,6 @@ def test_compare_runs_the_family_in_the_grid(tmp_path, capsys):
 def test_compare_bad_input_exit_2_nothing_written(tmp_path, capsys, monkeypatch, args, message):
     monkeypatch.setitem(sys.modules, "cvxpy", None)  # as if CVXPY were not installed
     out = tmp_path / "out"
-    code = main(["compare", "--task", "convex", "--seeds", "1", "--out", str(out), *args])
+    code = main(["compare", "--family", "convex", "--seeds", "1", "--out", str(out), *args])
     assert code == 2 and not out.exists()
     assert message in capsys.readouterr().err

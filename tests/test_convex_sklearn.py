@@ -1,4 +1,5 @@
-"""htaf.convex.ConvexThresholdClassifier / ConvexThresholdRegressor: scikit-learn estimators."""
+"""ConvexThresholdClassifier / ConvexThresholdRegressor: scikit-learn wrappers in htaf.sklearn
+(also htaf.convex)."""
 
 import sys
 
@@ -7,8 +8,9 @@ import pytest
 import torch
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from htaf.convex import ConvexThresholdClassifier, ConvexThresholdRegressor
+from htaf import convex
 from htaf.estimators import harden
+from htaf.sklearn import ConvexThresholdClassifier, ConvexThresholdRegressor
 
 CHECKED = [
     ConvexThresholdClassifier(n_directions=200),
@@ -16,6 +18,13 @@ CHECKED = [
     ConvexThresholdClassifier(variant="deep", width=100),
     ConvexThresholdRegressor(variant="deep", width=100),
 ]
+
+
+def test_the_wrappers_live_in_htaf_sklearn_and_htaf_convex_re_exports_them():
+    assert ConvexThresholdClassifier.__module__ == ConvexThresholdRegressor.__module__
+    assert ConvexThresholdClassifier.__module__ == "htaf.sklearn"
+    assert convex.ConvexThresholdClassifier is ConvexThresholdClassifier
+    assert convex.ConvexThresholdRegressor is ConvexThresholdRegressor
 
 
 @pytest.mark.slow

@@ -93,7 +93,7 @@ def test_snntorch_neurons_through_interop():
 
 def test_cli_on_a_config_writes_the_report(tmp_path, capsys):
     config = tmp_path / "run.toml"
-    config.write_text('task = "snn"\ndataset = "digits_images"\nestimator = "htaf(2,11)"\n')
+    config.write_text('family = "snn"\ndataset = "digits_images"\nestimator = "htaf(2,11)"\n')
     assert main(["diagnose", "--config", str(config), "--batch-size", "32",
                  "--out", str(tmp_path / "d")]) == 0  # fmt: skip
     out = capsys.readouterr().out

@@ -14,7 +14,7 @@ from htaf.experiment import Grid, model_metrics, run_dir_for, safe_name, summari
 
 def rec(estimator: str, seed: int, **metrics: float) -> dict:
     return {
-        "config": {"task": "dhn", "dataset": "d", "estimator": estimator, "seed": seed},
+        "config": {"family": "dhn", "dataset": "d", "estimator": estimator, "seed": seed},
         "metrics": metrics,
     }
 
@@ -24,7 +24,7 @@ def test_summarize_mean_and_sample_std():
     records += [rec("relu", 0, test_auroc_hard=0.8, train_time_s=2.0)]
     rows = summarize(records)
     assert [r["estimator"] for r in rows] == ["htaf", "relu"]
-    assert set(rows[0]) == {"task", "dataset", "estimator", "metrics"}
+    assert set(rows[0]) == {"family", "dataset", "estimator", "metrics"}
     m = rows[0]["metrics"]["test_auroc_hard"]
     assert m["n"] == 3
     assert m["mean"] == pytest.approx(0.95)

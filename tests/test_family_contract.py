@@ -57,7 +57,7 @@ def synthetic(kind: str, n: int = 160) -> Dataset:
 
 def setup(name: str) -> tuple[RunConfig, Dataset]:
     fam = get_family(name)
-    config = RunConfig(task=name, estimator=fam.estimators[0], model=SMALL.get(name, {}),
+    config = RunConfig(family=name, estimator=fam.estimators[0], model=SMALL.get(name, {}),
                        epochs=1 if fam.compare.get("epochs") == 1 else 2, batch_size=32,
                        lr=float(fam.compare.get("lr", 1e-3)))  # fmt: skip
     return config, synthetic(fam.kinds[0])
@@ -209,7 +209,7 @@ def user_family(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_runtime_registrations_reach_worker_processes(user_family, tmp_path):
     get_family("contract_dhn")  # imports the module: the estimator registers here
-    base = RunConfig(task="contract_dhn", model={"widths": [4]}, epochs=1)
+    base = RunConfig(family="contract_dhn", model={"widths": [4]}, epochs=1)
     configs = [base.replace(estimator=e, seed=0) for e in ("htaf", "contract_ste")]
     local = run_grid(configs, tmp_path / "one", progress=False)
     pooled = run_grid(configs, tmp_path / "two", jobs=2, progress=False)
@@ -220,7 +220,7 @@ def test_runtime_registrations_reach_worker_processes(user_family, tmp_path):
 
 def test_registrations_in_main_are_refused_for_workers(tmp_path, monkeypatch):
     monkeypatch.setitem(MODULES, "notebook_family", "__main__")
-    config = RunConfig(task="notebook_family", estimator="htaf")
+    config = RunConfig(family="notebook_family", estimator="htaf")
     with pytest.raises(ConfigError, match=r"'notebook_family' is defined in __main__.*jobs=1"):
         run_grid([config], tmp_path, jobs=2, progress=False)
     assert not tmp_path.joinpath("breast_cancer").exists()

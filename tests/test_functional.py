@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import DEVICES
-from htaf import functional as F
+from htaf import functional as hf
 
 
 def ref_htaf(x: np.ndarray, a0: float, a1: float) -> np.ndarray:
@@ -43,7 +43,7 @@ ALPHAS = [0.1, 0.5, 1.0, 2.0, 11.0, 37.0, 100.0]
 @pytest.mark.parametrize("a1", ALPHAS)
 def test_float32_gradient_matches_float64_reference(a0, a1):
     x32 = torch.tensor(X_EXTREME, dtype=torch.float32)
-    g = grad_of(lambda t: F.htaf(t, a0, a1), x32).double().numpy()
+    g = grad_of(lambda t: hf.htaf(t, a0, a1), x32).double().numpy()
     assert np.isfinite(g).all()
     x = x32.double().numpy()  # compare at the float32 points themselves
     log_ref = ref_log_derivative(x, a0, a1)
@@ -56,8 +56,8 @@ def test_float32_gradient_matches_float64_reference(a0, a1):
 @pytest.mark.parametrize("a0,a1", [(2, 11), (8, 2.75), (0.1, 100), (100, 0.1)])
 def test_forward_matches_reference(a0, a1):
     x = torch.tensor(X_EXTREME, dtype=torch.float64)
-    np.testing.assert_allclose(F.htaf(x, a0, a1).numpy(), ref_htaf(x.numpy(), a0, a1), rtol=1e-12)
-    y32 = F.htaf(x.float(), a0, a1)
+    np.testing.assert_allclose(hf.htaf(x, a0, a1).numpy(), ref_htaf(x.numpy(), a0, a1), rtol=1e-12)
+    y32 = hf.htaf(x.float(), a0, a1)
     assert torch.isfinite(y32).all()
 
 
@@ -66,28 +66,28 @@ def test_tail_does_not_vanish_where_naive_autograd_does():
     naive = torch.sigmoid(11 * torch.tanh(2 * x))
     (naive_grad,) = torch.autograd.grad(naive.sum(), x)
     assert naive_grad.item() == 0.0  # the trap: tanh rounds to 1
-    g = grad_of(lambda t: F.htaf(t, 2.0, 11.0), torch.tensor([10.0])).item()
+    g = grad_of(lambda t: hf.htaf(t, 2.0, 11.0), torch.tensor([10.0])).item()
     assert 1e-21 < g < 1e-20  # 22·σ'(11·tanh 20)·sech²(20) ≈ 6e-21
 
 
 def test_derivative_function_matches_autograd_and_peak():
     x = torch.linspace(-5, 5, 1001, dtype=torch.float64)
-    auto = grad_of(lambda t: F.htaf(t, 2.0, 11.0), x)
-    torch.testing.assert_close(F.htaf_derivative(x, 2.0, 11.0), auto)
+    auto = grad_of(lambda t: hf.htaf(t, 2.0, 11.0), x)
+    torch.testing.assert_close(hf.htaf_derivative(x, 2.0, 11.0), auto)
     zero = torch.zeros(1, dtype=torch.float64)
-    assert F.htaf_derivative(zero, 3.0, 5.0).item() == pytest.approx(3 * 5 / 4)
+    assert hf.htaf_derivative(zero, 3.0, 5.0).item() == pytest.approx(3 * 5 / 4)
 
 
 def test_finite_difference_float64():
     x = torch.linspace(-3, 3, 301, dtype=torch.float64)
     h = 1e-6
-    fd = (F.htaf(x + h, 1.5, 6.0) - F.htaf(x - h, 1.5, 6.0)) / (2 * h)
-    torch.testing.assert_close(F.htaf_derivative(x, 1.5, 6.0), fd, rtol=1e-6, atol=1e-9)
+    fd = (hf.htaf(x + h, 1.5, 6.0) - hf.htaf(x - h, 1.5, 6.0)) / (2 * h)
+    torch.testing.assert_close(hf.htaf_derivative(x, 1.5, 6.0), fd, rtol=1e-6, atol=1e-9)
 
 
 def test_nan_propagates_and_infinities_are_finite():
     x = torch.tensor([float("nan"), float("inf"), -float("inf"), 3e38, -3e38], requires_grad=True)
-    y = F.htaf(x)
+    y = hf.htaf(x)
     y.sum().backward()
     assert torch.isnan(y[0]) and torch.isnan(x.grad[0])
     assert torch.equal(y[1:].detach().round(decimals=4), torch.tensor([1.0, 0.0, 1.0, 0.0]))
@@ -98,9 +98,9 @@ def test_nan_propagates_and_infinities_are_finite():
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
 def test_dtypes(dtype, device):
     x = torch.linspace(-12, 12, 97, dtype=dtype, device=device)
-    y = F.htaf(x)
+    y = hf.htaf(x)
     assert y.dtype == dtype and y.device == x.device
-    g = grad_of(F.htaf, x)
+    g = grad_of(hf.htaf, x)
     assert g.dtype == dtype and torch.isfinite(g).all() and torch.isfinite(y).all()
     ref = ref_htaf(x.double().cpu().numpy(), 2.0, 11.0)
     tol = {torch.float16: 2e-3, torch.bfloat16: 1e-2}.get(dtype, 1e-6)
@@ -116,7 +116,7 @@ def test_saves_exactly_one_tensor():
 
     x = torch.randn(1000, requires_grad=True)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        y = F.htaf(x)
+        y = hf.htaf(x)
     assert len(packed) == 1 and packed[0].numel() == x.numel()
     naive = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: naive.append(t) or t, lambda t: t):
@@ -126,19 +126,19 @@ def test_saves_exactly_one_tensor():
 
 
 def test_under_torch_compile():
-    fn = torch.compile(lambda t: F.htaf(t, 2.0, 11.0), backend="inductor", fullgraph=True)
+    fn = torch.compile(lambda t: hf.htaf(t, 2.0, 11.0), backend="inductor", fullgraph=True)
     x = torch.linspace(-15, 15, 513)
-    torch.testing.assert_close(fn(x), F.htaf(x))
-    torch.testing.assert_close(grad_of(fn, x), grad_of(F.htaf, x), rtol=1e-4, atol=1e-30)
+    torch.testing.assert_close(fn(x), hf.htaf(x))
+    torch.testing.assert_close(grad_of(fn, x), grad_of(hf.htaf, x), rtol=1e-4, atol=1e-30)
 
 
 def test_signed_and_scaled_sigmoid_and_heaviside():
     x = torch.linspace(-4, 4, 81, dtype=torch.float64)
-    torch.testing.assert_close(F.signed_htaf(x, 2, 11), torch.tanh(5.5 * torch.tanh(2 * x)))
-    torch.testing.assert_close(F.scaled_sigmoid(x, 22), torch.sigmoid(22 * x))
-    h = F.heaviside(torch.tensor([-1.0, -0.0, 0.0, 1e-40, float("nan")]))
+    torch.testing.assert_close(hf.signed_htaf(x, 2, 11), torch.tanh(5.5 * torch.tanh(2 * x)))
+    torch.testing.assert_close(hf.scaled_sigmoid(x, 22), torch.sigmoid(22 * x))
+    h = hf.heaviside(torch.tensor([-1.0, -0.0, 0.0, 1e-40, float("nan")]))
     assert h[:4].tolist() == [0.0, 1.0, 1.0, 1.0] and torch.isnan(h[4])
-    assert F.sign(torch.tensor([0.0, -2.0])).tolist() == [1.0, -1.0]
+    assert hf.sign(torch.tensor([0.0, -2.0])).tolist() == [1.0, -1.0]
 
 
 @pytest.mark.parametrize(
@@ -153,17 +153,17 @@ def test_signed_and_scaled_sigmoid_and_heaviside():
 )
 def test_invalid_parameters_name_the_parameter(kwargs, name):
     with pytest.raises(ValueError, match=name):
-        F.htaf(torch.zeros(3), **kwargs)
+        hf.htaf(torch.zeros(3), **kwargs)
 
 
 def test_scalar_tensor_parameters_accepted():
     x = torch.linspace(-1, 1, 5)
-    torch.testing.assert_close(F.htaf(x, torch.tensor(2.0), torch.tensor([11.0])), F.htaf(x))
+    torch.testing.assert_close(hf.htaf(x, torch.tensor(2.0), torch.tensor([11.0])), hf.htaf(x))
     with pytest.raises(ValueError, match="beta"):
-        F.scaled_sigmoid(x, beta=0)
+        hf.scaled_sigmoid(x, beta=0)
 
 
-@pytest.mark.parametrize("fn", [F.htaf, F.heaviside, F.scaled_sigmoid, F.htaf_derivative])
+@pytest.mark.parametrize("fn", [hf.htaf, hf.heaviside, hf.scaled_sigmoid, hf.htaf_derivative])
 def test_integer_tensors_raise_type_error(fn):
     with pytest.raises(TypeError, match="floating-point"):
         fn(torch.arange(5))

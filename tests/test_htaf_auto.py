@@ -11,7 +11,7 @@ from torch import nn
 
 import htaf
 from htaf import estimators as E
-from htaf import functional as F
+from htaf import functional as hf
 from htaf.config import RunConfig
 from htaf.families import build_model
 from htaf.families.bnn.layers import QuantLinear, quantizer
@@ -30,7 +30,7 @@ def ratio64(z: float, a1: float) -> float:
 @pytest.mark.parametrize("a1", [2.75, 6.0, 11.0, 24.0])
 @pytest.mark.parametrize("level", [0.01, 0.1, 0.5])
 def test_live_radius_is_where_the_derivative_falls_to_the_level(a1, level):
-    z = F.htaf_live_radius(a1, level)
+    z = hf.htaf_live_radius(a1, level)
     assert ratio64(z, a1) == pytest.approx(level, rel=1e-9)
     assert ratio64(0.99 * z, a1) > level > ratio64(1.01 * z, a1)
 
@@ -40,12 +40,12 @@ def test_live_radius_is_where_the_derivative_falls_to_the_level(a1, level):
 def test_calibration_puts_the_asked_fraction_in_the_live_region(live, scale):
     x = torch.randn(20_001, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     x = scale * x - 0.3 * scale  # an offset: the threshold is not the centre of the data
-    a0 = F.calibrate_alpha0(x, 11.0, live)
-    g = F.htaf_derivative(x, a0, 11.0)
+    a0 = hf.calibrate_alpha0(x, 11.0, live)
+    g = hf.htaf_derivative(x, a0, 11.0)
     fraction = float((g >= 0.01 * a0 * 11.0 / 4).double().mean())
     assert fraction == pytest.approx(live, abs=1e-3)
     # invariant under rescaling the inputs: alpha0·x is what matters
-    assert F.calibrate_alpha0(2 * x, 11.0, live) == pytest.approx(a0 / 2, rel=1e-12)
+    assert hf.calibrate_alpha0(2 * x, 11.0, live) == pytest.approx(a0 / 2, rel=1e-12)
 
 
 def test_default_htaf_is_auto_and_the_paper_constants_stay_one_spec_away():
@@ -76,10 +76,10 @@ def test_first_forward_calibrates_and_the_math_waits_for_it():
         est.smooth(torch.ones(3))
     x = torch.linspace(-4, 4, 8001)
     y = est(x)
-    assert not est.pending and est.alpha0 == pytest.approx(F.htaf_live_radius(11.0) / 2, rel=1e-3)
-    torch.testing.assert_close(y, F.htaf(x, est.alpha0, 11.0))
+    assert not est.pending and est.alpha0 == pytest.approx(hf.htaf_live_radius(11.0) / 2, rel=1e-3)
+    torch.testing.assert_close(y, hf.htaf(x, est.alpha0, 11.0))
     est(100 * x)  # later inputs never move it
-    assert est.alpha0 == pytest.approx(F.htaf_live_radius(11.0) / 2, rel=1e-3)
+    assert est.alpha0 == pytest.approx(hf.htaf_live_radius(11.0) / 2, rel=1e-3)
 
 
 def test_a_constant_input_gets_the_exact_step_and_calibration_waits():
@@ -116,8 +116,8 @@ def test_calibrate_runs_in_forward_order_and_leaves_buffers_alone():
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     # the second layer saw the first one's calibrated outputs
-    h = model[3](F.htaf(model[1](model[0](x)), got["2"], 11.0))
-    assert got["4"] == pytest.approx(F.calibrate_alpha0(h, 11.0, 0.5), rel=1e-9)
+    h = model[3](hf.htaf(model[1](model[0](x)), got["2"], 11.0))
+    assert got["4"] == pytest.approx(hf.calibrate_alpha0(h, 11.0, 0.5), rel=1e-9)
     assert htaf.calibrate(model, 10 * x)["2"] == got["2"]  # calibrated: kept
 
 
@@ -164,7 +164,7 @@ def test_a_layer_run_over_time_calibrates_on_every_step(backend):
     neuron_sequence(x, p, est, backend=backend)
     exact = E.get("htaf(1,11)", mode="hard")  # the membranes under exact spikes
     h = neuron_sequence(x, p, exact, backend="torch").membrane
-    assert est.alpha0 == pytest.approx(F.calibrate_alpha0(h - 1.0, 11.0, 0.5), rel=1e-6)
+    assert est.alpha0 == pytest.approx(hf.calibrate_alpha0(h - 1.0, 11.0, 0.5), rel=1e-6)
 
 
 def test_bare_htaf_quantizer_is_hard_and_explicit_specs_stay_smooth():

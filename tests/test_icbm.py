@@ -30,7 +30,7 @@ def shapes():
 
 
 def icbm(shapes, estimator="htaf", **model):
-    cfg = RunConfig(task="icbm", dataset="shapes", estimator=estimator, model={**SMALL, **model})
+    cfg = RunConfig(family="icbm", dataset="shapes", estimator=estimator, model={**SMALL, **model})
     return build_model(cfg, shapes)
 
 
@@ -166,8 +166,8 @@ def test_small_cnn_shapes():
 
 def test_table_data_needs_the_identity_backbone(cancer):
     with pytest.raises(ConfigError, match="identity"):
-        build_model(RunConfig(task="icbm", dataset="breast_cancer"), cancer)
-    cfg = RunConfig(task="icbm", dataset="breast_cancer", model={"backbone": "identity"})
+        build_model(RunConfig(family="icbm", dataset="breast_cancer"), cancer)
+    cfg = RunConfig(family="icbm", dataset="breast_cancer", model={"backbone": "identity"})
     assert build_model(cfg, cancer)(torch.zeros(3, 30)).shape == (3, 1)
 
 
@@ -210,7 +210,8 @@ def test_features_backbone(shapes, tmp_path):
     sizes = {s: len(getattr(shapes, f"y_{s}")) for s in ("train", "val", "test")}
     arrays = {s: rng.normal(size=(n, 5)).astype(np.float32) for s, n in sizes.items()}
     np.savez(tmp_path / "f.npz", **arrays)
-    cfg = RunConfig(task="icbm", dataset="shapes", model={"backbone": f"features:{tmp_path}/f.npz"})
+    backbone = f"features:{tmp_path}/f.npz"
+    cfg = RunConfig(family="icbm", dataset="shapes", model={"backbone": backbone})
     data = prepare_data(cfg, shapes)
     assert data.kind == "table" and data.input_shape == (5,)
     assert np.array_equal(data.X_test, arrays["test"])

@@ -44,7 +44,7 @@ def shapes():
 
 
 def model_for(data, backbone, **options):
-    cfg = RunConfig(task="icbm", dataset="x", model={"backbone": backbone, "n_concepts": 5,
+    cfg = RunConfig(family="icbm", dataset="x", model={"backbone": backbone, "n_concepts": 5,
                                                      **options})  # fmt: skip
     return build_model(cfg, data)
 

@@ -16,7 +16,7 @@ import torch
 
 import htaf._kernels as K
 from htaf import _build
-from htaf import functional as F
+from htaf import functional as hf
 from htaf.functional import _htaf_forward, _htaf_forward_fusable, _htaf_grad, htaf
 
 PARAMS = [(2.0, 11.0), (1.5, 1.5), (8.0, 2.75), (1.5, 24.0), (0.1, 0.1), (100.0, 100.0)]
@@ -285,7 +285,7 @@ def test_fallback_without_compiler(monkeypatch, tmp_path):
     assert not K.available()
     assert not K.supports(torch.ones(10))
     x = grid().requires_grad_()
-    y = F.htaf(x)
+    y = hf.htaf(x)
     y.backward(torch.ones_like(y))
     assert torch.equal(y, _htaf_forward(x.detach(), 2.0, 11.0))
     assert torch.equal(x.grad, _htaf_grad(x.detach(), 2.0, 11.0))

@@ -202,8 +202,8 @@ def test_thread_count_does_not_change_results(native):
 
 
 PROBE = (
-    "import torch; from htaf import _native, functional as F;"
-    "x = torch.randn(300, requires_grad=True); y = F.htaf(x);"
+    "import torch; from htaf import _native, functional as hf;"
+    "x = torch.randn(300, requires_grad=True); y = hf.htaf(x);"
     "print(_native.available(), y.grad_fn.name())"
 )
 

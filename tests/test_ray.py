@@ -55,7 +55,7 @@ def test_runtime_registrations_reach_ray_workers(tmp_path, monkeypatch):
     try:
         import ray_user_module  # noqa: F401 - registers the estimator here
 
-        config = RunConfig(task="ray_dhn", estimator="ray_ste", model={"widths": [4]}, epochs=1)
+        config = RunConfig(family="ray_dhn", estimator="ray_ste", model={"widths": [4]}, epochs=1)
         local = run_grid([config], tmp_path / "local", progress=False)
         remote = run_grid([config], tmp_path / "ray", backend="ray", jobs=1, progress=False)
         assert model_metrics(remote[0]["metrics"]) == model_metrics(local[0]["metrics"])

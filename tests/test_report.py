@@ -20,7 +20,7 @@ def fake_run(exp_dir: Path, estimator: str, seed: int, epochs: int = 4) -> dict:
     rng = np.random.default_rng(seed)
     run_dir = exp_dir / "breast_cancer" / estimator / f"seed{seed}"
     run_dir.mkdir(parents=True)
-    config = {"task": "dhn", "dataset": "breast_cancer", "estimator": estimator, "seed": seed,
+    config = {"family": "dhn", "dataset": "breast_cancer", "estimator": estimator, "seed": seed,
               "model": {"widths": [8, 8]}, "epochs": epochs}  # fmt: skip
     auroc = 0.97 + 0.01 * rng.random()
     metrics = {

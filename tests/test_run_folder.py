@@ -19,7 +19,7 @@ CONFIGS = {
     "dhn": RunConfig(model={"widths": [8, 6]}, epochs=2, estimator="htaf"),
     # latency coding: a deterministic encoder, so a reloaded model sees the same spikes
     "snn": RunConfig(
-        task="snn",
+        family="snn",
         dataset="digits_images",
         epochs=1,
         batch_size=128,

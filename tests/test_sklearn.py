@@ -1,6 +1,7 @@
 """HeavisideClassifier / HeavisideRegressor: scikit-learn's estimator checks and real data."""
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ from sklearn.datasets import load_breast_cancer, load_diabetes, make_blobs
 from sklearn.model_selection import StratifiedKFold, cross_validate, train_test_split
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from htaf.estimators import estimators_in
 from htaf.families.dhn import DHN
 from htaf.sklearn import HeavisideClassifier, HeavisideRegressor
 
@@ -89,10 +91,38 @@ def test_regressor_diabetes() -> None:
     assert abs(reg.predict(X_te).mean() - y_te.mean()) < 0.5 * y_te.std()  # back in y's units
 
 
-def test_unknown_estimator_raises_at_fit() -> None:
-    est = HeavisideClassifier(estimator="htfa", epochs=1)  # construction never validates
+def test_unknown_activation_raises_at_fit() -> None:
+    est = HeavisideClassifier(activation="htfa", epochs=1)  # construction never validates
     with pytest.raises(ValueError, match="htfa"):
         est.fit(np.random.rand(20, 3), np.arange(20) % 2)
+
+
+@pytest.mark.parametrize("cls", [HeavisideClassifier, HeavisideRegressor])
+def test_activation_is_the_parameter_and_estimator_its_deprecated_name(cls) -> None:
+    # as scikit-learn renames a parameter: the old one defaults to "deprecated" and is
+    # resolved at fit, with a FutureWarning, so get_params, set_params and clone keep working
+    X, y = make_blobs(n_samples=80, centers=2, random_state=0)
+    settings = {"hidden_layer_sizes": (8,), "epochs": 3, "random_state": 0}
+    params = cls().get_params()
+    assert params["activation"] == "htaf" and params["estimator"] == "deprecated"
+    new = cls(activation="ste", **settings)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        new.fit(X, y)
+    old = cls(estimator="ste", **settings)
+    assert clone(old).get_params() == old.get_params() and old.get_params()["estimator"] == "ste"
+    with pytest.warns(FutureWarning, match="now called activation"):
+        old.fit(X, y)
+    assert {e.name for e in estimators_in(old.model_)} == {"ste"}
+    np.testing.assert_array_equal(old.predict(X), new.predict(X))
+    np.testing.assert_array_equal(old._logits(X), new._logits(X))
+    agreeing = cls(activation="ste", estimator="ste", **settings)
+    with pytest.warns(FutureWarning):
+        np.testing.assert_array_equal(agreeing.fit(X, y).predict(X), new.predict(X))
+    both = cls(**settings).set_params(activation="relu", estimator="ste")
+    error = pytest.raises(ValueError, match="activation='relu' and estimator='ste'")
+    with error, pytest.warns(FutureWarning):
+        both.fit(X, y)
 
 
 @pytest.mark.parametrize(("param", "value"), [("forward", "soft"), ("validation_fraction", 1.0)])

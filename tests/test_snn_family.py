@@ -24,7 +24,7 @@ def small_digits(monkeypatch):
 
 
 def write_config(tmp_path, **model):
-    lines = ['task = "snn"', 'dataset = "digits_images"', "epochs = 2", "batch_size = 64"]
+    lines = ['family = "snn"', 'dataset = "digits_images"', "epochs = 2", "batch_size = 64"]
     lines += ["[model]"] + [f"{k} = {json.dumps(v)}" for k, v in model.items()]
     path = tmp_path / "run.toml"
     path.write_text("\n".join(lines) + "\n")
@@ -73,7 +73,7 @@ def test_bad_options_exit_2_naming_the_key_and_write_nothing(
     assert code == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
-    code = main(["compare", "--task", "snn", "--model", f"{key}={json.dumps(value)}",
+    code = main(["compare", "--family", "snn", "--model", f"{key}={json.dumps(value)}",
                  "--out", str(tmp_path / "cmp"), "--no-progress"])  # fmt: skip
     assert code == 2 and not (tmp_path / "cmp").exists()
 
@@ -93,7 +93,7 @@ def test_negative_intensities_for_a_rate_code_exit_2_before_anything_is_written(
     monkeypatch.setattr(run_module, "load_dataset", lambda c: ds)
     for argv in (
         ["train", "--config", str(write_config(tmp_path)), "--out", str(tmp_path / "run")],
-        ["compare", "--task", "snn", "--out", str(tmp_path / "cmp"), "--no-progress"],
+        ["compare", "--family", "snn", "--out", str(tmp_path / "cmp"), "--no-progress"],
     ):
         assert main(argv) == 2
         assert "model.encoder" in capsys.readouterr().err
@@ -142,7 +142,7 @@ def test_a_run_reports_spiking_statistics_and_draws_its_figures(tmp_path, capsys
 
 @pytest.mark.slow
 def test_compare_reports_every_row_with_its_spiking_figures(tmp_path, small_digits):
-    code = main(["compare", "--task", "snn", "--estimators", "htaf,atan,relu", "--seeds", "1",
+    code = main(["compare", "--family", "snn", "--estimators", "htaf,atan,relu", "--seeds", "1",
                  "--epochs", "1", "--out", str(tmp_path), "--no-progress"])  # fmt: skip
     assert code == 0
     (exp,) = [p for p in tmp_path.iterdir() if p.is_dir()]

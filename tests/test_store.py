@@ -11,7 +11,7 @@ from htaf.store import ResultStore
 
 def fake_record(i: int, estimator: str = "htaf", dataset: str = "breast_cancer") -> dict:
     return {
-        "config": {"task": "dhn", "dataset": dataset, "estimator": estimator, "seed": i},
+        "config": {"family": "dhn", "dataset": dataset, "estimator": estimator, "seed": i},
         "metrics": {"test_auroc_hard": 0.9 + i / 1000, "train_time_s": 1.5},
         "run_dir": f"/runs/{dataset}/{estimator}/seed{i}",
     }

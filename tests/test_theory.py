@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from htaf import estimators, theory
-from htaf import functional as F
+from htaf import functional as hf
 
 L = math.log(9.0)  # L(0.1)
 
 
 def htaf_fn(a0: float, a1: float):
-    return lambda x: F.htaf(x, a0, a1)
+    return lambda x: hf.htaf(x, a0, a1)
 
 
 def sigmoid(z: float) -> float:
@@ -192,7 +192,7 @@ PAIRS = [(2.0, 11.0), (8.0, 2.75), (11.0, 2.0), (1.5, 1.5)]
 @pytest.mark.parametrize("a0, a1", PAIRS)
 def test_log_htaf_derivative_matches_functional(a0, a1):
     x = torch.linspace(-10, 10, 2001, dtype=torch.float64)
-    direct = F.htaf_derivative(x, a0, a1).numpy()
+    direct = hf.htaf_derivative(x, a0, a1).numpy()
     ok = direct > 1e-290
     got = np.exp(theory.log_htaf_derivative(x.numpy(), a0, a1))
     np.testing.assert_allclose(got[ok], direct[ok], rtol=1e-11)
@@ -202,7 +202,7 @@ def test_log_htaf_derivative_matches_functional(a0, a1):
 def test_tail_ratio_matches_direct_ratio(a0, a1):
     beta = a0 * a1
     x = torch.linspace(0, 5, 501, dtype=torch.float64)
-    num = F.htaf_derivative(x, a0, a1)
+    num = hf.htaf_derivative(x, a0, a1)
     den = beta * torch.sigmoid(beta * x) * torch.sigmoid(-beta * x)
     ok = ((num > 1e-290) & (den > 1e-290)).numpy()
     direct = (num / den).numpy()
@@ -213,7 +213,7 @@ def test_tail_ratio_matches_direct_ratio(a0, a1):
 
 def test_tail_ratio_far_in_the_tail():
     # Both derivatives underflow float64 at x = 50 (sigmoid's is ~e^-1100); the log is exact.
-    assert F.htaf_derivative(torch.tensor(50.0, dtype=torch.float64), 8, 2.75) == 0
+    assert hf.htaf_derivative(torch.tensor(50.0, dtype=torch.float64), 8, 2.75) == 0
     log_ratio = theory.log_tail_ratio(2, 11, 50.0)
     rate, beta = theory.tail_rate(2, 11)
     expected = math.log(4 * sigmoid(11) * sigmoid(-11)) + (beta - rate) * 50
@@ -235,9 +235,9 @@ def test_heavier_tail_iff_alpha1_above_two():
 
 def test_gradient_ratio():
     x = np.linspace(-3, 3, 61)
-    base = F.htaf_derivative(torch.from_numpy(x), 1.5, 1.5).numpy()
+    base = hf.htaf_derivative(torch.from_numpy(x), 1.5, 1.5).numpy()
     for a0, a1 in [(6, 1.5), (1.5, 24)]:
-        direct = F.htaf_derivative(torch.from_numpy(x), a0, a1).numpy() / base
+        direct = hf.htaf_derivative(torch.from_numpy(x), a0, a1).numpy() / base
         np.testing.assert_allclose(theory.gradient_ratio(a0, a1, x), direct, rtol=1e-10)
     # alpha0 sets the tail slope, -2·(alpha0 - 1.5).
     far = theory.log_gradient_ratio(6, 1.5, [20.0, 21.0])

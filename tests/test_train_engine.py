@@ -51,7 +51,7 @@ def test_families_registry(cancer):
     assert model(torch.zeros(2, cancer.n_features)).shape == (2, 1)
     assert output_size(synthetic("multiclass")) == 3
     with pytest.raises(ValueError, match="dhn"):
-        build_model(RunConfig(task="nope"), cancer)
+        build_model(RunConfig(family="nope"), cancer)
 
 
 def test_evaluate_reports_both_modes_and_hard_is_binary(cancer):

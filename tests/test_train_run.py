@@ -105,6 +105,7 @@ def test_cli_train_end_to_end(tmp_path, capsys):
         ("estimator='htfa'", "htfa"),
         ("dataset='no_such_data'", "no_such_data"),
         ("lr=-1", "lr"),
+        ("family='cnn'", "cnn"),
         ("task='cnn'", "cnn"),
         ("estimator_params={beta=3}", "beta"),
         ("model.depth=3", "'model.depth'"),

@@ -2,7 +2,7 @@
 
     import htaf
     exp = htaf.compare(estimators=["htaf", "ste", "relu"], seeds=3, epochs=10)
-    exp.summary            # DataFrame: a row per (task, dataset, estimator); columns (metric, stat)
+    exp.summary            # a row per (family, dataset, estimator); columns (metric, stat)
     exp.runs               # a row per run, every metrics.json number
     exp.history            # a row per run and epoch
     exp.report["html"]     # and exp.plots: the files written
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from htaf.config import ConfigError, RunConfig
+from htaf.config import ConfigError, RunConfig, canonical_keys, family_of
 
 if TYPE_CHECKING:
     from htaf.train.run_folder import Run
@@ -36,12 +36,14 @@ DEFAULT_OUT = "htaf-runs"
 #: Settings a family's ``compare`` defaults may fill when the call does not set them.
 FAMILY_DEFAULTS = ("dataset", "epochs", "lr", "batch_size", "optimizer")
 #: RunConfig keys the grid itself sets: not options of ``compare``.
-GRID_KEYS = ("task", "dataset", "estimator", "seed")
+GRID_KEYS = ("family", "dataset", "estimator", "seed")
 #: Keys an experiment's ``config.json`` must hold.
 SPEC_KEYS = ("base", "datasets", "estimators", "seeds", "command")
 #: Filters of :func:`runs`: the store's column each one matches.
-RUN_FILTERS = {"dataset": "dataset", "estimator": "estimator", "task": "task",
-               "experiment": "experiment_id"}  # fmt: skip
+RUN_FILTERS = {"dataset": "dataset", "estimator": "estimator", "family": "family",
+               "task": "family", "experiment": "experiment_id"}  # fmt: skip
+#: The default model family.
+DEFAULT_FAMILY = "dhn"
 
 
 def _pandas() -> Any:
@@ -96,13 +98,27 @@ def _seed_list(seeds: int | Sequence[int]) -> list[int]:
     return [int(s) for s in seeds]
 
 
+def _family_arg(family: str | None, task: str | None) -> str:
+    """``family``, or ``task`` (its former name), or the default; ``ConfigError`` naming both
+    when they are given and differ."""
+    if task is not None:
+        if family is not None and family != task:
+            raise ConfigError(
+                f"family={family!r} and task={task!r} (its former name) are both given and "
+                "differ; give only family"
+            )
+        return task
+    return DEFAULT_FAMILY if family is None else family
+
+
 def compare_grid(
-    task: str = "dhn",
+    family: str | None = None,
     dataset: str | Sequence[str] | None = None,
     estimators: str | Sequence[str] | None = None,
     seeds: int | Sequence[int] = 5,
     *,
     model: Mapping[str, Any] | None = None,
+    task: str | None = None,
     **options: Any,
 ) -> Any:
     """The grid :func:`compare` runs: the family's defaults, then the arguments (``None``: the
@@ -110,17 +126,18 @@ def compare_grid(
     from htaf.experiment import Grid
     from htaf.families import get_family
 
+    family_name = _family_arg(family, task)
     fields = {f.name for f in dataclasses.fields(RunConfig)}
     for key in options:
         if key in GRID_KEYS:
-            raise TypeError(f"compare() sets {key!r} through task/dataset/estimators/seeds")
+            raise TypeError(f"compare() sets {key!r} through family/dataset/estimators/seeds")
         if key not in fields:
             known = ", ".join(sorted(fields - set(GRID_KEYS)))
             raise TypeError(f"compare() got an unknown option {key!r} (RunConfig keys: {known})")
     if model is not None and not isinstance(model, Mapping):
         raise TypeError(f"model must be a table of model options, got {model!r}")
-    family = get_family(task)
-    settings = {k: v for k, v in family.compare.items() if k in FAMILY_DEFAULTS}
+    family_ = get_family(family_name)
+    settings = {k: v for k, v in family_.compare.items() if k in FAMILY_DEFAULTS}
     settings.update({k: v for k, v in options.items() if v is not None})
     if dataset is not None:
         settings["dataset"] = dataset
@@ -130,22 +147,22 @@ def compare_grid(
         raise ValueError(f"dataset must be a name or a list of names, got {dataset!r}")
     # The family's data options belong to its own dataset (icbm: the shapes difficulty); the
     # call's options win key by key.
-    family_data = family.compare.get("data_options")
-    if family_data and datasets == [family.compare.get("dataset")]:
+    family_data = family_.compare.get("data_options")
+    if family_data and datasets == [family_.compare.get("dataset")]:
         settings["data_options"] = {**family_data, **(settings.get("data_options") or {})}
     if estimators is None:
-        estimators = list(family.estimators)
+        estimators = list(family_.estimators)
     elif isinstance(estimators, str):
         estimators = split_specs(estimators)
     else:
         estimators = _estimator_list(list(estimators), estimators)
-    base = RunConfig(task=task, dataset=datasets[0], estimator=estimators[0],
+    base = RunConfig(family=family_name, dataset=datasets[0], estimator=estimators[0],
                      model=dict(model or {}), **settings)  # fmt: skip
     return Grid(base, datasets, estimators, _seed_list(seeds))
 
 
 def compare(
-    task: str = "dhn",
+    family: str | None = None,
     dataset: str | Sequence[str] | None = None,
     estimators: str | Sequence[str] | None = None,
     seeds: int | Sequence[int] = 5,
@@ -158,12 +175,14 @@ def compare(
     progress: bool = True,
     track: str | None = None,
     command: str | None = None,
+    task: str | None = None,
     **options: Any,
 ) -> Experiment:
     """Train every estimator on the dataset over several seeds; what ``htaf compare`` does.
 
-    ``task`` names the model family (its defaults: dataset, epochs, lr, batch size, optimizer,
-    estimators, and the options of its default dataset, used when ``dataset`` is that one);
+    ``family`` names the model family (default ``"dhn"``; ``task=`` is its former name, still
+    accepted). The family brings its defaults: dataset, epochs, lr, batch size, optimizer,
+    estimators, and the options of its default dataset, used when ``dataset`` is that one;
     ``estimators`` is a list of specs (``["htaf(2,11)", "ste"]``) or one comma-separated string;
     ``seeds`` a count (seeds 0..N-1) or a list; ``model`` the family's model options
     (``{"widths": [64, 64]}``); ``options`` any other RunConfig key (``epochs``, ``lr``,
@@ -176,13 +195,14 @@ def compare(
     :class:`Experiment`. A run that fails after the input was accepted raises ``GridRunError``
     (a ``RuntimeError``).
     """
-    grid = compare_grid(task, dataset, estimators, seeds, model=model, **options)
+    family = _family_arg(family, task)
+    grid = compare_grid(family, dataset, estimators, seeds, model=model, **options)
     if jobs is None:
         from htaf.families import get_family
 
-        jobs = get_family(task).jobs
+        jobs = get_family(family).jobs
     if command is None:
-        given = {"task": task, "dataset": dataset, "estimators": estimators, "seeds": seeds,
+        given = {"family": family, "dataset": dataset, "estimators": estimators, "seeds": seeds,
                  "out": str(out), "model": model, **options}  # fmt: skip
         shown = ", ".join(f"{k}={v!r}" for k, v in given.items() if v is not None)
         command = f"htaf.compare({shown})"
@@ -309,7 +329,7 @@ def load_experiment(path: str | Path) -> Experiment:
 class Experiment:
     """One ``htaf compare`` experiment: its folder, its runs and its results.
 
-    ``summary`` (DataFrame): a row per (task, dataset, estimator) with columns
+    ``summary`` (DataFrame): a row per (family, dataset, estimator) with columns
     (metric, "mean" | "std" | "n"); std is the sample std over seeds (0 for one seed).
     ``runs``: a row per run with every metric. ``history``: a row per run and epoch (nested
     values as ``grad_norm/layer1``). ``records`` and ``summary_rows`` are the same as plain
@@ -343,14 +363,14 @@ class Experiment:
     @property
     def summary(self) -> Any:
         pd = _pandas()
-        index = [(r["task"], r["dataset"], r["estimator"]) for r in self.summary_rows]
+        index = [(family_of(r), r["dataset"], r["estimator"]) for r in self.summary_rows]
         names = sorted({m for r in self.summary_rows for m in r["metrics"]})
         columns = [(m, s) for m in names for s in ("mean", "std", "n")]
         empty = {"mean": None, "std": None, "n": 0}
         data = [[r["metrics"].get(m, empty)[s] for m, s in columns] for r in self.summary_rows]
         frame = pd.DataFrame(
             data,
-            index=pd.MultiIndex.from_tuples(index, names=["task", "dataset", "estimator"]),
+            index=pd.MultiIndex.from_tuples(index, names=["family", "dataset", "estimator"]),
             columns=pd.MultiIndex.from_tuples(columns, names=["metric", "stat"]),
         )
         return frame.astype({c: "float64" for c in columns if c[1] != "n"})
@@ -403,8 +423,9 @@ class Experiment:
         from htaf.report import html_table, table_rows
 
         parts = [f"<p><b>{self.id}</b> ({self.path})</p>"]
-        for (task, dataset), (header, rows) in table_rows(self.summary_rows, self.records).items():
-            parts += [f"<p>{dataset} ({task})</p>", html_table(header, rows)]
+        tables = table_rows(self.summary_rows, self.records)
+        for (family, dataset), (header, rows) in tables.items():
+            parts += [f"<p>{dataset} ({family})</p>", html_table(header, rows)]
         return "\n".join(parts)
 
 
@@ -416,8 +437,9 @@ def _frame(rows: list[dict[str, Any]], first: Sequence[str]) -> Any:
 
 
 def runs(out: str | Path = DEFAULT_OUT, **filters: str) -> Any:
-    """Every run in ``OUT/results.sqlite`` matching ``filters`` (dataset, estimator, task,
-    experiment), oldest first: what ``htaf runs`` lists, as a DataFrame with every metric."""
+    """Every run in ``OUT/results.sqlite`` matching ``filters`` (dataset, estimator, family,
+    experiment; ``task`` is the former name of ``family``), oldest first: what ``htaf runs``
+    lists, as a DataFrame with every metric."""
     from htaf.store import RUN_COLUMNS, STORE_NAME, ResultStore
 
     for key in filters:
@@ -428,7 +450,13 @@ def runs(out: str | Path = DEFAULT_OUT, **filters: str) -> Any:
     path = Path(out) / STORE_NAME
     if not path.is_file():
         raise ConfigError(f"no results store at {path}; run `htaf compare` first")
-    rows = ResultStore(path).query(**{RUN_FILTERS[k]: v for k, v in filters.items()})
+    query: dict[str, str] = {}
+    for key, value in filters.items():
+        column = RUN_FILTERS[key]
+        if column in query and query[column] != value:
+            raise ConfigError("runs() got family and task (its former name), and they differ")
+        query[column] = value
+    rows = ResultStore(path).query(**query)
     flat = [{**{k: r[k] for k in RUN_COLUMNS}, **r["metrics"]} for r in rows]
     return _frame(flat, RUN_COLUMNS)
 
@@ -451,7 +479,8 @@ def _as_config(config: RunConfig | Mapping[str, Any] | str | Path, overrides: di
         base = RunConfig.from_toml(config).to_dict()
     else:
         raise TypeError(f"config must be a RunConfig, a dict or a TOML path, got {config!r}")
-    return RunConfig.from_dict({**base, **overrides})
+    # former key names (task) in either, so that an override wins whichever name each uses
+    return RunConfig.from_dict({**canonical_keys(base), **canonical_keys(overrides)})
 
 
 def train_one(

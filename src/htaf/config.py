@@ -2,16 +2,24 @@
 
 A config is plain data. It is saved beside every result (``config.json``) and can be written as
 TOML for ``htaf train --config run.toml --set lr=0.01 --set model.widths=[64,64]``. The
-``model`` table holds the options of the family ``task`` names (see ``htaf.families``); the
-family validates them when it builds the model, with errors that name ``model.KEY``.
+``model`` table holds the options of the model family ``family`` names (see
+``htaf.families``); the family validates them when it builds the model, with errors that name
+``model.KEY``.
+
+``family`` was called ``task`` before (a word the data uses for binary, multiclass or
+regression): ``task`` is still read wherever a config is written (TOML, JSON, dicts, keyword
+arguments, ``--set``) as another name for ``family`` (:data:`KEY_ALIASES`); new files write
+``family``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import numbers
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,13 +40,42 @@ FLOAT_KEYS = ("lr", "momentum", "weight_decay")
 TABLE_KEYS = ("model", "estimator_params", "data_options", "optimizer_params")
 #: Optimizers, and the ``optimizer_params`` each takes (Bop: Helwegen et al. 2019, see htaf.optim).
 OPTIMIZERS = {"adam": (), "sgd": (), "bop": ("gamma", "threshold")}
+#: Former names of config keys, still read everywhere a config is written: old -> current.
+KEY_ALIASES = {"task": "family"}
+
+
+def canonical_keys(data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` with every former key name (:data:`KEY_ALIASES`) moved to its current one.
+
+    Both names given with the same value is accepted; with different values it is a
+    ``ConfigError`` naming both keys.
+    """
+    out = dict(data)
+    for old, new in KEY_ALIASES.items():
+        if old not in out:
+            continue
+        value = out.pop(old)
+        if new in out and out[new] != value:
+            raise ConfigError(
+                f"config keys {new!r} and {old!r} (its former name) are both given and differ: "
+                f"{new} = {out[new]!r}, {old} = {value!r}; give only {new!r}"
+            )
+        out[new] = value
+    return out
+
+
+def family_of(config: Mapping[str, Any]) -> Any:
+    """The model family of a config dict, summary row or store row, written by this version
+    (``family``) or an older one (``task``)."""
+    return config.get("family", config.get("task"))
 
 
 @dataclass
 class RunConfig:
     """Everything needed to reproduce one training run."""
 
-    task: str = "dhn"
+    #: The model family (``htaf.families``: dhn, bnn, snn, icbm, convex); formerly ``task``.
+    family: str = "dhn"
     dataset: str = "breast_cancer"
     estimator: str = "htaf"
     estimator_params: dict[str, float] = field(default_factory=dict)
@@ -117,8 +154,22 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @property
+    def task(self) -> str:
+        """Deprecated: the former name of :attr:`family`."""
+        warnings.warn("RunConfig.task is now RunConfig.family", DeprecationWarning, stacklevel=2)
+        return self.family
+
+    @task.setter
+    def task(self, value: str) -> None:
+        warnings.warn("RunConfig.task is now RunConfig.family", DeprecationWarning, stacklevel=2)
+        self.family = value
+
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+    def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
+        """A config from its keys (former names such as ``task`` accepted); ``ConfigError``
+        names an unknown key."""
+        data = canonical_keys(data)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -142,13 +193,26 @@ class RunConfig:
         return cls.from_dict(apply_overrides(data, overrides))
 
     def replace(self, **changes: Any) -> RunConfig:
-        return dataclasses.replace(self, **changes)
+        return dataclasses.replace(self, **canonical_keys(changes))
+
+
+_fields_init = RunConfig.__init__
+
+
+@functools.wraps(_fields_init)
+def _init(self: RunConfig, *args: Any, **kwargs: Any) -> None:
+    # RunConfig(task="snn") still works: former key names are keyword arguments too.
+    _fields_init(self, *args, **canonical_keys(kwargs))
+
+
+RunConfig.__init__ = _init  # type: ignore[method-assign]
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Apply ``key=value`` strings; values are parsed as TOML literals, else kept as strings.
 
-    ``table.key=value`` sets one entry of a table key (``model.widths=[64, 64]``).
+    ``table.key=value`` sets one entry of a table key (``model.widths=[64, 64]``). A former key
+    name sets the current key (``task=snn`` sets ``family``), whichever name ``data`` uses.
     """
     data = dict(data)
     for item in overrides:
@@ -162,6 +226,9 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
             value = raw
         table, dot, entry = key.partition(".")
         if not dot:
+            key = KEY_ALIASES.get(key, key)
+            for old in (k for k, new in KEY_ALIASES.items() if new == key):
+                data.pop(old, None)  # the override wins over the file, in either spelling
             data[key] = value
         elif table in TABLE_KEYS and entry:
             data[table] = {**(data.get(table) or {}), entry: value}

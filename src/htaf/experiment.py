@@ -28,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from htaf.config import ConfigError, RunConfig
+from htaf.config import ConfigError, RunConfig, family_of
 from htaf.threads import one_torch_thread
 from htaf.train.run import RunFailed
 
@@ -94,7 +94,7 @@ def run_dir_for(exp_dir: str | Path, config: RunConfig) -> Path:
 
 # -- validation ---------------------------------------------------------------------------------
 def validate(configs: Iterable[RunConfig]) -> dict[str, Any]:
-    """Check every config before anything runs: estimators, parameters, datasets, tasks.
+    """Check every config before anything runs: families, estimators, parameters, datasets.
 
     Raises ``ValueError`` (``UnknownEstimatorError``, ``DataError``, ``ConfigError``) with a
     clear message. Returns each distinct dataset's loaded ``Dataset`` keyed by its data key.
@@ -111,8 +111,8 @@ def validate(configs: Iterable[RunConfig]) -> dict[str, Any]:
     built: set[str] = set()
     for cfg in configs:
         cfg.validate()
-        _check_task(cfg.task)
-        model_options(cfg.task, cfg.model)
+        _check_family(cfg.family)
+        model_options(cfg.family, cfg.model)
         # Building the activation checks the name, the spec's numbers and their ranges.
         estimators.activation(cfg.estimator, **cfg.estimator_params)
         key = dataset_key(cfg)
@@ -120,7 +120,7 @@ def validate(configs: Iterable[RunConfig]) -> dict[str, Any]:
             loaded[key] = load_dataset(cfg)
         # Build each distinct model once (seeds aside): files a family reads (weights,
         # features) and the estimators a family takes are checked before anything is written.
-        model_key = json.dumps([key, cfg.task, cfg.model, cfg.estimator, cfg.estimator_params],
+        model_key = json.dumps([key, cfg.family, cfg.model, cfg.estimator, cfg.estimator_params],
                                sort_keys=True, default=str)  # fmt: skip
         if model_key not in built:
             build_model(cfg, prepare_data(cfg, loaded[key]))
@@ -142,12 +142,10 @@ def check_backend(backend: str, jobs: int) -> None:
         raise ConfigError("the ray backend needs Ray: pip install 'htaf[ray]'")
 
 
-def _check_task(task: str) -> None:
-    from htaf.families import family_names
+def _check_family(family: str) -> None:
+    from htaf.families import get_family
 
-    tasks = family_names()
-    if task not in tasks:
-        raise ConfigError(f"unknown task {task!r} (available: {', '.join(sorted(tasks))})")
+    get_family(family)  # ConfigError naming the config key and the registered families
 
 
 # -- running ------------------------------------------------------------------------------------
@@ -187,8 +185,8 @@ def registrations(configs: Iterable[RunConfig], where: str) -> Registrations:
     families: dict[str, str] = {}
     modules: list[str] = []
     for cfg in configs:
-        if cfg.task not in BUILTIN:
-            families[cfg.task] = MODULES[cfg.task]
+        if cfg.family not in BUILTIN:
+            families[cfg.family] = MODULES[cfg.family]
         home = type(estimators.activation(cfg.estimator, **cfg.estimator_params)).__module__
         if home.split(".")[0] not in ("htaf", "torch") and home not in modules:
             modules.append(home)
@@ -466,14 +464,15 @@ def _number(value: Any) -> float | None:
 def summarize(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mean, sample std (ddof=1; 0 for a single run) and count of every numeric metric.
 
-    One row per (task, dataset, estimator), in order of first appearance:
-    ``{"task", "dataset", "estimator", "metrics": {NAME: {"mean", "std", "n"}}}``. Missing or
-    non-finite values are left out of a metric's count.
+    One row per (family, dataset, estimator), in order of first appearance:
+    ``{"family", "dataset", "estimator", "metrics": {NAME: {"mean", "std", "n"}}}``. Missing or
+    non-finite values are left out of a metric's count. Records of older versions, whose
+    config names the family ``task``, are read too.
     """
     groups: dict[tuple[str, str, str], dict[str, list[float]]] = {}
     for rec in records:
         cfg = rec["config"]
-        key = (cfg["task"], cfg["dataset"], cfg["estimator"])
+        key = (family_of(cfg), cfg["dataset"], cfg["estimator"])
         values = groups.setdefault(key, {})
         for name, raw in rec.get("metrics", {}).items():
             x = _number(raw)
@@ -482,12 +481,12 @@ def summarize(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                 values[name].append(x)
     return [
         {
-            "task": task,
+            "family": family,
             "dataset": dataset,
-            "estimator": est,
+            "estimator": estimator,
             "metrics": {name: _stats(xs) for name, xs in sorted(values.items())},
         }
-        for (task, dataset, est), values in groups.items()
+        for (family, dataset, estimator), values in groups.items()
     ]
 
 

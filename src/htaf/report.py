@@ -16,6 +16,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from htaf.config import canonical_keys, family_of
 from htaf.html_page import figure, html_table, page
 from htaf.io import atomic_write_text
 
@@ -67,7 +68,8 @@ def _mean_std(xs: list[float]) -> tuple[float | None, float | None]:
 def table_rows(
     summary: list[dict[str, Any]], records: list[dict[str, Any]]
 ) -> dict[tuple[str, str], tuple[list[str], list[list[str]]]]:
-    """Per (task, dataset): the header and one row of formatted cells per estimator."""
+    """Per (family, dataset): the header and one row of formatted cells per estimator.
+    Summary rows and records of older versions (``task`` for the family) are read too."""
     from htaf.analysis.plots import primary_metric
 
     tables: dict[tuple[str, str], tuple[list[str], list[list[str]]]] = {}
@@ -78,8 +80,8 @@ def table_rows(
         runs = [
             r
             for r in records
-            if (r["config"]["task"], r["config"]["dataset"], r["config"]["estimator"])
-            == (row["task"], row["dataset"], row["estimator"])
+            if (family_of(r["config"]), r["config"]["dataset"], r["config"]["estimator"])
+            == (family_of(row), row["dataset"], row["estimator"])
         ]
         # The gap is taken run by run (same weights), then averaged over seeds.
         gaps = [
@@ -100,21 +102,21 @@ def table_rows(
         t = m.get("train_time_s") or {}
         cells.append(fmt(t.get("mean"), t.get("std"), 2))
         cells.append(str(max((s.get("n", 0) for s in m.values()), default=0)))
-        key = (row["task"], row["dataset"])
+        key = (family_of(row), row["dataset"])
         tables.setdefault(key, (header, []))[1].append(cells)
     return tables
 
 
 def model_summaries(records: list[dict[str, Any]]) -> dict[tuple[str, str, str], str]:
-    """Per (task, dataset): the ``model_summary.txt`` of the first run that wrote one (its
-    layers, parameters and memory), keyed ``(task, dataset, estimator)``."""
+    """Per (family, dataset): the ``model_summary.txt`` of the first run that wrote one (its
+    layers, parameters and memory), keyed ``(family, dataset, estimator)``."""
     from htaf.train.run_folder import SUMMARY as MODEL_SUMMARY
 
     out: dict[tuple[str, str, str], str] = {}
     seen: set[tuple[str, str]] = set()
     for rec in records:
         cfg = rec["config"]
-        key = (cfg["task"], cfg["dataset"])
+        key = (family_of(cfg), cfg["dataset"])
         path = Path(rec["run_dir"]) / MODEL_SUMMARY
         if key not in seen and path.is_file():
             seen.add(key)
@@ -143,7 +145,7 @@ def _load(exp_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]], list[dic
 
 
 def _settings(spec: dict[str, Any], records: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    base = spec.get("base") or records[0]["config"]
+    base = canonical_keys(spec.get("base") or records[0]["config"])
 
     def listed(key: str, config_key: str) -> str:  # the spec's list, else what the runs used
         values = spec.get(key) or sorted({r["config"][config_key] for r in records})
@@ -158,7 +160,7 @@ def _settings(spec: dict[str, Any], records: list[dict[str, Any]]) -> list[tuple
         ("backend", f"{spec.get('backend', 'local')} (jobs={spec.get('jobs', 1)})"),
     ]
     shown = (
-        "task",
+        "family",
         "model",
         "optimizer",
         "lr",
@@ -225,7 +227,7 @@ def write_report(exp_dir: str | Path) -> dict[str, Path]:
         "over seeds. Non-binary reference rows (relu) have no step: both columns are the "
         "same network."
     )
-    if any(r["config"].get("task") == "icbm" for r in records):
+    if any(family_of(r["config"]) == "icbm" for r in records):
         note += (
             " In the icbm family the relu and sigmoid rows are the concept-bottleneck baseline: "
             "their step is a threshold applied after training (sigmoid > 0.5, relu > 0), and "
@@ -233,11 +235,11 @@ def write_report(exp_dir: str | Path) -> dict[str, Path]:
         )
 
     md = [f"# {title}", "", note, ""]
-    for (task, dataset), (header, rows) in tables.items():
-        md += [f"## {dataset} ({task})", "", _md_table(header, rows), ""]
+    for (family, dataset), (header, rows) in tables.items():
+        md += [f"## {dataset} ({family})", "", _md_table(header, rows), ""]
     summaries = model_summaries(records)
-    for (task, dataset, estimator), text in summaries.items():
-        md += [f"## Model: {dataset} ({task}), {estimator} runs", "", "```", text, "```", ""]
+    for (family, dataset, estimator), text in summaries.items():
+        md += [f"## Model: {dataset} ({family}), {estimator} runs", "", "```", text, "```", ""]
     md += ["## Plots", ""]
     md += [
         f"### {caption}\n\n![{caption}](plots/{stem}.png) ([svg](plots/{stem}.svg))\n"
@@ -261,14 +263,14 @@ def write_report(exp_dir: str | Path) -> dict[str, Path]:
     md_path = atomic_write_text(exp_dir / "report.md", "\n".join(md))
 
     parts = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(note)}</p>"]
-    for (task, dataset), (header, rows) in tables.items():
+    for (family, dataset), (header, rows) in tables.items():
         parts += [
-            f"<h2>{html.escape(dataset)} ({html.escape(task)})</h2>",
+            f"<h2>{html.escape(dataset)} ({html.escape(family)})</h2>",
             html_table(header, rows),
         ]
-    for (task, dataset, estimator), text in summaries.items():
+    for (family, dataset, estimator), text in summaries.items():
         parts += [
-            f"<h2>Model: {html.escape(dataset)} ({html.escape(task)}), "
+            f"<h2>Model: {html.escape(dataset)} ({html.escape(family)}), "
             f"{html.escape(estimator)} runs</h2>",
             f"<pre>{html.escape(text)}</pre>",
         ]

@@ -1,18 +1,29 @@
-"""scikit-learn estimators over htaf's models: fit with ``htaf.train.fit``, predict exactly.
+"""scikit-learn estimators over htaf's models, every one predicting with exact steps.
 
     from htaf.sklearn import HeavisideClassifier
-    clf = HeavisideClassifier(estimator="htaf", hidden_layer_sizes=(256, 256, 128))
+    clf = HeavisideClassifier(activation="htaf", hidden_layer_sizes=(256, 256, 128))
     clf.fit(X_train, y_train).score(X_test, y_test)   # predicts with the exact steps
 
-``HeavisideClassifier`` / ``HeavisideRegressor`` wrap a :class:`~htaf.families.dhn.DHN`; they
-predict with the exact steps by default (``forward="hard"``). They sit above the engine, so
-the families never import it.
+    from htaf.sklearn import ConvexThresholdClassifier
+    clf = ConvexThresholdClassifier(n_directions=5000, random_state=0).fit(X, y)
+    clf.solver_info_["optimal"], clf.solver_info_["gap"]   # the certificate of the solve
+
+``HeavisideClassifier`` / ``HeavisideRegressor`` wrap a :class:`~htaf.families.dhn.DHN` trained
+with ``htaf.train.fit``; ``activation`` (as in scikit-learn's ``MLPClassifier``) is the
+estimator spec the steps are trained through. They predict with the exact steps by default
+(``forward="hard"``). ``ConvexThresholdClassifier`` / ``ConvexThresholdRegressor`` solve the
+convex program of :mod:`htaf.families.convex` instead of training (also ``htaf.convex``).
+These wrappers sit above the engine and the families, so that no family imports them.
+
+"Estimator" here is scikit-learn's word (an object with ``fit``); htaf's own estimators (how a
+step is trained: ``"htaf"``, ``"ste"``...) are what ``activation`` names.
 """
 
 from __future__ import annotations
 
 import itertools
 import numbers
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,12 +34,15 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
-from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted
 
 from htaf.config import RunConfig
 from htaf.data import Dataset
 from htaf.estimators import set_mode
+from htaf.families.convex.deep import RECONSTRUCTIONS, fit_deep
+from htaf.families.convex.model import ThresholdNet, check_beta, fit_two_layer
+from htaf.families.convex.solver import CVXPY_HINT, SOLVERS, cvxpy_missing
 from htaf.families.dhn import DHN
 from htaf.train import fit as train_fit
 
@@ -37,7 +51,17 @@ try:  # scikit-learn >= 1.6
 except ImportError:  # pragma: no cover
     _sk_validate_data = None
 
-__all__ = ["HeavisideClassifier", "HeavisideRegressor"]
+__all__ = [
+    "ConvexThresholdClassifier",
+    "ConvexThresholdRegressor",
+    "HeavisideClassifier",
+    "HeavisideRegressor",
+]
+
+#: The default of a parameter that has been renamed: scikit-learn's way of telling "not given".
+DEPRECATED = "deprecated"
+#: The convex wrappers' program variants.
+VARIANTS = ("two_layer", "deep")
 
 
 def _widths(sizes: Any) -> list[int]:
@@ -49,19 +73,19 @@ def _widths(sizes: Any) -> list[int]:
     return [int(w) for w in values]
 
 
-def _validate_data(est: BaseEstimator, X: Any, y: Any = "no_validation", **kw: Any) -> Any:
+def _validate_data(wrapper: BaseEstimator, X: Any, y: Any = "no_validation", **kw: Any) -> Any:
     """``sklearn.utils.validation.validate_data`` (>= 1.6), else the old private method."""
     kw.setdefault("dtype", [np.float64, np.float32])  # ints/objects become float64
     if _sk_validate_data is not None:
-        return _sk_validate_data(est, X, y, **kw)
-    return est._validate_data(X, y, **kw)  # pragma: no cover
+        return _sk_validate_data(wrapper, X, y, **kw)
+    return wrapper._validate_data(X, y, **kw)  # pragma: no cover
 
 
 class _HeavisideBase(BaseEstimator):
     """Shared fit/forward logic; subclasses define the target handling.
 
     Parameters (stored as given; checked at ``fit``):
-        estimator: how the steps are trained, any ``htaf.estimators`` name (``"htaf"``,
+        activation: how the steps are trained, any ``htaf.estimators`` spec (``"htaf"``,
             ``"htaf(2,11)"``, ``"ste"``, ...) or a continuous reference (``"relu"``).
         hidden_layer_sizes, batch_norm, dropout: the :class:`DHN` architecture.
         epochs, batch_size, lr, optimizer ("adam" | "sgd"), weight_decay: training.
@@ -73,13 +97,15 @@ class _HeavisideBase(BaseEstimator):
             network) or ``"smooth"`` (the estimator's smooth forward, e.g. HTAF itself).
         random_state: seed for the split, the initialisation and the batch order.
         verbose: show a progress bar.
+        estimator: deprecated, the former name of ``activation``: still used (with a
+            ``FutureWarning`` at ``fit``) when given, for one release.
     """
 
     _task_kind: str = ""
 
     def __init__(
         self,
-        estimator: str = "htaf",
+        activation: str = "htaf",
         hidden_layer_sizes: Sequence[int] = (256, 256, 128),
         batch_norm: bool = False,
         dropout: float = 0.0,
@@ -93,8 +119,9 @@ class _HeavisideBase(BaseEstimator):
         forward: str = "hard",
         random_state: int | np.random.RandomState | None = None,
         verbose: bool = False,
+        estimator: str = DEPRECATED,
     ):
-        self.estimator = estimator
+        self.activation = activation
         self.hidden_layer_sizes = hidden_layer_sizes
         self.batch_norm = batch_norm
         self.dropout = dropout
@@ -108,6 +135,7 @@ class _HeavisideBase(BaseEstimator):
         self.forward = forward
         self.random_state = random_state
         self.verbose = verbose
+        self.estimator = estimator
 
     # -- subclass hooks ------------------------------------------------------------------------
     def _encode_targets(self, y: np.ndarray) -> tuple[np.ndarray, str, int]:
@@ -116,6 +144,24 @@ class _HeavisideBase(BaseEstimator):
         raise NotImplementedError
 
     # -- fitting -------------------------------------------------------------------------------
+    def _activation(self) -> str:
+        """``activation``, or ``estimator`` (its deprecated name) when that is given."""
+        if isinstance(self.estimator, str) and self.estimator == DEPRECATED:
+            return self.activation
+        warnings.warn(
+            f"{type(self).__name__}(estimator=...) is deprecated: it is now called activation "
+            "(as in scikit-learn's MLPClassifier); estimator= will be removed in the next "
+            "release",
+            FutureWarning,
+            stacklevel=3,
+        )
+        if self.activation not in ("htaf", self.estimator):
+            raise ValueError(
+                f"activation={self.activation!r} and estimator={self.estimator!r} (its "
+                "deprecated name) are both set and differ: set only activation"
+            )
+        return self.estimator
+
     def _check_params(self) -> None:
         if self.forward not in ("hard", "smooth"):
             raise ValueError(f"forward must be 'hard' or 'smooth', got {self.forward!r}")
@@ -147,6 +193,7 @@ class _HeavisideBase(BaseEstimator):
     def fit(self, X: Any, y: Any) -> _HeavisideBase:
         """Standardise X, train a :class:`DHN` with ``htaf.train.fit``, and return self."""
         self._check_params()
+        activation = self._activation()
         X, y = _validate_data(self, X, y)
         y_enc, task, n_out = self._encode_targets(y)
         seed = int(check_random_state(self.random_state).randint(2**31 - 1))
@@ -177,7 +224,7 @@ class _HeavisideBase(BaseEstimator):
             "dropout": float(self.dropout),
         }
         config = RunConfig(
-            task="dhn", dataset="sklearn", estimator=self.estimator, model=model_options,
+            family="dhn", dataset="sklearn", estimator=activation, model=model_options,
             optimizer=self.optimizer, lr=float(self.lr), weight_decay=float(self.weight_decay),
             epochs=int(self.epochs), batch_size=int(self.batch_size),
             patience=int(self.patience) if len(y_val) else 0, seed=seed, split_seed=seed,
@@ -186,7 +233,7 @@ class _HeavisideBase(BaseEstimator):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = DHN(
-                X.shape[1], n_out, widths, self.estimator, bool(self.batch_norm),
+                X.shape[1], n_out, widths, activation, bool(self.batch_norm),
                 float(self.dropout),
             )  # fmt: skip
             result = train_fit(model, data, config, progress=bool(self.verbose))
@@ -217,7 +264,7 @@ class _HeavisideBase(BaseEstimator):
 class HeavisideClassifier(ClassifierMixin, _HeavisideBase):
     """A Deep Heaviside Network classifier with the scikit-learn API.
 
-    Trains through ``estimator`` (HTAF by default: smooth forward ``sigmoid(a1 tanh(a0 z))``)
+    Trains through ``activation`` (HTAF by default: smooth forward ``sigmoid(a1 tanh(a0 z))``)
     and, with ``forward="hard"``, predicts with the exact step ``H(z) = 1{z >= 0}`` in every
     hidden unit. Binary problems use one logit ``f(x)`` with ``P(y=1|x) = sigmoid(f(x))``;
     K classes use K logits and a softmax.
@@ -277,3 +324,166 @@ class HeavisideRegressor(RegressorMixin, _HeavisideBase):
 
     def predict(self, X: Any) -> np.ndarray:
         return self._logits(X)[:, 0] * self.y_std_ + self.y_mean_
+
+
+# -- the convex threshold networks (Ergen et al.): solved, not trained -------------------------
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+class _ConvexThresholdBase(BaseEstimator):
+    """Shared parameters, checks and fitting of the convex wrappers: a globally optimal
+    threshold network, the solution of a convex program (see :mod:`htaf.families.convex` for
+    the programs and :mod:`htaf.families.convex.model` for the objective ``J``). Inputs are
+    used as given (standardize them first, as for any network); both predict with the exact
+    steps, in float64.
+
+    Args:
+        n_directions: P, the directions sampled for the two-layer arrangement matrix.
+        beta: the regulariser of the program; None: 1e-3 · n (Ergen et al.).
+        variant: ``"two_layer"`` (the Lasso) or ``"deep"`` (the shattered program).
+        width: the deep variant's random first-layer units.
+        reconstruction: the deep variant's second-layer fit, ``"pinv"`` or ``"svm"``.
+        solver: ``"working_set"`` (htaf's) or ``"cvxpy"`` (the CVXPY + Clarabel reference).
+        tol: relative duality gap the solve must certify to be ``optimal``.
+        random_state: seeds the directions (two-layer) or the first layer (deep).
+    """
+
+    def __init__(
+        self,
+        n_directions: int = 2000,
+        beta: float | None = None,
+        variant: str = "two_layer",
+        width: int = 1000,
+        reconstruction: str = "pinv",
+        solver: str = "working_set",
+        tol: float = 1e-6,
+        random_state: Any = None,
+    ):
+        self.n_directions = n_directions
+        self.beta = beta
+        self.variant = variant
+        self.width = width
+        self.reconstruction = reconstruction
+        self.solver = solver
+        self.tol = tol
+        self.random_state = random_state
+
+    def _check_params(self, n: int) -> float:
+        """Every parameter checked before any work; returns beta as a number."""
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
+        _positive_int(self.n_directions, "n_directions (P)")
+        _positive_int(self.width, "width")
+        if self.reconstruction not in RECONSTRUCTIONS:
+            raise ValueError(
+                f"reconstruction must be one of {', '.join(RECONSTRUCTIONS)}, "
+                f"got {self.reconstruction!r}"
+            )
+        if self.solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {self.solver!r}")
+        if self.solver == "cvxpy" and cvxpy_missing():
+            raise ValueError(f"solver='cvxpy' needs CVXPY, which is not installed: {CVXPY_HINT}")
+        real = isinstance(self.tol, (int, float, np.floating)) and not isinstance(self.tol, bool)
+        if not real or not 0 < self.tol < 1:
+            raise ValueError(f"tol must be a number in (0, 1), got {self.tol!r}")
+        return check_beta(self.beta, n)
+
+    def _fit_target(self, X: np.ndarray, target: np.ndarray) -> None:
+        beta = self._check_params(len(X))
+        seed = check_random_state(self.random_state).randint(0, 2**31 - 1)
+        if self.variant == "deep":
+            net = fit_deep(
+                X,
+                target,
+                beta=beta,
+                width=self.width,
+                reconstruction=self.reconstruction,
+                rng=seed,
+                solver=self.solver,
+                tol=self.tol,
+            )
+        else:
+            net = fit_two_layer(
+                X,
+                target,
+                beta=beta,
+                n_directions=self.n_directions,
+                rng=seed,
+                solver=self.solver,
+                tol=self.tol,
+            )
+        self.network_: ThresholdNet = net
+        self.beta_ = beta
+        self.solver_info_ = dict(net.info)
+        self.objective_ = net.objective(X, target, beta) / len(X)
+        self.n_units_ = int(net.output.size)
+
+    def _output(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "network_")
+        X = _validate_data(self, X, reset=False)
+        return self.network_.predict(X)
+
+    def to_dhn(self, activation: str = "htaf", **params: float) -> Any:
+        """The fitted network as an htaf :class:`~htaf.families.dhn.DHN` (exact steps in its
+        hard mode; one logit, ``f(x)``)."""
+        check_is_fitted(self, "network_")
+        return self.network_.to_dhn(activation, **params)
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = False
+        return tags
+
+
+class ConvexThresholdClassifier(ClassifierMixin, _ConvexThresholdBase):
+    """A globally optimal threshold network for binary classification (Ergen et al.).
+
+    The labels are fitted as ±1 targets; ``decision_function`` is the network's output and
+    ``predict`` its sign. After ``fit``: ``classes_``, ``network_``
+    (:class:`~htaf.families.convex.model.ThresholdNet`), ``solver_info_`` (objective, gap,
+    optimal, units, time, ...), ``objective_`` (``J / n``), ``n_units_``, ``beta_``.
+    Parameters: see ``_ConvexThresholdBase``.
+    """
+
+    def fit(self, X: Any, y: Any) -> ConvexThresholdClassifier:
+        X, y = _validate_data(self, X, y)
+        check_classification_targets(y)
+        kind = type_of_target(y, input_name="y")
+        classes = np.unique(y)
+        if kind != "binary" or classes.size != 2:
+            raise ValueError(
+                "Only binary classification is supported. The type of the target is "
+                f"{kind} ({classes.size} class(es)); ConvexThresholdClassifier needs two classes."
+            )
+        self.classes_ = classes
+        self._fit_target(X, np.where(y == classes[1], 1.0, -1.0))
+        return self
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """``f(x)``: positive for ``classes_[1]``."""
+        return self._output(X)
+
+    def predict(self, X: Any) -> np.ndarray:
+        positive = self.decision_function(X) >= 0  # checks fitted first
+        return self.classes_[positive.astype(int)]
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False
+        return tags
+
+
+class ConvexThresholdRegressor(RegressorMixin, _ConvexThresholdBase):
+    """A globally optimal threshold network for regression (Ergen et al.); ``predict`` is the
+    network's output. Attributes as :class:`ConvexThresholdClassifier` (no ``classes_``)."""
+
+    def fit(self, X: Any, y: Any) -> ConvexThresholdRegressor:
+        X, y = _validate_data(self, X, y, y_numeric=True)
+        self._fit_target(X, np.asarray(y, dtype=np.float64))
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self._output(X)

@@ -6,6 +6,10 @@
     rows = store.query(dataset="breast_cancer", estimator="htaf")
     store.to_csv("runs.csv", rows)
 
+Each run row keeps its model family in the SQLite column ``task`` (its name before it became
+``family``, kept so that older stores and older versions of htaf read the same file); rows
+come back with it as ``family``, and configs stored with ``task`` come back with ``family``.
+
 Several processes may write at once (a grid on one machine, two grids sharing an ``--out``):
 the file runs in WAL mode with a busy timeout, every write is one transaction, and a write
 that still meets "database is locked" is retried with backoff.
@@ -25,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
+from htaf.config import canonical_keys, family_of
 from htaf.io import atomic_write_text, json_safe
 
 T = TypeVar("T")
@@ -41,7 +46,7 @@ CREATE TABLE IF NOT EXISTS experiments (
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     experiment_id TEXT REFERENCES experiments(id),
-    task TEXT,
+    task TEXT,  -- the model family (RunConfig.family; the column keeps its first name)
     dataset TEXT,
     estimator TEXT,
     seed INTEGER,
@@ -58,7 +63,7 @@ CREATE INDEX IF NOT EXISTS runs_by_name ON runs (dataset, estimator, task);
 RUN_COLUMNS = (
     "id",
     "experiment_id",
-    "task",
+    "family",
     "dataset",
     "estimator",
     "seed",
@@ -151,7 +156,7 @@ class ResultStore:
         config = record.get("config", {})
         values = (
             experiment_id,
-            config.get("task"),
+            family_of(config),
             config.get("dataset"),
             config.get("estimator"),
             config.get("seed"),
@@ -176,14 +181,21 @@ class ResultStore:
         self,
         dataset: str | None = None,
         estimator: str | None = None,
-        task: str | None = None,
+        family: str | None = None,
         experiment_id: str | None = None,
+        *,
+        task: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Runs matching every given filter, oldest first; config and metrics parsed."""
-        filters = {
+        """Runs matching every given filter, oldest first; config and metrics parsed.
+        ``task`` is the former name of ``family``."""
+        if task is not None:
+            if family is not None and family != task:
+                raise ValueError(f"family={family!r} and task={task!r} (its former name) differ")
+            family = task
+        filters = {  # SQL column: value
             "dataset": dataset,
             "estimator": estimator,
-            "task": task,
+            "task": family,  # the family's column keeps its first name
             "experiment_id": experiment_id,
         }
         where = [f"{k} = ?" for k, v in filters.items() if v is not None]
@@ -196,8 +208,8 @@ class ResultStore:
 
         rows = []
         for row in self._retry(op):
-            item = {k: row[k] for k in RUN_COLUMNS}
-            item["config"] = json.loads(row["config"])
+            item = {k: row["task" if k == "family" else k] for k in RUN_COLUMNS}
+            item["config"] = canonical_keys(json.loads(row["config"]))
             item["metrics"] = json.loads(row["metrics"])
             rows.append(item)
         return rows

@@ -66,8 +66,8 @@ class Outputs:
 def load_icbm_run(run_dir: str | Path) -> Run:
     """``htaf.load_run(run_dir)``, refused unless it holds an ICBM run (concepts need one)."""
     run = load_run(run_dir)
-    if get_family(run.config.task).name != "icbm":
-        raise ConfigError(f"{run_dir} holds a {run.config.task!r} run; concepts need an 'icbm' run")
+    if get_family(run.config.family).name != "icbm":
+        raise ConfigError(f"{run_dir} holds a {run.config.family!r} run; concepts need icbm runs")
     return run
 
 
@@ -300,7 +300,7 @@ def _siblings(run_dir: Path) -> dict[str, np.ndarray]:
             arrays = other.activations()
         except (OSError, ValueError):
             continue  # a half-written or foreign folder: leave it out of the comparison
-        if other.config.task == "icbm" and "layer1_smooth" in arrays:
+        if other.config.family == "icbm" and "layer1_smooth" in arrays:
             found[other.config.estimator] = arrays["layer1_smooth"]
     return found
 

@@ -22,7 +22,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from htaf import functional as F
+from htaf import functional as hf
 from htaf import theory
 from htaf.io import save_figure
 
@@ -76,10 +76,10 @@ def _label(a0: float, a1: float) -> str:
 # -- Figure 1 panels ----------------------------------------------------------------------------
 def _curves(ax: Axes, alpha0: list[float], alpha1: list[float]) -> None:
     x = torch.linspace(-3, 3, 1201, dtype=torch.float64)
-    ax.plot(x, F.heaviside(x), "k--", lw=1.2, label="Heaviside $H(x)$")
+    ax.plot(x, hf.heaviside(x), "k--", lw=1.2, label="Heaviside $H(x)$")
     for a0 in alpha0:
         for a1 in alpha1:
-            ax.plot(x, F.htaf(x, a0, a1), label=_label(a0, a1))
+            ax.plot(x, hf.htaf(x, a0, a1), label=_label(a0, a1))
     ax.set(xlabel="$x$", ylabel=r"HTAF$(x)$", title="HTAF output")
     ax.legend(loc="upper left")
 
@@ -115,7 +115,7 @@ def _sigmoid_ratio(ax: Axes) -> None:
 def _derivatives(ax: Axes) -> None:
     x = torch.linspace(0, 10, 1001, dtype=torch.float64)
     for a0, a1 in STUDY_PAIRS:
-        ax.semilogy(x, F.htaf_derivative(x, a0, a1), label=_label(a0, a1))
+        ax.semilogy(x, hf.htaf_derivative(x, a0, a1), label=_label(a0, a1))
     # β·σ(βx)·σ(−βx), not β·s·(1 − s): 1 − s rounds to 0 once s rounds to 1 (x ≈ 1.7).
     sigmoid = np.exp(theory.log_sigmoid_derivative(x.numpy(), STUDY_BETA))
     ax.semilogy(x, sigmoid, "k--", label=rf"$\sigma({STUDY_BETA:g}x)$")

@@ -32,7 +32,7 @@ import numpy as np
 
 from htaf.io import save_figure as io_save_figure
 
-#: Primary metrics in order of preference (records carry the model family, not the task).
+#: Primary metrics in order of preference (records carry the model family, not the data task).
 PRIMARY = ("auroc", "accuracy", "rmse")
 
 

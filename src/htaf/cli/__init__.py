@@ -42,6 +42,33 @@ EXIT_FAILED = 1
 BAD_INPUT_ERRORS = (ValueError, OSError)
 
 
+class _AliasedFlag(argparse.Action):
+    """Stores the value of a flag that has a former name (``--family``, formerly ``--task``);
+    the two spellings given with different values are an error (exit status 2)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:  # fmt: skip
+        # which spelling gave which value, in this parse (names starting "_" are not options)
+        given = vars(namespace).setdefault(f"_{self.dest}_given", {})
+        for other, value in given.items():
+            if other != option_string and value != values:
+                same = " and ".join(self.option_strings)
+                parser.error(
+                    f"{other} {value} and {option_string} {values} disagree: {same} are the "
+                    "same option"
+                )
+        given[option_string] = values
+        setattr(namespace, self.dest, values)
+
+
+def add_family_flag(parser: argparse.ArgumentParser, *, default: str | None, help: str) -> None:
+    """``--family NAME``, with ``--task`` (its former name) as an alias."""
+    parser.add_argument(
+        "--family", "--task", dest="family", default=default, action=_AliasedFlag,
+        metavar="FAMILY", help=f"{help}; --task is its former name",
+    )  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="htaf",

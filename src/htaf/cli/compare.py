@@ -2,11 +2,12 @@
 
     htaf compare                                   # HTAF vs STE/surrogates vs ReLU, 5 seeds
     htaf compare --dataset csv:my.csv --target y --estimators "htaf(2,11),ste" --seeds 3
-    htaf compare --task dhn --dataset digits_images --model widths=[128,64]
-    htaf compare --task icbm --dataset cub200 --backbone hf:models/vit-base
+    htaf compare --family dhn --dataset digits_images --model widths=[128,64]
+    htaf compare --family icbm --dataset cub200 --backbone hf:models/vit-base
 
-Each family (``--task``) brings its own defaults: dataset, estimators, epochs, learning rate and
-batch size; flags override them, and ``--model KEY=VALUE`` sets the family's model options.
+Each family (``--family``; ``--task`` is its former name) brings its own defaults: dataset,
+estimators, epochs, learning rate and batch size; flags override them, and ``--model
+KEY=VALUE`` sets the family's model options.
 The command parses and prints; ``htaf.compare`` (``htaf.api``) does the work, with the same
 defaults.
 
@@ -21,7 +22,8 @@ import argparse
 import shlex
 from typing import Any
 
-from htaf.api import DEFAULT_OUT
+from htaf.api import DEFAULT_FAMILY, DEFAULT_OUT
+from htaf.cli import add_family_flag
 
 
 def parse_model_options(items: list[str]) -> dict[str, Any]:
@@ -51,7 +53,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--task", default="dhn", help="model family (default: dhn; see htaf families)")
+    add_family_flag(
+        p, default=DEFAULT_FAMILY, help="model family (default: dhn; see htaf families)"
+    )
     p.add_argument("--dataset", default=None, help="dataset name or csv:PATH (family default)")
     p.add_argument(
         "--estimators", default=None, help="comma-separated estimator specs (family default)"
@@ -115,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         if args.backbone is not None:
             model["backbone"] = args.backbone
         exp = api.compare(
-            task=args.task, dataset=args.dataset, estimators=args.estimators, seeds=args.seeds,
+            family=args.family, dataset=args.dataset, estimators=args.estimators, seeds=args.seeds,
             out=args.out, model=model, command=command_line(args), epochs=args.epochs,
             lr=args.lr, batch_size=args.batch_size, data_dir=args.data_dir, target=args.target,
             impute=args.impute, data_options=data_options(args),
@@ -141,7 +145,8 @@ def command_line(args: argparse.Namespace) -> str:
     """The command with every option spelled out: rerunning it repeats the experiment."""
     parts = ["htaf", "compare"]
     for key, value in vars(args).items():
-        if key in ("func", "command", "resume") or value is None or value is False:
+        skipped = key in ("func", "command", "resume") or key.startswith("_")  # "_": not a flag
+        if skipped or value is None or value is False:
             continue
         flag = "--" + key.replace("_", "-")
         if value is True:
@@ -157,8 +162,8 @@ def print_table(summary: list[dict[str, Any]], records: list[dict[str, Any]]) ->
     """The report's tables, aligned for a terminal."""
     from htaf.report import table_rows
 
-    for (task, dataset), (header, rows) in table_rows(summary, records).items():
-        print(f"\n{dataset} ({task}), mean ± std over seeds; step = exact binary inference")
+    for (family, dataset), (header, rows) in table_rows(summary, records).items():
+        print(f"\n{dataset} ({family}), mean ± std over seeds; step = exact binary inference")
         cells = [header, *rows]
         widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
         for i, r in enumerate(cells):

@@ -9,10 +9,10 @@ import json
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "families",
-        help="list the model families (--task) with their model options and defaults",
+        help="list the model families (--family) with their model options and defaults",
         description="List every model family: the data kinds it takes, its model options with "
         "their defaults ([model] in a run config, --model KEY=VALUE on compare) and what "
-        "`htaf compare --task NAME` runs by default.",
+        "`htaf compare --family NAME` runs by default (--task is the former name of --family).",
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=run)

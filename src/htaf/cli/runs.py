@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from htaf.cli import add_family_flag
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("runs", help="list past runs from OUT/results.sqlite (or export CSV)")
     p.add_argument("--out", default="htaf-runs", help="results folder (default: ./htaf-runs)")
     p.add_argument("--dataset", default=None, help="only this dataset")
     p.add_argument("--estimator", default=None, help="only this estimator spec")
-    p.add_argument("--task", default=None, help="only this task")
+    add_family_flag(p, default=None, help="only this model family")
     p.add_argument("--experiment", default=None, help="only this experiment id")
     p.add_argument("--csv", default=None, metavar="FILE", help="write the runs as CSV")
     p.set_defaults(func=run)
@@ -23,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
 
     store = ResultStore.open_existing(Path(args.out) / STORE_NAME)
     rows = store.query(
-        dataset=args.dataset, estimator=args.estimator, task=args.task,
+        dataset=args.dataset, estimator=args.estimator, family=args.family,
         experiment_id=args.experiment,
     )  # fmt: skip
     if args.csv:

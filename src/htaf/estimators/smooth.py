@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from htaf import _native
-from htaf import functional as F
+from htaf import functional as hf
 from htaf.estimators.base import Estimator
 from htaf.estimators.registry import register
 
@@ -55,7 +55,7 @@ class HTAF(Estimator):
             raise ValueError(f"alpha0 must be a positive number or 'auto', got {alpha0!r}")
         super().__init__(alpha0=1.0 if auto else alpha0, **kwargs)  # type: ignore[arg-type]
         self.auto = auto
-        self.live = F.check_param(live, "live")
+        self.live = hf.check_param(live, "live")
         if self.live >= 1:
             raise ValueError(f"live must be in (0, 1), got {self.live}")
         #: Where calibration errors say the estimator sits (set by htaf.calibrate).
@@ -73,7 +73,7 @@ class HTAF(Estimator):
 
     def calibrate(self, x: Tensor) -> float:
         """Set :math:`\alpha_0` from the inputs ``x`` (threshold at 0); returns it."""
-        self.alpha0 = F.calibrate_alpha0(x, self.alpha1, self.live, where=self.where)
+        self.alpha0 = hf.calibrate_alpha0(x, self.alpha1, self.live, where=self.where)
         self.calibrated = True
         return self.alpha0
 
@@ -92,7 +92,7 @@ class HTAF(Estimator):
         if self.pending:
             try:
                 self.calibrate(x)
-            except F.ConstantInputError as err:
+            except hf.ConstantInputError as err:
                 # No scale to read (snnTorch's first reset sees a resting membrane): answer
                 # with the exact step, without a gradient, and calibrate on the next input.
                 self.deferred = str(err)
@@ -104,10 +104,10 @@ class HTAF(Estimator):
         return super().forward(x)
 
     def smooth(self, x: Tensor) -> Tensor:
-        return F.htaf(x, self._alpha0(), self.alpha1)
+        return hf.htaf(x, self._alpha0(), self.alpha1)
 
     def grad(self, x: Tensor) -> Tensor:
-        return F.htaf_derivative(x, self._alpha0(), self.alpha1)
+        return hf.htaf_derivative(x, self._alpha0(), self.alpha1)
 
     def _alpha0(self) -> float:
         if self.pending:
@@ -159,7 +159,7 @@ class ScaledSigmoid(Estimator):
     defaults = {"beta": 22.0}
 
     def smooth(self, x: Tensor) -> Tensor:
-        return F.scaled_sigmoid(x, self.beta)
+        return hf.scaled_sigmoid(x, self.beta)
 
     def grad(self, x: Tensor) -> Tensor:
         s = torch.sigmoid(self.beta * x)

@@ -1,12 +1,12 @@
-"""Model families: ``RunConfig.task`` names the family that turns a config into a model.
+"""Model families: ``RunConfig.family`` names the family that turns a config into a model.
 
-    model = build_model(config, dataset)      # config.task == "dhn" -> htaf.families.dhn.DHN
+    model = build_model(config, dataset)      # config.family == "dhn" -> htaf.families.dhn.DHN
 
 Each family lives in its own module here (``dhn``, ``bnn``, ``snn``, ``icbm``, ``convex``) and
 defines ``FAMILY``, a :class:`Family`: its options (a dataclass, filled from the config's
 ``model`` table), a builder ``(options, spec, estimator, estimator_params) -> nn.Module`` that
 sees only a :class:`DataSpec` (never the data, the engine, the store or the CLI), and the
-defaults ``htaf compare --task NAME`` starts from. Modules are imported on first use (also
+defaults ``htaf compare --family NAME`` starts from. Modules are imported on first use (also
 as attributes: ``htaf.families.dhn.DHN`` after a bare ``import htaf``), so ``import htaf``
 stays cheap.
 
@@ -78,16 +78,16 @@ class Family:
     options: type  # a dataclass; see htaf.families.options
     build: Builder
     kinds: tuple[str, ...] = ("table", "image", "sequence")  # data kinds it accepts
-    #: RunConfig fields ``htaf compare --task NAME`` starts from (dataset, lr, epochs...);
+    #: RunConfig fields ``htaf compare --family NAME`` starts from (dataset, lr, epochs...);
     #: ``data_options`` apply only while the grid's dataset is this ``dataset``.
     compare: Mapping[str, Any] = field(default_factory=dict)
-    #: The estimators ``htaf compare --task NAME`` compares by default.
+    #: The estimators ``htaf compare --family NAME`` compares by default.
     estimators: tuple[str, ...] = ("htaf",)
     #: ``(options, dataset) -> dataset``: the data the model sees, if not the loaded one.
     prepare: Callable[[Any, Any], Any] | None = None
     #: Dataset tasks it accepts.
     tasks: tuple[str, ...] = ("binary", "multiclass", "regression")
-    #: Worker processes ``htaf compare --task NAME`` runs at once unless told (``--jobs``):
+    #: Worker processes ``htaf compare --family NAME`` runs at once unless told (``--jobs``):
     #: for small convolutional networks, two single-threaded runs on two cores finish a grid
     #: sooner than one run on two threads (a small network cannot keep two threads busy).
     jobs: int = 1
@@ -113,21 +113,21 @@ def get_family(name: str) -> Family:
     """The :class:`Family` registered as ``name``; ``ConfigError`` naming the others if none."""
     if name not in MODULES:
         raise ConfigError(
-            f"unknown model family (config key 'task') {name!r} "
+            f"unknown model family (config key 'family') {name!r} "
             f"(available: {', '.join(family_names())})"
         )
     return importlib.import_module(MODULES[name]).FAMILY
 
 
-def model_options(task: str, table: Mapping[str, Any] | None) -> Any:
+def model_options(family: str, table: Mapping[str, Any] | None) -> Any:
     """The family's options dataclass filled from ``table``; errors name ``model.KEY``."""
-    fam = get_family(task)
+    fam = get_family(family)
     return parse_options(fam.options, table, fam.name)
 
 
-def option_defaults(task: str) -> dict[str, Any]:
+def option_defaults(family: str) -> dict[str, Any]:
     """The family's default model options, as plain data."""
-    return defaults(get_family(task).options)
+    return defaults(get_family(family).options)
 
 
 def output_size(dataset: Any) -> int:
@@ -166,9 +166,9 @@ def data_spec(dataset: Any) -> DataSpec:
 
 
 def prepare_data(config: Any, dataset: Any, *, options: Any = None) -> Any:
-    """The dataset as family ``config.task`` feeds it to its model (``Family.prepare``).
-    ``options``: the already parsed ``model_options(config.task, config.model)``."""
-    fam = get_family(config.task)
+    """The dataset as family ``config.family`` feeds it to its model (``Family.prepare``).
+    ``options``: the already parsed ``model_options(config.family, config.model)``."""
+    fam = get_family(config.family)
     if fam.prepare is None:
         return dataset
     if options is None:
@@ -176,10 +176,10 @@ def prepare_data(config: Any, dataset: Any, *, options: Any = None) -> Any:
     return fam.prepare(options, dataset)
 
 
-def check_data(task: str, dataset: Any) -> DataSpec:
-    """The dataset's :class:`DataSpec`; ``ConfigError`` if family ``task`` does not take its
-    kind (table, image, sequence) or its task (binary, multiclass, regression)."""
-    fam = get_family(task)
+def check_data(family: str, dataset: Any) -> DataSpec:
+    """The dataset's :class:`DataSpec`; ``ConfigError`` if ``family`` does not take its kind
+    (table, image, sequence) or its task (binary, multiclass, regression)."""
+    fam = get_family(family)
     spec = data_spec(dataset)
     if spec.kind not in fam.kinds:
         raise ConfigError(
@@ -195,16 +195,16 @@ def check_data(task: str, dataset: Any) -> DataSpec:
 
 
 def build_model(config: Any, dataset: Any, *, options: Any = None) -> nn.Module:
-    """Build the model of family ``config.task`` for ``dataset`` from ``config.model``
-    (``options``: the already parsed ``model_options(config.task, config.model)``).
+    """Build the model of family ``config.family`` for ``dataset`` from ``config.model``
+    (``options``: the already parsed ``model_options(config.family, config.model)``).
 
     Raises ``ConfigError`` (a ``ValueError``) for an unknown family, a bad option, or data of
     a kind or task the family does not take; builders raise ``ValueError`` for bad estimators.
     """
-    fam = get_family(config.task)
+    fam = get_family(config.family)
     if options is None:
         options = parse_options(fam.options, config.model, fam.name)
-    spec = check_data(config.task, dataset)
+    spec = check_data(config.family, dataset)
     return fam.build(options, spec, config.estimator, dict(config.estimator_params))
 
 

@@ -51,7 +51,7 @@ def configs(
     settings = {k: v for k, v in DEFAULTS.items() if k not in ("dataset", "epochs", "seeds")}
     settings.update(overrides)
     base = RunConfig(
-        task="dhn", dataset=dataset, model={"widths": list(widths), "batch_norm": False},
+        family="dhn", dataset=dataset, model={"widths": list(widths), "batch_norm": False},
         epochs=epochs,
         seed=seed, **settings,
     )  # fmt: skip

@@ -30,7 +30,7 @@ rows are missing is left out.
     result["levels"]["2"]["claims"]["thresholding"]["holds"]
 
 ``htaf study icbm-difficulty`` calls :func:`run` with the same defaults (``DEFAULTS``): 6000
-images a level, 8 epochs, 3 seeds, 2 worker processes: smaller than ``htaf compare --task
+images a level, 8 epochs, 3 seeds, 2 worker processes: smaller than ``htaf compare --family
 icbm`` (10000 images, 10 epochs, 5 seeds) so the sweep fits in about 10 minutes on 2 cores.
 Outputs: ``icbm_difficulty.json``, ``icbm_difficulty.md``, ``config.json``,
 ``icbm_difficulty.png/.svg`` and the runs under ``level{k}/``.
@@ -72,7 +72,7 @@ def configs(
     settings = {k: DEFAULTS[k] for k in ("epochs", "lr", "batch_size")}
     settings.update(overrides)
     options = {"n": n, "difficulty": level, **(data_options or {})}
-    base = RunConfig(task="icbm", dataset="shapes", data_options=options, **settings)
+    base = RunConfig(family="icbm", dataset="shapes", data_options=options, **settings)
     return [base.replace(estimator=e, seed=s) for e in estimators for s in seeds]
 
 
@@ -168,10 +168,10 @@ def summarize_rows(cfgs: Sequence[RunConfig], metrics: Sequence[dict[str, Any]])
     for cfg, m in sorted(zip(cfgs, metrics, strict=True), key=lambda cm: cm[0].seed):
         by.setdefault(cfg.estimator, []).append(m)
     rows = {}
-    for est, ms in by.items():
+    for spec, ms in by.items():
         hard = [float(m["test_accuracy_hard"]) for m in ms]
         smooth = [float(m["test_accuracy_smooth"]) for m in ms]
-        rows[est] = {
+        rows[spec] = {
             "accuracy_hard": _stats(hard),
             "accuracy_smooth": _stats(smooth),
             "near_binary_05": _stats([float(m["near_binary_05"]) for m in ms]),
@@ -224,11 +224,11 @@ def markdown(summary: dict[str, Any], htaf: str | None) -> str:
         "|---|---|---|---|---|---|",
     ]
     for lv, s in summary.items():
-        for est, r in s["rows"].items():
+        for spec, r in s["rows"].items():
             a, b = r["accuracy_hard"], r["accuracy_smooth"]
             t = r["thresholding_loss"]
             lines.append(
-                f"| {lv} | {est} | {a['mean']:.4f} ± {a['std']:.4f} | {b['mean']:.4f} ± "
+                f"| {lv} | {spec} | {a['mean']:.4f} ± {a['std']:.4f} | {b['mean']:.4f} ± "
                 f"{b['std']:.4f} | {r['near_binary_05']['mean']:.1%} | "
                 f"{100 * t['mean']:+.2f} ± {100 * t['std']:.2f} pts |"
             )
@@ -271,10 +271,10 @@ def plot(summary: dict[str, Any], out_dir: str | Path, settings: str = "") -> li
 
     levels = [int(lv) for lv in summary]
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for est in next(iter(summary.values()))["rows"]:
-        rows = [summary[str(lv)]["rows"][est]["accuracy_hard"] for lv in levels]
+    for spec in next(iter(summary.values()))["rows"]:
+        rows = [summary[str(lv)]["rows"][spec]["accuracy_hard"] for lv in levels]
         ax.errorbar(levels, [r["mean"] for r in rows], yerr=[r["std"] for r in rows],
-                    marker="o", markersize=3, capsize=3, label=est)  # fmt: skip
+                    marker="o", markersize=3, capsize=3, label=spec)  # fmt: skip
     title = "ICBM on shapes: exact-binary accuracy by difficulty" + (
         f"\n{settings}" if settings else ""
     )

@@ -4,7 +4,8 @@
     record = run_one(RunConfig(dataset="breast_cancer", estimator="htaf"), "runs/bc-htaf")
     run = load_run("runs/bc-htaf")        # the folder read back: config, metrics, model()
 
-``TASKS`` lists the model families ``RunConfig.task`` may name (see ``htaf.families``).
+``FAMILIES`` lists the model families ``RunConfig.family`` may name (see ``htaf.families``);
+``TASKS`` is its former name.
 """
 
 from typing import Any
@@ -25,6 +26,7 @@ from htaf.train.run_folder import Run, load_run, read_config
 from htaf.train.setup import seed_everything
 
 __all__ = [
+    "FAMILIES",
     "HIGHER_IS_BETTER",
     "METRICS",
     "PRIMARY",
@@ -53,8 +55,8 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # TASKS is live: families registered after import show up too.
-    if name == "TASKS":
+    # FAMILIES is live: families registered after import show up too.
+    if name in ("FAMILIES", "TASKS"):
         from htaf.families import family_names
 
         return tuple(family_names())

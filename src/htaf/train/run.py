@@ -180,7 +180,7 @@ def run_one(
     """
     out_dir = Path(out_dir)
     config.validate()
-    options = model_options(config.task, config.model)  # bad options fail before the data loads
+    options = model_options(config.family, config.model)  # bad options fail before the data loads
     if dataset is None:
         dataset = run_folder.load_dataset(config)
     dataset = prepare_data(config, dataset, options=options)  # the family's view (features)

@@ -44,7 +44,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from htaf.config import ConfigError, RunConfig
+from htaf.config import KEY_ALIASES, ConfigError, RunConfig
 
 CONFIG = "config.json"
 HISTORY = "history.jsonl"
@@ -83,8 +83,8 @@ def flatten(row: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def config_from_dict(data: dict[str, Any]) -> RunConfig:
     """The ``RunConfig`` in a ``config.json`` dict (the keys it adds, like ``versions``,
-    dropped)."""
-    fields = {f.name for f in dataclasses.fields(RunConfig)}
+    dropped; one written by an older version, with ``task`` for ``family``, read too)."""
+    fields = {f.name for f in dataclasses.fields(RunConfig)} | set(KEY_ALIASES)
     return RunConfig.from_dict({k: v for k, v in data.items() if k in fields})
 
 
@@ -227,7 +227,7 @@ class Run:
         """The family's model options (a dataclass), parsed once from ``config.model``."""
         from htaf.families import model_options
 
-        return model_options(self.config.task, self.config.model)
+        return model_options(self.config.family, self.config.model)
 
     @cached_property
     def _raw_dataset(self) -> Any:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from htaf.config import ConfigError, RunConfig
+from htaf.config import ConfigError, RunConfig, canonical_keys
 from htaf.estimators import Schedule, estimators_in
 from htaf.io import to_plain
 from htaf.optim import Bop, bop_param_groups
@@ -112,6 +112,7 @@ def make_estimator_schedule(model: nn.Module, config: RunConfig) -> tuple[Schedu
 def check_resume_config(config: RunConfig, saved: Mapping[str, Any], path: Path) -> None:
     """Refuse to resume the checkpoint at ``path`` under a config that changes what it trains."""
     now = to_plain(config.to_dict())
+    saved = canonical_keys(saved)  # a checkpoint of an older version names the family "task"
     # A key newer than the checkpoint was at its default when the checkpoint was written.
     default = to_plain(RunConfig().to_dict())
     changed = sorted(

@@ -91,7 +91,7 @@ class MLflowTracker(RunTracker):
             client.update_run(self.run_id, status="RUNNING")
             return
         tags = {
-            f"htaf.{k}": str(self.config.get(k)) for k in ("task", "dataset", "estimator", "seed")
+            f"htaf.{k}": str(self.config.get(k)) for k in ("family", "dataset", "estimator", "seed")
         }
         tags["htaf.run_dir"] = str(self.run_dir)
         run = client.create_run(self.tracking.experiment_id, run_name=self.name, tags=tags)

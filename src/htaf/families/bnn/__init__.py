@@ -1,8 +1,8 @@
 """Binary Neural Networks: weights and activations in {-1, +1}, Larq-style.
 
-    htaf compare --task bnn                                 # small CNN on digits_images
-    htaf compare --task bnn --dataset cifar10 --model arch=binarynet_cnn
-    htaf train --config run.toml --set task="bnn" --set model.arch="birealnet18"
+    htaf compare --family bnn                               # small CNN on digits_images
+    htaf compare --family bnn --dataset cifar10 --model arch=binarynet_cnn
+    htaf train --config run.toml --set family="bnn" --set model.arch="birealnet18"
 
 Every binary layer quantizes its input with the run's estimator (``htaf``, ``ste_clipped``,
 ``approx_sign``...; signed, so the exact forward is ``sign``) and its latent weights with the

@@ -12,13 +12,13 @@ instead of training by gradient, and rebuilds the network from the solution:
   units and the staircase second layer fitted by ``reconstruction = "pinv" | "svm"``
   (:mod:`.deep`).
 
-The model is an ordinary DHN of exact steps (:mod:`.network`): ``htaf compare --task convex``
+The model is an ordinary DHN of exact steps (:mod:`.network`): ``htaf compare --family convex``
 solves it in the grid (``epochs = 1``, the engine's ``fit_closed_form`` hook), evaluates,
 saves and loads it like any other run, and its metrics carry the solve's certificate
 (``solver_gap``, ``solver_optimal``, ...). Binary targets are fitted as ±1, regression
-targets as they are; multiclass data is refused. The scikit-learn estimators are
-:class:`~htaf.families.convex.estimators.ConvexThresholdClassifier` and
-``ConvexThresholdRegressor`` (also ``htaf.convex``).
+targets as they are; multiclass data is refused. The scikit-learn wrappers are
+:class:`~htaf.sklearn.ConvexThresholdClassifier` and ``ConvexThresholdRegressor`` (also
+``htaf.convex``), in layer 4 with the other wrappers.
 
 Options (``[model]``): ``variant``, ``directions``, ``beta`` (none: 1e-3 · n), ``width``,
 ``reconstruction``, ``solver`` (``"working_set"`` or ``"cvxpy"``, the CVXPY + Clarabel

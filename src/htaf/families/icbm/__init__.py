@@ -1,8 +1,8 @@
 """Implicit Concept Bottleneck Models (the ``icbm`` family): a backbone, K near-binary concepts,
 and a linear classifier on the concepts (:class:`~htaf.families.icbm.model.ICBM`).
 
-    htaf compare --task icbm                                  # shapes level 1, 5 rows
-    htaf compare --task icbm --dataset cub200 --model backbone=hf:models/vit --model n_concepts=256
+    htaf compare --family icbm                                # shapes level 1, 5 rows
+    htaf compare --family icbm --dataset cub200 --backbone hf:models/vit --model n_concepts=256
     htaf concepts htaf-runs/compare-.../shapes/htaf/seed0     # the concept analysis
 
 Estimators: any binary estimator is the bottleneck (``htaf``, ``ste``, ``scaled_sigmoid``...);

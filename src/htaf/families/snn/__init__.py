@@ -5,8 +5,8 @@ this is the paper's surrogate-free training, with a surrogate (atan, fast_sigmoi
 mode the usual surrogate-gradient training. Evaluation reports both forwards; ``*_hard`` is
 the network with exact spikes ``1{v >= θ}``.
 
-    htaf compare --task snn                                  # spiking MLP on digits_images
-    htaf train --config run.toml --set task=snn --set model.arch=cnn --set model.T=4
+    htaf compare --family snn                                # spiking MLP on digits_images
+    htaf train --config run.toml --set family=snn --set model.arch=cnn --set model.T=4
 
 Modules:
 
