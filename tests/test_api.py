@@ -104,9 +104,16 @@ def test_runs_reads_the_store_as_a_dataframe(experiment):
         saved = json.loads((Path(run["run_dir"]) / "metrics.json").read_text())
         assert run["test_auroc_hard"] == saved["test_auroc_hard"]
     assert len(htaf.runs(out, experiment=experiment.id)) == 4
-    assert htaf.runs(out, dataset="nope").empty
-    with pytest.raises(TypeError, match="unknown filter 'seed'"):
-        htaf.runs(out, seed=0)
+    assert list(htaf.runs(out, seed=0)["estimator"]) == ["htaf", "relu"]
+    assert len(htaf.runs(out, estimator="relu", seed=[0, 1], status="done")) == 2
+    assert len(htaf.runs(out, family="dhn")) == len(htaf.runs(out, task="dhn")) == 4
+    assert htaf.runs(out, estimator="relu", experiment_id=experiment.id).equals(relu)
+    with pytest.raises(ValueError, match=r"dataset='nope' \(the store's dataset values: '"):
+        htaf.runs(out, dataset="nope")
+    with pytest.raises(ValueError, match=r"no run .* has estimator='sigmoid'.*'htaf', 'relu'"):
+        htaf.runs(out, estimator=["relu", "sigmoid"])
+    with pytest.raises(ValueError, match=r"unknown filter 'colour'.*seed"):
+        htaf.runs(out, colour="red")
 
 
 def test_runs_without_a_store_names_it(tmp_path):

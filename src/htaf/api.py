@@ -436,29 +436,49 @@ def _frame(rows: list[dict[str, Any]], first: Sequence[str]) -> Any:
     return pd.DataFrame(rows, columns=[*first, *others])
 
 
-def runs(out: str | Path = DEFAULT_OUT, **filters: str) -> Any:
-    """Every run in ``OUT/results.sqlite`` matching ``filters`` (dataset, estimator, family,
-    experiment; ``task`` is the former name of ``family``), oldest first: what ``htaf runs``
-    lists, as a DataFrame with every metric."""
+def runs(out: str | Path = DEFAULT_OUT, **filters: Any) -> Any:
+    """Every run in ``OUT/results.sqlite`` matching ``filters``, oldest first: what ``htaf runs``
+    lists, as a DataFrame with every metric.
+
+    A filter is any column of that frame (``dataset``, ``estimator``, ``family``, ``seed``,
+    ``status``, ``experiment_id``, a metric...) set to a value, or to a list of values (any of
+    them); ``experiment`` is another name for ``experiment_id`` and ``task`` the former name of
+    ``family``. An unknown column, or a value no run in the store holds, raises ``ValueError``
+    naming the columns, or the values that column holds."""
     from htaf.store import RUN_COLUMNS, STORE_NAME, ResultStore
 
-    for key in filters:
-        if key not in RUN_FILTERS:
-            raise TypeError(
-                f"runs() got an unknown filter {key!r} (known: {', '.join(RUN_FILTERS)})"
-            )
     path = Path(out) / STORE_NAME
     if not path.is_file():
         raise ConfigError(f"no results store at {path}; run `htaf compare` first")
-    query: dict[str, str] = {}
+    rows = ResultStore(path).query()
+    frame = _frame([{**{k: r[k] for k in RUN_COLUMNS}, **r["metrics"]} for r in rows],
+                   RUN_COLUMNS)  # fmt: skip
+    wanted: dict[str, Any] = {}
     for key, value in filters.items():
-        column = RUN_FILTERS[key]
-        if column in query and query[column] != value:
-            raise ConfigError("runs() got family and task (its former name), and they differ")
-        query[column] = value
-    rows = ResultStore(path).query(**query)
-    flat = [{**{k: r[k] for k in RUN_COLUMNS}, **r["metrics"]} for r in rows]
-    return _frame(flat, RUN_COLUMNS)
+        column = RUN_FILTERS.get(key, key)
+        if column not in frame.columns:
+            raise ConfigError(
+                f"runs() got an unknown filter {key!r}: filter on a column of the runs table "
+                f"({', '.join(map(str, frame.columns))}; also {', '.join(RUN_FILTERS)})"
+            )
+        if column in wanted and wanted[column] != value:
+            raise ConfigError(
+                f"runs() got {column} twice (family and task, its former name?) and they differ"
+            )
+        wanted[column] = value
+    mask = _pandas().Series(True, index=frame.index)
+    for column, value in wanted.items():
+        values = list(value) if isinstance(value, list | tuple | set | frozenset) else [value]
+        present = frame[column].dropna().unique().tolist()
+        missing = [v for v in values if v not in present]
+        if missing:
+            held = ", ".join(map(repr, sorted(present, key=str))) or "none"
+            raise ConfigError(
+                f"no run in {path} has {column}={', '.join(map(repr, missing))} "
+                f"(the store's {column} values: {held})"
+            )
+        mask = mask & frame[column].isin(values)
+    return frame[mask].reset_index(drop=True)
 
 
 # -- htaf train --------------------------------------------------------------------------------
