@@ -127,7 +127,8 @@ def test_exported_model_holds_bits_and_reproduces_the_hard_outputs(arch, shape, 
         assert f"{module_path}.weight" not in stored  # no latent floats
         assert stored[f"{module_path}.weight_bits"].dtype == torch.uint8
     fresh = build(opts, DataSpec("image", shape, 5, "multiclass"), "htaf", {})
-    loaded = load_binary(fresh, path).eval()
+    loaded = load_binary(fresh, path)
+    assert not any(m.training for m in loaded.modules())  # eval mode, as loaders return
     assert all(e.mode == "hard" for e in htaf.estimators.estimators_in(loaded))
     assert torch.equal(loaded(x), want)
     for layer in loaded.binary_layers().values():

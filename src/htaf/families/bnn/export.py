@@ -1,7 +1,7 @@
 """Export a binary network as what it is at inference: 1-bit weights, not latent floats.
 
     save_binary(model, "model.binary.safetensors")        # bits + per-channel scales
-    model = load_binary(build_the_same_model(), "model.binary.safetensors")   # hardened
+    model = load_binary(build_the_same_model(), "model.binary.safetensors")   # hardened, eval
 
 A binary layer's latent float weights W become ``LAYER.weight_bits``: the signs
 ``1{W >= 0}`` (``sign(0) = +1``, as the hard forward), flattened and packed 8 to a byte, bit ``i``
@@ -100,7 +100,8 @@ def save_binary(model: nn.Module, path: str | Path) -> Path:
 
 
 def load_binary(model: nn.Module, source: str | Path | tuple[dict[str, Tensor], dict[str, str]]):
-    """Fill ``model`` (a fresh build of the exported architecture) from an export and harden it.
+    """Fill ``model`` (a fresh build of the exported architecture) from an export, harden it
+    and return it in eval mode (as ``torch.load``-style loaders do; ``.train()`` to fine-tune).
 
     ``source``: a file written by :func:`save_binary`, or :func:`export_binary`'s pair. Raises
     :class:`BinaryExportError` for another format or a model that does not match.
@@ -150,7 +151,7 @@ def load_binary(model: nn.Module, source: str | Path | tuple[dict[str, Tensor], 
     except RuntimeError as err:  # tensors the model does not have, or of other shapes
         raise BinaryExportError(f"{where} does not fit this model: {err}") from None
     harden(model)
-    return model
+    return model.eval()
 
 
 def _binary_owned(key: str, binary: dict[str, Any]) -> bool:
