@@ -17,7 +17,7 @@ from htaf.families.bnn import (
     profile,
 )
 from htaf.families.bnn.models import ArchShapeError
-from htaf.families.summary import readable
+from htaf.families.summary import format_summary, readable, size
 
 
 def spec(shape, n_out=10):
@@ -252,3 +252,28 @@ def test_profile_of_a_plain_model_runs_a_forward():
     assert [r.output_shape for r in p.rows] == [(4, 6, 6), (4, 6, 6), (3,)]
     assert p.binary_params == 0 and p.float_params == 40 + 8 + 144 * 3 + 3
     assert p.macs == 36 * 36 + 144 * 3
+    assert [r.name for r in p.rows] == ["0", "1", "3"]  # module paths, not class names
+
+
+def test_profile_infers_a_dense_input_or_asks_for_the_shape():
+    net = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    p = profile(net)  # no input_shape: the first Linear's in_features
+    assert [(r.name, r.output_shape) for r in p.rows] == [("0", (4,)), ("2", (2,))]
+    nested = torch.nn.Sequential()
+    nested.add_module("features", torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(6, 3)))
+    assert [r.name for r in profile(nested).rows] == ["features.1"]
+    conv = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten())
+    with pytest.raises(ValueError, match=r"its first layer is Conv2d\): pass profile\(model, "
+                       "input_shape="):  # fmt: skip
+        profile(conv)
+    assert [r.output_shape for r in profile(conv, (1, 5, 5)).rows] == [(2, 3, 3)]
+
+
+def test_small_models_print_their_memory_in_bytes_or_kib():
+    assert (size(8 * 420), size(3), size(8 * 12800), size(8 * 1024**2 * 1.26)) == (
+        "420 B", "0.375 B", "12.50 KiB", "1.26 MiB",
+    )  # fmt: skip
+    net = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    text = format_summary(profile(net))  # 34 float32 parameters: 136 bytes
+    assert "memory: 136 B against 136 B as float32 (compression ratio 1.00)" in text
+    assert "0.00 MiB" not in text and "0.01 MiB" not in text

@@ -16,7 +16,8 @@ Counting follows ``larq.models.summary``:
   scale is a parameter and is;
 * a layer's MACs are its kernel size times its output pixels (1 for a dense layer); a MAC is
   binary when both the layer's input and its kernel are 1-bit;
-* memory is in KiB (8·1024 bits; Larq's "kB") and MiB;
+* memory is in KiB (8·1024 bits; Larq's "kB") per layer, and in B, KiB or MiB,
+  whichever reads best, in total;
 * a hidden activation holds 1 bit per unit once hardened when it is a step, else 32 bits.
 
 A layer's precision is what its ``precision()`` method says, ``(input bits, kernel bits)``
@@ -47,6 +48,7 @@ __all__ = [
     "layer_row",
     "profile",
     "readable",
+    "size",
 ]
 
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
@@ -197,20 +199,25 @@ def profile(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> Mod
 
     Layers that carry their ``output_shape`` (a BNN's, on any device, ``meta`` included) are
     profiled without running the model. Any other model runs one eval-mode, smooth forward of
-    a zero batch of ``input_shape`` (default ``model.input_shape``) with hooks that note each
-    layer's output. Rows are named from ``model.layer_names`` where it has one.
+    a zero batch of ``input_shape``, the shape of one sample (default ``model.input_shape``,
+    else ``(in_features,)`` of a first layer that is an ``nn.Linear``), with hooks that note
+    each layer's output. Rows are named from ``model.layer_names`` where it has one, else by
+    their module path (``0``, ``features.3``).
     """
+    paths = {m: path for path, m in model.named_modules()}
     names = {m: n for n, m in getattr(model, "layer_names", {}).items()}
+
+    def name(m: nn.Module) -> str:
+        return names.get(m) or paths[m] or type(m).__name__
+
     layers = [m for m in model.modules() if isinstance(m, _NORMS + _POOLS + _WEIGHTED)]
     if all(hasattr(m, "output_shape") for m in layers):
-        return ModelProfile([
-            layer_row(names.get(m, type(m).__name__), m, m.output_shape) for m in layers
-        ])  # fmt: skip
-    shape = tuple(input_shape or model.input_shape)
+        return ModelProfile([layer_row(name(m), m, m.output_shape) for m in layers])
+    shape = tuple(input_shape or getattr(model, "input_shape", None) or _first_input(model))
     rows: list[LayerRow] = []
     hooks = [
         m.register_forward_hook(lambda mod, _i, out: rows.append(
-            layer_row(names.get(mod, type(mod).__name__), mod, out.shape[1:])))
+            layer_row(name(mod), mod, out.shape[1:])))
         for m in layers
     ]  # fmt: skip
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
@@ -224,6 +231,19 @@ def profile(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> Mod
         for h in hooks:
             h.remove()
     return ModelProfile(rows)
+
+
+def _first_input(model: nn.Module) -> tuple[int, ...]:
+    """``(in_features,)`` where the first weighted layer is dense; else a ValueError."""
+    first = next((m for m in model.modules() if isinstance(m, _WEIGHTED)), None)
+    if isinstance(first, nn.Linear):
+        return (first.in_features,)
+    what = f"its first layer is {type(first).__name__}" if first else "it has no dense layer"
+    raise ValueError(
+        f"profile() needs the input shape of this {type(model).__name__} ({what}): pass "
+        "profile(model, input_shape=...), the shape of one sample without the batch, e.g. "
+        "(3, 32, 32), or set model.input_shape"
+    )
 
 
 def describe_activation(act: nn.Module) -> str:
@@ -308,9 +328,17 @@ def _larq_params(p: ModelProfile) -> str:
             f"{p.float_params:,} float)")  # fmt: skip
 
 
+def size(bits: float) -> str:
+    """A size in the unit that reads best: ``420 B``, ``12.50 KiB``, ``1.26 MiB``."""
+    n = bits / 8
+    if n < 1024:
+        return f"{n:.4g} B"
+    return f"{n / 1024:.2f} KiB" if n < 1024**2 else f"{n / 1024**2:.2f} MiB"
+
+
 def _memory(p: ModelProfile) -> str:
-    ratio = p.memory_mib / p.float32_mib if p.float32_mib else 0.0
-    return (f"memory: {p.memory_mib:.2f} MiB against {p.float32_mib:.2f} MiB as float32 "
+    ratio = p.memory_bits / (32 * p.params) if p.params else 0.0
+    return (f"memory: {size(p.memory_bits)} against {size(32 * p.params)} as float32 "
             f"(compression ratio {ratio:.2f})")  # fmt: skip
 
 
