@@ -77,6 +77,23 @@ def test_param_groups_need_binary_parameters():
     assert groups[0]["binary"] and len(groups[0]["params"]) == 1 and len(groups[1]["params"]) == 1
 
 
+def test_param_groups_find_the_quantized_layers_of_a_plain_model():
+    from htaf.families.bnn import QuantConv2d, QuantLinear
+
+    conv = QuantConv2d(1, 2, 3, input_quantizer="ste_clipped", kernel_quantizer="ste_clipped")
+    dense = QuantLinear(8, 3, kernel_quantizer="ste_clipped")
+    first = QuantLinear(4, 8)  # full precision: not binary
+    net = nn.Sequential(conv, nn.Flatten(), nn.Linear(2, 4), first, dense)
+    groups = bop_param_groups(net)
+    assert groups[0]["binary"] and groups[0]["params"] == [conv.weight, dense.weight]
+    binary = {id(p) for p in groups[0]["params"]}
+    assert len(groups[1]["params"]) == len(list(net.parameters())) - 2
+    assert not binary & {id(p) for p in groups[1]["params"]}
+    Bop(groups, lr=0.01)  # the groups build the optimizer
+    with pytest.raises(ValueError, match="no quantized layer"):
+        bop_param_groups(nn.Sequential(nn.Linear(2, 2), QuantLinear(2, 2)))
+
+
 @pytest.mark.parametrize(
     ("kwargs", "words"),
     [

@@ -16,7 +16,8 @@ optimizer, as Larq's ``CaseOptimizer(Bop, Adam)``):
 
     opt = Bop(bop_param_groups(model), lr=1e-3, gamma=1e-4, threshold=1e-8)
 
-``bop_param_groups`` splits a model by its ``binary_parameters()`` hook.
+``bop_param_groups`` splits a model by its ``binary_parameters()`` hook or, lacking one, by
+its quantized layers (modules with a ``kernel_quantizer``), as Larq's Bop does.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["GAMMA", "THRESHOLD", "Bop", "bop_param_groups"]
+__all__ = ["GAMMA", "THRESHOLD", "Bop", "binary_weights", "bop_param_groups"]
 
 #: Larq's defaults (``larq.optimizers.Bop``).
 GAMMA = 1e-4
@@ -35,15 +36,20 @@ THRESHOLD = 1e-8
 
 
 def bop_param_groups(model: nn.Module) -> list[dict[str, Any]]:
-    """``[{"params": binary, "binary": True}, {"params": the rest}]`` from the model's
-    ``binary_parameters()``; ``ValueError`` when the model has none."""
+    """``[{"params": binary, "binary": True}, {"params": the rest}]``.
+
+    The binary weights are the model's ``binary_parameters()`` where it has that hook, else,
+    as Larq's Bop finds them, the weights of its quantized layers: every module with a
+    ``kernel_quantizer`` set (``QuantLinear``, ``QuantConv2d``...), so a plain
+    ``nn.Sequential`` of them works. ``ValueError`` when the model has no binary weight."""
     from htaf.families.hooks import ModelHooks
 
-    binary = ModelHooks(model).binary_parameters()
+    binary = ModelHooks(model).binary_parameters() or binary_weights(model)
     if not binary:
         raise ValueError(
-            f"optimizer 'bop' flips binary weights, and {type(model).__name__} has none "
-            "(no binary_parameters())"
+            f"optimizer 'bop' flips binary weights, and {type(model).__name__} has none: no "
+            "binary_parameters() and no quantized layer (a module with a kernel_quantizer, "
+            "e.g. QuantLinear(..., kernel_quantizer='ste_clipped'))"
         )
     ids = {id(p) for p in binary}
     rest = [p for p in model.parameters() if id(p) not in ids]
@@ -51,6 +57,19 @@ def bop_param_groups(model: nn.Module) -> list[dict[str, Any]]:
     if rest:
         groups.append({"params": rest})
     return groups
+
+
+def binary_weights(model: nn.Module) -> list[nn.Parameter]:
+    """The weights of ``model``'s quantized layers: each module whose ``kernel_quantizer`` is
+    set and whose ``weight`` is a parameter, in module order, each once."""
+    found: dict[int, nn.Parameter] = {}
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        if getattr(module, "kernel_quantizer", None) is not None and isinstance(
+            weight, nn.Parameter
+        ):
+            found.setdefault(id(weight), weight)
+    return list(found.values())
 
 
 class Bop(torch.optim.Adam):
