@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 import htaf
 from htaf.estimators import get
-from htaf.families.bnn import QuantConv2d, QuantizerError, QuantLinear
+from htaf.families.bnn import QuantConv2d, QuantizerError, QuantLinear, weight_clip
 from htaf.families.bnn.layers import ModeBatchNorm1d
 from htaf.train.callbacks import activation_modules
 
@@ -144,3 +144,36 @@ def test_mode_norm_keeps_the_statistics_of_each_forward_apart():
     bn.stats = "smooth"  # never estimated: the usual statistics
     torch.testing.assert_close(bn(x), F.batch_norm(x, torch.zeros(3), torch.ones(3),
                                                    bn.weight, bn.bias))  # fmt: skip
+
+
+def _plain_loop(clip: bool, steps: int = 5) -> tuple[torch.nn.Module, list[float]]:
+    """A plain PyTorch loop, SGD with a learning rate that pushes weights far past 1."""
+    torch.manual_seed(0)
+    conv = QuantConv2d(1, 2, 3, input_quantizer="ste_clipped", kernel_quantizer="ste_clipped")
+    dense = QuantLinear(18, 3, kernel_quantizer="ste_clipped", scaling="mean_abs")
+    model = torch.nn.Sequential(conv, torch.nn.Flatten(), dense)
+    opt = torch.optim.SGD(model.parameters(), lr=50.0)
+    if clip:
+        weight_clip(opt, model)
+    x, y = torch.randn(16, 1, 5, 5), torch.randint(0, 3, (16,))
+    largest = []
+    for _ in range(steps):
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+        largest.append(max(float(m.weight.detach().abs().max()) for m in (conv, dense)))
+    return model, largest
+
+
+def test_weight_clip_keeps_a_plain_loops_binary_weights_in_the_unit_interval():
+    _, unclipped = _plain_loop(clip=False)
+    assert max(unclipped) > 1.5  # the loop does push the latent weights out
+    model, largest = _plain_loop(clip=True)
+    assert all(w <= 1.0 for w in largest)
+    conv, dense = model[0], model[2]
+    assert conv.steps == dense.steps == 5  # flips counted after every step, as the engine
+    assert not math.isnan(dense.pop_flip_ratio())
+    opt = torch.optim.SGD(model.parameters(), lr=50.0)
+    weight_clip(opt, model).remove()  # the handle stops it
+    with pytest.raises(ValueError, match="no layer to clip"):
+        weight_clip(opt, torch.nn.Linear(2, 2))

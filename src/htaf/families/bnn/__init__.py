@@ -26,7 +26,8 @@ Options (the ``[model]`` table):
   by the layer names :meth:`BNN.summary` prints;
 * ``widths``: the small CNN's three channel counts, or binarynet_mlp's hidden widths.
 
-Training: Adam on the latent weights (clipped to [-1, 1] after every step), or
+Training: Adam on the latent weights (clipped to [-1, 1] after every step; in a plain PyTorch
+loop, :func:`weight_clip` ``(optimizer, model)`` makes the optimizer clip them), or
 ``optimizer = "bop"`` (Bop for the binary weights, Adam for the rest; ``optimizer_params`` sets
 ``gamma`` and ``threshold``). Per epoch the history holds ``model_stats``: the flip ratio of
 every binary layer, the fraction of quantized activations within 0.05 of ±1 and the
@@ -42,7 +43,14 @@ from typing import Literal
 from htaf.estimators import names, parse_spec
 from htaf.families import DataSpec, Family
 from htaf.families.bnn.export import export_binary, load_binary, save_binary
-from htaf.families.bnn.layers import QuantConv2d, QuantizerError, QuantLayer, QuantLinear, quantizer
+from htaf.families.bnn.layers import (
+    QuantConv2d,
+    QuantizerError,
+    QuantLayer,
+    QuantLinear,
+    quantizer,
+    weight_clip,
+)
 from htaf.families.bnn.models import (
     ARCHS,
     BNN,
@@ -73,6 +81,7 @@ __all__ = [
     "profile",
     "quantizer",
     "save_binary",
+    "weight_clip",
 ]
 
 Arch = Literal["small_cnn", "binarynet_mlp", "binarynet_cnn", "xnornet", "birealnet18"]

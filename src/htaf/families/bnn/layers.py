@@ -8,7 +8,9 @@ A quantized layer computes, as Larq's ``QuantDense`` / ``QuantConv2D`` do,
   ``"htaf"``...) that maps the incoming activations to {-1, +1}, or None (full precision);
 * ``q_k``, the **kernel quantizer**: a signed estimator applied to the latent weights W, or
   None. After every optimizer step the latent weights are clipped to [-1, 1] (Larq's
-  ``weight_clip``), where clipped STE still passes gradient;
+  ``kernel_constraint="weight_clip"``), where clipped STE still passes gradient: htaf's
+  engine does it, and in a plain PyTorch loop :func:`weight_clip` (``weight_clip(optimizer,
+  model)``) makes the optimizer do it;
 * ``alpha``, the **weight scaling** of a binary kernel, per output channel: ``"none"``;
   ``"mean_abs"``, XNOR-Net's alpha_c = mean |W_c| (no gradient through alpha, as Larq's
   ``magnitude_aware_sign``); or ``"learned"``, a trained per-channel scale (XNOR-Net++).
@@ -48,6 +50,7 @@ __all__ = [
     "QuantLayer",
     "QuantLinear",
     "quantizer",
+    "weight_clip",
 ]
 
 #: Weight scalings of a binary kernel.
@@ -213,6 +216,33 @@ class QuantLayer(nn.Module):
     def extra_repr(self) -> str:
         base = super().extra_repr()  # type: ignore[misc]
         return f"{base}, scaling={self.scaling!r}" if self.binary else base
+
+
+def weight_clip(optimizer: torch.optim.Optimizer, model: nn.Module) -> Any:
+    """Make every ``optimizer.step()`` clip ``model``'s binary latent weights to [-1, 1] and
+    count their flips, as htaf's engine does after each step (Larq's
+    ``kernel_constraint="weight_clip"``), so a plain PyTorch loop trains the same way:
+
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        weight_clip(opt, model)         # then the usual zero_grad / backward / step
+
+    Calls ``constrain_()`` of every module of ``model`` that has one (each ``QuantLinear`` and
+    ``QuantConv2d``) after each step. Returns the hook's handle (``.remove()`` stops it).
+    ``ValueError`` when ``model`` has no such module; do not use it on an optimizer htaf's
+    engine steps (the engine clips already, and the flips would count twice).
+    """
+    modules = [m for m in model.modules() if callable(getattr(m, "constrain_", None))]
+    if not modules:
+        raise ValueError(
+            f"weight_clip: {type(model).__name__} has no layer to clip (no QuantLinear, "
+            "QuantConv2d or other module with a constrain_())"
+        )
+
+    def clip(_optimizer: torch.optim.Optimizer, _args: Any, _kwargs: Any) -> None:
+        for module in modules:
+            module.constrain_()
+
+    return optimizer.register_step_post_hook(clip)
 
 
 class QuantLinear(QuantLayer, nn.Linear):
