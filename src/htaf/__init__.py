@@ -15,14 +15,25 @@ module is an attribute the same way, imported on first access: ``htaf.interop.sn
 import importlib
 from typing import Any
 
-from htaf import _lazy, estimators, functional
-from htaf.estimators import available, calibrate, get, harden, set_mode, soften
-from htaf.functional import heaviside, htaf, htaf_derivative, scaled_sigmoid, signed_htaf
+from htaf import _lazy
 
 __version__ = "0.1.0"
 
 #: Attributes imported on first use: name -> module (the module itself when the name is one).
+#: Nothing here is imported by ``import htaf``, which therefore loads no torch: the command
+#: line (``htaf --help``, a usage error) answers before torch is loaded.
 _LAZY = {
+    "available": "htaf.estimators",
+    "calibrate": "htaf.estimators",
+    "get": "htaf.estimators",
+    "harden": "htaf.estimators",
+    "set_mode": "htaf.estimators",
+    "soften": "htaf.estimators",
+    "heaviside": "htaf.functional",
+    "htaf": "htaf.functional",
+    "htaf_derivative": "htaf.functional",
+    "scaled_sigmoid": "htaf.functional",
+    "signed_htaf": "htaf.functional",
     "diagnose": "htaf.diagnosis",
     "compare": "htaf.api",
     "train_one": "htaf.api",
@@ -63,7 +74,9 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         module = importlib.import_module(_LAZY[name])
-        return module if module.__name__ == f"htaf.{name}" else getattr(module, name)
+        value = module if module.__name__ == f"htaf.{name}" else getattr(module, name)
+        globals()[name] = value  # later lookups find it without calling __getattr__
+        return value
     return _lazy.submodule(__name__, name)
 
 

@@ -11,13 +11,17 @@ import io
 import json
 import math
 import os
+import sys
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy and torch are imported where they are used, not here: the studies import this module,
+# and the command line imports the studies to build its parser before torch may be loaded.
 
 FIGURE_FORMATS = ("png", "svg")
 
@@ -51,11 +55,13 @@ def to_plain(obj: Any) -> Any:
         return {str(k): to_plain(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [to_plain(v) for v in obj]
-    if isinstance(obj, torch.Tensor):
+    # a torch or numpy value exists only once its module was imported: no need to import it
+    torch, np = sys.modules.get("torch"), sys.modules.get("numpy")
+    if torch is not None and isinstance(obj, torch.Tensor):
         return to_plain(obj.detach().cpu().tolist()) if obj.ndim else obj.item()
-    if isinstance(obj, np.ndarray):
+    if np is not None and isinstance(obj, np.ndarray):
         return to_plain(obj.tolist())
-    if isinstance(obj, np.generic):
+    if np is not None and isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, Path):
         return str(obj)
@@ -91,12 +97,16 @@ def atomic_write_jsonl(path: str | Path, rows: list[Mapping[str, Any]]) -> Path:
 
 
 def atomic_save_npz(path: str | Path, arrays: Mapping[str, np.ndarray]) -> Path:
+    import numpy as np
+
     buf = io.BytesIO()
     np.savez_compressed(buf, **{k: np.asarray(v) for k, v in arrays.items()})
     return atomic_write_bytes(path, buf.getvalue())
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    import torch
+
     buf = io.BytesIO()
     torch.save(obj, buf)
     return atomic_write_bytes(path, buf.getvalue())

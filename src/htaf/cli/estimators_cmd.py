@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from htaf.estimators import available
-
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -21,6 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from htaf.estimators import available
+
     infos = available()
     if args.json:
         print(

@@ -52,12 +52,16 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from htaf.io import atomic_write_json, atomic_write_text
 from htaf.threads import one_torch_thread
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy is imported in the functions that use it: `htaf study --help` imports this module
+# for its defaults, and answers without loading numpy or torch.
 
 DEFAULTS: dict[str, Any] = {
     "n": 100,
@@ -86,6 +90,8 @@ BASELINES = (*(f"step + {rule}" for rule in RULES), "HTAF")
 
 def teacher(n: int, d: int, n_test: int, seed: int) -> dict[str, np.ndarray]:
     """The official notebook's data (module doc); ``X`` without the ones column."""
+    import numpy as np
+
     rng = np.random.RandomState(seed)
     X, X_test = rng.randn(n, d), rng.randn(n_test, d)
     W1, W2 = rng.uniform(-1, 1, (d + 1, 20)), rng.uniform(-1, 1, (20, 20))
@@ -100,6 +106,8 @@ def teacher(n: int, d: int, n_test: int, seed: int) -> dict[str, np.ndarray]:
 
 def accuracy(pred: np.ndarray, y: np.ndarray) -> float:
     """Accuracy of ``sign(pred)`` (``+1`` at 0) against ±1 labels."""
+    import numpy as np
+
     return float(np.mean(np.where(pred >= 0, 1.0, -1.0) == y))
 
 
@@ -183,6 +191,7 @@ def train_baseline(
 ) -> dict[str, Any]:
     """Train one baseline (module doc); every ``eval_every`` epochs its training time so far,
     accuracies and objective (exact steps)."""
+    import numpy as np
     import torch
 
     from htaf.estimators import harden
@@ -351,6 +360,8 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
 def plot(rows: list[dict[str, Any]], out_dir: str | Path, title: str) -> list[Path]:
     """Training accuracy, test accuracy and objective against wall-clock time (as the paper)."""
+    import numpy as np
+
     from htaf.analysis.plots import plt, save_figure
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), layout="constrained")

@@ -48,10 +48,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from htaf.io import atomic_write_json, atomic_write_text
 from htaf.threads import one_torch_thread
+
+# numpy is imported in the functions that use it: `htaf study --help` imports this module
+# for its defaults, and answers without loading numpy or torch.
 
 RULE_NAMES = (
     "decoupled_constant",
@@ -241,6 +242,7 @@ def build_row_network(
 # -- data ----------------------------------------------------------------------------------------
 def digits_table() -> dict[str, Any]:
     """scikit-learn digits / 16, split 80/20 with ``random_state=0`` (as FreeGrad)."""
+    import numpy as np
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -253,6 +255,7 @@ def digits_table() -> dict[str, Any]:
 def image_data(data_dir: str | None = None) -> dict[str, Any]:
     """MNIST where its files are present, else the registry's ``digits_images``, as the
     dataset's normalised float batches; images under 16 px upsampled to 16×16."""
+    import numpy as np
     import torch
     import torch.nn.functional as F
 
@@ -280,6 +283,8 @@ def image_data(data_dir: str | None = None) -> dict[str, Any]:
 
 def ones_data(n: int = 2000, d: int = 64, seed: int = 0) -> dict[str, Any]:
     """x ∈ {0,1}^d uniform over Hamming weights, y = 1{mean(x) > 0.5}; 80/20 split."""
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     weights = rng.integers(0, d + 1, size=n)
     X = np.zeros((n, d), dtype=np.float32)
@@ -308,6 +313,7 @@ def train_row(
     exp: ExperimentSettings, data: dict[str, Any], row: str, seed: int, epochs: int, probe: int
 ) -> dict[str, Any]:
     """Train one row with one seed; test accuracy and cosine per epoch."""
+    import numpy as np
     import torch
     import torch.nn.functional as F
 
@@ -466,6 +472,8 @@ def summarize_seeds(runs: list[dict[str, list[float]]]) -> dict[str, Any]:
     where every seed's gradient was zero has no cosine: NaN)."""
     import warnings
 
+    import numpy as np
+
     finals = [r["test_accuracy"][-1] for r in runs]
     cos = [c for r in runs for c in r["cosine"] if np.isfinite(c)]
     with warnings.catch_warnings():
@@ -515,6 +523,8 @@ def markdown_table(results: dict[str, Any], seeds: int) -> str:
 
 
 def plot(name: str, res: dict[str, Any], out_dir: Path) -> list[Path]:
+    import numpy as np
+
     from htaf.analysis.plots import plt, save_figure
 
     paths = []
