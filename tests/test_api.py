@@ -310,3 +310,16 @@ def test_compare_runs_the_familys_worker_count_unless_told(monkeypatch, tmp_path
     api.compare(task="icbm", seeds=1, out=tmp_path)  # the family's former name
     api.compare("icbm", seeds=1, out=tmp_path)
     assert seen == [2, 1, 1, 2, 2]
+
+
+def test_python_compare_runs_in_this_process_unless_asked(monkeypatch, tmp_path):
+    from htaf import api
+
+    # Workers are spawned: a script without a __main__ guard would die, so Python asks for them.
+    seen = {}
+    monkeypatch.setattr(api, "_run_experiment", lambda grid, out, **kw: seen.update(kw))
+    api.compare(family="icbm", seeds=1, out=tmp_path)
+    assert seen["jobs"] == 1
+    api.compare(family="icbm", seeds=1, out=tmp_path, jobs=2)
+    assert seen["jobs"] == 2
+    assert api.family_jobs("icbm") == 2 and api.family_jobs(None) == 1

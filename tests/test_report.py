@@ -100,3 +100,15 @@ def test_primary_metric():
     assert primary_metric(["test_accuracy_hard"]) == "accuracy"
     assert primary_metric(["test_rmse_hard", "test_r2_hard"]) == "rmse"
     assert primary_metric(["x"]) is None
+
+
+def test_one_seed_shows_no_spread_and_two_seeds_do(tmp_path):
+    from htaf.report import table_rows
+
+    for seeds in (1, 2):
+        exp = tmp_path / f"exp{seeds}"
+        records = fake_experiment(exp, seeds=seeds)
+        summary = json.loads((exp / "summary.json").read_text())
+        ((_, rows),) = table_rows(summary, records).values()
+        cells = [c for row in rows for c in row[1:-1]]
+        assert any("±" in c for c in cells) == (seeds == 2), cells

@@ -98,6 +98,13 @@ def _seed_list(seeds: int | Sequence[int]) -> list[int]:
     return [int(s) for s in seeds]
 
 
+def family_jobs(family: str | None) -> int:
+    """The worker processes ``htaf compare`` uses for ``family`` when ``--jobs`` is not given."""
+    from htaf.families import get_family
+
+    return get_family(DEFAULT_FAMILY if family is None else family).jobs
+
+
 def _family_arg(family: str | None, task: str | None) -> str:
     """``family``, or ``task`` (its former name), or the default; ``ConfigError`` naming both
     when they are given and differ."""
@@ -187,7 +194,9 @@ def compare(
     ``seeds`` a count (seeds 0..N-1) or a list; ``model`` the family's model options
     (``{"widths": [64, 64]}``); ``options`` any other RunConfig key (``epochs``, ``lr``,
     ``weight_decay``, ``data_dir``, ``target``, ``data_options``...). ``backend`` ``"local"``
-    (``jobs`` worker processes; default: the family's, 1 for most) or ``"ray"`` (``address``);
+    (``jobs`` worker processes; default 1: more need the script's ``if __name__ ==
+    "__main__":`` guard, since workers are spawned; ``htaf compare`` uses the family's) or
+    ``"ray"`` (``address``);
     ``track`` ``"tensorboard"`` or ``"mlflow"`` (``htaf.train.tracking``). ``command`` is what
     ``config.json`` and the report record as the call (default: this call, as Python).
 
@@ -198,9 +207,7 @@ def compare(
     family = _family_arg(family, task)
     grid = compare_grid(family, dataset, estimators, seeds, model=model, **options)
     if jobs is None:
-        from htaf.families import get_family
-
-        jobs = get_family(family).jobs
+        jobs = 1
     if command is None:
         given = {"family": family, "dataset": dataset, "estimators": estimators, "seeds": seeds,
                  "out": str(out), "model": model, **options}  # fmt: skip

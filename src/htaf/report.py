@@ -59,10 +59,17 @@ def fmt(mean: float | None, std: float | None = None, digits: int = 4) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+def stat(s: dict[str, Any] | None, digits: int = 4) -> str:
+    """A summary statistic ``{"mean", "std", "n"}``: no spread is shown for a single value."""
+    s = s or {}
+    return fmt(s.get("mean"), s.get("std") if s.get("n", 2) > 1 else None, digits)
+
+
 def _mean_std(xs: list[float]) -> tuple[float | None, float | None]:
+    """Mean and sample std; the std is None for fewer than two values (no spread to show)."""
     if not xs:
         return None, None
-    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else None)
 
 
 def table_rows(
@@ -94,13 +101,10 @@ def table_rows(
         header += [f"{metric} gap smooth−step", "near-binary ±0.05", "train time (s)", "seeds"]
         cells = [row["estimator"]]
         for _, name in columns:
-            s = m.get(f"test_{name}_hard") or {}
-            cells.append(fmt(s.get("mean"), s.get("std")))
+            cells.append(stat(m.get(f"test_{name}_hard")))
         cells.append(fmt(*_mean_std(gaps)))
-        near = m.get("near_binary_05") or {}
-        cells.append(fmt(near.get("mean"), near.get("std"), 3))
-        t = m.get("train_time_s") or {}
-        cells.append(fmt(t.get("mean"), t.get("std"), 2))
+        cells.append(stat(m.get("near_binary_05"), 3))
+        cells.append(stat(m.get("train_time_s"), 2))
         cells.append(str(max((s.get("n", 0) for s in m.values()), default=0)))
         key = (family_of(row), row["dataset"])
         tables.setdefault(key, (header, []))[1].append(cells)

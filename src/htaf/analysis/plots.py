@@ -199,12 +199,16 @@ def binary_metric_bars(summary: Sequence[dict[str, Any]], out_dir: str | Path) -
         for r in rows
     ]
     means = [r["metrics"][key]["mean"] for r in rows]
-    stds = [r["metrics"][key]["std"] or 0.0 for r in rows]
+    # One seed has no spread: no error bar rather than a bar of 0.
+    stds = [(r["metrics"][key]["std"] or 0.0) if r["metrics"][key].get("n", 2) > 1 else 0.0
+            for r in rows]  # fmt: skip
+    single = all(r["metrics"][key].get("n", 2) <= 1 for r in rows)
     fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(rows) + 1), 3.6))
     colors = _colors(labels)
     # Continuous reference rows (relu) have no step: hatch them so they read as a reference.
     hatches = ["" if _binary(r["estimator"]) else "//" for r in rows]
-    bars = ax.bar(labels, means, yerr=stds, capsize=4, color=[colors[lb] for lb in labels])
+    bars = ax.bar(labels, means, yerr=None if single else stds, capsize=4,
+                  color=[colors[lb] for lb in labels])  # fmt: skip
     for bar, hatch in zip(bars, hatches, strict=True):
         bar.set_hatch(hatch)
     if means and metric in ("auroc", "accuracy"):
