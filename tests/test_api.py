@@ -299,19 +299,6 @@ def test_an_experiment_with_no_finished_run_loads_empty(tmp_path):
     assert not exp.finished and "0/1 runs finished" in repr(exp)
 
 
-def test_compare_runs_the_familys_worker_count_unless_told(monkeypatch, tmp_path):
-    from htaf import api
-
-    seen = []
-    monkeypatch.setattr(api, "_run_experiment", lambda grid, out, **kw: seen.append(kw["jobs"]))
-    api.compare(family="icbm", seeds=1, out=tmp_path)
-    api.compare(family="dhn", seeds=1, out=tmp_path)
-    api.compare(family="icbm", seeds=1, out=tmp_path, jobs=1)
-    api.compare(task="icbm", seeds=1, out=tmp_path)  # the family's former name
-    api.compare("icbm", seeds=1, out=tmp_path)
-    assert seen == [2, 1, 1, 2, 2]
-
-
 def test_python_compare_runs_in_this_process_unless_asked(monkeypatch, tmp_path):
     from htaf import api
 
@@ -323,3 +310,23 @@ def test_python_compare_runs_in_this_process_unless_asked(monkeypatch, tmp_path)
     api.compare(family="icbm", seeds=1, out=tmp_path, jobs=2)
     assert seen["jobs"] == 2
     assert api.family_jobs("icbm") == 2 and api.family_jobs(None) == 1
+
+
+def test_the_cli_runs_the_familys_worker_count_unless_told(monkeypatch, tmp_path):
+    from htaf import api
+
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def compare(**kw):
+        seen.append(kw["jobs"])
+        raise Stop
+
+    monkeypatch.setattr(api, "compare", compare)
+    cases = [(["--family", "icbm"], 2), (["--family", "dhn"], 1), ([], 1),
+             (["--task", "icbm"], 2), (["--family", "icbm", "--jobs", "1"], 1)]  # fmt: skip
+    for argv, jobs in cases:
+        assert main(["compare", *argv, "--seeds", "1", "--out", str(tmp_path)]) == 1  # Stop
+        assert seen[-1] == jobs, argv

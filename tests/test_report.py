@@ -86,6 +86,9 @@ def test_report_is_self_contained(tmp_path):
     md = paths["markdown"].read_text()
     assert "| htaf |" in md and "plots/learning_curves.png" in md
     assert "test AUROC (step)" in md and "gap" in md and "env torch" in md
+    # a DHN table leads with the family's own metric, AUROC
+    assert md.index("test AUROC (step)") < md.index("test accuracy (step)")
+    assert "auroc gap smooth−step" in md
     page = paths["html"].read_text()
     images = re.findall(r"<img[^>]*src='([^']*)'", page)
     assert len(images) == 4 and all(src.startswith("data:image/png;base64,") for src in images)
@@ -96,10 +99,16 @@ def test_report_is_self_contained(tmp_path):
 
 
 def test_primary_metric():
-    assert primary_metric(["test_auroc_hard", "test_accuracy_hard"]) == "auroc"
+    assert primary_metric(["test_auroc_hard", "test_accuracy_hard"]) == "accuracy"
+    assert primary_metric(["test_auroc_hard"]) == "auroc"
     assert primary_metric(["test_accuracy_hard"]) == "accuracy"
     assert primary_metric(["test_rmse_hard", "test_r2_hard"]) == "rmse"
     assert primary_metric(["x"]) is None
+    both = ["test_auroc_hard", "test_accuracy_hard"]
+    assert primary_metric(both, family="dhn") == "auroc"  # the paper's measure for DHNs
+    assert primary_metric(both, family="icbm") == "accuracy"
+    assert primary_metric(["test_accuracy_hard"], family="dhn") == "accuracy"
+    assert primary_metric(both, family="not-registered-here") == "accuracy"
 
 
 def test_one_seed_shows_no_spread_and_two_seeds_do(tmp_path):
@@ -112,3 +121,15 @@ def test_one_seed_shows_no_spread_and_two_seeds_do(tmp_path):
         ((_, rows),) = table_rows(summary, records).values()
         cells = [c for row in rows for c in row[1:-1]]
         assert any("±" in c for c in cells) == (seeds == 2), cells
+
+
+def test_classification_tables_lead_with_accuracy_unless_the_family_names_its_own(tmp_path):
+    from htaf.report import table_rows
+
+    records = fake_experiment(tmp_path / "exp")
+    for family, first in (("icbm", "accuracy"), ("dhn", "AUROC")):
+        for r in records:
+            r["config"]["family"] = family
+        ((header, _),) = table_rows(summarize(records), records).values()
+        assert header[1] == f"test {first} (step)", header
+        assert header[3].startswith(first.lower() + " gap"), header

@@ -21,7 +21,7 @@ from htaf.html_page import figure, html_table, page
 from htaf.io import atomic_write_text
 
 #: Columns of the results table: (title, metric); the exact step's (hard) test value.
-CLASSIFICATION_COLUMNS = (("test AUROC", "auroc"), ("test accuracy", "accuracy"))
+CLASSIFICATION_COLUMNS = (("test accuracy", "accuracy"), ("test AUROC", "auroc"))
 REGRESSION_COLUMNS = (("test RMSE", "rmse"), ("test MAE", "mae"), ("test R²", "r2"))
 PLOTS = (
     ("binary_metric", "Exact-binary test metric per estimator"),
@@ -82,8 +82,10 @@ def table_rows(
     tables: dict[tuple[str, str], tuple[list[str], list[list[str]]]] = {}
     for row in summary:
         m = row["metrics"]
-        metric = primary_metric(list(m)) or "auroc"
-        columns = REGRESSION_COLUMNS if metric == "rmse" else CLASSIFICATION_COLUMNS
+        metric = primary_metric(list(m), family=family_of(row)) or "accuracy"
+        columns = REGRESSION_COLUMNS if "test_rmse_hard" in m else CLASSIFICATION_COLUMNS
+        # The headline metric leads.
+        columns = tuple(sorted(columns, key=lambda c: c[1] != metric))
         runs = [
             r
             for r in records

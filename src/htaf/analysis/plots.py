@@ -30,10 +30,24 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt
 import numpy as np
 
+from htaf.config import family_of
 from htaf.io import save_figure as io_save_figure
 
-#: Primary metrics in order of preference (records carry the model family, not the data task).
-PRIMARY = ("auroc", "accuracy", "rmse")
+#: Headline metrics in order of preference: accuracy for classification (binary or not; AUROC
+#: stands beside it in tables), RMSE for regression. A family may name its own (Family.metric).
+PRIMARY = ("accuracy", "auroc", "rmse")
+
+
+def family_metric(family: str | None) -> str | None:
+    """The headline metric ``family`` names, if any (an unknown family names none)."""
+    if family is None:
+        return None
+    from htaf.families import get_family
+
+    try:
+        return get_family(family).metric
+    except ValueError:  # a family registered at run time in another process
+        return None
 
 
 def save_figure(fig: Any, out_dir: str | Path, stem: str) -> list[Path]:
@@ -43,9 +57,15 @@ def save_figure(fig: Any, out_dir: str | Path, stem: str) -> list[Path]:
     return paths
 
 
-def primary_metric(metric_names: Sequence[str], split: str = "test") -> str | None:
-    """The metric a table or plot leads with: AUROC, else accuracy, else RMSE."""
+def primary_metric(
+    metric_names: Sequence[str], split: str = "test", family: str | None = None
+) -> str | None:
+    """The metric a table or plot leads with: the family's own (``Family.metric``) if it has
+    one and it was measured, else accuracy, else AUROC, else RMSE."""
     names = set(metric_names)
+    own = family_metric(family)
+    if own and f"{split}_{own}_hard" in names:
+        return own
     for metric in PRIMARY:
         if f"{split}_{metric}_hard" in names:
             return metric
@@ -84,7 +104,9 @@ def learning_curves(records: Sequence[dict[str, Any]], out_dir: str | Path) -> l
     groups = _by_estimator(records)
     colors = _colors(list(groups))
     val_names = {k for r in records for row in r.get("history", []) for k in row}
-    metric = primary_metric([k.replace("val_", "test_", 1) for k in val_names])
+    families = {family_of(r["config"]) for r in records}
+    metric = primary_metric([k.replace("val_", "test_", 1) for k in val_names],
+                            family=families.pop() if len(families) == 1 else None)  # fmt: skip
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
     for label, runs in groups.items():
         c = colors[label]
@@ -189,7 +211,9 @@ def _near_binary(values: np.ndarray, tol: float = 0.05) -> float:
 def binary_metric_bars(summary: Sequence[dict[str, Any]], out_dir: str | Path) -> list[Path]:
     """Exact-binary test metric per estimator (mean over seeds, error bar = std)."""
     names = [m for row in summary for m in row["metrics"]]
-    metric = primary_metric(names) or "auroc"
+    families = {family_of(row) for row in summary}
+    family = families.pop() if len(families) == 1 else None
+    metric = primary_metric(names, family=family) or "accuracy"
     key = f"test_{metric}_hard"
     rows = [r for r in summary if (r["metrics"].get(key) or {}).get("mean") is not None]
     labels = [

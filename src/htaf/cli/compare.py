@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
             out=args.out, model=model, command=command_line(args), epochs=args.epochs,
             lr=args.lr, batch_size=args.batch_size, data_dir=args.data_dir, target=args.target,
             impute=args.impute, data_options=data_options(args),
-            **{**common, "jobs": args.jobs or api.family_jobs(args.family)},
+            **{**common, "jobs": api.family_jobs(args.family) if args.jobs is None else args.jobs},
         )  # fmt: skip
     print_table(exp.summary_rows, exp.records)
     print(f"report: {exp.report['html']}")

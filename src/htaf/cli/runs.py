@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     table = [header]
     for r in rows:
         m = r["metrics"]
-        metric = primary_metric(list(m))
+        metric = primary_metric(list(m), family=r.get("family"))
         score = m.get(f"test_{metric}_hard") if metric else None
         t = m.get("train_time_s")
         table.append([

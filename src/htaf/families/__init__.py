@@ -91,6 +91,9 @@ class Family:
     #: for small convolutional networks, two single-threaded runs on two cores finish a grid
     #: sooner than one run on two threads (a small network cannot keep two threads busy).
     jobs: int = 1
+    #: The metric its tables and plots lead with (``"auroc"``, ``"accuracy"``, ``"rmse"``...);
+    #: None: accuracy for classification, RMSE for regression.
+    metric: str | None = None
 
 
 def family_names() -> list[str]:
