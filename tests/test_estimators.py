@@ -359,3 +359,20 @@ def test_mixed_precision_estimator_grad_close_to_float32():
     g32 = autograd_grad(est, x)
     g16 = autograd_grad(est, x.bfloat16()).float()
     np.testing.assert_allclose(g16.numpy(), g32.numpy(), atol=0.05 * g32.max().item())
+
+
+@pytest.mark.parametrize(
+    "spec, expected",
+    [("htaf(2,11)", True), ("htaf(auto)", True), ("htaf(2,2)", False), ("ste", False),
+     ("ste_clipped", True), ("fast_sigmoid", False), ("atan", True), ("triangle", True),
+     ("scaled_sigmoid", True), ("decoupled_constant", False), ("approx_sign", True)],
+)  # fmt: skip
+def test_smooth_is_forward_when_its_limits_reach_both_step_values(spec, expected):
+    est = htaf.estimators.get(spec)
+    assert est.smooth_is_forward is expected
+    if est.has_primitive and not getattr(est, "pending", False):
+        # the same answer from the module's smooth forward, in float64, in its natural space
+        est.mode, est.signed = "smooth", est.natural == "signed"
+        ends = est(torch.tensor([-1e9, 1e9], dtype=torch.float64))
+        ends = (ends + 1) / 2 if est.signed else ends
+        assert (abs(float(ends[0])) <= 0.05 and abs(float(ends[1]) - 1) <= 0.05) is expected

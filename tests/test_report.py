@@ -133,3 +133,13 @@ def test_classification_tables_lead_with_accuracy_unless_the_family_names_its_ow
         ((header, _),) = table_rows(summarize(records), records).values()
         assert header[1] == f"test {first} (step)", header
         assert header[3].startswith(first.lower() + " gap"), header
+
+
+def test_rows_without_a_smooth_forward_say_so_instead_of_a_gap(tmp_path):
+    from htaf.report import NO_SMOOTH, table_rows
+
+    records = fake_experiment(tmp_path / "exp")
+    ((header, rows),) = table_rows(summarize(records), records).values()
+    gap = {row[0]: row[header.index("auroc gap smooth−step")] for row in rows}
+    assert gap["ste"] == NO_SMOOTH  # ste's smooth form is the identity: no model
+    assert gap["htaf"] != NO_SMOOTH and gap["relu"] != NO_SMOOTH

@@ -59,6 +59,10 @@ def fmt(mean: float | None, std: float | None = None, digits: int = 4) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+#: The gap cell of an estimator whose smooth forward is not a model (``has_smooth_forward``).
+NO_SMOOTH = "no smooth forward"
+
+
 def stat(s: dict[str, Any] | None, digits: int = 4) -> str:
     """A summary statistic ``{"mean", "std", "n"}``: no spread is shown for a single value."""
     s = s or {}
@@ -77,7 +81,7 @@ def table_rows(
 ) -> dict[tuple[str, str], tuple[list[str], list[list[str]]]]:
     """Per (family, dataset): the header and one row of formatted cells per estimator.
     Summary rows and records of older versions (``task`` for the family) are read too."""
-    from htaf.analysis.plots import primary_metric
+    from htaf.analysis.plots import primary_metric, smooth_shown
 
     tables: dict[tuple[str, str], tuple[list[str], list[list[str]]]] = {}
     for row in summary:
@@ -104,7 +108,7 @@ def table_rows(
         cells = [row["estimator"]]
         for _, name in columns:
             cells.append(stat(m.get(f"test_{name}_hard")))
-        cells.append(fmt(*_mean_std(gaps)))
+        cells.append(fmt(*_mean_std(gaps)) if smooth_shown(row["estimator"]) else NO_SMOOTH)
         cells.append(stat(m.get("near_binary_05"), 3))
         cells.append(stat(m.get("train_time_s"), 2))
         cells.append(str(max((s.get("n", 0) for s in m.values()), default=0)))

@@ -50,6 +50,16 @@ def family_metric(family: str | None) -> str | None:
         return None
 
 
+def smooth_shown(spec: str) -> bool:
+    """Whether tables and plots show ``spec``'s smooth forward (not where it has none)."""
+    from htaf.estimators import has_smooth_forward
+
+    try:
+        return has_smooth_forward(spec)
+    except ValueError:
+        return True
+
+
 def save_figure(fig: Any, out_dir: str | Path, stem: str) -> list[Path]:
     """Save ``fig`` as ``stem.png`` and ``stem.svg`` in ``out_dir`` and close it."""
     paths = io_save_figure(fig, out_dir, stem)
@@ -114,7 +124,8 @@ def learning_curves(records: Sequence[dict[str, Any]], out_dir: str | Path) -> l
             x, m, s = _curve(runs, lambda row, k=key: row.get(k, np.nan))
             _band(axes[0], x, m, s, color=c, linestyle=style, label=f"{label} {key[:-5]}")
         if metric:
-            for mode, style in (("hard", "-"), ("smooth", ":")):
+            modes = (("hard", "-"), ("smooth", ":")) if smooth_shown(label) else (("hard", "-"),)
+            for mode, style in modes:
                 x, m, s = _curve(runs, lambda row, k=f"val_{metric}_{mode}": row.get(k, np.nan))
                 _band(axes[1], x, m, s, color=c, linestyle=style, label=f"{label} {mode}")
     axes[0].set(xlabel="epoch", ylabel="loss", title="loss (train —, val --)")

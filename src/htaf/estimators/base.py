@@ -114,6 +114,23 @@ class Estimator(nn.Module):
         """The backward rule ``g'(x)`` in the natural space."""
         raise NotImplementedError
 
+    #: How close to the two step values the smooth forward's limits must come to be a forward.
+    SPAN_TOLERANCE: ClassVar[float] = 0.05
+
+    @property
+    def smooth_is_forward(self) -> bool:
+        r"""Whether the smooth forward is a model of its own: its limits at :math:`\mp\infty`
+        lie within 0.05 of the step's two values. A surrogate's smooth form is the primitive of
+        its backward rule, which need not be: ``fast_sigmoid``'s spans 1/2 ± 1/k and ``ste``'s
+        is unbounded. Their smooth-forward metrics describe nothing, and reports say so."""
+        if not self.has_primitive:
+            return False
+        ends = self.smooth(torch.tensor([-1e12, 1e12], dtype=torch.float64))
+        if self.natural == "signed":
+            ends = (ends + 1) / 2
+        low, high = (float(v) for v in ends)
+        return abs(low) <= self.SPAN_TOLERANCE and abs(high - 1) <= self.SPAN_TOLERANCE
+
     def step(self, x: Tensor) -> Tensor:
         """Exact step in the natural space: ``H(x)`` or ``2H(x) - 1``, with ``H(0) = 1``."""
         h = heaviside(x)

@@ -126,6 +126,12 @@ def is_binary(name: str) -> bool:
     return parse_spec(name)[0] in _REGISTRY
 
 
+def has_smooth_forward(name: str) -> bool:
+    """Whether ``name``'s smooth forward is a model of its own
+    (:attr:`Estimator.smooth_is_forward`); a continuous reference (``relu``) always is."""
+    return not is_binary(name) or bool(get(name).smooth_is_forward)
+
+
 def available() -> list[EstimatorInfo]:
     """Every registered estimator with its description, defaults, formulas and source."""
     return [

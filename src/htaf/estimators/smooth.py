@@ -103,6 +103,12 @@ class HTAF(Estimator):
             return _native.htaf(x, self.alpha0, self.alpha1)
         return super().forward(x)
 
+    @property
+    def smooth_is_forward(self) -> bool:
+        # The limits are σ(∓α1) whatever α0 is, so an uncalibrated htaf(auto) answers too.
+        low = 1 / (1 + math.exp(self.alpha1))
+        return low <= self.SPAN_TOLERANCE
+
     def smooth(self, x: Tensor) -> Tensor:
         return hf.htaf(x, self._alpha0(), self.alpha1)
 
