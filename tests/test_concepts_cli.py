@@ -4,6 +4,7 @@
 import html
 import http.server
 import json
+import pickle
 import shutil
 import threading
 
@@ -165,6 +166,22 @@ def test_concepts_bad_input_writes_nothing(experiment, tmp_path, capsys, args, m
     before = written(run)
     assert main(["concepts", str(run), *args]) == 2
     assert message in capsys.readouterr().err
+    assert written(run) == before
+
+
+@pytest.mark.parametrize("how", ["truncated", "pickle"])
+def test_concepts_on_damaged_weights(experiment, tmp_path, capsys, how):
+    _, run = fresh_copy(experiment, tmp_path)
+    weights = run / "model.safetensors"
+    if how == "truncated":
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    else:
+        weights.write_bytes(pickle.dumps({"backbone.w": torch.ones(3)}))
+    before = written(run)
+    assert main(["concepts", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert str(weights) in err and "not a readable safetensors file" in err
+    assert "Traceback" not in err
     assert written(run) == before
 
 

@@ -131,6 +131,12 @@ def test_bad_hf_folders(hf_models, shapes, tmp_path):
         (folder / "config.json").write_text(json.dumps({**config, **change}))
         with pytest.raises(ConfigError, match=rf"hf:{folder}.*(do not load|do not match)"):
             model_for(shapes, f"hf:{folder}")
+    garbage = tmp_path / "garbage"
+    garbage.mkdir()
+    (garbage / "config.json").write_text((hf_models / "vit/config.json").read_text())
+    (garbage / "model.safetensors").write_bytes(b"\x00" * 7 + b"garbage, not safetensors")
+    with pytest.raises(ConfigError, match=rf"{garbage}/model\.safetensors is not a readable"):
+        model_for(shapes, f"hf:{garbage}")
     pickle_only = tmp_path / "bin"
     pickle_only.mkdir()
     (pickle_only / "config.json").write_text((hf_models / "vit/config.json").read_text())

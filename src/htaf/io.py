@@ -124,3 +124,49 @@ def save_figure(fig: Any, out_dir: str | Path, stem: str, *, dpi: int = 120) -> 
         fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight", metadata=meta)
         paths.append(atomic_write_bytes(Path(out_dir) / f"{stem}.{fmt}", buf.getvalue()))
     return paths
+
+
+# -- reading safetensors --------------------------------------------------------------------------
+class SafetensorsFileError(ValueError):
+    """A file that should be safetensors and is not readable as such (truncated, overwritten,
+    a pickle): the message names the file."""
+
+
+def _safetensors_error(path: Path, what: str, err: Exception) -> SafetensorsFileError:
+    return SafetensorsFileError(
+        f"{what} {path} is not a readable safetensors file ({err}): it may be truncated, "
+        "damaged or in another format (a pickle?)"
+    )
+
+
+def read_safetensors_metadata(path: str | Path, *, what: str = "file") -> dict[str, str]:
+    """The metadata of a safetensors file, reading only its header (which checks that the file
+    is as long as the header says). ``FileNotFoundError`` if it is missing,
+    :class:`SafetensorsFileError` naming it if it is not safetensors."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path).expanduser()
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except SafetensorError as err:
+        raise _safetensors_error(path, what, err) from None
+
+
+def read_safetensors(
+    path: str | Path, *, framework: str = "pt", what: str = "file"
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Every tensor (torch tensors, or numpy arrays with ``framework="numpy"``) and the metadata
+    of a safetensors file. ``FileNotFoundError`` (an ``OSError``) if it is missing,
+    :class:`SafetensorsFileError` (a ``ValueError``) naming it if it is not a readable
+    safetensors file. ``what`` names the file in messages ("weights file", ...)."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path).expanduser()
+    try:
+        with safe_open(str(path), framework=framework) as f:
+            meta = dict(f.metadata() or {})
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
+    except SafetensorError as err:
+        raise _safetensors_error(path, what, err) from None
+    return tensors, meta

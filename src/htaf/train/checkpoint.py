@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from htaf.io import atomic_torch_save, atomic_write_bytes, to_plain
+from htaf.io import atomic_torch_save, atomic_write_bytes, read_safetensors, to_plain
 
 #: Checkpoint format tag and version, checked on load.
 FORMAT = "htaf-checkpoint"
@@ -146,14 +146,19 @@ def save_safetensors(
 
 
 def load_safetensors(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load weights written by :func:`save_safetensors` into ``model`` (extra state included)."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
+    """Load weights written by :func:`save_safetensors` into ``model`` (extra state included).
 
-    state: dict[str, Any] = dict(load_file(str(path)))
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    for key, value in json.loads(meta.get("extra_state", "{}")).items():
+    A file that is not readable safetensors raises :class:`htaf.io.SafetensorsFileError`, damaged
+    metadata :class:`CheckpointError` (both ``ValueError``s naming the file)."""
+    tensors, meta = read_safetensors(path, what="weights file")
+    state: dict[str, Any] = dict(tensors)
+    try:
+        extra = json.loads(meta.get("extra_state", "{}"))
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: its metadata 'extra_state' is not JSON ({err})") from None
+    if not isinstance(extra, dict):
+        raise CheckpointError(f"{path}: its metadata 'extra_state' is not a JSON object")
+    for key, value in extra.items():
         if isinstance(value, dict) and isinstance(value.get("generator"), list):
             value["generator"] = torch.tensor(value["generator"], dtype=torch.uint8)
         state[key] = value

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from htaf.estimators import harden
-from htaf.io import atomic_write_bytes, to_plain
+from htaf.io import atomic_write_bytes, read_safetensors, to_plain
 
 __all__ = ["FORMAT", "export_binary", "load_binary", "pack_signs", "save_binary", "unpack_signs"]
 
@@ -110,15 +110,10 @@ def load_binary(model: nn.Module, source: str | Path | tuple[dict[str, Tensor], 
         tensors, meta = source
         where = "the export"
     else:
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
         where = str(source)
         try:
-            tensors = dict(load_file(where))
-            with safe_open(where, framework="pt") as f:
-                meta = f.metadata() or {}
-        except Exception as err:  # missing file, not safetensors
+            tensors, meta = read_safetensors(source, what="binary export")
+        except (OSError, ValueError) as err:  # missing file, not safetensors
             raise BinaryExportError(f"cannot read binary export {where}: {err}") from None
     if meta.get("format") != FORMAT or meta.get("version") != str(VERSION):
         raise BinaryExportError(f"{where} is not an htaf binary export (version {VERSION})")

@@ -168,6 +168,13 @@ class HFBackbone(nn.Module):
             raise ConfigError(f"{where}: no config.json in {path} (a saved transformers model)")
         if not (path / "model.safetensors").is_file() and not any(path.glob("model*.safetensors*")):
             raise ConfigError(f"{where}: no model.safetensors in {path} (safetensors only)")
+        from htaf.io import read_safetensors_metadata
+
+        for weights in sorted(path.glob("model*.safetensors")):
+            try:  # the header only: a damaged file is named before transformers reads it
+                read_safetensors_metadata(weights, what="weights file")
+            except ValueError as err:
+                raise ConfigError(f"{where}: {err}") from None
         with _quiet_transformers() as tf:
             try:
                 config = tf.AutoConfig.from_pretrained(path, local_files_only=True)
@@ -329,16 +336,15 @@ def build_backbone(
 
 def load_weights(module: nn.Module, path: str | Path, backbone: str) -> None:
     """Load a safetensors state dict into ``module``; ``ConfigError`` if it does not match."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from htaf.io import read_safetensors
 
     path = Path(path).expanduser()
     where = f"weights file (option 'model.weights') {path}"
     if path.suffix != ".safetensors":
         raise ConfigError(f"{where}: only .safetensors files are read (no pickle)")
     try:
-        state = load_file(str(path))
-    except (OSError, SafetensorError) as err:
+        state, _ = read_safetensors(path, what="weights file")
+    except (OSError, ValueError) as err:
         raise ConfigError(f"{where}: cannot be read: {err}") from None
     if not any(k in module.state_dict() for k in state):  # an htaf run's model.safetensors
         state = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
@@ -401,9 +407,9 @@ def load_features(path: str | Path, rows: Mapping[str, int]) -> dict[str, np.nda
     where = f"features file {path}"
     try:
         if path.suffix == ".safetensors":
-            from safetensors.numpy import load_file
+            from htaf.io import read_safetensors
 
-            arrays = dict(load_file(str(path)))
+            arrays, _ = read_safetensors(path, framework="numpy", what="features file")
         else:
             with np.load(path, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
