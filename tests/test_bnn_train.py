@@ -164,6 +164,74 @@ def test_loading_an_export_into_another_architecture_fails(tmp_path):
         load_binary(model, (tensors, {**meta, "format": "x"}))
 
 
+def _damaged(tensors, meta, how):
+    """A copy of an export with one thing broken, as a damaged file would have it."""
+    tensors, meta = dict(tensors), dict(meta)
+    bits = next(k for k in tensors if k.endswith(".weight_bits"))
+    alpha = next(k for k in tensors if k.endswith(".alpha"))
+    if how == "missing bits":
+        del tensors[bits]
+    elif how == "missing tensor":
+        del tensors[next(k for k in tensors if k.endswith("running_mean"))]
+    elif how == "missing metadata":
+        del meta["binary_kernels"]
+    elif how == "shape not a list":
+        meta["binary_kernels"] = json.dumps({k: 64 for k in json.loads(meta["binary_kernels"])})
+    elif how == "metadata not JSON":
+        meta["binary_kernels"] = "{not json"
+    elif how == "extra_state not JSON":
+        meta["extra_state"] = "[1, 2"
+    elif how == "bits as float32":
+        tensors[bits] = tensors[bits].float()
+    elif how == "three scales too many":
+        tensors[alpha] = torch.cat([tensors[alpha], torch.ones(3)])
+    elif how == "float64 running mean":
+        key = next(k for k in tensors if k.endswith("running_mean"))
+        tensors[key] = tensors[key].double()
+    return tensors, meta
+
+
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [
+        ("missing bits", r"lacks tensor '.*\.weight_bits'"),
+        ("missing tensor", r"lacks tensor '.*running_mean'"),
+        ("missing metadata", r"metadata has no 'binary_kernels' entry"),
+        ("shape not a list", r"gives '.*' the shape 64, not a list of integers"),
+        ("metadata not JSON", r"metadata 'binary_kernels' is not JSON"),
+        ("extra_state not JSON", r"metadata 'extra_state' is not JSON"),
+        ("bits as float32", r"'.*\.weight_bits' is torch\.float32, the model needs torch\.uint8"),
+        ("three scales too many", r"tensor '.*\.alpha' has shape \((\d+),\), the model needs"),
+        ("float64 running mean", r"mean' is torch\.float64, the model needs torch\.float32"),
+    ],
+)  # fmt: skip
+def test_damaged_exports_name_the_tensor_and_the_file(tmp_path, how, message):
+    from safetensors.torch import save
+
+    opts, model = _trained("small_cnn", (1, 8, 8), "mean_abs")
+    tensors, meta = _damaged(*export_binary(model), how)
+    path = tmp_path / "damaged.safetensors"
+    path.write_bytes(save(tensors, metadata=meta))
+    fresh = build(opts, DataSpec("image", (1, 8, 8), 5, "multiclass"), "htaf", {})
+    before = {k: v.clone() for k, v in fresh.state_dict().items() if isinstance(v, torch.Tensor)}
+    with pytest.raises(BinaryExportError, match=rf"damaged\.safetensors.*{message}") as err:
+        load_binary(fresh, path)
+    assert isinstance(err.value, ValueError)
+    after = fresh.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in before.items())  # the model is untouched
+    with pytest.raises(BinaryExportError, match=message):
+        load_binary(fresh, (tensors, meta))
+
+
+def test_a_damaged_export_file(tmp_path):
+    opts, model = _trained("small_cnn", (1, 8, 8), "none")
+    path = save_binary(model, tmp_path / "m.safetensors")
+    path.write_bytes(path.read_bytes()[:100])
+    fresh = build(opts, DataSpec("image", (1, 8, 8), 5, "multiclass"), "htaf", {})
+    with pytest.raises(BinaryExportError, match=r"m\.safetensors is not a readable safetensors"):
+        load_binary(fresh, path)
+
+
 # -- the command line --------------------------------------------------------------------------
 @pytest.fixture
 def out(tmp_path, monkeypatch):

@@ -115,38 +115,122 @@ def load_binary(model: nn.Module, source: str | Path | tuple[dict[str, Tensor], 
             tensors, meta = read_safetensors(source, what="binary export")
         except (OSError, ValueError) as err:  # missing file, not safetensors
             raise BinaryExportError(f"cannot read binary export {where}: {err}") from None
-    if meta.get("format") != FORMAT or meta.get("version") != str(VERSION):
+    if (
+        not isinstance(meta, dict)
+        or meta.get("format") != FORMAT
+        or (meta.get("version") != str(VERSION))
+    ):
         raise BinaryExportError(f"{where} is not an htaf binary export (version {VERSION})")
-    shapes = json.loads(meta["binary_kernels"])
+    shapes = _meta_json(meta, "binary_kernels", where)
+    extra = _meta_json(meta, "extra_state", where, default={})
+    if not isinstance(shapes, dict) or not isinstance(extra, dict):
+        name = "binary_kernels" if not isinstance(shapes, dict) else "extra_state"
+        raise BinaryExportError(f"{where}: its metadata {name!r} is not a JSON object")
     binary = _binary_paths(model)
     if sorted(shapes) != sorted(binary):
         raise BinaryExportError(
             f"{where} holds binary kernels {sorted(shapes)}; the model has {sorted(binary)}"
         )
     tensors = dict(tensors)
-    state: dict[str, Any] = {}
+    # every check comes before the model is touched: a bad export leaves it as it was
+    for path, layer in binary.items():
+        _check_binary_layer(where, path, layer, shapes[path], tensors)
+    own = model.state_dict()
+    rest = {k: v for k, v in tensors.items() if not _export_owned(k, binary)}
+    for key, value in rest.items():
+        want = own.get(key)
+        if not isinstance(want, Tensor) or _binary_owned(key, binary):
+            raise BinaryExportError(f"{where}: tensor {key!r} is not in this model")
+        _check_tensor(where, key, value, tuple(want.shape), want.dtype)
+    missing = sorted(
+        k for k, v in own.items()
+        if isinstance(v, Tensor) and k not in rest and not _binary_owned(k, binary)
+    )  # fmt: skip
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise BinaryExportError(f"{where} lacks tensor {missing[0]!r}{more}")
+    unknown = sorted(k for k in extra if k not in own or isinstance(own[k], Tensor))
+    if unknown:
+        raise BinaryExportError(f"{where}: metadata 'extra_state' names {unknown[0]!r}, which "
+                                "is no non-tensor state of this model")  # fmt: skip
     with torch.no_grad():
         for path, layer in binary.items():
             want = tuple(layer.weight.shape)
-            if tuple(shapes[path]) != want:
-                raise BinaryExportError(f"{where}: {path} is {shapes[path]}, the model's {want}")
-            layer.weight.copy_(unpack_signs(tensors.pop(f"{path}.weight_bits"), want))
+            layer.weight.copy_(unpack_signs(tensors[f"{path}.weight_bits"], want))
             layer.flip_reference.copy_(layer._signs())
-            alpha = tensors.pop(f"{path}.alpha", None)
+            alpha = tensors.get(f"{path}.alpha")
             if alpha is not None:
-                layer.fix_scale(alpha.to(layer.weight.device))
-    state.update(tensors)
-    state.update(json.loads(meta.get("extra_state", "{}")))
+                layer.fix_scale(alpha.to(layer.weight.device, torch.float32))
+    state: dict[str, Any] = {**rest, **extra}
     keep = {k: v for k, v in model.state_dict().items() if k not in state}
-    missing = sorted(k for k in keep if not _binary_owned(k, binary))
-    if missing:
-        raise BinaryExportError(f"{where} lacks {missing[0]!r} (and {len(missing) - 1} more)")
     try:
         model.load_state_dict({**keep, **state})
-    except RuntimeError as err:  # tensors the model does not have, or of other shapes
+    except (RuntimeError, TypeError, ValueError, KeyError) as err:  # e.g. bad extra state
         raise BinaryExportError(f"{where} does not fit this model: {err}") from None
     harden(model)
     return model.eval()
+
+
+def _meta_json(meta: dict[str, Any], key: str, where: str, default: Any = None) -> Any:
+    if key not in meta:
+        if default is not None:
+            return default
+        raise BinaryExportError(f"{where}: its metadata has no {key!r} entry")
+    try:
+        return json.loads(meta[key])
+    except (json.JSONDecodeError, TypeError) as err:
+        raise BinaryExportError(f"{where}: its metadata {key!r} is not JSON ({err})") from None
+
+
+def _check_tensor(
+    where: str, key: str, value: Any, shape: tuple[int, ...], dtype: torch.dtype
+) -> None:
+    if not isinstance(value, Tensor):
+        raise BinaryExportError(f"{where}: {key!r} is not a tensor")
+    if value.dtype != dtype:
+        raise BinaryExportError(
+            f"{where}: tensor {key!r} is {value.dtype}, the model needs {dtype}"
+        )
+    if tuple(value.shape) != shape:
+        raise BinaryExportError(
+            f"{where}: tensor {key!r} has shape {tuple(value.shape)}, the model needs {shape}"
+        )
+
+
+def _check_binary_layer(
+    where: str, path: str, layer: Any, shape: Any, tensors: dict[str, Any]
+) -> None:
+    want = tuple(layer.weight.shape)
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) for d in shape
+    ):
+        raise BinaryExportError(
+            f"{where}: metadata 'binary_kernels' gives {path!r} the shape {shape!r}, "
+            "not a list of integers"
+        )
+    if tuple(shape) != want:
+        raise BinaryExportError(f"{where}: {path} is {shape}, the model's {want}")
+    bits = f"{path}.weight_bits"
+    if bits not in tensors:
+        raise BinaryExportError(f"{where} lacks tensor {bits!r} (the packed signs of {path})")
+    n = 1
+    for d in want:
+        n *= d
+    _check_tensor(where, bits, tensors[bits], (-(-n // 8),), torch.uint8)
+    alpha = f"{path}.alpha"
+    scaled = layer.scaling != "none"
+    if scaled and alpha not in tensors:
+        raise BinaryExportError(f"{where} lacks tensor {alpha!r} (the scales of {path})")
+    if not scaled and alpha in tensors:
+        raise BinaryExportError(f"{where}: tensor {alpha!r} is not in this model ({path} is "
+                                "unscaled)")  # fmt: skip
+    if scaled:
+        _check_tensor(where, alpha, tensors[alpha], (want[0],), torch.float32)
+
+
+def _export_owned(key: str, binary: dict[str, Any]) -> bool:
+    path, _, name = key.rpartition(".")
+    return path in binary and name in ("weight_bits", "alpha")
 
 
 def _binary_owned(key: str, binary: dict[str, Any]) -> bool:
