@@ -92,6 +92,7 @@ def test_compare_runs_the_family_in_the_grid(tmp_path, capsys):
         (["--model", "directions=0"], "model.directions"),
         (["--dataset", "digits"], "multiclass"),
         (["--model", "solver=cvxpy"], "pip install 'htaf[convex]'"),
+        (["--epochs", "3"], "config key 'epochs' must be 1 for a closed-form model, got 3"),
     ],
 )
 def test_compare_bad_input_exit_2_nothing_written(tmp_path, capsys, monkeypatch, args, message):

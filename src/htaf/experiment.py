@@ -101,6 +101,8 @@ def validate(configs: Iterable[RunConfig]) -> dict[str, Any]:
     """
     from htaf import estimators
     from htaf.families import build_model, model_options, prepare_data
+    from htaf.families.hooks import ModelHooks
+    from htaf.train.engine import check_model_config
     from htaf.train.run_folder import dataset_key, load_dataset
 
     configs = list(configs)
@@ -108,7 +110,7 @@ def validate(configs: Iterable[RunConfig]) -> dict[str, Any]:
         raise ConfigError("the grid is empty: give at least one dataset, estimator and seed")
     seen_runs: set[str] = set()
     loaded: dict[str, Any] = {}
-    built: set[str] = set()
+    built: dict[str, bool] = {}  # model key -> whether the model is closed-form
     for cfg in configs:
         cfg.validate()
         _check_family(cfg.family)
@@ -120,11 +122,13 @@ def validate(configs: Iterable[RunConfig]) -> dict[str, Any]:
             loaded[key] = load_dataset(cfg)
         # Build each distinct model once (seeds aside): files a family reads (weights,
         # features) and the estimators a family takes are checked before anything is written.
+        # The built model's own checks on the config (check_model_config) run for every cell.
         model_key = json.dumps([key, cfg.family, cfg.model, cfg.estimator, cfg.estimator_params],
                                sort_keys=True, default=str)  # fmt: skip
         if model_key not in built:
-            build_model(cfg, prepare_data(cfg, loaded[key]))
-            built.add(model_key)
+            model = build_model(cfg, prepare_data(cfg, loaded[key]))
+            built[model_key] = ModelHooks(model).closed_form
+        check_model_config(cfg, closed_form=built[model_key])
         cell = str(run_dir_for("", cfg))
         if cell in seen_runs:
             raise ConfigError(f"two grid cells share the run folder {cell}; repeated estimator?")

@@ -66,6 +66,17 @@ from htaf.train.setup import (
 from htaf.train.setup import seed_everything as seed_everything  # re-export: older importers
 
 
+def check_model_config(config: RunConfig, *, closed_form: bool) -> None:
+    """The config checks that depend on the built model (``ConfigError``): a closed-form model
+    (``ModelHooks(model).closed_form``) is solved once, so it takes ``epochs = 1``.
+    ``htaf.experiment.validate`` calls it before a grid writes anything, the :class:`Trainer`
+    again."""
+    if closed_form and config.epochs != 1:
+        raise ConfigError(
+            f"config key 'epochs' must be 1 for a closed-form model, got {config.epochs}"
+        )
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite: the run cannot go on (not a bad-input error)."""
 
@@ -133,10 +144,7 @@ class Trainer:
         self.hooks = ModelHooks(model)
         #: A model that is solved, not trained by gradient.
         self.closed_form = self.hooks.closed_form
-        if self.closed_form and config.epochs != 1:
-            raise ConfigError(
-                f"config key 'epochs' must be 1 for a closed-form model, got {config.epochs}"
-            )
+        check_model_config(config, closed_form=self.closed_form)
         self.optimizer = make_optimizer(model, config)
         self.lr_scheduler = make_lr_scheduler(self.optimizer, config)
         self.est_schedule, self.schedule_unit = make_estimator_schedule(model, config)
