@@ -96,3 +96,28 @@ def test_a_file_store_from_the_environment_and_a_failed_run(tmp_path, monkeypatc
     client = MlflowClient(uri)
     (logged,) = client.search_runs([client.get_experiment_by_name("htaf-train").experiment_id])
     assert logged.info.status == "FAILED"
+
+
+@pytest.mark.parametrize(
+    ("config", "error"),
+    [
+        ({"family": "bnn", "dataset": "digits", "model": {"arch": "nope"}}, "arch"),
+        ({"dataset": "heloc", "data_dir": "missing-folder"}, "missing-folder"),
+        ({"family": "convex", "epochs": 3}, "closed-form"),
+    ],
+)  # fmt: skip
+def test_bad_input_opens_no_mlflow_store(tmp_path, monkeypatch, capsys, config, error):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with pytest.raises(ValueError, match=error):
+        htaf.train_one(config, "runs/one", progress=False, track="mlflow")
+    assert list(tmp_path.rglob("*")) == []  # no mlflow.db, no mlartifacts, no run folder
+    from htaf.cli import main
+
+    top = [f"{k} = {json.dumps(v)}" for k, v in config.items() if k != "model"]
+    model = [f"{k} = {json.dumps(v)}" for k, v in config.get("model", {}).items()]
+    (tmp_path / "c.toml").write_text("\n".join([*top, "[model]", *model]) + "\n")
+    args = ["train", "--config", "c.toml", "--out", "runs/one", "--track", "mlflow"]
+    assert main([*args, "--no-progress"]) == 2
+    assert error in capsys.readouterr().err
+    assert list(tmp_path.rglob("*")) == [tmp_path / "c.toml"]

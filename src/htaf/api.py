@@ -541,10 +541,19 @@ def train_one(
             f"{out} already holds a run: resume it (--resume, resume=True), replace it "
             "(--overwrite, overwrite=True) or choose another out"
         )
-    tracked = None
-    if launch_rank() == 0:  # under torchrun, rank 0 logs (and checks the store) for all
-        tracked = tracking.prepare(track, root=out, experiment="htaf-train", store_dir=out.parent)
-    record = run_one(config, out, resume=resume, progress=progress, tracking=tracked)
+    opened: list[Any] = []
+
+    def open_tracking() -> Any:
+        # run_one calls this once it has checked the config, data and model: bad input
+        # leaves no MLflow store behind (under torchrun rank 0 logs for all)
+        opened.append(
+            tracking.prepare(track, root=out, experiment="htaf-train", store_dir=out.parent)
+        )
+        return opened[0]
+
+    tracker = open_tracking if launch_rank() == 0 else None
+    record = run_one(config, out, resume=resume, progress=progress, tracking=tracker)
+    tracked = opened[0] if opened else None
     from htaf.analysis.plots import run_figures
 
     figures = run_figures(out, record) if launch_rank() == 0 else []

@@ -15,7 +15,7 @@ import contextlib
 import dataclasses
 import math
 import platform
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -167,7 +167,7 @@ def run_one(
     resume: bool = False,
     progress: bool = False,
     dataset: Any = None,
-    tracking: Tracking | None = None,
+    tracking: Tracking | Callable[[], Tracking | None] | None = None,
 ) -> dict[str, Any]:
     """Load the data, build the model (``htaf.families``), train, evaluate and write ``out_dir``.
 
@@ -175,7 +175,8 @@ def run_one(
     a ``ValueError`` subclass before any file is written. ``resume=True`` continues from
     ``out_dir/checkpoint.pt`` if present. ``dataset``: the already loaded
     ``load_dataset(config)``, to share one load between runs. ``tracking``: log the epochs and
-    final metrics to TensorBoard or MLflow (``htaf.train.tracking.prepare``). Returns the record
+    final metrics to TensorBoard or MLflow (``htaf.train.tracking.prepare``), or a function
+    that prepares it, called only once the input is checked. Returns the record
     ``{"config", "metrics", "history", "run_dir", "dataset_meta"}``.
     """
     out_dir = Path(out_dir)
@@ -187,12 +188,18 @@ def run_one(
     with distributed.session(config.device) as d:
         seed_everything(config.seed)
         model = build_model(config, dataset, options=options)
-        # Under torchrun only rank 0 logs, as only rank 0 writes files.
-        tracker = run_tracker(tracking, out_dir, config.to_dict()) if d.is_main else None
         trainer = Trainer(
-            model, dataset, config, out_dir=out_dir, resume=resume, progress=progress,
-            callbacks=[tracker] if tracker is not None else [],
+            model, dataset, config, out_dir=out_dir, resume=resume, progress=progress
         )  # fmt: skip
+        # The tracker opens once the Trainer has checked the config (an MLflow store is a file).
+        # Under torchrun only rank 0 logs, as only rank 0 writes files.
+        tracker = None
+        if d.is_main:
+            if callable(tracking):
+                tracking = tracking()
+            tracker = run_tracker(tracking, out_dir, config.to_dict())
+        if tracker is not None:
+            trainer.callbacks.append(tracker)
         meta = json_safe(dataset.meta)
         if d.is_main:
             if not trainer.resuming:  # a fresh run never mixes with a previous run's files
