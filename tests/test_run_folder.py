@@ -141,3 +141,17 @@ def test_model_arrays_come_back_from_a_spiking_run(runs):
     spikes = [v for k, v in arrays.items() if k.startswith("spikes.")]
     assert spikes and all(set(np.unique(s)) <= {0.0, 1.0} for s in spikes)
     assert all(s.shape[1] == 3 for s in spikes)  # T = 3 time steps
+
+
+def test_read_arrays_names_a_pickled_or_damaged_file(tmp_path):
+    import numpy as np
+
+    from htaf.config import ConfigError
+    from htaf.train.run_folder import read_arrays
+
+    np.savez(tmp_path / "pickled.npz", a=np.array([{"x": 1}], dtype=object))
+    with pytest.raises(ConfigError, match=r"pickled\.npz is not a readable npz"):
+        read_arrays(tmp_path / "pickled.npz")
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "pickled.npz").read_bytes()[:50])
+    with pytest.raises(ConfigError, match=r"cut\.npz is not a readable npz"):
+        read_arrays(tmp_path / "cut.npz")

@@ -38,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -149,8 +150,11 @@ def read_arrays(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         return {}
-    with np.load(path, allow_pickle=False) as npz:
-        return {k: np.asarray(npz[k]) for k in npz.files}
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: np.asarray(npz[k]) for k in npz.files}
+    except (ValueError, EOFError, zipfile.BadZipFile) as err:  # pickled objects, damaged file
+        raise ConfigError(f"{path} is not a readable npz file of arrays: {err}") from None
 
 
 @dataclass
