@@ -9,7 +9,8 @@ affine map ``s = 2u - 1``. What the backward rule does depends on what the rule 
   ``approx_sign``, ``swish_sign``) scales with the map: ``g_out = 2 g`` from {0, 1} to ±1 and
   ``g / 2`` the other way, and the smooth forward maps as ``2y - 1`` (or ``(y + 1) / 2``);
 * a rule that passes the upstream gradient straight through, or cancels it (``ste``,
-  ``ste_clipped``: ``space_independent = True``), passes it unchanged in either space,
+  ``ste_clipped``, and Troiano et al.'s decoupled rules, which pass it inside a window or
+  scaled by at most 1: ``space_independent = True``), passes it unchanged in either space,
   ``g_out = g``, as Bengio et al. (2013) define straight-through for any step. Its smooth
   forward is *shifted* by the difference of the steps' midpoints (``y + 1/2`` from ±1 to
   {0, 1}, ``y - 1/2`` the other way), so that its derivative is still the rule.
