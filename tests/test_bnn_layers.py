@@ -177,3 +177,67 @@ def test_weight_clip_keeps_a_plain_loops_binary_weights_in_the_unit_interval():
     weight_clip(opt, model).remove()  # the handle stops it
     with pytest.raises(ValueError, match="no layer to clip"):
         weight_clip(opt, torch.nn.Linear(2, 2))
+
+
+def test_soften_keeps_kernel_quantizers_hard_unless_asked():
+    """``soften`` defaults to the activations (a kernel quantizer trains hard: softening it
+    evaluates weights the model never trained with); ``which`` reaches the weights."""
+    import htaf
+
+    net = torch.nn.Sequential(
+        QuantLinear(4, 4, input_quantizer="htaf(0.25, 11)", kernel_quantizer="ste_clipped"),
+        QuantLinear(4, 2, input_quantizer="htaf(0.25, 11)", kernel_quantizer="approx_sign"),
+    )
+    acts = [layer.input_quantizer for layer in net]
+    kernels = [layer.kernel_quantizer for layer in net]
+    htaf.harden(net)
+    modes = lambda ests: {e.mode for e in ests}  # noqa: E731
+    with htaf.soften(net):
+        assert modes(acts) == {"smooth"} and modes(kernels) == {"hard"}
+    assert modes(acts + kernels) == {"hard"}
+    with htaf.soften(net, which="both"):
+        assert modes(acts + kernels) == {"smooth"}
+    with htaf.soften(net, which="weights"):
+        assert modes(acts) == {"hard"} and modes(kernels) == {"smooth"}
+    htaf.soften(net, which="both")
+    with htaf.harden(net, which="activations"):
+        assert modes(acts) == {"hard"} and modes(kernels) == {"smooth"}
+    with htaf.harden(net):
+        assert modes(acts + kernels) == {"hard"}
+    with htaf.set_mode(net, "hard"):  # the engine's convention: every estimator
+        assert modes(acts + kernels) == {"hard"}
+    for call in (htaf.soften, htaf.harden):
+        with pytest.raises(ValueError, match="which"):
+            call(net, which="kernels")
+    with pytest.raises(ValueError, match="which"):
+        htaf.set_mode(net, "smooth", which="all")
+
+
+def test_soften_by_default_keeps_a_trained_bnn_at_its_trained_accuracy():
+    """A kernel quantizer trained hard: the default ``soften`` gives the as-trained forward,
+    ``which="both"`` the forward of softened weights."""
+    import htaf
+
+    torch.manual_seed(0)
+    x = torch.randn(512, 8)
+    y = (x[:, :4].sum(1) > x[:, 4:].sum(1)).long()
+    net = torch.nn.Sequential(
+        QuantLinear(8, 32, kernel_quantizer="ste_clipped"),
+        torch.nn.BatchNorm1d(32),
+        QuantLinear(32, 2, input_quantizer="htaf(0.25, 11)", kernel_quantizer="ste_clipped"),
+    )
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    for _ in range(150):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+        with torch.no_grad():
+            for layer in (net[0], net[2]):
+                layer.weight.clamp_(-1, 1)
+    net.eval()
+    with torch.no_grad():
+        trained = net(x)
+        with htaf.soften(net):
+            assert torch.equal(net(x), trained)
+        with htaf.soften(net, which="both"):
+            assert not torch.equal(net(x), trained)

@@ -180,7 +180,7 @@ def test_epoch_and_eval_stats():
         for name, layer in twin.quant_layers().items()
         if layer.input_quantizer is not None
     ]
-    with htaf.soften(twin), torch.no_grad():
+    with htaf.soften(twin, which="both"), torch.no_grad():  # as epoch_stats
         smooth = twin(x).argmax(1)
     for hook in hooks:
         hook.remove()

@@ -33,7 +33,13 @@ EXTREME = torch.tensor(
 
 
 #: Straight-through rules pass the upstream gradient unchanged in both output spaces.
-PASS_THROUGH = {"ste", "ste_clipped"}
+STRAIGHT_THROUGH = {"ste", "ste_clipped"}
+#: Rules whose backward means the same in both output spaces: straight-through and Troiano
+#: et al.'s decoupled rules (pass, window or scale the upstream gradient by at most 1).
+PASS_THROUGH = STRAIGHT_THROUGH | {
+    "decoupled_constant", "decoupled_rectangular", "decoupled_triangular",
+    "jamming", "jamming_positive", "jamming_rectangular",
+}  # fmt: skip
 
 
 def gain(name, signed):
@@ -110,7 +116,7 @@ def test_backward_matches_finite_difference_of_smooth(name, signed):
 
 
 @pytest.mark.parametrize("signed", [False, True])
-@pytest.mark.parametrize("name", sorted(PASS_THROUGH))
+@pytest.mark.parametrize("name", sorted(STRAIGHT_THROUGH))
 def test_straight_through_passes_the_gradient_unchanged_in_both_spaces(name, signed):
     """Backward 1 (``ste``) and 1{|x| <= clip} (``ste_clipped``), exactly, with {0, 1} and
     ±1 outputs alike, at every dtype and at extreme inputs; the hard forward stays the step."""
@@ -144,6 +150,33 @@ def test_straight_through_on_heaviside_is_troianos_constant_and_rectangular_rule
     for ste, troiano in pairs:
         assert torch.equal(ste(x), troiano(x))
         assert torch.equal(autograd_grad(ste, x), autograd_grad(troiano, x))
+
+
+@pytest.mark.parametrize("mode", ["smooth", "hard"])
+@pytest.mark.parametrize("signed", [False, True])
+def test_troianos_decoupled_rules_pass_the_same_gradient_in_both_spaces(signed, mode):
+    """Troiano et al.'s rules pass the upstream gradient (times 1, a window, or a triangle of
+    peak 1) with {0, 1} and ±1 outputs alike: never doubled on ±1 outputs. Reference: the
+    formulas in float64, written out here; stochastic rules with the same generator seed."""
+    x = torch.cat([torch.linspace(-3, 3, 601, dtype=torch.float64) + 1.234e-4, EXTREME.double()])
+    reference = {
+        "decoupled_constant": torch.ones_like(x),
+        "decoupled_rectangular": (x.abs() <= 0.5).double(),
+        "decoupled_triangular": (1 - x.abs()).clamp(min=0),
+    }
+    upstream = torch.linspace(-2, 2, x.numel(), dtype=torch.float64)
+    for name, ref in reference.items():
+        est = E.get(name, mode=mode, signed=signed)
+        xi = x.clone().requires_grad_()
+        (est(xi) * upstream).sum().backward()
+        torch.testing.assert_close(xi.grad, upstream * ref, rtol=0, atol=1e-12)
+    for name in ("jamming", "jamming_positive", "jamming_rectangular"):
+        grads = [
+            autograd_grad(E.get(name, signed=s, generator=torch.Generator().manual_seed(3)), x)
+            for s in (False, True)
+        ]
+        assert torch.equal(grads[0], grads[1]), name
+        assert float(grads[1].max()) <= 1.0
 
 
 @pytest.mark.parametrize("name", [n for n in SPECS if make(n).stochastic])

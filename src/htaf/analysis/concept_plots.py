@@ -94,11 +94,23 @@ def image_concepts(
 ) -> list[Path]:  # fmt: skip
     """One test image, its label and prediction, and its active concepts. With a linear head,
     each active concept's weight for the predicted and for the true class."""
+    fig = image_concepts_figure(index, img, out, classes, weights, label)
+    return save_figure(fig, folder, f"image_{index}_concepts")
+
+
+def image_concepts_figure(
+    index: int, img: Any, out: Any, classes: Sequence[str], weights: np.ndarray | None,
+    label: Mapping[int, str],
+) -> Any:  # fmt: skip
+    """The figure :func:`image_concepts` saves: the image in a column of its own, left of the
+    chart, and a constrained layout that keeps the chart's concept names (its y tick labels)
+    clear of the image however long they are."""
     true, pred = int(out.y[index]), int(out.pred[index])
     active = np.flatnonzero(out.active[index])
     fig, (ax_img, ax) = plt.subplots(
-        1, 2, figsize=(9, max(3, 0.22 * len(active) + 1.5)), width_ratios=[1, 2]
-    )
+        1, 2, figsize=(9, max(3, 0.22 * len(active) + 1.5)), width_ratios=[1, 2],
+        layout="constrained",
+    )  # fmt: skip
     _show(ax_img, img)
     verdict = "correct" if true == pred else "misclassified"
     ax_img.set_title(f"test image {index} ({verdict})\ntrue: {classes[true]}\n"
@@ -118,7 +130,7 @@ def image_concepts(
     ax.set_yticks(pos, names, fontsize=7)
     ax.invert_yaxis()
     ax.set_title(f"{len(active)} active concepts", fontsize=9)
-    return save_figure(fig, folder, f"image_{index}_concepts")
+    return fig
 
 
 def bottleneck_histogram(

@@ -283,19 +283,38 @@ def _stat_names(records: Sequence[dict[str, Any]]) -> list[str]:
     return sorted(names, key=lambda k: (_layer_order(k), k))[:MAX_STAT_PANELS]
 
 
+#: Markers and line styles that tell the estimators apart where their curves coincide.
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
+LINESTYLES = ("-", "--", ":", "-.")
+
+
 def model_stats(records: Sequence[dict[str, Any]], out_dir: str | Path) -> list[Path]:
     """Each ``model_stats`` number of the history over the epochs (mean over seeds, ±1 std)."""
+    fig = model_stats_figure(records)
+    return [] if fig is None else save_figure(fig, out_dir, "model_stats")
+
+
+def model_stats_figure(records: Sequence[dict[str, Any]]) -> Any:
+    """The figure :func:`model_stats` saves (None without statistics). The axes show plain
+    values (no offset such as ``+3.05e-1``), each estimator has its own marker and line style,
+    and a panel whose curves are the same for every estimator (e.g. the input spike rate,
+    which the estimator cannot change) says so in its title."""
     names = _stat_names(records)
     if not names:
-        return []
+        return None
     groups = _by_estimator(records)
     colors = _colors(list(groups))
+    styles = {
+        label: {"marker": MARKERS[i % len(MARKERS)], "linestyle": LINESTYLES[i % len(LINESTYLES)]}
+        for i, label in enumerate(groups)
+    }
     cols = min(4, len(names))
     rows = -(-len(names) // cols)
     fig, axes = plt.subplots(
         rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False, layout="constrained"
     )
     for ax, name in zip(axes.ravel(), names, strict=False):
+        means = []
         for label, runs in groups.items():
             if not any(
                 name in (row.get("model_stats") or {}) for r in runs for row in r["history"]
@@ -304,14 +323,22 @@ def model_stats(records: Sequence[dict[str, Any]], out_dir: str | Path) -> list[
             x, m, s = _curve(
                 runs, lambda row, k=name: (row.get("model_stats") or {}).get(k, np.nan)
             )
-            _band(ax, x, m, s, color=colors[label], label=label)
-        ax.set(xlabel="epoch", title=name)
+            means.append(m)
+            _band(ax, x, m, s, color=colors[label], label=label, markersize=4, markevery=None,
+                  alpha=0.85, **styles[label])  # fmt: skip
+        same = len(means) > 1 and all(
+            m.shape == means[0].shape
+            and np.allclose(m, means[0], rtol=1e-9, atol=0, equal_nan=True)
+            for m in means[1:]
+        )
+        ax.set(xlabel="epoch", title=f"{name}\n(identical for every estimator)" if same else name)
+        ax.ticklabel_format(axis="y", useOffset=False)
         ax.grid(alpha=0.3)
     for ax in axes.ravel()[len(names) :]:
         ax.axis("off")
     axes[0, 0].legend(fontsize=7)
     fig.suptitle("model statistics per epoch, training batches (mean over seeds)")
-    return save_figure(fig, out_dir, "model_stats")
+    return fig
 
 
 def read_model_arrays(run_dir: str | Path) -> dict[str, np.ndarray]:

@@ -9,7 +9,8 @@ affine map ``s = 2u - 1``. What the backward rule does depends on what the rule 
   ``approx_sign``, ``swish_sign``) scales with the map: ``g_out = 2 g`` from {0, 1} to ±1 and
   ``g / 2`` the other way, and the smooth forward maps as ``2y - 1`` (or ``(y + 1) / 2``);
 * a rule that passes the upstream gradient straight through, or cancels it (``ste``,
-  ``ste_clipped``: ``space_independent = True``), passes it unchanged in either space,
+  ``ste_clipped``, and Troiano et al.'s decoupled rules, which pass it inside a window or
+  scaled by at most 1: ``space_independent = True``), passes it unchanged in either space,
   ``g_out = g``, as Bengio et al. (2013) define straight-through for any step. Its smooth
   forward is *shifted* by the difference of the steps' midpoints (``y + 1/2`` from ±1 to
   {0, 1}, ``y - 1/2`` the other way), so that its derivative is still the rule.
@@ -218,14 +219,39 @@ def estimators_in(model: nn.Module) -> Iterator[Estimator]:
     return (m for m in model.modules() if isinstance(m, Estimator))
 
 
-class _ModeSwitch:
-    """Switches every estimator now; restores the previous modes when used as a context."""
+#: What ``harden`` / ``soften`` / ``set_mode`` may switch (their ``which=``).
+WHICH = ("activations", "weights", "both")
 
-    def __init__(self, model: nn.Module, mode: Mode):
+
+def quantizes_weights(est: Estimator) -> bool:
+    """Whether ``est`` quantizes weights (a BNN kernel quantizer): the layer that owns it sets
+    ``quantizes_weights = True`` on it (:class:`~htaf.families.bnn.layers.QuantLinear`,
+    ``QuantConv2d``); every other estimator acts on activations."""
+    return bool(getattr(est, "quantizes_weights", False))
+
+
+def _check_which(which: str) -> str:
+    if which not in WHICH:
+        raise ValueError(f"which must be 'activations', 'weights' or 'both', got {which!r}")
+    return which
+
+
+class _ModeSwitch:
+    """Switches the chosen estimators now; restores their previous modes when used as a
+    context. ``which`` picks them: ``"activations"`` (every estimator but weight quantizers),
+    ``"weights"`` (only estimators marked ``quantizes_weights``) or ``"both"``."""
+
+    def __init__(self, model: nn.Module, mode: Mode, which: str = "both"):
         if mode not in MODES:
             raise ValueError(f"mode must be 'smooth' or 'hard', got {mode!r}")
+        _check_which(which)
         self.model = model
-        self._previous = [(est, est.mode) for est in estimators_in(model)]
+        chosen = [
+            est
+            for est in estimators_in(model)
+            if which == "both" or (which == "weights") == quantizes_weights(est)
+        ]
+        self._previous = [(est, est.mode) for est in chosen]
         for est, _ in self._previous:
             est.mode = mode
 
@@ -237,19 +263,30 @@ class _ModeSwitch:
             est.mode = mode
 
 
-def harden(model: nn.Module) -> _ModeSwitch:
-    """Switch every estimator in ``model`` to the exact step forward.
+def harden(model: nn.Module, which: str = "both") -> _ModeSwitch:
+    """Switch the estimators in ``model`` to the exact step forward: by default all of them
+    (``which="both"``), so every binary weight and activation is exactly a step's value;
+    ``"activations"`` or ``"weights"`` (kernel quantizers, marked ``quantizes_weights``)
+    switch only those.
 
     Permanent when called as ``htaf.harden(model)``; temporary inside ``with htaf.harden(model):``.
     """
-    return _ModeSwitch(model, "hard")
+    return _ModeSwitch(model, "hard", which)
 
 
-def soften(model: nn.Module) -> _ModeSwitch:
-    """Switch every estimator in ``model`` to its smooth forward (permanent or as a context)."""
-    return _ModeSwitch(model, "smooth")
+def soften(model: nn.Module, which: str = "activations") -> _ModeSwitch:
+    """Switch estimators in ``model`` to their smooth forward (permanent or as a context).
+
+    By default only the activation estimators (``which="activations"``): a BNN's kernel
+    quantizers train in hard mode, so softening them too would evaluate weights the model was
+    never trained with (accuracy near chance). ``which="both"`` softens them as well,
+    ``which="weights"`` only them.
+    """
+    return _ModeSwitch(model, "smooth", which)
 
 
-def set_mode(model: nn.Module, mode: Mode) -> _ModeSwitch:
-    """Switch every estimator in ``model`` to ``mode`` (permanent or as a context)."""
-    return _ModeSwitch(model, mode)
+def set_mode(model: nn.Module, mode: Mode, which: str = "both") -> _ModeSwitch:
+    """Switch estimators in ``model`` to ``mode`` (permanent or as a context): all of them by
+    default (``which="both"``, what the engine's ``*_smooth`` / ``*_hard`` metrics have always
+    used), or only ``"activations"`` or ``"weights"`` (as for :func:`soften`)."""
+    return _ModeSwitch(model, mode, which)

@@ -4,6 +4,14 @@ keeps the gradient's direction (arXiv:2509.07236).
 The jamming rules draw ``u ~ U[0, 1]`` fresh for every element and every pass from the
 estimator's own ``torch.Generator``, whose state travels in ``state_dict`` so runs resume
 bit-for-bit.
+
+Every rule here is ``space_independent``: Troiano et al. define them as what the backward pass
+does with the upstream gradient (pass it, pass it inside a window, scale it by a factor in
+[0, 1]), not as the derivative of a function that approximates the step, so a rule means the
+same with {0, 1} and with ±1 outputs (``signed=True``), as ``ste`` does: peak gradient 1 in
+both spaces, never 2. The triangular rule follows the family: its weight ``max(0, 1 − |x|/w)``
+is at most 1 in either space. The smooth forwards are shifted by 1/2 between the spaces (see
+:mod:`htaf.estimators.base`) so that their derivative stays the rule.
 """
 
 from __future__ import annotations
@@ -27,7 +35,8 @@ class DecoupledConstant(Estimator):
     description = "decoupled rule: constant (pass-through) backward"
     source = _SOURCE
     forward_formula = "H(x)  [smooth: 1/2 + x]"
-    backward_formula = "1"
+    backward_formula = "1  (±1 and {0,1} alike)"
+    space_independent = True
 
     def smooth(self, x: Tensor) -> Tensor:
         return 0.5 + x
@@ -44,7 +53,8 @@ class DecoupledRectangular(Estimator):
     description = "decoupled rule: rectangular window 1{a <= x <= b}"
     source = _SOURCE
     forward_formula = "H(x)  [smooth: 1/2 + clamp(x, −half_width, half_width)]"
-    backward_formula = "1{|x| <= half_width}"
+    backward_formula = "1{|x| <= half_width}  (±1 and {0,1} alike)"
+    space_independent = True
     defaults = {"half_width": 0.5}
 
     def smooth(self, x: Tensor) -> Tensor:
@@ -63,7 +73,8 @@ class DecoupledTriangular(Estimator):
     description = "decoupled rule: triangular max(0, 1 − |x|/w)"
     source = _SOURCE
     forward_formula = "H(x)  [smooth: 1/2 + x − x|x|/(2w) on |x|<=w]"
-    backward_formula = "max(0, 1 − |x|/w)"
+    backward_formula = "max(0, 1 − |x|/w)  (±1 and {0,1} alike)"
+    space_independent = True
     defaults = {"w": 1.0}
 
     def smooth(self, x: Tensor) -> Tensor:
@@ -79,6 +90,7 @@ class _Jamming(Estimator):
 
     has_primitive = False
     stochastic = True
+    space_independent = True
 
     def __init__(self, *, generator: torch.Generator | None = None, **kwargs: Any):
         super().__init__(**kwargs)

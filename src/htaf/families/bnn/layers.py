@@ -18,7 +18,8 @@ A quantized layer computes, as Larq's ``QuantDense`` / ``QuantConv2D`` do,
 Quantizers are registered estimators built with ``signed=True``, so ``htaf.harden(model)``
 makes every binary weight and activation exactly ±1 (``sign(0) = +1``); signed HTAF is
 ``2·HTAF − 1 = tanh((a1/2)·tanh(a0·x))`` in the smooth forward. A kernel quantizer carries the
-marker ``quantizes_weights = True``, so activation statistics skip it.
+marker ``quantizes_weights = True``, so activation statistics skip it and ``htaf.soften(model)``
+leaves it hard by default (``which="activations"``; ``which="both"`` softens the weights too).
 
 **Bare ``"htaf"`` as a quantizer** is ``htaf(auto, live=0.9)`` in hard mode: the exact sign
 forward with the calibrated HTAF derivative as its backward (:data:`HTAF_QUANTIZER`). A
