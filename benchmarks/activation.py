@@ -84,6 +84,20 @@ def quartiles(values: list[float]) -> tuple[float, float, float]:
     return q1, q2, q3
 
 
+def print_paired(times: dict[str, list[float]], base: str, label: str, ratio: str) -> dict:
+    """One line per case: median ms, the median per-round ratio to ``base`` and its quartiles;
+    returns the median ratios by case."""
+    width = max(len(label), *map(len, times))
+    print(f"{label:{width}s} {'median ms':>10s} {ratio:>16s} {'quartiles':>14s}")
+    ratios = {}
+    for name, ts in times.items():
+        q1, q2, q3 = quartiles(paired(times, name, base))
+        ratios[name] = q2
+        print(f"{name:{width}s} {statistics.median(ts) * 1e3:10.2f} {q2:16.3f} "
+              f"[{q1:5.3f}, {q3:5.3f}]")  # fmt: skip
+    return ratios
+
+
 def time_rounds(
     calls: dict[str, Callable[[], float]], repeats: int, warmup: int
 ) -> dict[str, list[float]]:

@@ -19,7 +19,6 @@ with quartiles.
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable
 
@@ -78,7 +77,10 @@ def main(argv: list[str] | None = None) -> dict:
     grads = gradients(side, gen)
     calls = {name: case(htaf, x, g) for name, g in grads.items()}
     calls["transposed, copied"] = case(htaf, x, grads["transposed"], copy=True)
-    sigmoid = lambda t: torch.sigmoid(22 * t)  # noqa: E731
+
+    def sigmoid(t: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(22 * t)
+
     calls["sigmoid(22x), sum"] = case(sigmoid, x, None)
     # PyTorch's own elementwise backward with the same layouts: the price of a transposed
     # gradient for any operator, not only for HTAF's.
@@ -88,12 +90,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     print(f"{side}x{side} float32, threads={args.threads}, {args.repeats} rounds, "
           f"kernels {fns[0].__name__}")  # fmt: skip
-    print(f"{'gradient':18s} {'median ms':>10s} {'÷ contiguous':>13s} {'quartiles':>14s}")
-    ratios = {}
-    for name, ts in times.items():
-        q1, q2, q3 = activation.quartiles(activation.paired(times, name, "contiguous"))
-        ratios[name] = q2
-        print(f"{name:18s} {statistics.median(ts) * 1e3:10.2f} {q2:13.3f} [{q1:5.3f}, {q3:5.3f}]")
+    ratios = activation.print_paired(times, "contiguous", "gradient", "÷ contiguous")
     result = {"side": side, "threads": args.threads, "repeats": args.repeats,
               "times_s": times, "ratio_to_contiguous": ratios}  # fmt: skip
     if args.json:

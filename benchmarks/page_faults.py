@@ -22,7 +22,6 @@ ratio within a round, with its quartiles. Needs a C compiler with OpenMP; Linux 
 from __future__ import annotations
 
 import ctypes
-import statistics
 import subprocess
 import tempfile
 import time
@@ -108,12 +107,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     print(f"numel={args.numel} float32, threads={args.threads}, {suffix} kernels, "
           f"{args.repeats} rounds; fresh outputs, forward + backward")  # fmt: skip
-    print(f"{'faulting':10s} {'median ms':>10s} {'÷ relu (paired)':>16s} {'quartiles':>14s}")
-    ratios = {}
-    for name, ts in times.items():
-        q1, q2, q3 = activation.quartiles(activation.paired(times, name, "relu"))
-        ratios[name] = q2
-        print(f"{name:10s} {statistics.median(ts) * 1e3:10.1f} {q2:16.3f} [{q1:5.3f}, {q3:5.3f}]")
+    ratios = activation.print_paired(times, "relu", "faulting", "÷ relu (paired)")
     result = {"numel": args.numel, "threads": args.threads, "kernels": suffix,
               "repeats": args.repeats, "times_s": times, "ratio_to_relu": ratios}  # fmt: skip
     if args.json:
