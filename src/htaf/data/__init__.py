@@ -10,7 +10,19 @@ See ``available()`` for the registered names; ``preprocess.py`` for what is done
 image sets read from disk, ``verify(name)`` to check local files against published checksums.
 """
 
-from . import bundled, cifar, cub, heloc, mnist, shapes, telco, tiny_imagenet, uci  # noqa: F401
+from . import (  # noqa: F401
+    bundled,
+    cifar,
+    cub,
+    events,
+    heloc,
+    mnist,
+    neuromorphic,
+    shapes,
+    telco,
+    tiny_imagenet,
+    uci,
+)
 from .arrays import from_arrays
 from .dataset import DataError, Dataset
 from .lazy import ImageFiles

@@ -100,6 +100,8 @@ def build(
 ) -> SpikingNetwork:
     """The network ``options.arch`` for ``spec``'s images; ``estimator`` fires its neurons."""
     kernel_available()  # a machine's first use compiles the neuron kernel: not epoch time
+    if spec.kind == "sequence":  # event data: already spike trains (B, T, ...); no encoder
+        return build_events(options, spec, estimator, params)
     rng = spec.input_range
     if options.encoder in RATE_CODES and rng is not None and not (rng[0] >= 0 and rng[1] <= 1):
         raise ConfigError(
@@ -120,13 +122,35 @@ def build(
     )  # fmt: skip
 
 
+def build_events(
+    options: SNNOptions, spec: DataSpec, estimator: str, params: Mapping[str, float]
+) -> SpikingNetwork:
+    """The network for event data ``(T, ...)``: its T is the data's time bins (module
+    :mod:`.events`); ``model.T`` and ``model.encoder`` do not apply."""
+    from htaf.families.snn.events import build_event_network
+
+    neuron = NeuronSpec(
+        kind=options.neuron, beta=options.beta, tau=options.tau, threshold=options.threshold,
+        reset=options.reset, v_reset=options.v_reset, detach_reset=options.detach_reset,
+        decay_input=options.decay_input, spike_fn=estimator, params=dict(params),
+    )  # fmt: skip
+    try:
+        return build_event_network(
+            options.arch, spec.input_shape, spec.n_out, neuron, widths=options.widths,
+            channels=options.channels, blocks=options.blocks, connect=options.connect,
+            decoder=options.decoder, checkpoint_steps=options.checkpoint_steps,
+        )  # fmt: skip
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
 FAMILY = Family(
     name="snn",
     description="Spiking neural network (MLP, CNN, SEW-ResNet) of LIF neurons whose spikes "
     "are the estimator's steps",
     options=SNNOptions,
     build=build,
-    kinds=("image",),
+    kinds=("image", "sequence"),  # sequence: event data, time first (.events)
     compare={"dataset": "digits_images", "epochs": 15, "lr": 5e-3, "batch_size": 64},
     estimators=("htaf", "atan", "fast_sigmoid", "sigmoid_surrogate", "triangle", "relu"),
 )
