@@ -228,6 +228,28 @@ def test_shd_reads_the_official_groups(tmp_path):
         assert np.array_equal(ds.X_test[i], want)
 
 
+def test_shd_reads_the_distributed_archives(tmp_path):
+    import gzip
+    import zipfile
+
+    plain, packed = tmp_path / "plain", tmp_path / "packed"
+    for split, n in (("train", 40), ("test", 6)):
+        write_shd(plain / "shd" / f"shd_{split}.h5", *shd_samples(n, len(split)))
+        raw = (plain / "shd" / f"shd_{split}.h5").read_bytes()
+        (packed / "shd").mkdir(parents=True, exist_ok=True)
+        if split == "train":
+            with zipfile.ZipFile(packed / "shd" / "shd_train.h5.zip", "w") as zf:
+                zf.writestr("shd_train.h5", raw)
+        else:
+            (packed / "shd" / "shd_test.h5.gz").write_bytes(gzip.compress(raw))
+    a = load("shd", data_dir=plain, n_time_bins=10, bin_us=50_000.0, val_size=0)
+    b = load("shd", data_dir=packed, n_time_bins=10, bin_us=50_000.0, val_size=0)
+    assert np.array_equal(a.X_train, b.X_train) and np.array_equal(a.X_test, b.X_test)
+    assert a.X_train.sum() > 0
+    with pytest.raises(DataError, match=r"neither 'shd/shd_train.h5' nor 'shd/shd_train.h5.zip'"):
+        load("shd", data_dir=tmp_path / "empty")
+
+
 @pytest.mark.parametrize("damage,message", [
     (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "HDF5"),
     (lambda p: p.write_bytes(b"NOT-HDF5" + p.read_bytes()[8:]), "HDF5"),

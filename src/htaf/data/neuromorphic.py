@@ -47,7 +47,7 @@ from .arrays import Part, build_dataset
 from .dataset import DataError, Dataset
 from .events import bin_events, binning_rule, check_binning
 from .files import search_dirs
-from .official import Official, where_to_put
+from .official import Official, locate, where_to_put
 from .registry import Ctx, register
 
 NMNIST_SENSOR = (34, 34, 2)
@@ -148,34 +148,27 @@ def read_nmnist(raw: bytes, where: str) -> np.ndarray:
 
 
 def _nmnist_members(ctx: Ctx, split: str) -> Iterator[tuple[str, int, Callable[[], bytes]]]:
-    """(where, digit, read) for every ``.bin`` of a split, from the folder or the zip."""
-    dirs = search_dirs(ctx.data_dir)
-    for d in dirs:
-        folder = d / "nmnist" / split
-        if folder.is_dir():
-            files = sorted(folder.glob("[0-9]/*.bin"))
-            if not files:
-                raise DataError(f"{folder}: holds no <digit>/<id>.bin files; is it the official "
-                                f"N-MNIST {split} folder?")  # fmt: skip
-            for f in files:
-                yield str(f), int(f.parent.name), f.read_bytes
-            return
+    """(where, digit, read) for every ``.bin`` of a split, from the folder or the zip (which
+    ``download`` fetches when neither is found)."""
     off = NMNIST_FILES[0 if split == "Train" else 1]
-    archive = off.find(dirs)
-    if archive is None:
-        raise DataError(
-            f"dataset 'nmnist': neither the folder 'nmnist/{split}' nor {off.name!r} found. "
-            + where_to_put("nmnist", off, dirs)
-        )
+    found = locate("nmnist", off, ctx.data_dir, ctx.download, folder=f"nmnist/{split}")
+    if found.is_dir():
+        files = sorted(found.glob("[0-9]/*.bin"))
+        if not files:
+            raise DataError(f"{found}: holds no <digit>/<id>.bin files; is it the official "
+                            f"N-MNIST {split} folder?")  # fmt: skip
+        for f in files:
+            yield str(f), int(f.parent.name), f.read_bytes
+        return
     try:
-        with zipfile.ZipFile(archive) as zf:
+        with zipfile.ZipFile(found) as zf:
             names = sorted(n for n in zf.namelist() if n.endswith(".bin") and f"{split}/" in n)
             for n in names:
                 digit = Path(n).parent.name
                 if digit.isdigit():
-                    yield f"{archive}:{n}", int(digit), lambda n=n, zf=zf: zf.read(n)
+                    yield f"{found}:{n}", int(digit), lambda n=n, zf=zf: zf.read(n)
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
-        raise DataError(f"{archive}: cannot read the archive ({e}); it is truncated or corrupt. "
+        raise DataError(f"{found}: cannot read the archive ({e}); it is truncated or corrupt. "
                         "Replace it with the official file") from e  # fmt: skip
 
 
@@ -229,13 +222,14 @@ def _shd_file(ctx: Ctx, split: str) -> tuple[str, Any]:
     if plain is not None:
         return str(plain), plain
     off = SHD_FILES[0 if split == "train" else 1]
-    gz = Official(f"shd/shd_{split}.h5.gz").find(dirs)
-    found = off.find(dirs) or gz
-    if found is None:
+    found = Official(f"shd/shd_{split}.h5.gz").find(dirs) or off.find(dirs)
+    if found is None and not ctx.download:
         raise DataError(
             f"dataset 'shd': neither 'shd/shd_{split}.h5' nor {off.name!r} (or .h5.gz) found. "
             + where_to_put("shd", off, dirs)
         )
+    if found is None:
+        found = locate("shd", off, ctx.data_dir, ctx.download)
     try:
         if found.suffix == ".gz":
             return str(found), io.BytesIO(gzip.decompress(found.read_bytes()))
