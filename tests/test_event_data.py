@@ -200,6 +200,21 @@ def test_nmnist_damaged_file_exit_2_names_it(tmp_path, capsys, damage, message):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("option,message", [
+    ("bin_us=0", "option 'bin_us' (time bin) must be > 0"),
+    ("bin_us=-3.5", "option 'bin_us' (time bin) must be > 0"),
+    ("bin_us=40000.0", "00000.bin: option 'bin_us' = 40000 µs is longer than the recording"),
+])  # fmt: skip
+def test_nmnist_bad_time_bin_exit_2_names_the_option(tmp_path, capsys, option, message):
+    write_nmnist(tmp_path, NMNIST)
+    out = tmp_path / "runs"
+    code = run_cli("compare", "--family", "snn", "--dataset", "nmnist", "--data-dir",
+                   str(tmp_path), "--out", str(out), "--data-option", option)  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and message in err, err
+    assert not out.exists()
+
+
 # -- SHD ------------------------------------------------------------------------------------------
 def shd_samples(n: int, seed: int):
     rng = np.random.default_rng(seed)
