@@ -174,6 +174,53 @@ def test_nmnist_reads_the_zip_in_place(tmp_path):
     assert sorted(p.name for p in (tmp_path / "nmnist").iterdir()) == ["Test.zip", "Train.zip"]
 
 
+def test_nmnist_fetch_checks_the_checksum_then_reads_the_zips(tmp_path, monkeypatch, capsys):
+    import dataclasses
+    import hashlib
+    import io
+    import urllib.request
+    import zipfile
+
+    from htaf.data import neuromorphic
+    from htaf.data.registry import REGISTRY
+
+    write_nmnist(tmp_path / "raw", NMNIST)
+    served = {}
+    for split in ("Train", "Test"):
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            for f in sorted((tmp_path / "raw" / "nmnist" / split).rglob("*.bin")):
+                zf.write(f, f"{split}/{f.parent.name}/{f.name}")
+        served[split] = buf.getvalue()
+
+    class Served(io.BytesIO):
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    def serve(url, timeout):
+        return Served(served["Train" if "39c25547" in url else "Test"])
+
+    monkeypatch.setattr(urllib.request, "urlopen", serve)
+    d = tmp_path / "d"
+    assert run_cli("datasets", "--fetch", "nmnist", "--data-dir", str(d)) == 2  # real md5s
+    err = capsys.readouterr().err
+    assert "md5" in err and "differs from the official 20959b8e" in err
+    assert not list(d.rglob("*.zip"))
+    offs = tuple(
+        dataclasses.replace(o, md5=hashlib.md5(served[o.name[7:-4]]).hexdigest())
+        for o in neuromorphic.NMNIST_FILES
+    )
+    monkeypatch.setattr(neuromorphic, "NMNIST_FILES", offs)
+    monkeypatch.setitem(REGISTRY, "nmnist", dataclasses.replace(REGISTRY["nmnist"], official=offs))
+    assert run_cli("datasets", "--fetch", "nmnist", "--data-dir", str(d)) == 0
+    assert sorted(p.name for p in (d / "nmnist").iterdir()) == ["Test.zip", "Train.zip"]
+    assert run_cli("datasets", "--verify", "nmnist", "--data-dir", str(d)) == 0
+    assert capsys.readouterr().out.count(": OK (md5") == 2
+
+
 def run_cli(*args: str) -> int:
     from htaf.cli import main
 
