@@ -456,3 +456,12 @@ def test_compare_runs_on_event_motion(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert code == 0 and "event_motion" in printed and "htaf" in printed
     assert list(out.glob("*/summary.json"))
+
+
+def test_tonic_core_needs_no_torchvision():
+    import subprocess
+    import sys
+
+    code = "import sys, tonic, tonic.io; print('torchvision' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -25,6 +25,9 @@ Each recording's events are binned by :func:`htaf.data.events.bin_events` (the r
   packet reader (:func:`read_aedat31_events`). Sensor 128 × 128;
   samples ``(T, 2, 128/d, 128/d)``, ``downsample=4`` (32 × 32) by default.
 
+The binned sets are held in memory as float32: N-MNIST at the defaults is 70000 × 10 × 2 ×
+34 × 34 values, 6.5 GB (``downsample=2``: 1.6 GB); SHD at the defaults 2.9 GB.
+
 Errors (a missing, truncated or damaged file, a time bin ``<= 0`` or longer than a recording)
 are ``DataError``\\ s naming the file and, where it applies, the option.
 """
