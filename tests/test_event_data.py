@@ -131,6 +131,12 @@ def test_time_bin_longer_than_recording_is_named():
         load("event_motion", n=40, bin_us=1e6)
     with pytest.raises(DataError, match="'n_time_bins'"):
         load("event_motion", n=40, n_time_bins=0)
+    with pytest.raises(DataError, match="'spikes' must be true or false, not 'no'"):
+        load("event_motion", n=40, spikes="no")
+    with pytest.raises(DataError, match="'polarity' must be one of"):
+        load("event_motion", n=40, polarity="on")
+    with pytest.raises(DataError, match="'downsample' must be >= 1"):
+        load("event_motion", n=40, downsample=0)
 
 
 # -- N-MNIST --------------------------------------------------------------------------------------

@@ -73,6 +73,13 @@ def check_binning(
     return int(n_time_bins), None if bin_us is None else float(bin_us), int(downsample), polarity
 
 
+def check_spikes(what: str, spikes: object) -> bool:
+    """``spikes`` as a bool; DataError naming the option otherwise (a string is not one)."""
+    if not isinstance(spikes, bool | np.bool_):
+        raise DataError(f"{what}: option 'spikes' must be true or false, not {spikes!r}")
+    return bool(spikes)
+
+
 def bin_events(
     x: np.ndarray,
     y: np.ndarray,
@@ -204,6 +211,7 @@ def event_motion(
     T, bin_us, d, polarity = check_binning(
         "event_motion", n_time_bins, bin_us, downsample, polarity
     )
+    spikes = check_spikes("event_motion", spikes)
     least = len(DIRECTIONS) * MIN_PER_CLASS
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < least:
         raise DataError(f"event_motion: option 'n' must be an integer >= {least}, not {n!r}")

@@ -48,7 +48,7 @@ import numpy as np
 
 from .arrays import Part, build_dataset
 from .dataset import DataError, Dataset
-from .events import bin_events, binning_rule, check_binning
+from .events import bin_events, binning_rule, check_binning, check_spikes
 from .files import search_dirs
 from .official import Official, locate, where_to_put
 from .registry import Ctx, register
@@ -103,7 +103,7 @@ class Binning:
             what, options["n_time_bins"], options["bin_us"], options["downsample"],
             options["polarity"],
         )  # fmt: skip
-        self.sensor, self.spikes = sensor, bool(options["spikes"])
+        self.sensor, self.spikes = sensor, check_spikes(what, options["spikes"])
         self.kw = {"n_time_bins": T, "bin_us": bin_us, "downsample": d, "polarity": pol,
                    "spikes": self.spikes}  # fmt: skip
         self.rule = binning_rule(T, bin_us, d, pol, self.spikes)
