@@ -100,9 +100,7 @@ def build(
 ) -> SpikingNetwork:
     """The network ``options.arch`` for ``spec``'s images; ``estimator`` fires its neurons."""
     kernel_available()  # a machine's first use compiles the neuron kernel: not epoch time
-    if spec.kind == "sequence":  # event data: already spike trains (B, T, ...); no encoder
-        return build_events(options, spec, estimator, params)
-    rng = spec.input_range
+    rng = spec.input_range if spec.kind != "sequence" else None  # events: no encoder to check
     if options.encoder in RATE_CODES and rng is not None and not (rng[0] >= 0 and rng[1] <= 1):
         raise ConfigError(
             f"option 'model.encoder' {options.encoder!r} takes intensities in [0, 1], but the "
@@ -113,6 +111,8 @@ def build(
         reset=options.reset, v_reset=options.v_reset, detach_reset=options.detach_reset,
         decay_input=options.decay_input, spike_fn=estimator, params=dict(params),
     )  # fmt: skip
+    if spec.kind == "sequence":  # event data: already spike trains (B, T, ...); no encoder
+        return build_events(options, spec, neuron)
     return build_network(
         options.arch, spec.input_shape, spec.n_out, neuron, widths=options.widths,
         channels=options.channels, blocks=options.blocks, connect=options.connect,
@@ -122,18 +122,11 @@ def build(
     )  # fmt: skip
 
 
-def build_events(
-    options: SNNOptions, spec: DataSpec, estimator: str, params: Mapping[str, float]
-) -> SpikingNetwork:
+def build_events(options: SNNOptions, spec: DataSpec, neuron: NeuronSpec) -> SpikingNetwork:
     """The network for event data ``(T, ...)``: its T is the data's time bins (module
     :mod:`.events`); ``model.T`` and ``model.encoder`` do not apply."""
     from htaf.families.snn.events import build_event_network
 
-    neuron = NeuronSpec(
-        kind=options.neuron, beta=options.beta, tau=options.tau, threshold=options.threshold,
-        reset=options.reset, v_reset=options.v_reset, detach_reset=options.detach_reset,
-        decay_input=options.decay_input, spike_fn=estimator, params=dict(params),
-    )  # fmt: skip
     try:
         return build_event_network(
             options.arch, spec.input_shape, spec.n_out, neuron, widths=options.widths,
