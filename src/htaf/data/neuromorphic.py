@@ -28,6 +28,10 @@ Each recording's events are binned by :func:`htaf.data.events.bin_events` (the r
 The binned sets are held in memory as float32: N-MNIST at the defaults is 70000 × 10 × 2 ×
 34 × 34 values, 6.5 GB (``downsample=2``: 1.6 GB); SHD at the defaults 2.9 GB.
 
+Neither format says how long it is: an N-MNIST file cut at an event boundary, or an AEDAT file
+cut at a packet boundary, reads as a shorter recording. Only the archives' checksums
+(``htaf datasets --verify``) catch that; every other cut is named as truncated.
+
 Errors (a missing, truncated or damaged file, a time bin ``<= 0`` or longer than a recording)
 are ``DataError``\\ s naming the file and, where it applies, the option.
 """
