@@ -48,6 +48,15 @@ def with_rule(hard: Tensor, x: Tensor, g: Tensor) -> Tensor:
     return hard + (x - x.detach()).nan_to_num(0.0, 0.0, 0.0) * g.detach()
 
 
+def exporting() -> bool:
+    """Whether the forward is being captured for inference: ``torch.jit.trace``,
+    ``torch.export`` or ONNX export. An exported graph is an inference graph, so the exact step
+    is written in standard operators (a compare and a select, ONNX ``GreaterOrEqual`` and
+    ``Where``) that every runtime runs, not as htaf's custom operators; the backward rule is not
+    part of it."""
+    return torch.jit.is_tracing() or torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export()
+
+
 class Estimator(nn.Module):
     """Base class. Subclasses set the class attributes and implement ``smooth`` and ``grad``.
 
@@ -146,6 +155,9 @@ class Estimator(nn.Module):
     # -- nn.Module ------------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
         hard = self._mode == "hard" or not self.has_primitive
+        if hard and exporting():
+            h = heaviside(x)
+            return 2 * h - 1 if self.signed else h
         if hard and _native.accepts(x):
             return self._fused_hard(x, _native)
         if hard and torch.compiler.is_compiling():

@@ -339,14 +339,16 @@ class ModeNorm(nn.modules.batchnorm._BatchNorm):
             return super().forward(x)
         mean, var = getattr(self, f"{self.stats}_mean"), getattr(self, f"{self.stats}_var")
         count = getattr(self, f"{self.stats}_batches")
-        # A meta tensor (shape-only profiling) has no values to test.
-        if not self.training and not x.is_meta and not count:
-            return super().forward(x)  # never estimated: the usual statistics
         self._check_input_dim(x)
         factor = 0.0
         if self.training:
             count.add_(1)
             factor = self.momentum if self.momentum is not None else 1.0 / float(count)
+        elif self.running_mean is not None:
+            # A set never estimated falls back to the usual statistics. A select, not an `if`
+            # on the count, so that jit.trace, torch.export and ONNX record both branches.
+            mean = torch.where(count > 0, mean, self.running_mean)
+            var = torch.where(count > 0, var, self.running_var)
         return F.batch_norm(x, mean, var, self.weight, self.bias, self.training, factor, self.eps)
 
 
