@@ -204,8 +204,13 @@ def test_soften_keeps_kernel_quantizers_hard_unless_asked():
         assert modes(acts) == {"hard"} and modes(kernels) == {"smooth"}
     with htaf.harden(net):
         assert modes(acts + kernels) == {"hard"}
-    with htaf.set_mode(net, "hard"):  # the engine's convention: every estimator
+    with htaf.set_mode(net, "hard"):  # the engine's binary forward: every estimator
         assert modes(acts + kernels) == {"hard"}
+    htaf.harden(net)
+    with htaf.set_mode(net, "smooth"):  # the engine's smooth forward: the activations only
+        assert modes(acts) == {"smooth"} and modes(kernels) == {"hard"}
+    with htaf.set_mode(net, "smooth", which="both"):
+        assert modes(acts + kernels) == {"smooth"}
     for call in (htaf.soften, htaf.harden):
         with pytest.raises(ValueError, match="which"):
             call(net, which="kernels")

@@ -297,8 +297,12 @@ def soften(model: nn.Module, which: str = "activations") -> _ModeSwitch:
     return _ModeSwitch(model, "smooth", which)
 
 
-def set_mode(model: nn.Module, mode: Mode, which: str = "both") -> _ModeSwitch:
-    """Switch estimators in ``model`` to ``mode`` (permanent or as a context): all of them by
-    default (``which="both"``, what the engine's ``*_smooth`` / ``*_hard`` metrics have always
-    used), or only ``"activations"`` or ``"weights"`` (as for :func:`soften`)."""
+def set_mode(model: nn.Module, mode: Mode, which: str | None = None) -> _ModeSwitch:
+    """Switch estimators in ``model`` to ``mode`` (permanent or as a context), with the
+    defaults of :func:`harden` and :func:`soften`: ``"hard"`` switches every estimator, so the
+    network is binary; ``"smooth"`` only the activations, so a BNN keeps the weights it was
+    trained with (the engine's ``*_smooth`` metrics are this forward). ``which`` overrides
+    (``"activations"``, ``"weights"`` or ``"both"``)."""
+    if which is None:
+        which = "both" if mode == "hard" else "activations"
     return _ModeSwitch(model, mode, which)

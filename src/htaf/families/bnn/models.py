@@ -28,7 +28,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from htaf.estimators import Estimator, activation, estimators_in, is_binary, set_mode
+from htaf.estimators import (
+    Estimator,
+    activation,
+    estimators_in,
+    is_binary,
+    quantizes_weights,
+    set_mode,
+)
 from htaf.families.bnn.layers import (
     ModeBatchNorm1d,
     ModeBatchNorm2d,
@@ -293,9 +300,16 @@ class BNN(nn.Module):
 
     def forward_kind(self) -> str:
         """``"hard"`` when every estimator runs its exact step (the binary network itself),
-        ``"smooth"`` when every one runs its smooth forward, else ``"mixed"``."""
-        modes = {est.mode for est in estimators_in(self)}
-        return modes.pop() if len(modes) == 1 else "mixed"
+        ``"smooth"`` when every activation estimator runs its smooth forward (the kernel
+        quantizers as they are: ``set_mode(model, "smooth")``, the engine's smooth forward),
+        else ``"mixed"``."""
+        ests = list(estimators_in(self))
+        if not ests:
+            return "mixed"  # no estimators: one network, the usual statistics
+        if all(est.mode == "hard" for est in ests):
+            return "hard"
+        acts = {est.mode for est in ests if not quantizes_weights(est)}
+        return "smooth" if acts == {"smooth"} else "mixed"
 
     def _norms(self) -> list[ModeNorm]:
         return [m for m in self.modules() if isinstance(m, ModeNorm)]
