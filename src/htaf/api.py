@@ -516,6 +516,13 @@ def runs(out: str | Path = DEFAULT_OUT, **filters: Any) -> Any:
     return frame[mask].reset_index(drop=True)
 
 
+def write_runs_csv(frame: Any, path: str | Path) -> Path:
+    """The frame of :func:`runs` as CSV at ``path``, written atomically (``htaf runs --csv``)."""
+    from htaf.io import atomic_write_text
+
+    return atomic_write_text(path, frame.to_csv(index=False, lineterminator="\n"))
+
+
 # -- htaf train --------------------------------------------------------------------------------
 def default_out(config: RunConfig) -> Path:
     """``runs/<dataset>-<estimator>-seed<k>``: where ``train_one`` writes without ``out``."""
