@@ -665,8 +665,8 @@ def alif_sequence(
     v_flat, a_flat = _flat_state(v0, m, flat.dtype), _flat_state(a0, m, flat.dtype)
     if getattr(est, "pending", False):  # htaf(auto): alpha0 from every step's u (exact spikes)
         with torch.no_grad(), harden(est):
-            hh = _alif_forward(p, est, flat.detach(), steps, const,
-                               *(t if t is None else t.detach() for t in (v_flat, a_flat)))[1]  # fmt: skip
+            v_d, a_d = (t if t is None else t.detach() for t in (v_flat, a_flat))
+            hh = _alif_forward(p, est, flat.detach(), steps, const, v_d, a_d)[1]
             est.calibrate(_alif_states(p, est, hh, a_flat)[0])
     grads = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (flat, v_flat, a_flat)
