@@ -337,6 +337,41 @@ def test_the_alif_node_saves_only_the_membrane_sequence():
     assert x.grad is not None and torch.isfinite(x.grad).all()
 
 
+def test_the_rlif_node_saves_the_membrane_and_its_weights_only():
+    from htaf.families.snn.neurons import RLIF
+
+    module = RLIF(N, spike_fn="atan")
+    x = torch.randn(T, B, N, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        seq = module.run(x)
+    assert [tuple(t.shape) for t in saved] == [(T, B, N), (N, N)]
+    assert saved[1] is module.w_rec or saved[1].data_ptr() == module.w_rec.data_ptr()
+    seq.spikes.sum().backward()
+    assert module.w_rec.grad is not None and torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("kind", BEYOND)
+def test_the_unrolled_loop_gives_the_fused_values_and_gradients(kind):
+    """Inside ``fused.unrolled()`` (for hooks per step) the new neurons run as plain loops."""
+    est = estimators.get("atan")
+    module = module_beyond_lif(kind, est).double()
+    grads = []
+    for unroll in (False, True):
+        x = (torch.randn(T, B, N, generator=torch.Generator().manual_seed(5),
+                         dtype=torch.float64) + 0.4).requires_grad_()  # fmt: skip
+        module.zero_grad()
+        if unroll:
+            with fused.unrolled():
+                seq = module.run(x)
+        else:
+            seq = module.run(x)
+        (seq.spikes.sum() + 0.1 * seq.membrane.sum()).backward()
+        grads.append([seq.spikes.detach(), x.grad, *(q.grad for q in module.parameters())])
+    for a, b in zip(*grads, strict=True):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("kind", BEYOND)
 def test_a_constant_input_gives_the_expanded_runs_values_and_gradient(kind):
     est = estimators.get("atan")

@@ -56,7 +56,7 @@ from htaf.families.snn.functional import ALIFParameters, IFParameters
 
 __all__ = [
     "BACKENDS", "NeuronSequence", "alif_sequence", "kernel_available", "neuron_sequence",
-    "pack_bits", "spike_values", "synaptic_current", "unpack_bits",
+    "pack_bits", "rlif_sequence", "spike_values", "synaptic_current", "unpack_bits",
 ]  # fmt: skip
 
 BACKENDS = ("auto", "kernel", "torch")
@@ -699,3 +699,139 @@ def _alif_unrolled(
         spikes.append(s)
         hs.append(h)
     return torch.stack(spikes), torch.stack(hs), v, a
+
+
+def _recurrent(s: Tensor, w: Tensor) -> Tensor:
+    """``W`` applied over the feature dimension 1 of ``(B, N, ...)`` (pixels: 1×1)."""
+    if s.dim() == 2:
+        return s @ w.T
+    return (s.movedim(1, -1) @ w.T).movedim(-1, 1)
+
+
+def _outer(dh: Tensor, s: Tensor) -> Tensor:
+    """``Σ dh_i s_j`` over every batch element and pixel: the weight gradient ``(N, N)``."""
+    n = dh.shape[1]
+    return dh.movedim(1, -1).reshape(-1, n).T @ s.movedim(1, -1).reshape(-1, n)
+
+
+def _rlif_forward(
+    p: IFParameters, est: Estimator, x: Tensor, w: Tensor, steps: int, const: bool,
+    v0: Tensor | None, s0: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+    """``(spikes, h, v_last)`` over time, without a graph; ``x`` is ``(T, B, N, ...)``."""
+    first = x if const else x[0]
+    v = v0 if v0 is not None else torch.zeros_like(first)
+    s, c = s0, (1 - p.beta) if p.decay_input else 1.0
+    spikes, hs = [], []
+    for t in range(steps):
+        current = x if const else x[t]
+        if s is not None:
+            current = current + _recurrent(s, w)
+        h = p.beta * v + c * current
+        s = spike_values(est, h - p.threshold)
+        v = h - p.threshold * s if p.reset == "soft" else h * (1 - s) + p.v_reset * s
+        spikes.append(s)
+        hs.append(h)
+    return torch.stack(spikes), torch.stack(hs), v
+
+
+class _RLIFFunction(torch.autograd.Function):
+    """A recurrent LIF layer over a whole sequence in one node that saves the membrane
+    sequence ``h`` (and the weights and initial state) only. The threshold is a constant, so
+    the spikes and the rule come back from ``h`` elementwise; the backward then runs::
+
+        ds_t = gs_t + c W^T dh_{t+1} + [attached reset] dv_t ∂v_t/∂s_t
+        dh_t = ds_t g_t + gh_t + dv_t ∂v_t/∂h_t
+        dx_t = c dh_t,  dv_{t-1} = β dh_t,  dW = c Σ_t dh_t s_{t-1}^T,  ds_{-1} = c W^T dh_0
+
+    with ``c = 1 - β`` under decay_input, else 1 (the recurrence is one matrix product per
+    step, in PyTorch; the C++ kernel's loop is per neuron).
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any, x: Tensor, w: Tensor, v0: Tensor | None, s0: Tensor | None, p: IFParameters,
+        est: Estimator, steps: int, const: bool,
+    ) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+        s, h, v = _rlif_forward(p, est, x, w, steps, const, v0, s0)
+        ctx.p, ctx.est, ctx.const = p, est, const
+        ctx.save_for_backward(h, w, s0)
+        ctx.set_materialize_grads(False)
+        return s, h, v
+
+    @staticmethod
+    def backward(ctx: Any, gs: Tensor | None, gh: Tensor | None, gv: Tensor | None) -> tuple:
+        h, w, s0 = ctx.saved_tensors
+        p, est = ctx.p, ctx.est
+        u = h - p.threshold
+        g = _rule_values(est, u)  # the whole sequence at once: draws in forward order
+        s = spike_values(est, u)
+        c = (1 - p.beta) if p.decay_input else 1.0
+        soft = p.reset == "soft"
+        dv = gv if gv is not None else torch.zeros_like(h[0])
+        gx = torch.zeros_like(h[0]) if ctx.const else torch.empty_like(h)
+        gw = torch.zeros_like(w)
+        dh_next = None
+        for t in range(h.shape[0] - 1, -1, -1):
+            ds = torch.zeros_like(h[t]) if gs is None else gs[t]
+            if dh_next is not None:
+                ds = ds + c * _recurrent(dh_next, w.T)
+            if not p.detach_reset:
+                ds = ds + dv * (-p.threshold if soft else p.v_reset - h[t])
+            dh = ds * g[t] + (dv if soft else dv * (1 - s[t]))
+            if gh is not None:
+                dh = dh + gh[t]
+            if ctx.const:
+                gx += c * dh
+            else:
+                gx[t] = c * dh
+            prev = s[t - 1] if t > 0 else s0
+            if prev is not None:
+                gw += c * _outer(dh, prev)
+            dv = p.beta * dh
+            dh_next = dh
+        ds0 = c * _recurrent(dh_next, w.T) if s0 is not None else None
+        needs = ctx.needs_input_grad
+        return (gx if needs[0] else None, gw if needs[1] else None, dv if needs[2] else None,
+                ds0 if needs[3] else None, None, None, None, None)  # fmt: skip
+
+
+def rlif_sequence(
+    x: Tensor,
+    w_rec: Tensor,
+    p: IFParameters,
+    est: Estimator,
+    *,
+    v0: Tensor | None = None,
+    s0: Tensor | None = None,
+    steps: int | None = None,
+) -> NeuronSequence:
+    """A recurrent LIF layer (``h_t = β v_{t-1} + x_t + W_rec s_{t-1}``) over time in one
+    node that saves only the membrane sequence; ``x`` is ``(T, B, N, ...)`` (or ``(B, N, ...)``
+    for ``steps`` steps), ``W_rec`` mixes dimension N. The last state is ``(v, spikes[-1])``.
+    PyTorch only (any device): one matrix product per step couples the neurons, which the C++
+    kernel's per-neuron time loop cannot do."""
+    const = steps is not None
+    if const:
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps (T) must be a positive integer, got {steps!r}")
+    else:
+        steps = x.shape[0]
+    dtype = x.dtype
+    if dtype in (torch.float16, torch.bfloat16):
+        x = x.float()
+    w = w_rec.to(x.dtype)
+    if getattr(est, "pending", False):  # htaf(auto): alpha0 from every step's h - θ
+        with torch.no_grad(), harden(est):
+            v_d, s_d = (t if t is None else t.detach() for t in (v0, s0))
+            hh = _rlif_forward(p, est, x.detach(), w.detach(), steps, const, v_d, s_d)[1]
+            est.calibrate(hh - p.threshold)
+    grads = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (x, w, v0, s0)
+    )
+    if grads:
+        s, h, v = _RLIFFunction.apply(x, w, v0, s0, p, est, steps, const)
+    else:
+        s, h, v = _rlif_forward(p, est, x, w, steps, const, v0, s0)
+    return NeuronSequence(s.to(dtype), h.to(dtype), v.to(dtype),
+                          respike=lambda hh: spike_values(est, hh - p.threshold))  # fmt: skip

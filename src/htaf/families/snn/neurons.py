@@ -370,10 +370,10 @@ class RLIF(_StatefulNeuron):
     ``(size, size)`` is learned, initialised as ``nn.Linear``'s weight (no bias); on feature
     maps it mixes the channels at every pixel.
 
-    **Not fused**: the recurrence couples the neurons through a matrix product at every step,
-    which the per-neuron time loop of the fused node and its kernel cannot do; the layer runs
-    as an autograd loop over :func:`~htaf.families.snn.functional.rlif_step` (the estimator
-    called once per step), so BPTT keeps a few tensors per step instead of the membrane only.
+    Fused: one node that saves only ``h`` (:func:`~htaf.families.snn.fused.rlif_sequence`),
+    in PyTorch: the recurrence couples the neurons through a matrix product at every step,
+    which the C++ kernel's per-neuron time loop cannot do. Inside
+    :func:`~htaf.families.snn.fused.unrolled` it runs as a plain autograd loop instead.
 
     **Conventions.** snnTorch ``RLeaky(all_to_all=True, linear_features=size,
     reset_delay=False)`` with a zero recurrent bias is this neuron (see :class:`Synaptic` for
@@ -412,7 +412,13 @@ class RLIF(_StatefulNeuron):
         self._check_state(state, shape)
         p, est = self.params, self.spike
         first = x if steps is not None else x[0]
-        v, s = (torch.zeros_like(first), None) if state is None else state
+        v, s = (None, None) if state is None else state
+        if not fused._UNROLLED:
+            out = fused.rlif_sequence(x, self.w_rec, p, est, v0=v, s0=s, steps=steps)
+            if not torch.is_grad_enabled():  # hooks on the estimator see every step
+                out.spikes = est(out.membrane - p.threshold)
+            return self._finish(out, SF.RLIFState(out.v, out.spikes[-1]))
+        v = torch.zeros_like(first) if v is None else v
         spikes, membranes = [], []
         for t in range(steps or x.shape[0]):
             current = x if steps is not None else x[t]
