@@ -10,10 +10,11 @@ the network with exact spikes ``1{v >= θ}``.
 
 Modules:
 
-* :mod:`.functional`: pure steps ``if_step``, ``lif_step``, ``plif_step`` with typed parameters
-  and an estimator module (never a name);
-* :mod:`.neurons`: multi-step ``IF``/``LIF``/``PLIF`` ``(T, B, ...) -> (T, B, ...)`` and
-  single-step cells;
+* :mod:`.functional`: pure steps ``if_step``, ``lif_step``, ``plif_step``, ``synaptic_step``
+  (current-based), ``alif_step`` (adaptive threshold), ``rlif_step`` (recurrent) with typed
+  parameters and an estimator module (never a name);
+* :mod:`.neurons`: multi-step ``IF``/``LIF``/``PLIF``/``Synaptic``/``ALIF``/``RLIF``
+  ``(T, B, ...) -> (T, B, ...)`` and single-step cells (``model.neuron`` picks one);
 * :mod:`.fused`: the memory-light multi-step operator (C++ kernel + PyTorch fallback);
 * :mod:`.layers`: ``spike_linear``, a Linear that saves its spike input as bits or not at all;
 * :mod:`.encoders`, :mod:`.decoders`; :mod:`.models`: MLP, CNN, SEW-ResNet.

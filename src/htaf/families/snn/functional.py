@@ -10,6 +10,11 @@ One time step of a neuron with membrane state ``v`` and input current ``x``:
 ``detach_reset`` takes ``s_t`` out of the reset's gradient (the reset still happens). ``h_t`` is
 "the membrane" that traces and the mean-membrane decoder read.
 
+Beyond LIF, the same charge / fire / reset with more state (a NamedTuple in, one out):
+:func:`synaptic_step` (a synaptic current ``i_t = α i_{t-1} + x_t`` feeds the membrane),
+:func:`alif_step` (the threshold ``θ + adapt · a`` rises with the spike trace ``a``) and
+:func:`rlif_step` (the previous spikes come back through ``W_rec``).
+
 **Threshold convention.** A neuron fires at ``v >= θ``, as in SpikingJelly and everywhere in
 htaf (``H(0) = 1``). snnTorch and Norse fire at ``v > θ``; the two differ only when the
 membrane lands exactly on the threshold, which with float inputs is rare but not impossible
