@@ -398,3 +398,16 @@ def test_finite_inputs_give_finite_outputs_in_the_new_neurons(kind):
         seq.spikes.sum().backward()
         assert torch.isfinite(seq.spikes).all() and torch.isfinite(x.grad).all()
         x.grad = None
+
+
+@pytest.mark.parametrize("kind", BEYOND)
+def test_half_precision_runs_in_float32_and_comes_back_in_its_dtype(kind):
+    module = module_beyond_lif(kind, estimators.get("atan"))
+    x32 = torch.randn(T, B, N) + 0.4
+    ref = module.run(x32)
+    x = x32.to(torch.bfloat16).requires_grad_()
+    state = module.state_type(*(t.to(torch.bfloat16) for t in ref.state))
+    seq = module.run(x, state)
+    assert seq.spikes.dtype == seq.membrane.dtype == torch.bfloat16
+    seq.spikes.float().sum().backward()
+    assert x.grad.dtype == torch.bfloat16 and torch.isfinite(x.grad.float()).all()

@@ -821,6 +821,7 @@ def rlif_sequence(
     if dtype in (torch.float16, torch.bfloat16):
         x = x.float()
     w = w_rec.to(x.dtype)
+    v0, s0 = (t if t is None else t.to(x.dtype) for t in (v0, s0))
     if getattr(est, "pending", False):  # htaf(auto): alpha0 from every step's h - θ
         with torch.no_grad(), harden(est):
             v_d, s_d = (t if t is None else t.detach() for t in (v0, s0))
