@@ -214,7 +214,7 @@ def reference_beyond_lif(kind, x, state, p, est, w_rec=None):
     parts = list(state)
     spikes, membranes = [], []
     for t in range(x.shape[0]):
-        if kind == "synaptic":
+        if kind.startswith("synaptic"):
             v, i = parts
             i = p.alpha * i + x[t]
             h, theta = p.beta * v + i, p.threshold
@@ -227,7 +227,7 @@ def reference_beyond_lif(kind, x, state, p, est, w_rec=None):
         s = est(h - theta)
         r = s.detach() if p.detach_reset else s
         v = h - theta * r if p.reset == "soft" else h * (1 - r) + p.v_reset * r
-        if kind == "synaptic":
+        if kind.startswith("synaptic"):
             parts = [v, i]
         elif kind == "alif":
             parts = [v, p.rho * a + s]
@@ -242,8 +242,9 @@ def module_beyond_lif(kind, est, reset="soft", detach=False):
     from htaf.families.snn import neurons
 
     common = dict(beta=0.85, reset=reset, v_reset=-0.2, detach_reset=detach, spike_fn=est)
-    if kind == "synaptic":
-        return neurons.Synaptic(alpha=0.7, **common)
+    if kind in ("synaptic", "synaptic_torch"):  # the LIF part: C++ kernel, or PyTorch
+        backend = "torch" if kind == "synaptic_torch" else "kernel"
+        return neurons.Synaptic(alpha=0.7, backend=backend, **common)
     if kind == "alif":
         return neurons.ALIF(rho=0.8, adapt=0.3, **common)
     return neurons.RLIF(N, **common)
@@ -294,7 +295,7 @@ BEYOND = ["synaptic", "alif", "rlif"]
 NAMES = ["spikes", "membrane", "state0", "state1", "dx", "dstate0", "dstate1", "dw_rec"]
 
 
-@pytest.mark.parametrize("kind", BEYOND)
+@pytest.mark.parametrize("kind", [*BEYOND, "synaptic_torch"])
 @pytest.mark.parametrize("mode", ["smooth", "hard"])
 @pytest.mark.parametrize("name", estimators.names())
 def test_new_neurons_match_the_float64_loop_for_every_estimator(name, mode, kind):

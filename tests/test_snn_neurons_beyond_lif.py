@@ -138,6 +138,18 @@ def test_bad_parameters_name_themselves(build, message):
         build()
 
 
+def test_the_kernel_backend_is_refused_with_the_reason_where_it_cannot_run():
+    with pytest.raises(ValueError, match="threshold is a constant"):
+        ALIF(backend="kernel")
+    with pytest.raises(ValueError, match="matrix product at every step"):
+        RLIF(N, backend="kernel")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        RLIF(N, backend="cuda")
+    # the synaptic current is a filter outside the node: its LIF part runs in the kernel
+    assert Synaptic(backend="kernel").backend == "kernel"
+    assert ALIF(backend="torch").run(torch.randn(T, B, N)).spikes.shape == (T, B, N)
+
+
 @pytest.mark.parametrize(
     ("options", "key"),
     [

@@ -259,6 +259,20 @@ class _StatefulNeuron(LIF):
     """
 
     state_type: type
+    #: Why the C++ kernel cannot run this neuron (None: it can); ``backend="kernel"`` is then
+    #: refused with this reason, and ``"auto"`` runs the fused node in PyTorch.
+    no_kernel: str | None = None
+
+    def __init__(self, beta: float = 0.9, **kwargs: Any):
+        super().__init__(beta, **kwargs)
+        if self.backend not in fused.BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(fused.BACKENDS)}, got "
+                             f"{self.backend!r}")  # fmt: skip
+        if self.backend == "kernel" and self.no_kernel is not None:
+            raise ValueError(
+                f"backend 'kernel' cannot run {type(self).__name__}: {self.no_kernel}; its fused "
+                f"node runs in PyTorch (backend 'auto' or 'torch'), saving the membrane only"
+            )
 
     def _start(self, state: tuple | Tensor | None) -> tuple | None:
         if state is None and self.carry is not None:
@@ -336,6 +350,7 @@ class ALIF(_StatefulNeuron):
     """
 
     state_type = SF.ALIFState
+    no_kernel = "the kernel's threshold is a constant, ALIF's moves with every spike"
 
     def __init__(self, beta: float = 0.9, *, rho: float = 0.9, adapt: float = 0.2, **kwargs: Any):
         super().__init__(beta, **kwargs)
@@ -382,6 +397,8 @@ class RLIF(_StatefulNeuron):
     """
 
     state_type = SF.RLIFState
+    no_kernel = ("the recurrence couples the neurons through a matrix product at every step, "
+                 "and the kernel's time loop runs each neuron on its own")  # fmt: skip
 
     def __init__(self, size: int, beta: float = 0.9, **kwargs: Any):
         super().__init__(beta, **kwargs)
