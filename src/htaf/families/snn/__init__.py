@@ -52,6 +52,9 @@ class SNNOptions:
     encoder: Literal["poisson", "latency", "direct"] = "poisson"
     decoder: Literal["count", "membrane", "first_spike"] = "membrane"
     neuron: Literal["lif", "if", "plif", "synaptic", "alif", "rlif"] = "lif"
+    alpha: float = 0.5  # synaptic current decay (neuron 'synaptic')
+    rho: float = 0.9  # adaptation decay (neuron 'alif')
+    adapt: float = 0.2  # threshold rise per unit of adaptation (neuron 'alif')
     beta: float = 0.9  # membrane decay (lif; plif's initial value)
     tau: float | None = None  # time constant, replaces beta when set: beta = 1 - 1/tau
     threshold: float = 1.0
@@ -59,9 +62,6 @@ class SNNOptions:
     v_reset: float = 0.0  # the hard reset's target
     detach_reset: bool = DETACH_RESET  # True: the spike leaves the reset's gradient
     decay_input: bool = False
-    alpha: float = 0.5  # synaptic current decay (neuron 'synaptic')
-    rho: float = 0.9  # adaptation decay (neuron 'alif')
-    adapt: float = 0.2  # threshold rise per unit of adaptation (neuron 'alif')
     checkpoint_steps: int = 0  # gradient checkpointing over time chunks of this many steps (mlp)
 
     def check(self) -> None:

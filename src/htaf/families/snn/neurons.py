@@ -397,6 +397,8 @@ class RLIF(_StatefulNeuron):
     """
 
     state_type = SF.RLIFState
+    #: Its layer is built with its number of neurons, ``RLIF(size, ...)``.
+    sized = True
     no_kernel = ("the recurrence couples the neurons through a matrix product at every step, "
                  "and the kernel's time loop runs each neuron on its own")  # fmt: skip
 
@@ -489,5 +491,3 @@ class RLIFCell(_StateCell):
 
 
 NEURONS.update({"synaptic": Synaptic, "alif": ALIF, "rlif": RLIF})
-#: The neurons whose layer needs its number of neurons (``size``) to be built.
-SIZED = ("rlif",)

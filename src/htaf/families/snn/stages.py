@@ -27,7 +27,7 @@ from htaf.families.snn import decoders
 from htaf.families.snn.functional import DETACH_RESET, beta_from_tau, check_beta
 from htaf.families.snn.fused import NeuronSequence
 from htaf.families.snn.layers import SpikeTrain, spike_linear
-from htaf.families.snn.neurons import IF, LIF, NEURONS, PLIF, SIZED
+from htaf.families.snn.neurons import IF, LIF, NEURONS, PLIF
 
 CONNECTS = ("ADD", "AND", "IAND")
 
@@ -84,7 +84,7 @@ class NeuronSpec:
         if self.kind == "plif":
             return PLIF(1.0 / (1.0 - self.decay), decay_input=self.decay_input, **common)
         if self.kind in NEURONS and self.kind != "lif":  # synaptic, alif, rlif
-            sized = (size,) if self.kind in SIZED else ()
+            sized = (size,) if getattr(NEURONS[self.kind], "sized", False) else ()
             return NEURONS[self.kind](*sized, beta=self.decay, decay_input=self.decay_input,
                                       **self.extra, **common)  # fmt: skip
         return LIF(self.decay, decay_input=self.decay_input, **common)
