@@ -89,7 +89,7 @@ class SNNOptions:
                              "init_tau = 1/(1 - beta)), got 1")  # fmt: skip
         for key, what in (("alpha", "synaptic current"), ("rho", "adaptation")):
             try:
-                check_decay(getattr(self, key), f"model.{key}", what)
+                check_decay(getattr(self, key), f"'model.{key}'", what)
             except ValueError as err:
                 raise ValueError(f"option {err}") from None
         if not self.adapt >= 0:
