@@ -412,3 +412,15 @@ def test_half_precision_runs_in_float32_and_comes_back_in_its_dtype(kind):
     assert seq.spikes.dtype == seq.membrane.dtype == torch.bfloat16
     seq.spikes.float().sum().backward()
     assert x.grad.dtype == torch.bfloat16 and torch.isfinite(x.grad.float()).all()
+
+
+@pytest.mark.parametrize("kind", BEYOND)
+@pytest.mark.parametrize(("name", "mode"), [("htaf", "smooth"), ("atan", "hard")])
+def test_the_new_neurons_spikes_come_back_from_their_membrane(kind, name, mode):
+    """What lets the next synapse keep the membrane (saved already) instead of the spikes."""
+    module = module_beyond_lif(kind, estimators.get(name, mode=mode))
+    x = torch.randn(T, B, N) + 0.4
+    state = module.state_type(torch.randn(B, N) * 0.3, (torch.rand(B, N) < 0.5).float())
+    seq = module.run(x, state)
+    assert seq.respike is not None
+    assert torch.equal(seq.respike(seq.membrane), seq.spikes)

@@ -678,7 +678,14 @@ def alif_sequence(
     else:
         s, h, v, a = _alif_forward(p, est, flat, steps, const, v_flat, a_flat)
     s, h = s.reshape(steps, *shape).to(dtype), h.reshape(steps, *shape).to(dtype)
-    return NeuronSequence(s, h, v.reshape(shape).to(dtype)), a.reshape(shape).to(dtype)
+    respike = None
+    if dtype == flat.dtype:  # the membrane as computed: the spikes come back bit for bit
+
+        def respike(hh: Tensor) -> Tensor:
+            return _alif_states(p, est, hh.reshape(steps, m), a_flat)[1].reshape(hh.shape)
+
+    seq = NeuronSequence(s, h, v.reshape(shape).to(dtype), respike=respike)
+    return seq, a.reshape(shape).to(dtype)
 
 
 def _alif_unrolled(
