@@ -198,11 +198,13 @@ class QuantLayer(nn.Module):
         """
         if self.kernel_quantizer is None:
             return op(x, self.weight, self.bias)
+        # the bias too is added apart: a kernel that starts its sums at b would round them
+        y = op(x, self.kernel_quantizer(self.weight), None)
+        tail = self._out_tail(x)
         scale = self.weight_scale()
-        if scale is None:
-            return op(x, self.kernel_quantizer(self.weight), self.bias)
-        y = op(x, self.kernel_quantizer(self.weight), None) * scale.view(-1, *self._out_tail(x))
-        return y if self.bias is None else y + self.bias.view(-1, *self._out_tail(x))
+        if scale is not None:
+            y = y * scale.view(-1, *tail)
+        return y if self.bias is None else y + self.bias.view(-1, *tail)
 
     def _out_tail(self, x: Tensor) -> tuple[int, ...]:
         return (1,) * (x.dim() - 2) if isinstance(self, nn.Conv2d) else ()
