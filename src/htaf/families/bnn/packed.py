@@ -345,9 +345,7 @@ def _words(packed: np.ndarray) -> np.ndarray:
     """uint8 bits along the last axis -> uint64 words (zero-padded: xor of padding is 0)."""
     pad = -packed.shape[-1] % 8
     if pad:
-        packed = np.concatenate(
-            [packed, np.zeros((*packed.shape[:-1], pad), np.uint8)], axis=-1
-        )
+        packed = np.concatenate([packed, np.zeros((*packed.shape[:-1], pad), np.uint8)], axis=-1)
     return np.ascontiguousarray(packed).view(np.uint64)
 
 
@@ -502,7 +500,9 @@ class PackedModel:
         patches = _words(np.stack(cols, axis=3)).reshape(n * ho * wo, -1)
         k = step["in"] * kh * kw
         s = k - 2 * _xor_popcount(patches, w)
-        return torch.from_numpy(np.ascontiguousarray(s.reshape(n, ho, wo, -1).transpose(0, 3, 1, 2)))
+        return torch.from_numpy(
+            np.ascontiguousarray(s.reshape(n, ho, wo, -1).transpose(0, 3, 1, 2))
+        )
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Class labels (int64) of raw inputs ``x`` (see :func:`load_input`)."""
