@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pytest
 import torch
-from _bnn_packed import float64_preactivations, random_bnn, tiny_run
 from safetensors import safe_open
 
+from _bnn_packed import float64_preactivations, random_bnn, tiny_run
 from htaf.cli import main
 from htaf.families.bnn import load_binary
 from htaf.families.bnn.export import BinaryExportError, pack_channels, unpack_channels
@@ -130,8 +130,9 @@ def test_a_damaged_tensor_is_named_by_its_checksum(tmp_path, capsys):
 
 
 def test_damaged_metadata_fails_the_payload_checksum(tmp_path):
-    from htaf.io import read_safetensors
     from safetensors.torch import save
+
+    from htaf.io import read_safetensors
 
     path = export_packed(random_bnn(), tmp_path / "m.htafb")
     tensors, meta = read_safetensors(path)

@@ -8,11 +8,12 @@ A binary layer's latent float weights W become ``LAYER.weight_bits``: the signs
 channels, little-endian (bit ``i`` of byte ``j`` holds input channel ``8j + i``; the bits past
 the last channel are 0): uint8 of shape ``(out, kh, kw, ceil(in/8))`` for a convolution and
 ``(out, ceil(in/8))`` for a linear layer, the layout a popcount kernel reads (version 2;
-version 1 packed the flattened kernel and still loads). Its scale, where it has one (XNOR-Net's mean |W| or a
-learned one), is ``LAYER.alpha``, float32 per output channel. Every other tensor (full-precision
-layers, BatchNorm, biases) is kept as it is. The file is safetensors: loading runs no code.
-Its metadata carries the htaf version, the SHA-256 of every tensor and of the whole payload
-(``sha256``): loading checks them and names the tensor that does not match.
+version 1 packed the flattened kernel and still loads). Its scale, where it has one
+(XNOR-Net's mean |W| or a learned one), is ``LAYER.alpha``, float32 per output channel. Every
+other tensor (full-precision layers, BatchNorm, biases) is kept as it is. The file is
+safetensors: loading runs no code. Its metadata carries the htaf version, the SHA-256 of every
+tensor and of the whole payload (``sha256``): loading checks them and names the tensor that
+does not match.
 :func:`htaf.families.bnn.packed.export_packed` writes the same format with the inference plan
 and the folded BatchNorm thresholds added.
 

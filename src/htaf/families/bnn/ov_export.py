@@ -11,7 +11,8 @@ Built from :class:`~htaf.families.bnn.packed.PackedModel`'s plan, step for step:
 * the sign in front of it is ``Select(x >= 0, 1, −1)`` (``sign(0) = +1`` as the hard forward;
   a FakeQuantize would send 0 to −1);
 * a folded BatchNorm is a 2-level ``FakeQuantize`` per channel at the integer threshold
-  (``u >= t`` is ``u > t − 1/4`` for an integer u), which the CPU plugin fuses into binarization, so the next
+  (``u >= t`` is ``u > t − 1/4`` for an integer u), which the CPU plugin fuses into
+  binarization, so the next
   binary layer reads bits;
 * everything else (the full-precision first and last layers, unfolded BatchNorm, pooling) is
   an ordinary op.

@@ -433,8 +433,9 @@ class PackedModel:
             if step.get("folded") and isinstance(state, tuple) and state[0] == "int":
                 return ("bits", self._threshold(state[1], state[2]))
             t = self.tensors
-            return F.batch_norm(_as_float(state), t[step["mean"]], t[step["var"]],
-                                t[f"{p}.weight"], t[f"{p}.bias"], False, 0.0, step["eps"])  # fmt: skip
+            mean, var, weight, bias = (t[step["mean"]], t[step["var"]], t[f"{p}.weight"],
+                                       t[f"{p}.bias"])  # fmt: skip
+            return F.batch_norm(_as_float(state), mean, var, weight, bias, False, 0.0, step["eps"])
         if op == "flatten":
             if isinstance(state, tuple) and state[0] == "bits":
                 return ("bits", state[1].flatten(1))
@@ -604,7 +605,7 @@ def to_model_input(
     if x.dtype.name not in INPUT_DTYPES:
         raise ValueError(f"the input has dtype {x.dtype}; {model} takes "
                          f"{', '.join(INPUT_DTYPES)}")  # fmt: skip
-    if input_shape and tuple(x.shape[1:]) != tuple(input_shape) or x.ndim < 2:
+    if (input_shape and tuple(x.shape[1:]) != tuple(input_shape)) or x.ndim < 2:
         raise ValueError(
             f"the input has shape {tuple(x.shape)}; {model} takes (N, "
             f"{', '.join(str(d) for d in input_shape)})"
