@@ -4,8 +4,8 @@ equal the reference packed forward's."""
 import numpy as np
 import pytest
 import torch
-from _bnn_packed import random_bnn, tiny_run
 
+from _bnn_packed import random_bnn, tiny_run
 from htaf.cli import main
 from htaf.families.bnn.packed import PackedModel, export_packed
 
