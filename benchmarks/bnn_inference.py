@@ -19,7 +19,7 @@ side and interleaved (one call of each engine per round, in a shuffled order):
 Reports min and median over ``--repeats`` rounds, the speed-ups (torch / engine, paired per
 round, median), weight bytes, prediction agreement, the CPU flags and the load average.
 OpenMP waits passively (``OMP_WAIT_POLICY=PASSIVE`` unless set): on a loaded machine spinning
-workers made float32 PyTorch 30× slower at 2 threads, which would flatter the binary engines.
+workers slow float32 PyTorch down many times over, which would flatter the binary engines.
 """
 
 from __future__ import annotations
