@@ -63,10 +63,10 @@ def float64_preactivations(model, x):
     return logits, seen
 
 
-def tiny_run(out):
+def tiny_run(out, estimator="ste_clipped"):
     """A small_cnn bnn run on digits_images, trained briefly (enough to be far from init)."""
     from htaf.config import RunConfig
 
-    config = RunConfig(family="bnn", dataset="digits_images", estimator="ste_clipped",
+    config = RunConfig(family="bnn", dataset="digits_images", estimator=estimator,
                        epochs=1, batch_size=64, lr=3e-3, model={"widths": [8, 16, 16]})  # fmt: skip
     return htaf.train_one(config, out, progress=False)

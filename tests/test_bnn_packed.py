@@ -253,3 +253,32 @@ def test_pad_value_is_a_model_option():
 
     with pytest.raises(ValueError, match="pad_value"):
         BNNOptions(pad_value=0.5).check()
+
+
+def test_version_1_exports_still_load(tmp_path):
+    """Version 1 packed the flattened kernel and carried no checksums; it still loads."""
+    from safetensors.torch import save
+
+    from htaf.families.bnn.export import export_binary, pack_signs
+
+    model = random_bnn(scaling="mean_abs")
+    tensors, meta = export_binary(model)
+    for layer in model.binary_layers().values():
+        path = next(p for p, m in model.named_modules() if m is layer)
+        tensors[f"{path}.weight_bits"] = pack_signs(layer.weight)
+    meta["version"] = "1"
+    (tmp_path / "v1.safetensors").write_bytes(save(tensors, metadata=meta))
+    x = torch.randn(8, 1, 8, 8)
+    loaded = load_binary(random_bnn(scaling="mean_abs", seed=3), tmp_path / "v1.safetensors")
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    with pytest.raises(BinaryExportError, match="not an htaf packed model"):
+        PackedModel(tmp_path / "v1.safetensors")
+
+
+def test_export_command_refuses_a_run_without_binary_layers(tmp_path, capsys):
+    run = tiny_run(tmp_path / "relu", estimator="relu")  # the full-precision reference row
+    out = tmp_path / "out" / "m.htafb"
+    assert main(["export", str(run.path), "--format", "packed", "--out", str(out)]) == 2
+    assert "has no binary layer" in capsys.readouterr().err
+    assert not out.parent.exists()
