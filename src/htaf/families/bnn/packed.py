@@ -40,7 +40,6 @@ hardened model: its integer pre-activations and predictions equal the hardened m
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -510,21 +509,6 @@ class PackedModel:
         logits = self(to_model_input(x, self.input_shape, self.normalize, str(self.path)))
         return _labels(logits.numpy())
 
-    @property
-    def weight_bytes(self) -> int:
-        """Bytes of every stored weight: the bits, the scales, thresholds, full-precision
-        layers and BatchNorm parameters."""
-        return int(sum(t.numel() * t.element_size() for t in _stored(self)))
-
-
-def _stored(model: PackedModel) -> list[Tensor]:
-    out = [torch.from_numpy(w) for w in model.words.values()]
-    return out + [t for k, t in model.tensors.items() if not _is_unpacked(model, k)]
-
-
-def _is_unpacked(model: PackedModel, key: str) -> bool:
-    return key.endswith(".weight") and key[: -len(".weight")] in model.words
-
 
 def _xor_popcount(x: np.ndarray, w: np.ndarray, rows: int = 4096) -> np.ndarray:
     """``popcount(x_i xor w_j)`` summed over the words: (N, L) and (O, L) -> (N, O) int32."""
@@ -621,6 +605,3 @@ def to_model_input(
         std = torch.tensor(normalize["std"], dtype=torch.float32).view(shape)
         t = (t - mean) / std
     return t
-
-
-Predictor = Callable[[np.ndarray], np.ndarray]
