@@ -71,6 +71,7 @@ class Binarization:
     scaling: str = "none"
     binary_first: bool = False
     binary_last: bool = False
+    pad_value: float = 1.0
 
     @property
     def binary(self) -> bool:
@@ -139,7 +140,8 @@ class Stack:
         cin = self.shape[0]
         self._spatial(f"a {k}×{k} convolution", k, stride, padding)
         quant = self._quant(role, quant_input)
-        self.layers.append(QuantConv2d(cin, cout, k, stride, padding, bias, **quant))
+        self.layers.append(QuantConv2d(cin, cout, k, stride, padding, bias,
+                                       pad_value=self.q.pad_value, **quant))  # fmt: skip
         self.shape = (cout, *self.shape[1:])
         return self._record()
 
