@@ -15,7 +15,7 @@ from htaf.cli import main
 from htaf.config import RunConfig
 from htaf.families import DataSpec, get_family
 from htaf.families.bnn import BNNOptions, build, export_binary, load_binary, save_binary
-from htaf.families.bnn.export import BinaryExportError, pack_signs, unpack_signs
+from htaf.families.bnn.export import BinaryExportError, pack_signs, seal, unpack_signs
 from htaf.train import run_one
 
 SMALL = {"widths": [8, 16, 16]}
@@ -211,7 +211,8 @@ def test_damaged_exports_name_the_tensor_and_the_file(tmp_path, how, message):
     opts, model = _trained("small_cnn", (1, 8, 8), "mean_abs")
     tensors, meta = _damaged(*export_binary(model), how)
     path = tmp_path / "damaged.safetensors"
-    path.write_bytes(save(tensors, metadata=meta))
+    # sealed after the damage, so the structural checks (not the checksums) must catch it
+    path.write_bytes(save(tensors, metadata=seal(tensors, meta)))
     fresh = build(opts, DataSpec("image", (1, 8, 8), 5, "multiclass"), "htaf", {})
     before = {k: v.clone() for k, v in fresh.state_dict().items() if isinstance(v, torch.Tensor)}
     with pytest.raises(BinaryExportError, match=rf"damaged\.safetensors.*{message}") as err:

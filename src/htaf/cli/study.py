@@ -169,6 +169,10 @@ def _add_decoupled(studies: argparse._SubParsersAction) -> None:
     )
     c.add_argument("--seeds", type=int, default=D["seeds"])
     c.add_argument("--lenet-epochs", type=int, default=D["lenet_epochs"])
+    c.add_argument("--lenet-init", default=D["lenet_init"], choices=["torch", "glorot"],
+                   help="LeNet's initialisation (default: %(default)s)")  # fmt: skip
+    c.add_argument("--lenet-lr", type=float, default=D["lenet_lr"],
+                   help="LeNet's learning rate (default: the paper's 0.01)")  # fmt: skip
     c.add_argument(
         "--epochs",
         type=int,
@@ -218,6 +222,8 @@ def run_decoupled(args: argparse.Namespace) -> int:
         experiments=_names(args.experiments),
         seeds=args.seeds,
         lenet_epochs=args.lenet_epochs,
+        lenet_init=args.lenet_init,
+        lenet_lr=args.lenet_lr,
         data_dir=args.data_dir,
         progress=not args.no_progress,
         **extra,
