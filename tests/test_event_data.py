@@ -454,6 +454,22 @@ def test_snn_runs_event_data_without_encoder():
         build(SNNOptions(checkpoint_steps=4), spec, "htaf", {})
 
 
+@pytest.mark.parametrize("neuron", ["synaptic", "alif", "rlif", "plif", "if"])
+def test_event_input_reaches_every_neuron(neuron):
+    from htaf.families import data_spec
+    from htaf.families.snn import SNNOptions, build
+
+    ds = load("event_motion", n=40)
+    x = torch.from_numpy(ds.X_train[:3])
+    net = build(SNNOptions(neuron=neuron, widths=(8,)), data_spec(ds), "htaf", {})
+    out = net(x)
+    out.sum().backward()
+    grads = [p.grad for p in net.parameters() if p.requires_grad]
+    assert out.shape == (3, 4) and torch.isfinite(out).all()
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
+
+
 def test_compare_runs_on_event_motion(tmp_path, capsys):
     out = tmp_path / "runs"
     code = run_cli("compare", "--family", "snn", "--dataset", "event_motion", "--data-option",
