@@ -340,3 +340,20 @@ def test_compare_runs_unchanged_on_small_official_files(dataset, tmp_path, out):
             "--seeds", "1", "--epochs", "1", "--estimators", "htaf,relu", "--no-progress",
             "--out", str(out)]  # fmt: skip
     assert main(args) == 0
+
+
+def test_a_run_saved_before_pad_value_is_rebuilt_with_zero_padding(tmp_path):
+    import json
+
+    from htaf.train.run_folder import read_config
+
+    saved = {"family": "bnn", "dataset": "digits_images", "estimator": "htaf", "model": {},
+             "model_options": {"arch": "small_cnn", "kernel_quantizer": "ste_clipped"}}  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert read_config(tmp_path).model == {"pad_value": 0.0}
+    saved["model_options"]["pad_value"] = 1.0  # written by a version that has the option
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert read_config(tmp_path).model == {}
+    saved["model"] = {"pad_value": -1.0}  # what the user set wins
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert read_config(tmp_path).model == {"pad_value": -1.0}

@@ -22,6 +22,12 @@ The experiments (settings from the authors' replication library, tbox98/FreeGrad
   0.9, batch 256 on MNIST (235 steps an epoch) and 32 on the 1437 digits (45 steps an epoch;
   at 256 an epoch would be 6 steps), ``lenet_epochs`` epochs (30 in the paper),
   cross-entropy;
+  ``lenet_init`` (``"torch"``, PyTorch's default, or ``"glorot"``: Glorot-uniform weights and
+  zero biases) and ``lenet_lr`` (default the paper's 0.01) change the setup. The logistic
+  LeNet sits on the sigmoid plateau for thousands of SGD steps: at the paper's lr it stays at
+  chance on the digits fallback (450 steps in 10 epochs, against 7050 in the paper's 30 MNIST
+  epochs) whatever the initialisation, and it is not broken: a plain ``nn.Sigmoid`` LeNet with
+  autograd does the same. ``--lenet-init glorot --lenet-lr 0.1 --lenet-epochs 60`` trains it;
 * ``ones``: one unit ``forward(w·x + b)`` on x ∈ {0, 1}^64 drawn uniformly over Hamming
   weights, label ``1{mean(x) > 0.5}``, MSE, lr 0.1, batch 32, 30 epochs, 2000 points 80/20.
 

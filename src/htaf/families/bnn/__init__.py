@@ -179,4 +179,5 @@ FAMILY = Family(
     compare={"dataset": "digits_images", "epochs": 15, "lr": 3e-3, "batch_size": 64},
     estimators=("htaf", "ste", "ste_clipped", "approx_sign", "swish_sign", "relu"),
     jobs=2,
+    legacy_options={"pad_value": 0.0},  # runs saved before pad_value padded with zeros
 )
