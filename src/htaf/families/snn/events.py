@@ -14,9 +14,11 @@ whose classes differ only in order (``event_motion``) it shows what time is wort
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from torch import Tensor
 
+from htaf.families.snn.encoders import check_steps
 from htaf.families.snn.layers import SpikeTrain
 from htaf.families.snn.models import NeuronSpec, SpikingNetwork, build_network
 
@@ -24,7 +26,12 @@ __all__ = ["EventNetwork", "build_event_network"]
 
 
 class EventNetwork(SpikingNetwork):
-    """A :class:`SpikingNetwork` whose input is a spike train ``(B, T, *frame)``."""
+    """A :class:`SpikingNetwork` whose input is a spike train ``(B, T, *frame)``; ``time_bins``
+    is T (the other arguments are :class:`SpikingNetwork`'s, with the frame's shape)."""
+
+    def __init__(self, *args: Any, time_bins: int, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.time_bins = check_steps(time_bins, "time_bins")
 
     def intensities(self, x: Tensor) -> Tensor:
         """The batch itself, once its shape is checked: spikes or counts, not normalised."""
@@ -76,8 +83,7 @@ def build_event_network(
         options.pop(key, None)
     T, frame = shape[0], shape[1:]
     net = build_network(arch, frame, n_out, spec, steps=T, encoder="direct", **options)
-    out = EventNetwork(
-        net.arch, frame, list(net.stages), net.head, net.spec, steps=T, encoder="direct"
-    )
-    out.time_bins = T
-    return out
+    return EventNetwork(
+        net.arch, frame, list(net.stages), net.head, net.spec, steps=T, encoder="direct",
+        time_bins=T,
+    )  # fmt: skip
