@@ -6,11 +6,11 @@ import pytest
 
 pytest.importorskip("transformers", reason="htaf.llm is built on transformers (htaf[hf])")
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+from torch import nn
 
-from htaf.estimators import Estimator, harden  # noqa: E402
-from htaf import llm  # noqa: E402
+from htaf import llm
+from htaf.estimators import Estimator, harden
 
 
 def tiny_bert(vocab=100, layers=3):
@@ -72,7 +72,7 @@ def test_finds_swiglu_gate_and_gelu_by_type():
 
 def test_unknown_architecture_lists_what_was_found():
     plain = nn.Sequential(nn.Linear(3, 3), nn.ReLU())
-    with pytest.raises(llm.LLMError, match="unknown architecture Sequential.*module lists found"):
+    with pytest.raises(llm.LLMError, match=r"unknown architecture Sequential.*module lists found"):
         llm.find_ffn_activations(plain)
 
     class TwoActs(nn.Module):
@@ -126,7 +126,9 @@ def test_only_stepped_ffns_train():
     llm.step_layers(model, [2], "ste")
     model, params = llm.make_trainable(model, [2])
     names = sorted(n for n, p in model.named_parameters() if p.requires_grad)
-    assert names == [f"model.layers.2.mlp.{m}.weight" for m in ("down_proj", "gate_proj", "up_proj")]
+    assert names == [
+        f"model.layers.2.mlp.{m}.weight" for m in ("down_proj", "gate_proj", "up_proj")
+    ]
     assert len(params) == 3
 
 
@@ -142,7 +144,7 @@ def test_lora_trains_adapters_only():
     before = [p.detach().clone() for p in params]
     llm.fine_tune(wrapped, params, lambda _: llm.encode(wrapped, ids, torch.ones_like(ids)).sum(),
                   steps=2, lr=1e-2)  # fmt: skip
-    assert any(not torch.equal(a, b) for a, b in zip(before, params))
+    assert any(not torch.equal(a, b) for a, b in zip(before, params, strict=True))
     assert sum(isinstance(m, Estimator) for m in wrapped.modules()) == 1
 
 
@@ -172,14 +174,14 @@ def test_near_binary_fraction_counts_masked_positions():
 def test_model_folder_checks(tmp_path):
     with pytest.raises(llm.LLMError, match="does not exist"):
         llm.check_model_dir(tmp_path / "nope")
-    with pytest.raises(llm.LLMError, match="no config.json"):
+    with pytest.raises(llm.LLMError, match=r"no config\.json"):
         llm.check_model_dir(tmp_path)
     (tmp_path / "config.json").write_text('{"hidden_size": 3}')
     with pytest.raises(llm.LLMError, match="no 'model_type'"):
         llm.check_model_dir(tmp_path)
     (tmp_path / "config.json").write_text('{"model_type": "bert"}')
     (tmp_path / "pytorch_model.bin").write_bytes(b"pickle")
-    with pytest.raises(llm.LLMError, match="holds no weights.*safetensors only"):
+    with pytest.raises(llm.LLMError, match=r"holds no weights.*safetensors only"):
         llm.check_model_dir(tmp_path)
 
 

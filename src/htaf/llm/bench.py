@@ -119,9 +119,7 @@ def read_openbookqa(path: str | Path) -> list[Choice]:
             raise BenchmarkFormatError(
                 f"{path}, line {n}: answerKey {key!r} is not one of the labels {labels}"
             )
-        items.append(
-            Choice((stem,) * len(texts), tuple(" " + t for t in texts), labels.index(key))
-        )
+        items.append(Choice((stem,) * len(texts), tuple(" " + t for t in texts), labels.index(key)))
     return items
 
 

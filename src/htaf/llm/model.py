@@ -143,9 +143,7 @@ def load_model(
     cls = AutoModelForCausalLM if kind == "causal" else AutoModel
     kw = {"dtype": dtype} if dtype is not None else {}
     try:
-        model = cls.from_pretrained(
-            str(path), use_safetensors=True, trust_remote_code=False, **kw
-        )
+        model = cls.from_pretrained(str(path), use_safetensors=True, trust_remote_code=False, **kw)
     except (OSError, ValueError, KeyError) as err:
         raise LLMError(f"cannot load {path} as a {kind} model: {err}") from None
     return model.to(check_device(device)).eval(), kind
@@ -307,7 +305,9 @@ def layer_order(n_layers: int, k: int, order: str = "last") -> list[int]:
     if order not in ("last", "first"):
         raise LLMError(f"order must be 'last' or 'first', got {order!r}")
     if not 0 <= k <= n_layers:
-        raise LLMError(f"k = {k} layers to step, but the model has {n_layers} layers (0..{n_layers})")
+        raise LLMError(
+            f"k = {k} layers to step, but the model has {n_layers} layers (0..{n_layers})"
+        )
     return list(range(n_layers - k, n_layers)) if order == "last" else list(range(k))
 
 

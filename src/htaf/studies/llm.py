@@ -110,6 +110,8 @@ def _check_settings(s: dict[str, Any]) -> None:
             raise LLMError(f"{key} must be a non-negative integer, got {s[key]!r}")
     if not isinstance(s["n_test"], int) or s["n_test"] < 2:
         raise LLMError(f"n_test must be an integer >= 2, got {s['n_test']!r}")
+    if s["max_files"] is not None and (not isinstance(s["max_files"], int) or s["max_files"] < 1):
+        raise LLMError(f"max_files must be a positive integer or None, got {s['max_files']!r}")
     if not s["lr"] > 0:
         raise LLMError(f"lr must be positive, got {s['lr']!r}")
     layer_order(1, 0, s["order"])  # checks the order's name
@@ -275,12 +277,12 @@ def run(out_dir: str | Path, progress: bool = True, **settings: Any) -> dict[str
     try:
         t_start = time.perf_counter()
         model, kind, tok, source, pre = _model_and_tokenizer(s, device, progress)
-        sentences, train, test, text = _text(s)
-        benches = _benchmarks(s, kind)  # read (and checked) before training
         n_layers = len(find_ffn_activations(model))
         ks = list(range(n_layers + 1)) if s["ks"] is None else [int(k) for k in s["ks"]]
         for k in ks:
             layer_order(n_layers, k, s["order"])
+        benches = _benchmarks(s, kind)  # read (and checked) before training
+        _, train, test, text = _text(s)
         if pre is not None:
             pre["losses"] = _pretrain(model, tok, train, s, device, progress)
         task = _Task(model, kind, tok, train, test, s, device)
@@ -316,8 +318,15 @@ def run(out_dir: str | Path, progress: bool = True, **settings: Any) -> dict[str
 
 
 def _model_and_tokenizer(s: dict[str, Any], device: Any, progress: bool) -> tuple:
-    from htaf.llm import (ByteTokenizer, LLMError, check_tokenizer, load_model,
-                          load_tokenizer, minilm_path, tiny_llama)  # fmt: skip
+    from htaf.llm import (
+        ByteTokenizer,
+        LLMError,
+        check_tokenizer,
+        load_model,
+        load_tokenizer,  # fmt: skip
+        minilm_path,
+        tiny_llama,
+    )
 
     pre = None
     if s["model"] == TINY:
@@ -424,7 +433,8 @@ def _row(model: Any, task: _Task, est: str, k: int, s: dict[str, Any], benches: 
     train_s = time.perf_counter() - t0
     res = _evaluate(m, task, stepped, replay, benches, tok, device)
     return {**res, "layers": layers, "train_s": train_s,
-            "step_s_median": statistics.median(times), "time_s": time.perf_counter() - t0}  # fmt: skip
+            "step_s_median": statistics.median(times),
+            "time_s": time.perf_counter() - t0}  # fmt: skip
 
 
 class _nothing:
@@ -489,8 +499,9 @@ def _timing(model: Any, task: _Task, s: dict[str, Any], n_layers: int) -> dict[s
     fine_tune(orig, p_orig, lambda i: task.loss(orig, None, i), steps=1, lr=s["lr"])  # warm-up
     fine_tune(stepped, p_step, lambda i: task.loss(stepped, None, i), steps=1, lr=s["lr"])
     for i in range(s["timing_steps"]):
-        t_orig += fine_tune(orig, p_orig, lambda _: task.loss(orig, None, i), steps=1, lr=s["lr"])
-        t_htaf += fine_tune(stepped, p_step, lambda _: task.loss(stepped, None, i), steps=1,
+        t_orig += fine_tune(orig, p_orig, lambda _, i=i: task.loss(orig, None, i), steps=1,
+                            lr=s["lr"])  # fmt: skip
+        t_htaf += fine_tune(stepped, p_step, lambda _, i=i: task.loss(stepped, None, i), steps=1,
                             lr=s["lr"])  # fmt: skip
     return {
         "layers": n_layers,
@@ -586,8 +597,10 @@ def plot(results: dict[str, Any], out_dir: Path) -> list[Path]:
 
     metric = results["metric"]
     paths = []
-    for key, ylabel, stem in ((metric, metric, "quality"),
-                              ("near_binary", "near-binary fraction (smooth)", "near_binary")):
+    for key, ylabel, stem in (
+        (metric, metric, "quality"),
+        ("near_binary", "near-binary fraction (smooth)", "near_binary"),
+    ):
         fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
         cmap = plt.get_cmap("tab10")
         for i, (est, by_k) in enumerate(
@@ -595,8 +608,13 @@ def plot(results: dict[str, Any], out_dir: Path) -> list[Path]:
         ):
             ks = sorted(by_k, key=int)
             if key == metric:
-                ax.plot([int(k) for k in ks], [by_k[k]["hard"][metric] for k in ks], "o-",
-                        color=cmap(i), label=f"{est} (exact steps)")
+                ax.plot(
+                    [int(k) for k in ks],
+                    [by_k[k]["hard"][metric] for k in ks],
+                    "o-",
+                    color=cmap(i),
+                    label=f"{est} (exact steps)",
+                )
                 ax.plot([int(k) for k in ks], [by_k[k]["smooth"][metric] for k in ks], "--",
                         color=cmap(i), alpha=0.6, label=f"{est} (smooth)")  # fmt: skip
             else:
