@@ -366,4 +366,5 @@ def run_llm(args: argparse.Namespace) -> int:
         threads=args.threads,
         progress=not args.no_progress,
     )
-    return _print_result(result, llm.claim_line(result["claim"]), f"{args.out}/results.json")
+    # the table already ends with the claim's line
+    return _print_result(result, None, f"{args.out}/results.json")
