@@ -290,17 +290,6 @@ def test_cli_train_with_bop(out, tmp_path):
     assert saved["optimizer"] == "bop" and saved["optimizer_params"] == {"gamma": 0.001}
 
 
-def _official_loaders() -> bool:
-    from htaf.data import registry
-
-    return {"mnist", "cifar10"} <= set(registry.REGISTRY)
-
-
-@pytest.mark.skipif(
-    not _official_loaders(),
-    reason="the mnist and cifar10 loaders come with the "
-    "data branch (htaf.data.mnist, htaf.data.cifar), not yet merged here",
-)
 @pytest.mark.parametrize("dataset", ["mnist", "cifar10"])
 def test_compare_runs_unchanged_on_small_official_files(dataset, tmp_path, out):
     """Tiny files in the official formats (MNIST IDX .gz, CIFAR-10 binary batches)."""
