@@ -152,15 +152,22 @@ def solve_lasso(
     solver: str = "working_set",
     max_iter: int = 100,
     max_time_s: float | None = None,
+    z0: np.ndarray | None = None,
 ) -> LassoResult:
     """Minimise ``1/2 ||H z - y||^2 + beta ||z||_1`` to a relative duality gap ``tol``.
 
     ``H``: an :class:`Arrangements` (or a binary matrix). ``solver``: ``"working_set"`` (the
     method of this module) or ``"cvxpy"`` (CVXPY with Clarabel). ``max_iter`` bounds the
     working-set rounds, ``max_time_s`` (if given) the time after which no new round starts.
-    The result says whether the gap reached ``tol`` (``optimal``); it is returned either way.
+    ``z0``: a warm start (the solution at a nearby beta, as along a path): its support seeds
+    the first working set. The result says whether the gap reached ``tol`` (``optimal``); it
+    is returned either way.
     """
     H, y = check_inputs(H, y, beta, tol, solver)
+    if z0 is not None:
+        z0 = np.asarray(z0, dtype=np.float64).reshape(-1)
+        if z0.shape[0] != H.n_columns or not np.isfinite(z0).all():
+            raise ValueError(f"z0 must hold {H.n_columns} finite numbers, got shape {z0.shape}")
     beta = float(beta)
     t0 = time.perf_counter()
     if solver == "cvxpy":
@@ -170,8 +177,16 @@ def solve_lasso(
 
         # The factorisations are small (k <= a few thousand): one BLAS thread is as fast on an
         # idle machine and far faster on a loaded one, where OpenBLAS threads spin-wait.
+        # The interior point starts from ones: solve the problem scaled to an RMS target of 1
+        # (z(c y, c beta) = c z(y, beta)) and certify the rescaled solution on the original.
+        scale = float(np.sqrt(np.mean(y * y))) if y.size else 0.0
+        scale = scale if scale > 0 else 1.0
+        start = None if z0 is None else z0 / scale
         with threadpool_limits(1, user_api="blas"):
-            result = _solve_working_set(H, y, beta, tol, max_iter, max_time_s)
+            scaled = _solve_working_set(H, y / scale, beta / scale, tol, max_iter, max_time_s, start)
+        result = _result(
+            H, y, scaled.z * scale, beta, tol, "working_set", scaled.iterations, scaled.history
+        )
     result.time_s = time.perf_counter() - t0
     return result
 
@@ -214,6 +229,8 @@ MAX_WORKING_SET = 3000
 IPM_MAX_ITER = 100
 #: Relative gap the restricted problems are solved to (or 1/100 of the tolerance if smaller).
 IPM_RTOL = 1e-10
+#: Before the last rounds, a restricted problem is solved to INEXACT × the outer relative gap.
+INEXACT = 1e-3
 
 
 def _solve_working_set(
@@ -223,17 +240,23 @@ def _solve_working_set(
     tol: float,
     max_iter: int,
     max_time_s: float | None,
+    z0: np.ndarray | None = None,
 ) -> LassoResult:
     P = H.n_columns
-    z = np.zeros(P)
+    z = np.zeros(P) if z0 is None else z0.copy()
     norms = np.sqrt(np.maximum(H.column_counts(), 1))
     yy = float(y @ y)
     Hty = H.rmatvec(y)
     history: list[dict[str, float]] = []
-    t0, ws_size, previous = time.perf_counter(), WS_START // 2, None
+    t0, ws_size, previous, previous_rtol = time.perf_counter(), WS_START // 2, None, 0.0
+    deadline = None if max_time_s is None else t0 + max_time_s
+    finest = min(IPM_RTOL, 0.01 * tol)
+    best_z, best = z.copy(), (np.inf, np.inf)
     for it in range(1, max_iter + 1):
         primal, dual, _, c = certificate(H, y, z, beta)
         gap = max(primal - dual, 0.0)
+        if gap / max(primal, 1e-300) < best[0]:
+            best_z, best = z.copy(), (gap / max(primal, 1e-300), gap)
         support = np.flatnonzero(z)
         history.append(
             {
@@ -244,7 +267,7 @@ def _solve_working_set(
                 "time_s": time.perf_counter() - t0,
             }
         )
-        out_of_time = max_time_s is not None and time.perf_counter() - t0 > max_time_s
+        out_of_time = deadline is not None and time.perf_counter() > deadline
         if gap <= tol * primal or out_of_time:
             break
         cmax = float(np.abs(c).max())
@@ -257,17 +280,31 @@ def _solve_working_set(
             ws = np.arange(P)
         else:
             ws = np.sort(np.argpartition(priority, ws_size - 1)[:ws_size])
+        # Early rounds only pick the next working set: solving them 1000x finer than the
+        # outer gap is enough; the same set again asks for the finest solve.
+        rtol = max(finest, INEXACT * gap / primal)
         if previous is not None and np.array_equal(ws, previous):
-            break  # the cap stops the working set from growing: no progress is possible
-        previous = ws
+            if previous_rtol <= finest:
+                break  # the cap stops the working set from growing: no progress is possible
+            rtol = finest
+        previous, previous_rtol = ws, rtol
         history[-1]["working_set"] = int(ws.size)
         z[:] = 0.0
-        z[ws] = _interior_point(H.gram(ws), Hty[ws], yy, beta, min(IPM_RTOL, 0.01 * tol))
-    return _result(H, y, z, beta, tol, "working_set", len(history), history)
+        z[ws] = _interior_point(H.gram(ws), Hty[ws], yy, beta, rtol, deadline)
+    else:
+        primal, dual, _, _ = certificate(H, y, z, beta)
+        if max(primal - dual, 0.0) / max(primal, 1e-300) < best[0]:
+            best_z = z
+    return _result(H, y, best_z, beta, tol, "working_set", len(history), history)
 
 
 def _interior_point(
-    G: np.ndarray, b: np.ndarray, yy: float, beta: float, rtol: float
+    G: np.ndarray,
+    b: np.ndarray,
+    yy: float,
+    beta: float,
+    rtol: float,
+    deadline: float | None = None,
 ) -> np.ndarray:
     """Mehrotra predictor-corrector on the restricted Lasso ``1/2 w'Gw - b'w + beta|w|_1``.
 
@@ -281,30 +318,34 @@ def _interior_point(
     whose divisions stay well conditioned as the iterates approach the bounds (one of d_u,
     d_v grows as the other vanishes), even though ``G`` itself is singular. Returns the
     iterate with the smallest Lasso duality gap (the certificate of the module doc), stopping
-    at a relative gap ``rtol``, when the gap stops improving, or after ``IPM_MAX_ITER``.
+    at a relative gap ``rtol``, when the gap stops improving, after ``IPM_MAX_ITER`` or at the
+    ``deadline`` (a ``time.perf_counter()`` value).
     """
     k = b.size
     u, v = np.ones(k), np.ones(k)
     su, sv = np.ones(k), np.ones(k)
     jitter = 1e-14 * max(1.0, float(np.diag(G).max()) if k else 1.0)
-    best, best_gap, stalled = np.zeros(k), np.inf, 0
+    best, best_gap, stalled, mu0 = np.zeros(k), np.inf, 0, None
+    M = np.empty_like(G)
     for _ in range(IPM_MAX_ITER):
         w = u - v
         g = b - G @ w  # minus the gradient of the smooth part
         gap = _gram_gap(b, yy, beta, w, g)
+        mu = (u @ su + v @ sv) / (2 * k)
+        mu0 = mu if mu0 is None else mu0
         if gap < best_gap:
             best, best_gap, stalled = (u, v, su, sv), gap, 0
-        else:
+        elif mu < 1e-6 * mu0:  # early iterates may certify worse than a good start: not a stall
             stalled += 1
-        if gap <= rtol * _gram_primal(b, yy, beta, w, g) or stalled >= 3:
+        late = deadline is not None and time.perf_counter() > deadline
+        if gap <= rtol * _gram_primal(b, yy, beta, w, g) or stalled >= 3 or late:
             break
         ru, rv = -g + beta - su, g + beta - sv  # dual residuals
-        mu = (u @ su + v @ sv) / (2 * k)
         du, dv = su / u, sv / v
+        np.copyto(M, G)  # M = G + diag(e), in place: no k x k temporaries
+        M.flat[:: k + 1] += du * dv / (du + dv) + jitter
         try:
-            factor = scipy.linalg.cho_factor(
-                G + np.diag(du * dv / (du + dv) + jitter), check_finite=False
-            )
+            factor = scipy.linalg.cho_factor(M, overwrite_a=True, check_finite=False)
         except np.linalg.LinAlgError:
             break
 
@@ -359,9 +400,7 @@ def _sparsify(
     if A.size:
         sign = np.sign(sparse[A])
         rhs = b[A] - beta * sign - G[np.ix_(A, A)] @ sparse[A]
-        delta = scipy.linalg.lstsq(
-            G[np.ix_(A, A)], rhs, cond=1e-13, check_finite=False, lapack_driver="gelsy"
-        )[0]
+        delta = _solve_psd(G[np.ix_(A, A)], rhs)
         polished = sparse.copy()
         polished[A] += delta
         if np.array_equal(np.sign(polished[A]), sign):
@@ -369,6 +408,23 @@ def _sparsify(
         candidates.append(sparse)
     gaps = [_gram_gap(b, yy, beta, c, b - G @ c) for c in candidates]
     return candidates[int(np.argmin(gaps))].copy()
+
+
+def _solve_psd(G: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """A solution of ``G x = rhs`` for a positive semidefinite ``G``: Cholesky with a relative
+    jitter of 1e-12 (a third of the cost of a pivoted QR; ``G`` is singular when the support
+    holds more columns than ``H`` has rank), least squares if even that fails."""
+    jitter = 1e-12 * max(1.0, float(np.diag(G).max()) if G.size else 1.0)
+    try:
+        M = G.copy()
+        M.flat[:: G.shape[0] + 1] += jitter
+        return scipy.linalg.cho_solve(
+            scipy.linalg.cho_factor(M, overwrite_a=True, check_finite=False),
+            rhs,
+            check_finite=False,
+        )
+    except np.linalg.LinAlgError:
+        return scipy.linalg.lstsq(G, rhs, cond=1e-13, check_finite=False, lapack_driver="gelsy")[0]
 
 
 def _step(*pairs: np.ndarray) -> float:
