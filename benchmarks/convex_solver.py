@@ -308,6 +308,60 @@ def memory_line(n: int = 10_000, P: int = 100_000, max_time_s: float = 120.0) ->
     return out
 
 
+def beta_path_line(seeds: int = 5, n_directions: int = 2000) -> dict[str, Any]:
+    """beta="auto" against fixed-beta references on htaf's own splits (``split_seed`` s):
+    diabetes test R² against scikit-learn's RidgeCV, breast_cancer test accuracy, and the time
+    of the path (cross-validation included) divided by one solve at the chosen beta."""
+    from sklearn.linear_model import RidgeCV
+
+    from htaf.data.registry import load
+    from htaf.families.convex.arrangements import Arrangements
+    from htaf.families.convex.model import fit_two_layer
+
+    rows: dict[str, list[dict[str, float]]] = {"diabetes": [], "breast_cancer": []}
+    for name in rows:
+        for seed in range(seeds):
+            data = load(name, split_seed=seed)
+            X, y = np.asarray(data.X_train, np.float64), np.asarray(data.y_train, np.float64)
+            Xt, yt = np.asarray(data.X_test, np.float64), np.asarray(data.y_test, np.float64)
+            target = y if name == "diabetes" else 2 * y - 1
+            net = fit_two_layer(
+                X, target, beta="auto", n_directions=n_directions, rng=seed, center=name == "diabetes"
+            )
+            rng = np.random.default_rng(seed)
+            H = Arrangements.sample(X, n_directions, rng)
+            t0 = time.perf_counter()
+            solve_lasso(H, target - net.intercept, net.info["beta"])
+            one = time.perf_counter() - t0
+            row = {"seed": seed, "beta": net.info["beta"], "units": net.info["units"],
+                   "path_s": net.info["path_time_s"], "one_solve_s": one,
+                   "path_ratio": net.info["path_time_s"] / one}  # fmt: skip
+            pred = net.predict(Xt)
+            if name == "diabetes":
+                ridge = RidgeCV(alphas=np.logspace(-3, 3, 25)).fit(X, y)
+                row["r2"] = 1 - np.mean((pred - yt) ** 2) / np.var(yt)
+                row["ridgecv_r2"] = ridge.score(Xt, yt)
+            else:
+                row["accuracy"] = float(np.mean((pred >= 0) == (yt > 0.5)))
+            rows[name].append(row)
+            print(name, {k: round(float(v), 4) for k, v in row.items()}, flush=True)
+    d, b = rows["diabetes"], rows["breast_cancer"]
+    summary = {
+        "diabetes_r2": statistics.mean(r["r2"] for r in d),
+        "diabetes_ridgecv_r2": statistics.mean(r["ridgecv_r2"] for r in d),
+        "breast_cancer_accuracy": statistics.mean(r["accuracy"] for r in b),
+        "path_ratio_median": statistics.median(r["path_ratio"] for r in d + b),
+    }
+    print(
+        f"\nbeta='auto' over split seeds 0..{seeds - 1}: diabetes test R² "
+        f"{summary['diabetes_r2']:.4f} (RidgeCV {summary['diabetes_ridgecv_r2']:.4f}: "
+        f"{'PASS' if summary['diabetes_r2'] >= summary['diabetes_ridgecv_r2'] else 'FAIL'}); "
+        f"breast_cancer test accuracy {summary['breast_cancer_accuracy']:.4f}; path time / one "
+        f"solve at the chosen beta: median {summary['path_ratio_median']:.1f}"
+    )
+    return {"rows": rows, "summary": summary}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cases", default="100x10000,1000x1000", help="comma-separated nxP")
@@ -323,12 +377,15 @@ def main(argv: list[str] | None = None) -> int:
         default=120.0,
         help="--memory: no new working-set round after this many seconds",
     )
+    p.add_argument("--beta-path", action="store_true", help="only the beta='auto' figures")
     p.add_argument("--json", default=None, help="write every number here")
     args = p.parse_args(argv)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"load average {load:.1f} on {os.cpu_count()} CPUs")
     results: dict[str, Any] = {"load_average": load, "cpus": os.cpu_count()}
-    if args.memory:
+    if args.beta_path:
+        results["beta_path"] = beta_path_line()
+    elif args.memory:
         results["memory"] = memory_line(max_time_s=args.memory_time)
     else:
         names = []

@@ -187,3 +187,66 @@ def test_sklearn_auto_is_the_default_and_a_float_still_works():
     assert fixed.beta_ == 2.5 and fixed.beta_path_ is None
     with pytest.raises(ValueError, match="beta"):
         ConvexThresholdRegressor(beta="fast").fit(X, y)
+
+
+def test_compare_prints_and_reports_a_solve_short_of_its_tolerance(tmp_path, monkeypatch, capsys):
+    from htaf.cli import main
+
+    real = convex_model.solve_lasso
+    monkeypatch.setattr(
+        convex_model, "solve_lasso", lambda *a, **k: real(*a, **{**k, "max_iter": 1})
+    )
+    argv = ["compare", "--family", "convex", "--seeds", "1", "--jobs", "1", "--no-progress",
+            "--model", "directions=300", "--model", "beta=1.0", "--out", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    line = [s for s in out.splitlines() if s.startswith("warning: convex / breast_cancer")]
+    assert len(line) == 1 and "relative duality gap" in line[0] and "> tol 1e-06" in line[0]
+    report = next(tmp_path.glob("compare-*/report.md")).read_text()
+    assert line[0] in report
+    # an optimal solve prints no such line
+    monkeypatch.setattr(convex_model, "solve_lasso", real)
+    assert main([*argv[:-1], str(tmp_path / "ok")]) == 0
+    assert "warning: convex" not in capsys.readouterr().out
+
+
+def test_bits_on_disk_give_the_same_products_and_bad_caches_are_refused(tmp_path):
+    X, y = regression(200)
+    memory = Arrangements.sample(X, 1500, 0)
+    disk = Arrangements.sample(X, 1500, 0, cache_dir=tmp_path)
+    assert isinstance(disk.words, np.memmap) and list(tmp_path.iterdir()) == []  # unnamed file
+    np.testing.assert_array_equal(disk.words, memory.words)
+    np.testing.assert_array_equal(disk.column_counts(), memory.dense().sum(axis=0))
+    np.testing.assert_allclose(disk.rmatvec(y), memory.dense().T @ y, rtol=1e-12, atol=1e-12)
+    a, b = solve_lasso(disk, y, 1.0), solve_lasso(memory, y, 1.0)
+    assert a.optimal and a.objective == pytest.approx(b.objective, rel=1e-9)
+    with pytest.raises(ValueError, match="not a folder"):
+        Arrangements.sample(X, 100, 0, cache_dir=tmp_path / "missing")
+
+
+def test_a_cache_folder_that_is_not_writable_is_refused_before_any_work(tmp_path, monkeypatch):
+    import os
+
+    from htaf.families.convex import arrangements
+
+    X, y = regression(100)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    if os.access(locked, os.W_OK):  # root writes anyway: make os.access say what it would
+        monkeypatch.setattr(arrangements.os, "access", lambda path, mode: False)
+    try:
+        with pytest.raises(ValueError, match=r"cache_dir .*locked: not writable"):
+            fit_two_layer(X, y, beta=1.0, n_directions=100, cache_dir=str(locked))
+        assert list(locked.iterdir()) == []
+    finally:
+        locked.chmod(0o700)
+
+
+def test_p_over_the_memory_cap_says_what_fits():
+    X, y = regression(200)  # 4 words (32 bytes) per column
+    with pytest.raises(ValueError, match=r"at most P = 312 fit"):
+        Arrangements.sample(X, 1000, 0, max_bytes=10_000)
+    with pytest.raises(ValueError, match=r"P = 1000 directions at n = 200"):
+        fit_two_layer(X, y, beta=1.0, n_directions=1000, max_bytes=10_000)
+    assert Arrangements.sample(X, 312, 0, max_bytes=10_000).nbytes <= 10_000

@@ -157,6 +157,8 @@ def fit_two_layer(
     solver: str = "working_set",
     tol: float = 1e-6,
     center: bool = False,
+    cache_dir: str | None = None,
+    max_bytes: int | None = None,
 ) -> ThresholdNet:
     """Ergen et al.'s two-layer program: sample ``n_directions`` directions, build
     ``H = 1{[X, 1] U >= 0}`` without duplicates, solve ``min 1/2 ||Hz - y||^2 + beta ||z||_1``
@@ -165,7 +167,9 @@ def fit_two_layer(
     ``beta``: a number, None (1e-3 · n) or ``"auto"``: the best of a warm-started path on a
     validation split (:func:`~.path.select_beta`), then solved on all of ``(X, y)``; with
     fewer than ``MIN_ROWS`` rows nothing is held out and beta is 1e-3 · n. ``center``: fit
-    ``y - mean(y)`` and keep the mean as the network's ``intercept``.
+    ``y - mean(y)`` and keep the mean as the network's ``intercept``. ``cache_dir``,
+    ``max_bytes``: where the bits of ``H`` live and how many may be held in memory
+    (:meth:`~.arrangements.Arrangements.from_directions`); checked before any work.
 
     ``info``: the solver's certificate (:meth:`~.solver.LassoResult.info`) plus ``beta``,
     ``beta_rule``, ``directions`` (drawn), ``columns`` (distinct patterns), ``h_bytes`` (bits
@@ -184,6 +188,9 @@ def fit_two_layer(
         raise ValueError(f"n_directions (P) must be a positive integer, got {n_directions!r}")
     if n_directions <= 0:
         raise ValueError(f"n_directions (P) must be a positive integer, got {n_directions}")
+    from htaf.families.convex.arrangements import check_memory
+
+    check_memory(len(X), int(n_directions), max_bytes, cache_dir)
     t0 = time.perf_counter()
     rng = np.random.default_rng(rng)
     intercept = float(y.mean()) if center and y.size else 0.0
@@ -197,7 +204,7 @@ def fit_two_layer(
         path = select_beta(X, target, U, rng=rng, tol=tol)
         beta, rule = float(path.betas[path.chosen]), "validation"
         path_info = {"path": path.info(), "path_time_s": path.time_s}
-    H = Arrangements.from_directions(augment(X), U)
+    H = Arrangements.from_directions(augment(X), U, cache_dir=cache_dir, max_bytes=max_bytes)
     result = solve_lasso(H, target, float(beta), tol=tol, solver=solver)
     support = np.flatnonzero(result.z)
     U = H.directions[:, support]
