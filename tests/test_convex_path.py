@@ -154,8 +154,7 @@ def test_auto_beta_in_the_model_records_its_path():
     assert net.intercept == pytest.approx(y.mean())
     # the intercept is unpenalised and the network predicts with it
     assert net.predict(X[:5]) == pytest.approx(
-        (augment(X[:5]) @ np.vstack([net.layers[0].weight.T, net.layers[0].bias]) >= 0)
-        @ net.output
+        (augment(X[:5]) @ np.vstack([net.layers[0].weight.T, net.layers[0].bias]) >= 0) @ net.output
         + y.mean()
     )
     few = fit_two_layer(X[:10], y[:10], beta="auto", n_directions=50, rng=0)

@@ -141,9 +141,7 @@ def check_beta(beta: Any, n: int) -> float | str:
         return "auto"
     real = isinstance(beta, (int, float, np.integer, np.floating)) and not isinstance(beta, bool)
     if not real or not math.isfinite(beta) or beta <= 0:
-        raise ValueError(
-            f"beta must be a number > 0, 'auto' or None (1e-3·n), got {beta!r}"
-        )
+        raise ValueError(f"beta must be a number > 0, 'auto' or None (1e-3·n), got {beta!r}")
     return float(beta)
 
 

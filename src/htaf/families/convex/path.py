@@ -58,7 +58,9 @@ def check_grid(betas: Any) -> np.ndarray:
     bad = np.flatnonzero(~np.isfinite(grid) | (grid <= 0))
     if bad.size:
         i = int(bad[0])
-        raise ValueError(f"betas[{i}] = {float(grid[i])!r}: every beta of a path must be finite and > 0")
+        raise ValueError(
+            f"betas[{i}] = {float(grid[i])!r}: every beta of a path must be finite and > 0"
+        )
     return np.sort(grid)[::-1].copy()
 
 
@@ -178,7 +180,9 @@ def select_beta(
     if betas is not None:
         betas = check_grid(betas)
     if y.size < MIN_ROWS:
-        raise ValueError(f"beta='auto' needs at least {MIN_ROWS} rows to hold some out, got {y.size}")
+        raise ValueError(
+            f"beta='auto' needs at least {MIN_ROWS} rows to hold some out, got {y.size}"
+        )
     t0 = time.perf_counter()
     labels = fold_labels(y, int(folds), np.random.default_rng(rng))
     Xa = augment(X)

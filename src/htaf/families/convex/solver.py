@@ -153,17 +153,26 @@ def solve_lasso(
     max_iter: int = 100,
     max_time_s: float | None = None,
     z0: np.ndarray | None = None,
+    max_working_set: int | None = None,
 ) -> LassoResult:
     """Minimise ``1/2 ||H z - y||^2 + beta ||z||_1`` to a relative duality gap ``tol``.
 
     ``H``: an :class:`Arrangements` (or a binary matrix). ``solver``: ``"working_set"`` (the
     method of this module) or ``"cvxpy"`` (CVXPY with Clarabel). ``max_iter`` bounds the
-    working-set rounds, ``max_time_s`` (if given) the time after which no new round starts.
+    working-set rounds, ``max_time_s`` (if given) the time after which no new round and no
+    new Newton step starts, ``max_working_set`` (default ``MAX_WORKING_SET``) the columns of
+    a round beyond the support: a round factors k × k matrices (16 k² bytes, k³/3 flops per
+    Newton step).
     ``z0``: a warm start (the solution at a nearby beta, as along a path): its support seeds
     the first working set. The result says whether the gap reached ``tol`` (``optimal``); it
     is returned either way.
     """
     H, y = check_inputs(H, y, beta, tol, solver)
+    max_working_set = MAX_WORKING_SET if max_working_set is None else max_working_set
+    if isinstance(max_working_set, bool) or not isinstance(max_working_set, (int, np.integer)):
+        raise ValueError(f"max_working_set must be a positive integer, got {max_working_set!r}")
+    if max_working_set <= 0:
+        raise ValueError(f"max_working_set must be a positive integer, got {max_working_set}")
     if z0 is not None:
         z0 = np.asarray(z0, dtype=np.float64).reshape(-1)
         if z0.shape[0] != H.n_columns or not np.isfinite(z0).all():
@@ -183,7 +192,9 @@ def solve_lasso(
         scale = scale if scale > 0 else 1.0
         start = None if z0 is None else z0 / scale
         with threadpool_limits(1, user_api="blas"):
-            scaled = _solve_working_set(H, y / scale, beta / scale, tol, max_iter, max_time_s, start)
+            scaled = _solve_working_set(
+                H, y / scale, beta / scale, tol, max_iter, max_time_s, start, max_working_set
+            )
         result = _result(
             H, y, scaled.z * scale, beta, tol, "working_set", scaled.iterations, scaled.history
         )
@@ -241,6 +252,7 @@ def _solve_working_set(
     max_iter: int,
     max_time_s: float | None,
     z0: np.ndarray | None = None,
+    max_working_set: int = 3000,
 ) -> LassoResult:
     P = H.n_columns
     z = np.zeros(P) if z0 is None else z0.copy()
@@ -274,7 +286,7 @@ def _solve_working_set(
         s = beta / cmax if cmax > beta else 1.0
         priority = (beta - s * np.abs(c)) / norms
         priority[support] = -np.inf
-        cap = max(MAX_WORKING_SET, support.size)
+        cap = max(max_working_set, support.size)
         ws_size = min(P, cap, max(WS_START, support.size + int(GROWTH * ws_size)))
         if ws_size == P:
             ws = np.arange(P)
