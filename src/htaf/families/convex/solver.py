@@ -240,8 +240,6 @@ MAX_WORKING_SET = 3000
 IPM_MAX_ITER = 100
 #: Relative gap the restricted problems are solved to (or 1/100 of the tolerance if smaller).
 IPM_RTOL = 1e-10
-#: Before the last rounds, a restricted problem is solved to INEXACT × the outer relative gap.
-INEXACT = 1e-3
 
 
 def _solve_working_set(
@@ -260,7 +258,7 @@ def _solve_working_set(
     yy = float(y @ y)
     Hty = H.rmatvec(y)
     history: list[dict[str, float]] = []
-    t0, ws_size, previous, previous_rtol = time.perf_counter(), WS_START // 2, None, 0.0
+    t0, ws_size, previous = time.perf_counter(), WS_START // 2, None
     deadline = None if max_time_s is None else t0 + max_time_s
     finest = min(IPM_RTOL, 0.01 * tol)
     best_z, best = z.copy(), (np.inf, np.inf)
@@ -292,17 +290,12 @@ def _solve_working_set(
             ws = np.arange(P)
         else:
             ws = np.sort(np.argpartition(priority, ws_size - 1)[:ws_size])
-        # Early rounds only pick the next working set: solving them 1000x finer than the
-        # outer gap is enough; the same set again asks for the finest solve.
-        rtol = max(finest, INEXACT * gap / primal)
         if previous is not None and np.array_equal(ws, previous):
-            if previous_rtol <= finest:
-                break  # the cap stops the working set from growing: no progress is possible
-            rtol = finest
-        previous, previous_rtol = ws, rtol
+            break  # the cap stops the working set from growing: no progress is possible
+        previous = ws
         history[-1]["working_set"] = int(ws.size)
         z[:] = 0.0
-        z[ws] = _interior_point(H.gram(ws), Hty[ws], yy, beta, rtol, deadline)
+        z[ws] = _interior_point(H.gram(ws), Hty[ws], yy, beta, finest, deadline)
     else:
         primal, dual, _, _ = certificate(H, y, z, beta)
         if max(primal - dual, 0.0) / max(primal, 1e-300) < best[0]:
