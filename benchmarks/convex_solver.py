@@ -319,7 +319,9 @@ def memory_line(n: int = 10_000, P: int = 100_000, max_time_s: float = 120.0) ->
     return out
 
 
-def beta_path_line(seeds: int = 5, n_directions: int = 2000) -> dict[str, Any]:
+def beta_path_line(
+    seeds: int = 5, n_directions: int = 2000, plots: str | None = None
+) -> dict[str, Any]:
     """beta="auto" against fixed-beta references on htaf's own splits (``split_seed`` s):
     diabetes test R² against scikit-learn's RidgeCV, breast_cancer test accuracy, and the time
     of the path (cross-validation included) divided by one solve at the chosen beta."""
@@ -353,6 +355,11 @@ def beta_path_line(seeds: int = 5, n_directions: int = 2000) -> dict[str, Any]:
                    "path_s": net.info["path_time_s"], "one_solve_s": one,
                    "path_ratio": net.info["path_time_s"] / one}  # fmt: skip
             pred = net.predict(Xt)
+            if plots and seed == 0:
+                from htaf.studies.convex import plot_beta_path
+
+                out = Path(plots) / name
+                plot_beta_path(net.info["path"], out, f"{name}, split seed 0, P={n_directions}")
             if name == "diabetes":
                 ridge = RidgeCV(alphas=np.logspace(-3, 3, 25)).fit(X, y)
                 row["r2"] = 1 - np.mean((pred - yt) ** 2) / np.var(yt)
@@ -516,6 +523,7 @@ def main(argv: list[str] | None = None) -> int:
         help="--memory: no new working-set round after this many seconds",
     )
     p.add_argument("--beta-path", action="store_true", help="only the beta='auto' figures")
+    p.add_argument("--plots", default=None, help="--beta-path: draw the paths (PNG+SVG) here")
     p.add_argument("--large", action="store_true", help="only the capped large-size line")
     p.add_argument("--large-size", default="10000x100000")
     p.add_argument("--large-budget", type=float, default=540.0, help="seconds per solver")
@@ -530,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average {load:.1f} on {os.cpu_count()} CPUs")
     results: dict[str, Any] = {"load_average": load, "cpus": os.cpu_count()}
     if args.beta_path:
-        results["beta_path"] = beta_path_line()
+        results["beta_path"] = beta_path_line(plots=args.plots)
     elif args.large:
         names = [n for n in args.solvers.split(",") if not available(n)]
         results["large"] = large_line(args, names)

@@ -249,3 +249,16 @@ def test_p_over_the_memory_cap_says_what_fits():
     with pytest.raises(ValueError, match=r"P = 1000 directions at n = 200"):
         fit_two_layer(X, y, beta=1.0, n_directions=1000, max_bytes=10_000)
     assert Arrangements.sample(X, 312, 0, max_bytes=10_000).nbytes <= 10_000
+
+
+def test_the_path_is_plotted_as_png_and_svg(tmp_path):
+    from htaf.studies.convex import plot_beta_path
+
+    X, y = regression(100)
+    net = fit_two_layer(X, y, beta="auto", n_directions=300, rng=0)
+    paths = plot_beta_path(net.info["path"], tmp_path / "plots", "test")
+    assert sorted(p.name for p in paths) == ["beta_path.png", "beta_path.svg"]
+    assert all(p.stat().st_size > 1000 for p in paths)
+    with pytest.raises(ValueError, match="validation"):
+        plot_beta_path({"betas": [1.0]}, tmp_path / "nothing", "test")
+    assert not (tmp_path / "nothing").exists()
