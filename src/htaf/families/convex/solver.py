@@ -26,8 +26,18 @@ gap (the figures are in benchmarks/README.md, "Choices in the convex solver"). E
 step factors one ``|W| × |W|`` matrix, so the cost grows with the working set, not with ``n``
 or ``P``; ``H^T r`` over all columns is needed once per round only. The flip side: large
 working sets (n in the thousands, where the support is too) cost ``|W|^3`` per step, so the
-working set is capped at ``MAX_WORKING_SET`` and such solves can end above the tolerance, which
-their certificate then says (``optimal: False``).
+working set is capped at ``max_working_set`` (``MAX_WORKING_SET`` by default) and such solves
+can end above the tolerance, which their certificate then says (``optimal: False``; the
+scikit-learn estimators warn, ``htaf compare`` prints a line). ``max_time_s`` stops a solve
+between Newton steps with the best certificate so far. Interior-point iterates of such large
+restricted problems are dense, and the restricted problem's support can exceed ``n`` (``G``
+has rank at most ``n``), which is what makes n in the ten thousands expensive: the Newton
+systems grow with the support, not with the rank.
+
+The solve runs on ``y / s`` and ``beta / s`` with ``s`` the root mean square of ``y``
+(``z(c y, c beta) = c z(y, beta)``): the interior point starts from ones, which is far from
+the solution of a target in the hundreds. ``z0`` warm-starts a solve from a neighbouring
+beta's solution (:mod:`.path`).
 
 ``solver="cvxpy"`` hands the same problem to CVXPY (Clarabel), the reference the tests compare
 with, as the official code does with MOSEK.
