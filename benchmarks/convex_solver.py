@@ -482,6 +482,18 @@ def large_line(args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
     return out
 
 
+def _rss_parts() -> dict[str, int]:
+    """Resident bytes now: anonymous (the process's own) and file-backed (H's mapped pages,
+    which the kernel can drop and reread), from /proc/self/status."""
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key = line.split(":")[0]
+            if key in ("RssAnon", "RssFile"):
+                out[f"{key.lower()}_bytes"] = int(line.split()[1]) * 1024
+    return out
+
+
 def out_of_core_line(args: argparse.Namespace) -> dict[str, Any]:
     """n x P (default 100 000 x 100 000) with H memory-mapped in --cache-dir: build, then solve
     under --large-budget seconds; the certificate it reached and the peak RSS."""
@@ -496,13 +508,15 @@ def out_of_core_line(args: argparse.Namespace) -> dict[str, Any]:
     out = {
         "n": n, "P": P, "columns": H.n_columns, "h_bytes_on_disk": H.nbytes, "build_s": build,
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        "load_average": os.getloadavg()[0], "solve": result.info(),
+        "load_average": os.getloadavg()[0], "solve": result.info(), **_rss_parts(),
     }  # fmt: skip
     print(
         f"\nout of core, n={n}, P={P} ({H.n_columns} distinct columns, {H.nbytes / 2**30:.2f} GiB "
         f"of bits on disk): built in {build:.0f} s; solve {result.time_s:.0f} s, optimal "
         f"{result.optimal}, relative gap {result.relative_gap:.2e}; peak RSS "
-        f"{out['peak_rss_bytes'] / 2**30:.2f} GiB"
+        f"{out['peak_rss_bytes'] / 2**30:.2f} GiB (at the end: "
+        f"{out.get('rssanon_bytes', 0) / 2**30:.2f} GiB anonymous, "
+        f"{out.get('rssfile_bytes', 0) / 2**30:.2f} GiB of mapped file pages)"
     )
     return out
 

@@ -36,6 +36,8 @@ __all__ = ["Arrangements", "augment", "pack_columns", "popcount"]
 CHUNK = 512
 #: Bytes of the float64 block ``[X, 1] U`` computed at a time while building ``H``.
 BLOCK_BYTES = 1 << 24
+#: Bytes of the float64 columns unpacked at a time by ``H z``.
+MATVEC_BYTES = 1 << 25
 #: Columns per chunk of the numpy ``H^T r``: bounds its gather temporary.
 TMATVEC_CHUNK = 4096
 
@@ -180,11 +182,15 @@ class Arrangements:
         return bits.T.astype(np.float64)
 
     def matvec(self, z: np.ndarray) -> np.ndarray:
-        """``H z`` (only the columns where ``z != 0`` are unpacked)."""
+        """``H z`` (only the columns where ``z != 0`` are unpacked, MATVEC_BYTES at a time: at
+        n = 100 000 a support of 3000 columns would be 2.4 GB as float64)."""
         support = np.flatnonzero(z)
-        if support.size == 0:
-            return np.zeros(self.n)
-        return self.dense(support) @ z[support]
+        out = np.zeros(self.n)
+        step = max(1, MATVEC_BYTES // (8 * max(self.n, 1)))
+        for start in range(0, support.size, step):
+            block = support[start : start + step]
+            out += self.dense(block) @ z[block]
+        return out
 
     def rmatvec(self, r: np.ndarray) -> np.ndarray:
         """``H^T r`` through byte tables: ``n / 8`` lookups per column."""
