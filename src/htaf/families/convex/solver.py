@@ -377,6 +377,7 @@ def _interior_point(
         dsu, dsv = (-cu - su * ddu) / u, (-cv - sv * ddv) / v
         a = 0.99 * _step(u, ddu, v, ddv, su, dsu, sv, dsv)
         u, v, su, sv = u + a * ddu, v + a * ddv, su + a * dsu, sv + a * dsv
+    M = factor = None  # k x k (one buffer): freed before the polish allocates its own
     return _sparsify(G, b, yy, beta, *best) if np.isfinite(best_gap) else np.zeros(k)
 
 
@@ -426,20 +427,17 @@ def _sparsify(
 
 
 def _solve_psd(G: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-    """A solution of ``G x = rhs`` for a positive semidefinite ``G``: Cholesky with a relative
-    jitter of 1e-12 (a third of the cost of a pivoted QR; ``G`` is singular when the support
-    holds more columns than ``H`` has rank), least squares if even that fails."""
+    """A solution of ``G x = rhs`` for a positive semidefinite ``G``, which it overwrites:
+    Cholesky with a relative jitter of 1e-12 (a third of the cost of a pivoted QR; ``G`` is
+    singular when the support holds more columns than ``H`` has rank). Zeros if even that
+    fails: the polish is then skipped (:func:`_sparsify` keeps the better candidate)."""
     jitter = 1e-12 * max(1.0, float(np.diag(G).max()) if G.size else 1.0)
+    G.flat[:: G.shape[0] + 1] += jitter
     try:
-        M = G.copy()
-        M.flat[:: G.shape[0] + 1] += jitter
-        return scipy.linalg.cho_solve(
-            scipy.linalg.cho_factor(M, overwrite_a=True, check_finite=False),
-            rhs,
-            check_finite=False,
-        )
+        factor = scipy.linalg.cho_factor(G, overwrite_a=True, check_finite=False)
     except np.linalg.LinAlgError:
-        return scipy.linalg.lstsq(G, rhs, cond=1e-13, check_finite=False, lapack_driver="gelsy")[0]
+        return np.zeros_like(rhs)
+    return scipy.linalg.cho_solve(factor, rhs, check_finite=False)
 
 
 def _step(*pairs: np.ndarray) -> float:
