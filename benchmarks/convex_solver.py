@@ -112,17 +112,28 @@ def run_clarabel(prob: dict[str, Any], tol: float) -> np.ndarray:
     return np.asarray(z.value)
 
 
+def run_scs(prob: dict[str, Any], tol: float) -> np.ndarray:
+    import cvxpy as cp
+
+    z = cp.Variable(prob["dense"].shape[1])
+    cost = 0.5 * cp.sum_squares(prob["dense"] @ z - prob["y"]) + prob["beta"] * cp.norm1(z)
+    cp.Problem(cp.Minimize(cost)).solve(solver=cp.SCS, eps=tol)
+    return np.asarray(z.value)
+
+
 SOLVERS: dict[str, Callable[[dict[str, Any], float], np.ndarray]] = {
     "htaf": run_htaf,
     "celer": run_celer,
     "skglm": run_skglm,
     "cvxpy+clarabel": run_clarabel,
+    "cvxpy+scs": run_scs,
 }
 
 
 def available(name: str) -> str | None:
     """None if the peer imports, else why not."""
-    module = {"celer": "celer", "skglm": "skglm", "cvxpy+clarabel": "cvxpy"}.get(name)
+    module = {"celer": "celer", "skglm": "skglm", "cvxpy+clarabel": "cvxpy", "cvxpy+scs": "cvxpy"}
+    module = module.get(name)
     if module is None:
         return None
     try:
@@ -308,6 +319,208 @@ def memory_line(n: int = 10_000, P: int = 100_000, max_time_s: float = 120.0) ->
     return out
 
 
+def beta_path_line(
+    seeds: int = 5, n_directions: int = 2000, plots: str | None = None
+) -> dict[str, Any]:
+    """beta="auto" against fixed-beta references on htaf's own splits (``split_seed`` s):
+    diabetes test R² against scikit-learn's RidgeCV, breast_cancer test accuracy, and the time
+    of the path (cross-validation included) divided by one solve at the chosen beta."""
+    from sklearn.linear_model import RidgeCV
+
+    from htaf.data.registry import load
+    from htaf.families.convex.arrangements import Arrangements
+    from htaf.families.convex.model import fit_two_layer
+
+    rows: dict[str, list[dict[str, float]]] = {"diabetes": [], "breast_cancer": []}
+    for name in rows:
+        for seed in range(seeds):
+            data = load(name, split_seed=seed)
+            X, y = np.asarray(data.X_train, np.float64), np.asarray(data.y_train, np.float64)
+            Xt, yt = np.asarray(data.X_test, np.float64), np.asarray(data.y_test, np.float64)
+            target = y if name == "diabetes" else 2 * y - 1
+            net = fit_two_layer(
+                X,
+                target,
+                beta="auto",
+                n_directions=n_directions,
+                rng=seed,
+                center=name == "diabetes",
+            )
+            rng = np.random.default_rng(seed)
+            H = Arrangements.sample(X, n_directions, rng)
+            t0 = time.perf_counter()
+            solve_lasso(H, target - net.intercept, net.info["beta"])
+            one = time.perf_counter() - t0
+            row = {"seed": seed, "beta": net.info["beta"], "units": net.info["units"],
+                   "path_s": net.info["path_time_s"], "one_solve_s": one,
+                   "path_ratio": net.info["path_time_s"] / one}  # fmt: skip
+            pred = net.predict(Xt)
+            if plots and seed == 0:
+                from htaf.studies.convex import plot_beta_path
+
+                out = Path(plots) / name
+                plot_beta_path(net.info["path"], out, f"{name}, split seed 0, P={n_directions}")
+            if name == "diabetes":
+                ridge = RidgeCV(alphas=np.logspace(-3, 3, 25)).fit(X, y)
+                row["r2"] = 1 - np.mean((pred - yt) ** 2) / np.var(yt)
+                row["ridgecv_r2"] = ridge.score(Xt, yt)
+            else:
+                row["accuracy"] = float(np.mean((pred >= 0) == (yt > 0.5)))
+            rows[name].append(row)
+            print(name, {k: round(float(v), 4) for k, v in row.items()}, flush=True)
+    d, b = rows["diabetes"], rows["breast_cancer"]
+    summary = {
+        "diabetes_r2": statistics.mean(r["r2"] for r in d),
+        "diabetes_ridgecv_r2": statistics.mean(r["ridgecv_r2"] for r in d),
+        "breast_cancer_accuracy": statistics.mean(r["accuracy"] for r in b),
+        "path_ratio_median": statistics.median(r["path_ratio"] for r in d + b),
+    }
+    print(
+        f"\nbeta='auto' over split seeds 0..{seeds - 1}: diabetes test R² "
+        f"{summary['diabetes_r2']:.4f} (RidgeCV {summary['diabetes_ridgecv_r2']:.4f}: "
+        f"{'PASS' if summary['diabetes_r2'] >= summary['diabetes_ridgecv_r2'] else 'FAIL'}); "
+        f"breast_cancer test accuracy {summary['breast_cancer_accuracy']:.4f}; path time / one "
+        f"solve at the chosen beta: median {summary['path_ratio_median']:.1f}"
+    )
+    return {"rows": rows, "summary": summary}
+
+
+# -- n = 10 000, P = 100 000: every solver under the same time and memory caps ----------------
+def friedman_table(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A generated regression table (scikit-learn's Friedman #1: 10 features, 5 of them used,
+    y = 10 sin(pi x1 x2) + 20 (x3 - 0.5)^2 + 10 x4 + 5 x5 + N(0, 1)), standardized and centered."""
+    from sklearn.datasets import make_friedman1
+
+    X, y = make_friedman1(n_samples=n, n_features=10, noise=1.0, random_state=seed)
+    X = (X - X.mean(0)) / X.std(0)
+    return X, (y - y.mean()) / y.std()
+
+
+def _vm_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _capped_child(
+    conn: Any, name: str, prob: dict[str, Any], cap_bytes: int, budget: float
+) -> None:
+    import resource
+
+    limit = _vm_bytes() + cap_bytes  # the cap on top of what the fork inherited
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    t0 = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if name == "htaf":
+                result = solve_lasso(
+                    prob["H"], prob["y"], prob["beta"], tol=1e-6, max_time_s=budget,
+                    max_working_set=prob["max_working_set"],
+                )  # fmt: skip
+                out = {"relative_gap": result.relative_gap, "optimal": result.optimal,
+                       "objective": result.objective, "nonzeros": int(np.count_nonzero(result.z)),
+                       "rounds": result.iterations}  # fmt: skip
+            else:
+                prob = {**prob, "dense": prob["H"].dense()}  # the peers take a dense H
+                z = SOLVERS[name](prob, 1e-8)
+                value, rel = _gap_of(prob, z)
+                out = {"objective": value, "relative_gap": rel}
+    except MemoryError:
+        out = {"error": f"out of memory at the {cap_bytes / 2**30:.1f} GiB cap"}
+    out["seconds"] = time.perf_counter() - t0
+    out["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    out["rss_at_fork_bytes"] = rss0
+    conn.send(out)
+
+
+def _gap_of(prob: dict[str, Any], z: np.ndarray) -> tuple[float, float]:
+    from htaf.families.convex.solver import certificate
+
+    primal, dual, _, _ = certificate(prob["H"], prob["y"], np.asarray(z, float), prob["beta"])
+    return primal, max(primal - dual, 0.0) / primal
+
+
+def large_line(args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
+    """n x P (default 10 000 x 100 000) on Ergen's teacher and on a generated table: time,
+    peak RSS and relative duality gap of htaf and each peer, each in a forked child under the
+    same wall-clock budget and address-space cap (the peers get the dense float64 H)."""
+    n, P = (int(v) for v in args.large_size.lower().split("x"))
+    out: dict[str, Any] = {}
+    for data in ("teacher", "friedman"):
+        X, y = teacher(n) if data == "teacher" else friedman_table(n)
+        t0 = time.perf_counter()
+        H = Arrangements.sample(X, P, np.random.default_rng(0))
+        build = time.perf_counter() - t0
+        prob = {"n": n, "H": H, "y": y, "beta": 1e-3 * n, "max_working_set": args.max_working_set}
+        print(f"\n{data}, n={n}, P={P} ({H.n_columns} distinct columns), beta={prob['beta']:g}: "
+              f"H built in {build:.1f} s, {H.nbytes / 2**20:.0f} MiB of bits; dense float64 "
+              f"H would take {8 * n * H.n_columns / 2**30:.1f} GiB", flush=True)  # fmt: skip
+        rows = {}
+        for name in names:
+            ctx = mp.get_context("fork")
+            parent, child = ctx.Pipe(duplex=False)
+            proc = ctx.Process(
+                target=_capped_child,
+                args=(child, name, prob, int(args.memory_cap * 2**30), args.large_budget),
+            )
+            proc.start()
+            grace = 120.0 if name == "htaf" else 0.0  # htaf stops itself; its last round ends
+            if parent.poll(args.large_budget + grace):
+                row = parent.recv()
+                proc.join()
+            else:
+                proc.kill()
+                proc.join()
+                row = {"error": f"stopped after {args.large_budget + grace:.0f} s"}
+            row["load_average"] = os.getloadavg()[0]
+            rows[name] = row
+            print(f"  {name:<16}" + ", ".join(
+                f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()
+            ), flush=True)  # fmt: skip
+        out[data] = {"n": n, "P": P, "columns": H.n_columns, "build_s": build, "solvers": rows}
+    return out
+
+
+def _rss_parts() -> dict[str, int]:
+    """Resident bytes now: anonymous (the process's own) and file-backed (H's mapped pages,
+    which the kernel can drop and reread), from /proc/self/status."""
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key = line.split(":")[0]
+            if key in ("RssAnon", "RssFile"):
+                out[f"{key.lower()}_bytes"] = int(line.split()[1]) * 1024
+    return out
+
+
+def out_of_core_line(args: argparse.Namespace) -> dict[str, Any]:
+    """n x P (default 100 000 x 100 000) with H memory-mapped in --cache-dir: build, then solve
+    under --large-budget seconds; the certificate it reached and the peak RSS."""
+    import resource
+
+    n, P = (int(v) for v in args.ooc_size.lower().split("x"))
+    X, y = teacher(n)
+    t0 = time.perf_counter()
+    H = Arrangements.sample(X, P, np.random.default_rng(0), cache_dir=args.cache_dir)
+    build = time.perf_counter() - t0
+    result = solve_lasso(H, y, 1e-3 * n, tol=1e-6, max_time_s=args.large_budget)
+    out = {
+        "n": n, "P": P, "columns": H.n_columns, "h_bytes_on_disk": H.nbytes, "build_s": build,
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "load_average": os.getloadavg()[0], "solve": result.info(), **_rss_parts(),
+    }  # fmt: skip
+    print(
+        f"\nout of core, n={n}, P={P} ({H.n_columns} distinct columns, {H.nbytes / 2**30:.2f} GiB "
+        f"of bits on disk): built in {build:.0f} s; solve {result.time_s:.0f} s, optimal "
+        f"{result.optimal}, relative gap {result.relative_gap:.2e}; peak RSS "
+        f"{out['peak_rss_bytes'] / 2**30:.2f} GiB (at the end: "
+        f"{out.get('rssanon_bytes', 0) / 2**30:.2f} GiB anonymous, "
+        f"{out.get('rssfile_bytes', 0) / 2**30:.2f} GiB of mapped file pages)"
+    )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cases", default="100x10000,1000x1000", help="comma-separated nxP")
@@ -323,12 +536,29 @@ def main(argv: list[str] | None = None) -> int:
         default=120.0,
         help="--memory: no new working-set round after this many seconds",
     )
+    p.add_argument("--beta-path", action="store_true", help="only the beta='auto' figures")
+    p.add_argument("--plots", default=None, help="--beta-path: draw the paths (PNG+SVG) here")
+    p.add_argument("--large", action="store_true", help="only the capped large-size line")
+    p.add_argument("--large-size", default="10000x100000")
+    p.add_argument("--large-budget", type=float, default=540.0, help="seconds per solver")
+    p.add_argument("--memory-cap", type=float, default=2.0, help="GiB per solver (--large)")
+    p.add_argument("--max-working-set", type=int, default=3000, help="htaf's cap (--large)")
+    p.add_argument("--out-of-core", action="store_true", help="only the memory-mapped line")
+    p.add_argument("--ooc-size", default="100000x100000")
+    p.add_argument("--cache-dir", default="/tmp", help="--out-of-core: where H's bits go")
     p.add_argument("--json", default=None, help="write every number here")
     args = p.parse_args(argv)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"load average {load:.1f} on {os.cpu_count()} CPUs")
     results: dict[str, Any] = {"load_average": load, "cpus": os.cpu_count()}
-    if args.memory:
+    if args.beta_path:
+        results["beta_path"] = beta_path_line(plots=args.plots)
+    elif args.large:
+        names = [n for n in args.solvers.split(",") if not available(n)]
+        results["large"] = large_line(args, names)
+    elif args.out_of_core:
+        results["out_of_core"] = out_of_core_line(args)
+    elif args.memory:
         results["memory"] = memory_line(max_time_s=args.memory_time)
     else:
         names = []

@@ -59,8 +59,8 @@ def test_classifier_fits_and_its_dhn_predicts_the_same(variant):
 def test_same_random_state_same_model_and_regressor_fits():
     X, _ = data()
     y = X[:, 0] ** 2 - X[:, 1]
-    a = ConvexThresholdRegressor(n_directions=300, random_state=3).fit(X, y)
-    b = ConvexThresholdRegressor(n_directions=300, random_state=3).fit(X, y)
+    a = ConvexThresholdRegressor(n_directions=300, beta=None, random_state=3).fit(X, y)
+    b = ConvexThresholdRegressor(n_directions=300, beta=None, random_state=3).fit(X, y)
     np.testing.assert_array_equal(a.predict(X), b.predict(X))
     assert a.score(X, y) > 0.9 and a.n_units_ == np.count_nonzero(a.network_.output)
     assert a.beta_ == pytest.approx(1e-3 * len(X))

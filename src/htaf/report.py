@@ -134,6 +134,25 @@ def model_summaries(records: list[dict[str, Any]]) -> dict[tuple[str, str, str],
     return out
 
 
+def solver_warnings(records: list[dict[str, Any]]) -> list[str]:
+    """One line per solved run (a closed-form family such as convex) whose solve stopped short
+    of its tolerance (``solver_optimal`` false), naming the relative duality gap it reached."""
+    lines = []
+    for rec in records:
+        m, cfg = rec.get("metrics") or {}, rec.get("config") or {}
+        if m.get("solver_optimal") is not False:
+            continue
+        gap, tol = m.get("solver_relative_gap"), m.get("solver_tol")
+        reached = f"{gap:.3g}" if isinstance(gap, int | float) else "?"
+        wanted = f"{tol:g}" if isinstance(tol, int | float) else "?"
+        lines.append(
+            f"warning: {family_of(cfg)} / {cfg.get('dataset')} / {cfg.get('estimator')} seed "
+            f"{cfg.get('seed')}: the solve stopped short of its tolerance, relative duality gap "
+            f"{reached} > tol {wanted} (solver_optimal = false)"
+        )
+    return lines
+
+
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -245,6 +264,7 @@ def write_report(exp_dir: str | Path) -> dict[str, Path]:
         )
 
     md = [f"# {title}", "", note, ""]
+    md += [f"- {line}" for line in solver_warnings(records)] + [""] * bool(solver_warnings(records))
     for (family, dataset), (header, rows) in tables.items():
         md += [f"## {dataset} ({family})", "", _md_table(header, rows), ""]
     summaries = model_summaries(records)
@@ -273,6 +293,7 @@ def write_report(exp_dir: str | Path) -> dict[str, Path]:
     md_path = atomic_write_text(exp_dir / "report.md", "\n".join(md))
 
     parts = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(note)}</p>"]
+    parts += [f"<p><strong>{html.escape(line)}</strong></p>" for line in solver_warnings(records)]
     for (family, dataset), (header, rows) in tables.items():
         parts += [
             f"<h2>{html.escape(dataset)} ({html.escape(family)})</h2>",

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from scipy.special import expit, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
@@ -342,7 +343,10 @@ class _ConvexThresholdBase(BaseEstimator):
 
     Args:
         n_directions: P, the directions sampled for the two-layer arrangement matrix.
-        beta: the regulariser of the program; None: 1e-3 · n (Ergen et al.).
+        beta: the regulariser of the program: a number > 0; ``"auto"`` (the default): the
+            best beta of a warm-started path, scored on a held-out quarter of the training
+            rows, then fitted on all of them (:mod:`htaf.families.convex.path`; the path is
+            in ``beta_path_``); None: 1e-3 · n (Ergen et al.).
         variant: ``"two_layer"`` (the Lasso) or ``"deep"`` (the shattered program).
         width: the deep variant's random first-layer units.
         reconstruction: the deep variant's second-layer fit, ``"pinv"`` or ``"svm"``.
@@ -354,7 +358,7 @@ class _ConvexThresholdBase(BaseEstimator):
     def __init__(
         self,
         n_directions: int = 2000,
-        beta: float | None = None,
+        beta: float | str | None = "auto",
         variant: str = "two_layer",
         width: int = 1000,
         reconstruction: str = "pinv",
@@ -371,8 +375,8 @@ class _ConvexThresholdBase(BaseEstimator):
         self.tol = tol
         self.random_state = random_state
 
-    def _check_params(self, n: int) -> float:
-        """Every parameter checked before any work; returns beta as a number."""
+    def _check_params(self, n: int) -> float | str:
+        """Every parameter checked before any work; returns beta as a number or "auto"."""
         if self.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
         _positive_int(self.n_directions, "n_directions (P)")
@@ -391,7 +395,7 @@ class _ConvexThresholdBase(BaseEstimator):
             raise ValueError(f"tol must be a number in (0, 1), got {self.tol!r}")
         return check_beta(self.beta, n)
 
-    def _fit_target(self, X: np.ndarray, target: np.ndarray) -> None:
+    def _fit_target(self, X: np.ndarray, target: np.ndarray, center: bool = False) -> None:
         beta = self._check_params(len(X))
         seed = check_random_state(self.random_state).randint(0, 2**31 - 1)
         if self.variant == "deep":
@@ -414,12 +418,23 @@ class _ConvexThresholdBase(BaseEstimator):
                 rng=seed,
                 solver=self.solver,
                 tol=self.tol,
+                center=center,
             )
         self.network_: ThresholdNet = net
-        self.beta_ = beta
+        self.beta_ = float(net.info["beta"])
+        self.beta_path_ = net.info.get("path")
         self.solver_info_ = dict(net.info)
-        self.objective_ = net.objective(X, target, beta) / len(X)
+        self.objective_ = net.objective(X, target, self.beta_) / len(X)
         self.n_units_ = int(net.output.size)
+        if not net.info.get("optimal", True):
+            warnings.warn(
+                f"the convex solve stopped short of its tolerance: relative duality gap "
+                f"{net.info['relative_gap']:.3g} > tol {self.tol:g} (objective "
+                f"{net.info['objective']:.6g}, gap {net.info['gap']:.3g}); the network is "
+                "certified only within that gap",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
 
     def _output(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "network_")
@@ -444,7 +459,9 @@ class ConvexThresholdClassifier(ClassifierMixin, _ConvexThresholdBase):
     The labels are fitted as ±1 targets; ``decision_function`` is the network's output and
     ``predict`` its sign. After ``fit``: ``classes_``, ``network_``
     (:class:`~htaf.families.convex.model.ThresholdNet`), ``solver_info_`` (objective, gap,
-    optimal, units, time, ...), ``objective_`` (``J / n``), ``n_units_``, ``beta_``.
+    optimal, units, time, ...), ``objective_`` (``J / n``), ``n_units_``, ``beta_`` (the beta
+    used), ``beta_path_`` (``beta="auto"``: the grid, validation losses, gaps, nonzeros).
+    A solve that stops short of ``tol`` warns (``ConvergenceWarning``, naming the gap reached).
     Parameters: see ``_ConvexThresholdBase``.
     """
 
@@ -478,11 +495,13 @@ class ConvexThresholdClassifier(ClassifierMixin, _ConvexThresholdBase):
 
 class ConvexThresholdRegressor(RegressorMixin, _ConvexThresholdBase):
     """A globally optimal threshold network for regression (Ergen et al.); ``predict`` is the
-    network's output. Attributes as :class:`ConvexThresholdClassifier` (no ``classes_``)."""
+    network's output. The two-layer variant fits ``y - mean(y)`` and keeps the mean as an
+    unpenalised output bias (``network_.intercept``), as a linear model's intercept.
+    Attributes as :class:`ConvexThresholdClassifier` (no ``classes_``)."""
 
     def fit(self, X: Any, y: Any) -> ConvexThresholdRegressor:
         X, y = _validate_data(self, X, y, y_numeric=True)
-        self._fit_target(X, np.asarray(y, dtype=np.float64))
+        self._fit_target(X, np.asarray(y, dtype=np.float64), center=True)
         return self
 
     def predict(self, X: Any) -> np.ndarray:

@@ -159,8 +159,9 @@ def command_line(args: argparse.Namespace) -> str:
 
 
 def print_table(summary: list[dict[str, Any]], records: list[dict[str, Any]]) -> None:
-    """The report's tables, aligned for a terminal."""
-    from htaf.report import table_rows
+    """The report's tables, aligned for a terminal, and its warnings (solves short of their
+    tolerance)."""
+    from htaf.report import solver_warnings, table_rows
 
     for (family, dataset), (header, rows) in table_rows(summary, records).items():
         print(f"\n{dataset} ({family}), mean ± std over seeds; step = exact binary inference")
@@ -175,4 +176,6 @@ def print_table(summary: list[dict[str, Any]], records: list[dict[str, Any]]) ->
             )
             if i == 0:
                 print("  ".join("-" * w for w in widths))
+    for line in solver_warnings(records):
+        print(line)
     print()

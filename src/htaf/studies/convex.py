@@ -392,6 +392,41 @@ def plot(rows: list[dict[str, Any]], out_dir: str | Path, title: str) -> list[Pa
     return save_figure(fig, out_dir, "convex")
 
 
+def plot_beta_path(path: dict[str, Any], out_dir: str | Path, title: str) -> list[Path]:
+    """``beta_path.png`` / ``.svg``: the mean validation loss of ``beta="auto"``'s
+    cross-validation against beta (log scale), each fold's loss faintly, the hidden units
+    (nonzeros) of the first fold on a second axis, and the chosen beta marked.
+
+    ``path``: :meth:`htaf.families.convex.path.BetaPath.info` (a fitted model's
+    ``info["path"]``, an estimator's ``beta_path_``). ValueError if it holds no validation.
+    """
+    import numpy as np
+
+    from htaf.analysis.plots import plt, save_figure
+
+    if not isinstance(path, dict) or "validation" not in path or "betas" not in path:
+        raise ValueError("path: expected a beta path with 'betas' and 'validation' (beta='auto')")
+    betas = np.asarray(path["betas"], dtype=float)
+    fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
+    for fold in path.get("fold_validation", []):
+        ax.plot(betas, fold, color="tab:blue", alpha=0.2, linewidth=1)
+    ax.plot(betas, path["validation"], color="tab:blue", marker="o", label="mean validation loss")
+    chosen = path.get("chosen")
+    if chosen is not None:
+        ax.axvline(
+            betas[chosen], color="tab:red", linestyle="--", label=f"chosen beta {betas[chosen]:.3g}"
+        )
+    ax.set(xscale="log", xlabel="beta", ylabel="validation loss", title=title)
+    ax.grid(alpha=0.3, which="both")
+    twin = ax.twinx()
+    twin.plot(betas, path["nonzeros"], color="tab:gray", linestyle=":", label="hidden units")
+    twin.set_ylabel("hidden units (first fold)")
+    lines = ax.get_legend_handles_labels()
+    more = twin.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8)
+    return save_figure(fig, out_dir, "beta_path")
+
+
 def _say(progress: bool, text: str) -> None:
     if progress:
         import sys

@@ -20,7 +20,9 @@ targets as they are; multiclass data is refused. The scikit-learn wrappers are
 :class:`~htaf.sklearn.ConvexThresholdClassifier` and ``ConvexThresholdRegressor`` (also
 ``htaf.convex``), in layer 4 with the other wrappers.
 
-Options (``[model]``): ``variant``, ``directions``, ``beta`` (none: 1e-3 · n), ``width``,
+Options (``[model]``): ``variant``, ``directions``, ``beta`` (``"auto"``, the default: chosen
+by cross-validation over a warm-started path, :mod:`.path`; a number; none: 1e-3 · n),
+``width``,
 ``reconstruction``, ``solver`` (``"working_set"`` or ``"cvxpy"``, the CVXPY + Clarabel
 reference: ``pip install 'htaf[convex]'``), ``tol`` (relative duality gap).
 """
@@ -45,7 +47,7 @@ class ConvexOptions:
 
     variant: Literal["two_layer", "deep"] = "two_layer"
     directions: int = 2000
-    beta: float | None = None
+    beta: float | Literal["auto"] | None = "auto"
     width: int = 1000
     reconstruction: Literal["pinv", "svm"] = "pinv"
     solver: Literal["working_set", "cvxpy"] = "working_set"
@@ -56,8 +58,11 @@ class ConvexOptions:
             raise ValueError(
                 f"option 'model.directions' (P) must be a positive integer, got {self.directions}"
             )
-        if self.beta is not None and (not math.isfinite(self.beta) or self.beta <= 0):
-            raise ValueError(f"option 'model.beta' must be > 0 (or unset), got {self.beta}")
+        number = self.beta is not None and self.beta != "auto"
+        if number and (not math.isfinite(self.beta) or self.beta <= 0):
+            raise ValueError(
+                f"option 'model.beta' must be > 0, 'auto' or unset (1e-3·n), got {self.beta}"
+            )
         if self.width <= 0:
             raise ValueError(f"option 'model.width' must be a positive integer, got {self.width}")
         if not 0 < self.tol < 1:

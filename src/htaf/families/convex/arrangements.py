@@ -21,7 +21,10 @@ products the solver needs come from the bits:
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -33,6 +36,8 @@ __all__ = ["Arrangements", "augment", "pack_columns", "popcount"]
 CHUNK = 512
 #: Bytes of the float64 block ``[X, 1] U`` computed at a time while building ``H``.
 BLOCK_BYTES = 1 << 24
+#: Bytes of the float64 columns unpacked at a time by ``H z``.
+MATVEC_BYTES = 1 << 25
 #: Columns per chunk of the numpy ``H^T r``: bounds its gather temporary.
 TMATVEC_CHUNK = 4096
 
@@ -90,28 +95,50 @@ class Arrangements:
     # -- construction ----------------------------------------------------------------------------
     @classmethod
     def sample(
-        cls, X: np.ndarray, n_directions: int, rng: np.random.Generator | int | None = None
+        cls,
+        X: np.ndarray,
+        n_directions: int,
+        rng: np.random.Generator | int | None = None,
+        *,
+        cache_dir: str | Path | None = None,
+        max_bytes: int | None = None,
     ) -> Arrangements:
         """Draw ``n_directions`` Gaussian directions for ``X`` (without its ones column) and
-        keep one direction per distinct non-empty pattern (the first drawn)."""
+        keep one direction per distinct non-empty pattern (the first drawn). ``cache_dir`` and
+        ``max_bytes``: see :meth:`from_directions`."""
         if isinstance(n_directions, bool) or not isinstance(n_directions, (int, np.integer)):
             raise ValueError(f"n_directions (P) must be a positive integer, got {n_directions!r}")
         if n_directions <= 0:
             raise ValueError(f"n_directions (P) must be a positive integer, got {n_directions}")
         rng = np.random.default_rng(rng)
         Xa = augment(X)
+        check_memory(Xa.shape[0], int(n_directions), max_bytes, cache_dir)
         U = rng.standard_normal((Xa.shape[1], int(n_directions)))
-        return cls.from_directions(Xa, U)
+        return cls.from_directions(Xa, U, cache_dir=cache_dir, max_bytes=max_bytes)
 
     @classmethod
-    def from_directions(cls, Xa: np.ndarray, U: np.ndarray) -> Arrangements:
-        """The deduplicated arrangement of given directions ``U`` ((d + 1) × P) on ``Xa``."""
+    def from_directions(
+        cls,
+        Xa: np.ndarray,
+        U: np.ndarray,
+        *,
+        cache_dir: str | Path | None = None,
+        max_bytes: int | None = None,
+    ) -> Arrangements:
+        """The deduplicated arrangement of given directions ``U`` ((d + 1) × P) on ``Xa``.
+
+        ``cache_dir``: keep the bits out of core, in a memory-mapped file there (an unnamed
+        temporary file, deleted when closed): the products stream it from disk in column
+        order, so ``n · P`` may exceed memory. ``max_bytes``: the bits held in memory may not
+        exceed it (ValueError saying which P would fit) unless ``cache_dir`` is given.
+        """
         Xa, U = np.asarray(Xa, dtype=np.float64), np.asarray(U, dtype=np.float64)
         from threadpoolctl import threadpool_limits
 
         n, P = Xa.shape[0], U.shape[1]
+        check_memory(n, P, max_bytes, cache_dir)
         n_words = max(1, -(-n // 64))
-        words = np.empty((P, n_words), dtype=np.uint64)
+        words = _allocate((P, n_words), cache_dir)
         step = max(8, BLOCK_BYTES // (8 * max(n, 1)))  # directions per block
         # One BLAS thread: as fast on an idle machine, far faster on a loaded one.
         with threadpool_limits(1, user_api="blas"):
@@ -123,7 +150,8 @@ class Arrangements:
             for start in range(0, keep.size, CHUNK):  # keep is sorted, keep[i] >= i
                 block = keep[start : start + CHUNK]
                 words[start : start + block.size] = words[block]
-            words = words[: keep.size].copy() if keep.size < P // 2 else words[: keep.size]
+            small = keep.size < P // 2 and not isinstance(words, np.memmap)
+            words = words[: keep.size].copy() if small else words[: keep.size]
         return cls(words=words, n=n, directions=U[:, keep].copy())
 
     # -- sizes ----------------------------------------------------------------------------------
@@ -137,8 +165,14 @@ class Arrangements:
         return int(self.words.nbytes)
 
     def column_counts(self) -> np.ndarray:
-        """``||h_j||^2 = ||h_j||_1``: the number of ones in each column."""
-        return popcount(self.words).sum(axis=1)
+        """``||h_j||^2 = ||h_j||_1``: the number of ones in each column (block by block: no
+        full-size temporary, the bits may be on disk)."""
+        out = np.empty(self.n_columns, dtype=np.int64)
+        for start in range(0, self.n_columns, TMATVEC_CHUNK):
+            out[start : start + TMATVEC_CHUNK] = popcount(
+                self.words[start : start + TMATVEC_CHUNK]
+            ).sum(axis=1)
+        return out
 
     # -- products -------------------------------------------------------------------------------
     def dense(self, columns: np.ndarray | None = None) -> np.ndarray:
@@ -148,11 +182,15 @@ class Arrangements:
         return bits.T.astype(np.float64)
 
     def matvec(self, z: np.ndarray) -> np.ndarray:
-        """``H z`` (only the columns where ``z != 0`` are unpacked)."""
+        """``H z`` (only the columns where ``z != 0`` are unpacked, MATVEC_BYTES at a time: at
+        n = 100 000 a support of 3000 columns would be 2.4 GB as float64)."""
         support = np.flatnonzero(z)
-        if support.size == 0:
-            return np.zeros(self.n)
-        return self.dense(support) @ z[support]
+        out = np.zeros(self.n)
+        step = max(1, MATVEC_BYTES // (8 * max(self.n, 1)))
+        for start in range(0, support.size, step):
+            block = support[start : start + step]
+            out += self.dense(block) @ z[block]
+        return out
 
     def rmatvec(self, r: np.ndarray) -> np.ndarray:
         """``H^T r`` through byte tables: ``n / 8`` lookups per column."""
@@ -196,6 +234,43 @@ class Arrangements:
             block = w[start : start + step]
             G[start : start + len(block)] = popcount(block[:, None, :] & w[None, :, :]).sum(-1)
         return G
+
+
+def column_bytes(n: int, P: int) -> int:
+    """Bytes of the bits of an ``n × P`` arrangement (``ceil(n / 64)`` words per column)."""
+    return 8 * max(1, -(-n // 64)) * P
+
+
+def check_memory(n: int, P: int, max_bytes: int | None, cache_dir: str | Path | None) -> None:
+    """ValueError if the bits of ``n × P`` exceed ``max_bytes`` in memory (saying which P fits),
+    or if ``cache_dir`` is not a writable folder; nothing is written."""
+    if cache_dir is not None:
+        folder = Path(cache_dir)
+        if not folder.is_dir():
+            raise ValueError(f"cache_dir {folder}: not a folder (create it first)")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise ValueError(f"cache_dir {folder}: not writable, cannot hold the bits of H")
+        return
+    if max_bytes is None:
+        return
+    need = column_bytes(n, P)
+    if need > max_bytes:
+        fits = max_bytes // column_bytes(n, 1)
+        raise ValueError(
+            f"P = {P} directions at n = {n} need {need / 2**20:.1f} MiB of bits, over the memory "
+            f"cap of {max_bytes / 2**20:.1f} MiB: at most P = {fits} fit; or pass cache_dir to "
+            "keep H on disk"
+        )
+
+
+def _allocate(shape: tuple[int, int], cache_dir: str | Path | None) -> np.ndarray:
+    """An uninitialised uint64 array: in memory, or memory-mapped on an unnamed temporary file
+    in ``cache_dir`` (removed by the system when the last mapping goes)."""
+    if cache_dir is None:
+        return np.empty(shape, dtype=np.uint64)
+    with tempfile.TemporaryFile(dir=cache_dir) as handle:
+        handle.truncate(8 * shape[0] * shape[1])
+        return np.memmap(handle, dtype=np.uint64, mode="r+", shape=shape)
 
 
 def _distinct_nonzero(words: np.ndarray) -> np.ndarray:

@@ -58,8 +58,10 @@ class StepLayer:
 
 @dataclass
 class ThresholdNet:
-    """Exact step layers and output weights: ``f(x) = output · h_L(x)`` (no output bias).
+    """Exact step layers and output weights: ``f(x) = output · h_L(x) + intercept``.
 
+    ``intercept`` is 0 for Ergen et al.'s program; a regression fit with ``center=True`` fits
+    ``y - mean(y)`` and keeps the mean here (unpenalised, as a linear model's intercept).
     ``info`` holds the solve's certificate (objective, gap, ``optimal``, ...), ``amplitudes``
     the amplitude of each last-layer unit in the balanced split ``|s_j| = |alpha_j|``.
     """
@@ -67,6 +69,7 @@ class ThresholdNet:
     layers: list[StepLayer]
     output: np.ndarray
     info: dict[str, Any] = field(default_factory=dict)
+    intercept: float = 0.0
 
     @property
     def amplitudes(self) -> np.ndarray:
@@ -90,7 +93,7 @@ class ThresholdNet:
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """``f(X)``, float64 ``(n,)``."""
-        return self.hidden(X) @ self.output
+        return self.hidden(X) @ self.output + self.intercept
 
     def objective(self, X: np.ndarray, y: np.ndarray, beta: float) -> float:
         """``J(f)`` on ``(X, y)``: see :func:`regularised_objective`."""
@@ -119,7 +122,7 @@ class ThresholdNet:
                 layer.linear.bias.copy_(torch.as_tensor(b))
             out = self.output if self.output.size else np.zeros(1)
             model.head.weight.copy_(torch.as_tensor(out).reshape(1, -1))
-            model.head.bias.zero_()
+            model.head.bias.fill_(float(self.intercept))
 
 
 def _at_least_one_unit(weight: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -129,13 +132,16 @@ def _at_least_one_unit(weight: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray
     return np.zeros((1, weight.shape[1])), np.full(1, -1.0)
 
 
-def check_beta(beta: Any, n: int) -> float:
-    """``beta`` (None: 1e-3 · n, the paper's choice) as a float; ValueError unless > 0."""
+def check_beta(beta: Any, n: int) -> float | str:
+    """``beta`` (None: 1e-3 · n, the paper's choice) as a float, or ``"auto"`` (chosen on a
+    validation split, :mod:`.path`); ValueError unless a number > 0 or ``"auto"``."""
     if beta is None:
         return 1e-3 * n
+    if isinstance(beta, str) and beta == "auto":
+        return "auto"
     real = isinstance(beta, (int, float, np.integer, np.floating)) and not isinstance(beta, bool)
     if not real or not math.isfinite(beta) or beta <= 0:
-        raise ValueError(f"beta must be a number > 0 (or None for 1e-3·n), got {beta!r}")
+        raise ValueError(f"beta must be a number > 0, 'auto' or None (1e-3·n), got {beta!r}")
     return float(beta)
 
 
@@ -143,41 +149,77 @@ def fit_two_layer(
     X: np.ndarray,
     y: np.ndarray,
     *,
-    beta: float | None = None,
+    beta: float | str | None = None,
     n_directions: int = 2000,
     rng: np.random.Generator | int | None = None,
     solver: str = "working_set",
     tol: float = 1e-6,
+    center: bool = False,
+    cache_dir: str | None = None,
+    max_bytes: int | None = None,
 ) -> ThresholdNet:
     """Ergen et al.'s two-layer program: sample ``n_directions`` directions, build
     ``H = 1{[X, 1] U >= 0}`` without duplicates, solve ``min 1/2 ||Hz - y||^2 + beta ||z||_1``
     and keep one hidden unit per nonzero ``z_j`` (first-layer weights ``u_j``).
 
+    ``beta``: a number, None (1e-3 · n) or ``"auto"``: the best of a warm-started path on a
+    validation split (:func:`~.path.select_beta`), then solved on all of ``(X, y)``; with
+    fewer than ``MIN_ROWS`` rows nothing is held out and beta is 1e-3 · n. ``center``: fit
+    ``y - mean(y)`` and keep the mean as the network's ``intercept``. ``cache_dir``,
+    ``max_bytes``: where the bits of ``H`` live and how many may be held in memory
+    (:meth:`~.arrangements.Arrangements.from_directions`); checked before any work.
+
     ``info``: the solver's certificate (:meth:`~.solver.LassoResult.info`) plus ``beta``,
-    ``directions`` (drawn), ``columns`` (distinct patterns), ``h_bytes`` (bits of ``H``) and
-    ``time_s`` (arrangement + solve).
+    ``beta_rule``, ``directions`` (drawn), ``columns`` (distinct patterns), ``h_bytes`` (bits
+    of ``H``), ``time_s`` (arrangement + solve, path included) and, for ``"auto"``, ``path``
+    (:meth:`~.path.BetaPath.info`) and ``path_time_s``.
     """
     import time
+
+    from htaf.families.convex.arrangements import augment
+    from htaf.families.convex.path import MIN_ROWS, select_beta
 
     X = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
     y = np.asarray(y, dtype=np.float64).reshape(-1)
     beta = check_beta(beta, len(X))
+    if isinstance(n_directions, bool) or not isinstance(n_directions, (int, np.integer)):
+        raise ValueError(f"n_directions (P) must be a positive integer, got {n_directions!r}")
+    if n_directions <= 0:
+        raise ValueError(f"n_directions (P) must be a positive integer, got {n_directions}")
+    from htaf.families.convex.arrangements import check_memory
+
+    check_memory(len(X), int(n_directions), max_bytes, cache_dir)
     t0 = time.perf_counter()
-    H = Arrangements.sample(X, n_directions, rng)
-    result = solve_lasso(H, y, beta, tol=tol, solver=solver)
+    rng = np.random.default_rng(rng)
+    intercept = float(y.mean()) if center and y.size else 0.0
+    target = y - intercept
+    U = rng.standard_normal((X.shape[1] + 1, int(n_directions)))
+    path_info: dict[str, Any] = {}
+    rule = "given"
+    if beta == "auto" and len(X) < MIN_ROWS:
+        beta, rule = 1e-3 * len(X), f"1e-3·n (fewer than {MIN_ROWS} rows: none held out)"
+    elif beta == "auto":
+        path = select_beta(X, target, U, rng=rng, tol=tol)
+        beta, rule = float(path.betas[path.chosen]), "validation"
+        path_info = {"path": path.info(), "path_time_s": path.time_s}
+    H = Arrangements.from_directions(augment(X), U, cache_dir=cache_dir, max_bytes=max_bytes)
+    result = solve_lasso(H, target, float(beta), tol=tol, solver=solver)
     support = np.flatnonzero(result.z)
     U = H.directions[:, support]
     layer = StepLayer(weight=U[:-1].T.copy(), bias=U[-1].copy())
     info = {
         **result.info(),
-        "beta": beta,
+        "beta": float(beta),
+        "beta_rule": rule,
         "directions": int(n_directions),
         "columns": H.n_columns,
         "h_bytes": H.nbytes,
         "units": int(support.size),
+        "solve_time_s": result.time_s,
+        **path_info,
         "time_s": time.perf_counter() - t0,
     }
-    net = ThresholdNet([layer], result.z[support].copy(), info)
+    net = ThresholdNet([layer], result.z[support].copy(), info, intercept)
     # J of the rebuilt network on the training data: P(z) up to rounding (x·w + b vs [x, 1]·u).
-    net.info["network_objective"] = net.objective(X, y, beta)
+    net.info["network_objective"] = net.objective(X, y, float(beta))
     return net

@@ -43,8 +43,11 @@ def targets_for(y: np.ndarray, task: str) -> np.ndarray:
     )
 
 
-def fit_network(X: np.ndarray, target: np.ndarray, options: Any, seed: int) -> ThresholdNet:
-    """The two-layer or deep network of ``options`` (a :class:`ConvexOptions`) for ``target``."""
+def fit_network(
+    X: np.ndarray, target: np.ndarray, options: Any, seed: int, center: bool = False
+) -> ThresholdNet:
+    """The two-layer or deep network of ``options`` (a :class:`ConvexOptions`) for ``target``
+    (``center``: the two-layer fit of ``target - mean``, the mean as the output bias)."""
     rng = np.random.default_rng(seed)
     if options.variant == "deep":
         return fit_deep(
@@ -65,6 +68,7 @@ def fit_network(X: np.ndarray, target: np.ndarray, options: Any, seed: int) -> T
         rng=rng,
         solver=options.solver,
         tol=options.tol,
+        center=center,
     )
 
 
@@ -100,7 +104,7 @@ class ConvexThresholdNetwork(DHN):
         ``optimal`` (gap <= tol · objective), ``units``, ``time_s``, ..."""
         X = x.detach().flatten(1).cpu().double().numpy()
         target = targets_for(y.detach().cpu().double().numpy(), task)
-        net = fit_network(X, target, self.options, int(self.seed))
+        net = fit_network(X, target, self.options, int(self.seed), center=task == "regression")
         self._resize(net.widths)
         net.load_into(self)
         return {k: v for k, v in net.info.items() if isinstance(v, (bool, int, float, str))}

@@ -26,8 +26,18 @@ gap (the figures are in benchmarks/README.md, "Choices in the convex solver"). E
 step factors one ``|W| × |W|`` matrix, so the cost grows with the working set, not with ``n``
 or ``P``; ``H^T r`` over all columns is needed once per round only. The flip side: large
 working sets (n in the thousands, where the support is too) cost ``|W|^3`` per step, so the
-working set is capped at ``MAX_WORKING_SET`` and such solves can end above the tolerance, which
-their certificate then says (``optimal: False``).
+working set is capped at ``max_working_set`` (``MAX_WORKING_SET`` by default) and such solves
+can end above the tolerance, which their certificate then says (``optimal: False``; the
+scikit-learn estimators warn, ``htaf compare`` prints a line). ``max_time_s`` stops a solve
+between Newton steps with the best certificate so far. Interior-point iterates of such large
+restricted problems are dense, and the restricted problem's support can exceed ``n`` (``G``
+has rank at most ``n``), which is what makes n in the ten thousands expensive: the Newton
+systems grow with the support, not with the rank.
+
+The solve runs on ``y / s`` and ``beta / s`` with ``s`` the root mean square of ``y``
+(``z(c y, c beta) = c z(y, beta)``): the interior point starts from ones, which is far from
+the solution of a target in the hundreds. ``z0`` warm-starts a solve from a neighbouring
+beta's solution (:mod:`.path`).
 
 ``solver="cvxpy"`` hands the same problem to CVXPY (Clarabel), the reference the tests compare
 with, as the official code does with MOSEK.
@@ -152,15 +162,31 @@ def solve_lasso(
     solver: str = "working_set",
     max_iter: int = 100,
     max_time_s: float | None = None,
+    z0: np.ndarray | None = None,
+    max_working_set: int | None = None,
 ) -> LassoResult:
     """Minimise ``1/2 ||H z - y||^2 + beta ||z||_1`` to a relative duality gap ``tol``.
 
     ``H``: an :class:`Arrangements` (or a binary matrix). ``solver``: ``"working_set"`` (the
     method of this module) or ``"cvxpy"`` (CVXPY with Clarabel). ``max_iter`` bounds the
-    working-set rounds, ``max_time_s`` (if given) the time after which no new round starts.
-    The result says whether the gap reached ``tol`` (``optimal``); it is returned either way.
+    working-set rounds, ``max_time_s`` (if given) the time after which no new round and no
+    new Newton step starts, ``max_working_set`` (default ``MAX_WORKING_SET``) the columns of
+    a round beyond the support: a round factors k × k matrices (16 k² bytes, k³/3 flops per
+    Newton step).
+    ``z0``: a warm start (the solution at a nearby beta, as along a path): its support seeds
+    the first working set. The result says whether the gap reached ``tol`` (``optimal``); it
+    is returned either way.
     """
     H, y = check_inputs(H, y, beta, tol, solver)
+    max_working_set = MAX_WORKING_SET if max_working_set is None else max_working_set
+    if isinstance(max_working_set, bool) or not isinstance(max_working_set, (int, np.integer)):
+        raise ValueError(f"max_working_set must be a positive integer, got {max_working_set!r}")
+    if max_working_set <= 0:
+        raise ValueError(f"max_working_set must be a positive integer, got {max_working_set}")
+    if z0 is not None:
+        z0 = np.asarray(z0, dtype=np.float64).reshape(-1)
+        if z0.shape[0] != H.n_columns or not np.isfinite(z0).all():
+            raise ValueError(f"z0 must hold {H.n_columns} finite numbers, got shape {z0.shape}")
     beta = float(beta)
     t0 = time.perf_counter()
     if solver == "cvxpy":
@@ -170,8 +196,18 @@ def solve_lasso(
 
         # The factorisations are small (k <= a few thousand): one BLAS thread is as fast on an
         # idle machine and far faster on a loaded one, where OpenBLAS threads spin-wait.
+        # The interior point starts from ones: solve the problem scaled to an RMS target of 1
+        # (z(c y, c beta) = c z(y, beta)) and certify the rescaled solution on the original.
+        scale = float(np.sqrt(np.mean(y * y))) if y.size else 0.0
+        scale = scale if scale > 0 else 1.0
+        start = None if z0 is None else z0 / scale
         with threadpool_limits(1, user_api="blas"):
-            result = _solve_working_set(H, y, beta, tol, max_iter, max_time_s)
+            scaled = _solve_working_set(
+                H, y / scale, beta / scale, tol, max_iter, max_time_s, start, max_working_set
+            )
+        result = _result(
+            H, y, scaled.z * scale, beta, tol, "working_set", scaled.iterations, scaled.history
+        )
     result.time_s = time.perf_counter() - t0
     return result
 
@@ -223,17 +259,24 @@ def _solve_working_set(
     tol: float,
     max_iter: int,
     max_time_s: float | None,
+    z0: np.ndarray | None = None,
+    max_working_set: int = 3000,
 ) -> LassoResult:
     P = H.n_columns
-    z = np.zeros(P)
+    z = np.zeros(P) if z0 is None else z0.copy()
     norms = np.sqrt(np.maximum(H.column_counts(), 1))
     yy = float(y @ y)
     Hty = H.rmatvec(y)
     history: list[dict[str, float]] = []
     t0, ws_size, previous = time.perf_counter(), WS_START // 2, None
+    deadline = None if max_time_s is None else t0 + max_time_s
+    finest = min(IPM_RTOL, 0.01 * tol)
+    best_z, best = z.copy(), (np.inf, np.inf)
     for it in range(1, max_iter + 1):
         primal, dual, _, c = certificate(H, y, z, beta)
         gap = max(primal - dual, 0.0)
+        if gap / max(primal, 1e-300) < best[0]:
+            best_z, best = z.copy(), (gap / max(primal, 1e-300), gap)
         support = np.flatnonzero(z)
         history.append(
             {
@@ -244,14 +287,14 @@ def _solve_working_set(
                 "time_s": time.perf_counter() - t0,
             }
         )
-        out_of_time = max_time_s is not None and time.perf_counter() - t0 > max_time_s
+        out_of_time = deadline is not None and time.perf_counter() > deadline
         if gap <= tol * primal or out_of_time:
             break
         cmax = float(np.abs(c).max())
         s = beta / cmax if cmax > beta else 1.0
         priority = (beta - s * np.abs(c)) / norms
         priority[support] = -np.inf
-        cap = max(MAX_WORKING_SET, support.size)
+        cap = max(max_working_set, support.size)
         ws_size = min(P, cap, max(WS_START, support.size + int(GROWTH * ws_size)))
         if ws_size == P:
             ws = np.arange(P)
@@ -262,12 +305,21 @@ def _solve_working_set(
         previous = ws
         history[-1]["working_set"] = int(ws.size)
         z[:] = 0.0
-        z[ws] = _interior_point(H.gram(ws), Hty[ws], yy, beta, min(IPM_RTOL, 0.01 * tol))
-    return _result(H, y, z, beta, tol, "working_set", len(history), history)
+        z[ws] = _interior_point(H.gram(ws), Hty[ws], yy, beta, finest, deadline)
+    else:
+        primal, dual, _, _ = certificate(H, y, z, beta)
+        if max(primal - dual, 0.0) / max(primal, 1e-300) < best[0]:
+            best_z = z
+    return _result(H, y, best_z, beta, tol, "working_set", len(history), history)
 
 
 def _interior_point(
-    G: np.ndarray, b: np.ndarray, yy: float, beta: float, rtol: float
+    G: np.ndarray,
+    b: np.ndarray,
+    yy: float,
+    beta: float,
+    rtol: float,
+    deadline: float | None = None,
 ) -> np.ndarray:
     """Mehrotra predictor-corrector on the restricted Lasso ``1/2 w'Gw - b'w + beta|w|_1``.
 
@@ -281,30 +333,34 @@ def _interior_point(
     whose divisions stay well conditioned as the iterates approach the bounds (one of d_u,
     d_v grows as the other vanishes), even though ``G`` itself is singular. Returns the
     iterate with the smallest Lasso duality gap (the certificate of the module doc), stopping
-    at a relative gap ``rtol``, when the gap stops improving, or after ``IPM_MAX_ITER``.
+    at a relative gap ``rtol``, when the gap stops improving, after ``IPM_MAX_ITER`` or at the
+    ``deadline`` (a ``time.perf_counter()`` value).
     """
     k = b.size
     u, v = np.ones(k), np.ones(k)
     su, sv = np.ones(k), np.ones(k)
     jitter = 1e-14 * max(1.0, float(np.diag(G).max()) if k else 1.0)
-    best, best_gap, stalled = np.zeros(k), np.inf, 0
+    best, best_gap, stalled, mu0 = np.zeros(k), np.inf, 0, None
+    M = np.empty_like(G)
     for _ in range(IPM_MAX_ITER):
         w = u - v
         g = b - G @ w  # minus the gradient of the smooth part
         gap = _gram_gap(b, yy, beta, w, g)
+        mu = (u @ su + v @ sv) / (2 * k)
+        mu0 = mu if mu0 is None else mu0
         if gap < best_gap:
             best, best_gap, stalled = (u, v, su, sv), gap, 0
-        else:
+        elif mu < 1e-6 * mu0:  # early iterates may certify worse than a good start: not a stall
             stalled += 1
-        if gap <= rtol * _gram_primal(b, yy, beta, w, g) or stalled >= 3:
+        late = deadline is not None and time.perf_counter() > deadline
+        if gap <= rtol * _gram_primal(b, yy, beta, w, g) or stalled >= 3 or late:
             break
         ru, rv = -g + beta - su, g + beta - sv  # dual residuals
-        mu = (u @ su + v @ sv) / (2 * k)
         du, dv = su / u, sv / v
+        np.copyto(M, G)  # M = G + diag(e), in place: no k x k temporaries
+        M.flat[:: k + 1] += du * dv / (du + dv) + jitter
         try:
-            factor = scipy.linalg.cho_factor(
-                G + np.diag(du * dv / (du + dv) + jitter), check_finite=False
-            )
+            factor = scipy.linalg.cho_factor(M, overwrite_a=True, check_finite=False)
         except np.linalg.LinAlgError:
             break
 
@@ -321,6 +377,7 @@ def _interior_point(
         dsu, dsv = (-cu - su * ddu) / u, (-cv - sv * ddv) / v
         a = 0.99 * _step(u, ddu, v, ddv, su, dsu, sv, dsv)
         u, v, su, sv = u + a * ddu, v + a * ddv, su + a * dsu, sv + a * dsv
+    M = factor = None  # k x k (one buffer): freed before the polish allocates its own
     return _sparsify(G, b, yy, beta, *best) if np.isfinite(best_gap) else np.zeros(k)
 
 
@@ -359,9 +416,7 @@ def _sparsify(
     if A.size:
         sign = np.sign(sparse[A])
         rhs = b[A] - beta * sign - G[np.ix_(A, A)] @ sparse[A]
-        delta = scipy.linalg.lstsq(
-            G[np.ix_(A, A)], rhs, cond=1e-13, check_finite=False, lapack_driver="gelsy"
-        )[0]
+        delta = _solve_psd(G[np.ix_(A, A)], rhs)
         polished = sparse.copy()
         polished[A] += delta
         if np.array_equal(np.sign(polished[A]), sign):
@@ -369,6 +424,20 @@ def _sparsify(
         candidates.append(sparse)
     gaps = [_gram_gap(b, yy, beta, c, b - G @ c) for c in candidates]
     return candidates[int(np.argmin(gaps))].copy()
+
+
+def _solve_psd(G: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """A solution of ``G x = rhs`` for a positive semidefinite ``G``, which it overwrites:
+    Cholesky with a relative jitter of 1e-12 (a third of the cost of a pivoted QR; ``G`` is
+    singular when the support holds more columns than ``H`` has rank). Zeros if even that
+    fails: the polish is then skipped (:func:`_sparsify` keeps the better candidate)."""
+    jitter = 1e-12 * max(1.0, float(np.diag(G).max()) if G.size else 1.0)
+    G.flat[:: G.shape[0] + 1] += jitter
+    try:
+        factor = scipy.linalg.cho_factor(G, overwrite_a=True, check_finite=False)
+    except np.linalg.LinAlgError:
+        return np.zeros_like(rhs)
+    return scipy.linalg.cho_solve(factor, rhs, check_finite=False)
 
 
 def _step(*pairs: np.ndarray) -> float:
