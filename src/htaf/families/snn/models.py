@@ -26,7 +26,9 @@ replaced by a ReLU and run once: T = 1, no encoding (the intensities go in direc
 ``htaf compare`` differ only in the neuron.
 
 The stages live in ``stages.py``; gradient checkpointing over time chunks
-(``checkpoint_steps=C``, MLP: memory grows with T/C instead of T) in ``checkpointing.py``.
+(``checkpoint_steps=C``, every architecture: memory grows with T/C instead of T) in
+``checkpointing.py``. In a chunked training forward, BatchNorm normalises each chunk by the
+statistics of its own ``C·B`` samples (and updates its running statistics once per chunk).
 
 **Statistics.** ``eval_stats(x)`` reports per neuron layer (``layer1``... in module order, the
 spiking output layer last) the firing rate (mean spike value per neuron and step), the fraction
@@ -142,9 +144,10 @@ class SpikingNetwork(nn.Module):
             out = self.body(self.encode(x))
         return self.head.decode(out)
 
-    # -- gradient checkpointing over time chunks (MLP) ------------------------------------
+    # -- gradient checkpointing over time chunks ---------------------------------------------
     def _checkpointed(self, x: Tensor) -> Tensor:
-        p = self.intensities(x).flatten(1)
+        p = self.intensities(x)
+        p = p.flatten(1) if self.arch == "mlp" else p
         units = [m for m in self.modules() if isinstance(m, IF | LIF | PLIF)]
         params = [q for q in self.parameters() if q.requires_grad]
         states: list[Tensor] = [torch.zeros(0) for _ in units]  # empty: at rest
@@ -330,8 +333,10 @@ def build_network(
                     stages.append(SEWBlock(c, c_out, stride, spec, connect))
                     c = c_out
             n_head = c
-    if checkpoint_steps and arch != "mlp":
-        raise ValueError(f"checkpoint_steps works with arch 'mlp', not {arch!r}")
+    if isinstance(checkpoint_steps, bool) or not isinstance(checkpoint_steps, int) or (
+        checkpoint_steps < 0
+    ):
+        raise ValueError(f"checkpoint_steps must be an integer >= 0, got {checkpoint_steps!r}")
     head = Head(n_head, n_out, spec, decoder)
     return SpikingNetwork(
         arch, input_shape, stages, head, spec, steps=steps,
