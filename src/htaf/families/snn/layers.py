@@ -133,9 +133,7 @@ def spike_linear(inp: SpikeTrain, layer: nn.Linear) -> Tensor:
     x = inp.values
     if not torch.is_grad_enabled():
         return layer(x)
-    return _SpikeLinear.apply(
-        x, layer.weight, layer.bias, _store(inp), inp.membrane, inp.respike
-    )
+    return _SpikeLinear.apply(x, layer.weight, layer.bias, _store(inp), inp.membrane, inp.respike)
 
 
 # -- Conv2d -> BatchNorm2d and MaxPool2d over spikes --------------------------------------------
@@ -155,8 +153,8 @@ class _SpikeConvBN(torch.autograd.Function):
         )
         ctx.store, ctx.shape, ctx.dtype, ctx.respike = store, tuple(x.shape), x.dtype, respike
         ctx.conv = conv
-        # Running statistics change in place at every training forward: only eval mode reads them.
-        ctx.bn = (None, None, training, eps) if training else (running_mean, running_var, False, eps)
+        # Running statistics change in place at every training forward: only eval reads them.
+        ctx.bn = (None, None, True, eps) if training else (running_mean, running_var, False, eps)
         kept = membrane if store == "membrane" else _keep(x, store)
         ctx.save_for_backward(weight, gamma, kept, mean, invstd)
         return out

@@ -333,8 +333,10 @@ def build_network(
                     stages.append(SEWBlock(c, c_out, stride, spec, connect))
                     c = c_out
             n_head = c
-    if isinstance(checkpoint_steps, bool) or not isinstance(checkpoint_steps, int) or (
-        checkpoint_steps < 0
+    if (
+        isinstance(checkpoint_steps, bool)
+        or not isinstance(checkpoint_steps, int)
+        or (checkpoint_steps < 0)
     ):
         raise ValueError(f"checkpoint_steps must be an integer >= 0, got {checkpoint_steps!r}")
     head = Head(n_head, n_out, spec, decoder)

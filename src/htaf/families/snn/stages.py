@@ -159,10 +159,7 @@ class SEWBlock(nn.Module):
             a_levels, s_levels = a.integer_levels, s.integer_levels
             levels = a_levels + s_levels if a_levels and s_levels else 0
             return SpikeTrain(av + sv, a.steps, levels=levels)
-        if self.connect == "AND":
-            out = av * sv
-        else:
-            out = (1 - av) * sv
+        out = av * sv if self.connect == "AND" else (1 - av) * sv
         return SpikeTrain(out, a.steps, binary=a.binary and s.binary)
 
 
