@@ -98,7 +98,7 @@ class SpikingNetwork(nn.Module):
             std = torch.tensor(normalize["std"], dtype=torch.float32).view(shape)
         self.register_buffer("norm_mean", mean, persistent=False)
         self.register_buffer("norm_std", std, persistent=False)
-        self._rates: dict[str, list[float]] = {}  # training spikes per layer: [sum, count]
+        self._rates: dict[str, list] = {}  # training spikes per layer: [sum (a tensor), count]
         self._observer: Callable | None = None
         self._replaying = False  # a checkpointed chunk is being recomputed
         self._watch(None)
@@ -173,8 +173,9 @@ class SpikingNetwork(nn.Module):
             self._add_rate(name, spikes)
 
     def _add_rate(self, name: str, spikes: Tensor) -> None:
-        acc = self._rates.setdefault(name, [0.0, 0.0])
-        acc[0] += float(spikes.detach().sum())
+        acc = self._rates.setdefault(name, [0.0, 0])
+        # a tensor sum: no synchronisation, and no graph break under torch.compile
+        acc[0] = acc[0] + spikes.detach().sum(dtype=torch.float64)
         acc[1] += spikes.numel()
 
     def _watch(self, observer: Callable | None) -> None:
@@ -195,7 +196,7 @@ class SpikingNetwork(nn.Module):
 
     def epoch_stats(self) -> dict[str, float]:
         """Firing rate per layer over the training batches since the last call."""
-        out = {f"rate_{k}": s / n for k, (s, n) in self._rates.items() if n}
+        out = {f"rate_{k}": float(s) / n for k, (s, n) in self._rates.items() if n}
         self._rates = {}
         return out
 
