@@ -108,7 +108,7 @@ if AVAILABLE:
                 "f0", "f1", "rule", "r0", "r1")  # fmt: skip
 
     def _setup(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
-        x, v0, beta, table, *options = inputs
+        _, v0, beta, table, *options = inputs
         ctx.options = dict(zip(_OPTIONS, options, strict=True))
         ctx.need_beta = beta.requires_grad
         # the membrane sequence (an output) and what the rule needs; v0 only for dβ
@@ -134,8 +134,10 @@ if AVAILABLE:
         _check(h)
         h = h.contiguous()
         out = torch.empty_like(h)
-        _fn("snn_fire", h.dtype)(h.data_ptr(), out.data_ptr(), h.numel(), threshold, kind, f0,
-                                 f1, fused._htaf_fns(h.dtype)[0], fused._threads(h.numel()))  # fmt: skip
+        _fn("snn_fire", h.dtype)(
+            h.data_ptr(), out.data_ptr(), h.numel(), threshold, kind, f0, f1,
+            fused._htaf_fns(h.dtype)[0], fused._threads(h.numel()),
+        )  # fmt: skip
         return out
 
     @fire.register_fake
