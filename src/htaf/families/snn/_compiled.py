@@ -184,3 +184,16 @@ def _args(n: Any, f_kind: int, f0: float, f1: float, rule: int = 0, r0: float = 
     p = n.p
     return (float(p.threshold), float(p.v_reset), p.reset == "hard", bool(p.detach_reset),
             int(f_kind), float(f0), float(f1), int(rule), float(r0), float(r1))  # fmt: skip
+
+
+@torch.library.custom_op("htaf_snn::seeded_uniform", mutates_args=())
+def seeded_uniform(x: Tensor, steps: int, seed: int) -> Tensor:
+    """``(steps, *x.shape)`` uniform draws of a new generator seeded with ``seed``: the eval
+    draws of the rate code, which a graph cannot make (it cannot create a generator)."""
+    generator = torch.Generator(device=x.device).manual_seed(seed)
+    return torch.rand((steps, *x.shape), generator=generator, dtype=x.dtype, device=x.device)
+
+
+@seeded_uniform.register_fake
+def _(x, steps, seed):
+    return x.new_empty((steps, *x.shape))

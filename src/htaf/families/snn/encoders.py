@@ -99,6 +99,12 @@ class Encoder(nn.Module):
         if self.kind == "direct":
             return direct(x, self.steps)
         generator = None
+        if not self.training and torch.compiler.is_compiling():
+            # Dynamo runs this import rather than tracing it; a graph cannot make a generator.
+            from htaf.families.snn import _compiled
+
+            u = _compiled.seeded_uniform(_intensities(x, "poisson"), self.steps, EVAL_SEED)
+            return (u < x).to(x.dtype)
         if not self.training:
             generator = torch.Generator(device=x.device).manual_seed(EVAL_SEED)
         return poisson(x, self.steps, generator)
