@@ -5,6 +5,7 @@ inductor compiles, without the C++ build time; benchmarks/snn_step.py times indu
 import pytest
 import torch
 import torch.nn.functional as F
+from torch._dynamo.testing import CompileCounterWithBackend
 
 from htaf.families.snn.models import NeuronSpec, build_network
 
@@ -45,6 +46,26 @@ def test_fullgraph_compile_matches_eager(arch, shape, kw, encoder, spike_fn, kin
     compiled.eval()
     with torch.no_grad():  # the eval-mode graph (fixed draws, running statistics) as well
         assert torch.allclose(step(x), eager.eval()(x), atol=1e-6)
+
+
+def test_training_steps_reuse_the_compiled_graphs():
+    torch._dynamo.reset()
+    net = model(*CASES[1])
+    counter = CompileCounterWithBackend("aot_eager")
+    step = torch.compile(net, fullgraph=True, backend=counter)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    x, y = torch.rand(3, 1, 8, 8), torch.tensor([0, 1, 2])
+    net.epoch_stats()  # forget the rates of the eager warm-up
+    for _ in range(4):
+        opt.zero_grad()
+        F.cross_entropy(step(x), y).backward()
+        opt.step()
+    net.eval()
+    with torch.no_grad():
+        step(x), step(x)
+    # training with no rates yet, training with rates, eval: nothing per batch
+    assert counter.frame_count == 3
+    assert 0 < net.epoch_stats()["rate_layer1"] < 1  # summed over the compiled steps
 
 
 def test_compiled_encoder_still_refuses_intensities_outside_0_1():

@@ -98,7 +98,7 @@ class SpikingNetwork(nn.Module):
             std = torch.tensor(normalize["std"], dtype=torch.float32).view(shape)
         self.register_buffer("norm_mean", mean, persistent=False)
         self.register_buffer("norm_std", std, persistent=False)
-        self._rates: dict[str, list] = {}  # training spikes per layer: [sum (a tensor), count]
+        self._rates: dict[str, Tensor] = {}  # training spikes per layer: [sum, count]
         self._observer: Callable | None = None
         self._replaying = False  # a checkpointed chunk is being recomputed
         self._watch(None)
@@ -173,10 +173,14 @@ class SpikingNetwork(nn.Module):
             self._add_rate(name, spikes)
 
     def _add_rate(self, name: str, spikes: Tensor) -> None:
-        acc = self._rates.setdefault(name, [0.0, 0])
-        # a tensor sum: no synchronisation, and no graph break under torch.compile
-        acc[0] = acc[0] + spikes.detach().sum(dtype=torch.float64)
-        acc[1] += spikes.numel()
+        # [sum, count] as one tensor: no synchronisation, and under torch.compile no graph
+        # break (a float) nor a recompilation at every batch (a Python count is a guard)
+        s = spikes.detach()
+        batch = torch.stack(
+            (s.sum(dtype=torch.float64), s.new_full((), s.numel(), dtype=torch.float64))
+        )
+        total = self._rates.get(name)
+        self._rates[name] = batch if total is None else total + batch
 
     def _watch(self, observer: Callable | None) -> None:
         """Route every neuron layer's output to ``observer(name, spikes, membrane)``."""
@@ -196,7 +200,8 @@ class SpikingNetwork(nn.Module):
 
     def epoch_stats(self) -> dict[str, float]:
         """Firing rate per layer over the training batches since the last call."""
-        out = {f"rate_{k}": float(s) / n for k, (s, n) in self._rates.items() if n}
+        totals = {k: v.tolist() for k, v in self._rates.items()}
+        out = {f"rate_{k}": s / n for k, (s, n) in totals.items() if n}
         self._rates = {}
         return out
 
