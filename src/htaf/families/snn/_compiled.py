@@ -13,9 +13,10 @@ compiled and eager results agree bit for bit.
 * ``htaf_snn::sequence_backward(...)``: ``(dx, dv0, dβ)``, the reverse recurrence.
 * ``htaf_snn::fire(h, ...)``: the spikes again from the membrane (``NeuronSequence.respike``).
 
-Imported (and registered) only where dynamo traces a neuron layer (dynamo runs an ``import``
-rather than tracing it); where the kernel cannot be built :data:`AVAILABLE` is False and the
-pure-PyTorch path is traced instead.
+The neuron modules (``LIF``...) call :func:`neuron_sequence` here under dynamo, which imports
+(and registers) this module only there (dynamo runs an ``import`` rather than tracing it);
+where the kernel cannot be built :data:`AVAILABLE` is False and the fused path is traced
+instead (the pure-PyTorch recurrences, with a graph break where a learned decay is read).
 """
 
 from __future__ import annotations
@@ -143,6 +144,39 @@ if AVAILABLE:
     @fire.register_fake
     def _(h, threshold, kind, f0, f1):
         return torch.empty_like(h, memory_format=torch.contiguous_format)
+
+
+def neuron_sequence(
+    x: Tensor, p: Any, est: Any, *, beta: Tensor | float, v0: Tensor | None, steps: int | None,
+    backend: str,
+) -> fused.NeuronSequence | None:  # fmt: skip
+    """:func:`~htaf.families.snn.fused.neuron_sequence` through the operators, under dynamo;
+    None where they do not apply (the caller traces the fused path then)."""
+    if backend == "torch" or fused._UNROLLED:
+        return None
+    if getattr(est, "pending", False):  # calibration reads the data: not in a graph
+        raise RuntimeError(
+            f"{type(est).__name__}(alpha0=auto) calibrates on its first input, which a "
+            "compiled graph cannot do: run one forward in eager mode (or "
+            "htaf.calibrate(model, batch)) before torch.compile"
+        )
+    const = steps is not None
+    steps, shape = (steps, tuple(x.shape)) if const else (x.shape[0], tuple(x.shape[1:]))
+    if p.decay_input:
+        x = (1 - beta) * x
+    dtype = x.dtype
+    if dtype in (torch.float16, torch.bfloat16):  # as the fused path: float32's range
+        x = x.float()
+    if not takes(x, est):
+        return None
+    m = 1
+    for d in shape:
+        m *= d
+    flat = x.reshape((m,) if const else (steps, m))
+    v_flat = v0.reshape(m).to(flat.dtype) if v0 is not None else None
+    s, h, v, respike = run(fused._Neuron(p, est, True), flat, steps, const, v_flat, beta)
+    s, h, v = s.reshape(steps, *shape), h.reshape(steps, *shape), v.reshape(shape)
+    return fused.NeuronSequence(s.to(dtype), h.to(dtype), v.to(dtype), respike=respike)
 
 
 def takes(x: Tensor, est: Any) -> bool:

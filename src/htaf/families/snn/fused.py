@@ -381,6 +381,7 @@ def neuron_sequence(
             raise ValueError(f"x must be (T, ...) with T >= 1, got shape {tuple(x.shape)}")
         steps, shape = x.shape[0], tuple(x.shape[1:])
     beta = p.beta if beta is None else beta
+    beta_value = float(beta.detach()) if isinstance(beta, Tensor) else float(beta)
     if p.decay_input:
         x = (1 - beta) * x
     dtype = x.dtype
@@ -391,22 +392,6 @@ def neuron_sequence(
         m *= d
     flat = x.reshape((m,) if const else (steps, m)).contiguous()
     v_flat = v0.reshape(m).to(flat.dtype).contiguous() if v0 is not None else None
-    if torch.compiler.is_compiling() and backend != "torch" and not _UNROLLED:
-        # Dynamo runs this import rather than tracing it: the operators register lazily.
-        from htaf.families.snn import _compiled
-
-        if getattr(est, "pending", False):  # calibration reads the data: not in a graph
-            raise RuntimeError(
-                f"{type(est).__name__}(alpha0=auto) calibrates on its first input, which a "
-                "compiled graph cannot do: run one forward in eager mode (or "
-                "htaf.calibrate(model, batch)) before torch.compile"
-            )
-        if _compiled.takes(flat, est):
-            s, h, v, respike = _compiled.run(_Neuron(p, est, True), flat, steps, const, v_flat,
-                                             beta)  # fmt: skip
-            s, h, v = s.reshape(steps, *shape), h.reshape(steps, *shape), v.reshape(shape)
-            return NeuronSequence(s.to(dtype), h.to(dtype), v.to(dtype), respike=respike)
-    beta_value = float(beta.detach()) if isinstance(beta, Tensor) else float(beta)
     beta_t = beta if isinstance(beta, Tensor) else None
     kernel = backend != "torch" and _kernel_accepts(flat, v_flat)
     if backend == "kernel" and not kernel:

@@ -90,9 +90,16 @@ class _Neuron(nn.Module):
             check_sequence(x, type(self).__name__)
         if v0 is None and self.carry is not None:
             v0 = self.carry[0]
-        out = neuron_sequence(
-            x, self.params, self.spike, beta=self._beta(), v0=v0, steps=steps, backend=self.backend
-        )
+        out = None
+        if torch.compiler.is_compiling():
+            # Dynamo runs this import rather than tracing it: the operators register lazily.
+            from htaf.families.snn import _compiled
+
+            out = _compiled.neuron_sequence(x, self.params, self.spike, beta=self._beta(), v0=v0,
+                                            steps=steps, backend=self.backend)  # fmt: skip
+        if out is None:
+            out = neuron_sequence(x, self.params, self.spike, beta=self._beta(), v0=v0,
+                                  steps=steps, backend=self.backend)  # fmt: skip
         if not torch.is_grad_enabled():  # let forward hooks on the estimator see every step
             out.spikes = self.spike(out.membrane - self.params.threshold)
         if self.carry is not None:
