@@ -146,6 +146,33 @@ if AVAILABLE:
         return torch.empty_like(h, memory_format=torch.contiguous_format)
 
 
+if AVAILABLE:
+
+    @torch.library.custom_op("htaf_snn::pack_bits", mutates_args=(), device_types="cpu")
+    def pack_bits(x: Tensor) -> Tensor:
+        """:func:`~htaf.families.snn.fused.pack_bits` by the kernel (inductor's code for the
+        shifts and sums of the pure-PyTorch packing is several times slower)."""
+        return fused.pack_bits(x)
+
+    @pack_bits.register_fake
+    def _(x):
+        return x.new_empty(((x.numel() + 7) // 8,), dtype=torch.uint8)
+
+    @torch.library.custom_op("htaf_snn::unpack_bits", mutates_args=(), device_types="cpu")
+    def unpack_bits(packed: Tensor, shape: list[int], dtype: torch.dtype) -> Tensor:
+        """:func:`~htaf.families.snn.fused.unpack_bits` by the kernel."""
+        return fused.unpack_bits(packed, tuple(shape), dtype)
+
+    @unpack_bits.register_fake
+    def _(packed, shape, dtype):
+        return packed.new_empty(shape, dtype=dtype)
+
+
+def bits_take(x: Tensor) -> bool:
+    """Whether :func:`pack_bits` and :func:`unpack_bits` handle a float tensor like ``x``."""
+    return AVAILABLE and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+
+
 def neuron_sequence(
     x: Tensor, p: Any, est: Any, *, beta: Tensor | float, v0: Tensor | None, steps: int | None,
     backend: str,

@@ -81,9 +81,20 @@ def _store(inp: SpikeTrain) -> str:
     return "input"
 
 
+def _compiled_bits(x: Tensor) -> Any:
+    """The kernel's bit packing as custom operators under dynamo (None elsewhere)."""
+    if not torch.compiler.is_compiling():
+        return None
+    # Dynamo runs this import rather than tracing it: the operators register lazily.
+    from htaf.families.snn import _compiled
+
+    return _compiled if _compiled.bits_take(x) else None
+
+
 def _keep(x: Tensor, store: str) -> Tensor:
     if store == "bits":
-        return pack_bits(x)
+        ops = _compiled_bits(x)
+        return ops.pack_bits(x) if ops is not None else pack_bits(x)
     if store == "uint8":
         return x.to(torch.uint8)
     return x
@@ -94,6 +105,9 @@ def _restore(kept: Tensor, ctx: Any) -> Tensor:
     if ctx.store == "membrane":
         return ctx.respike(kept).reshape(ctx.shape)
     if ctx.store == "bits":
+        ops = _compiled_bits(torch.empty(0, dtype=ctx.dtype, device=kept.device))
+        if ops is not None:
+            return ops.unpack_bits(kept, list(ctx.shape), ctx.dtype)
         return unpack_bits(kept, ctx.shape, ctx.dtype)
     if ctx.store == "uint8":
         return kept.to(ctx.dtype)
