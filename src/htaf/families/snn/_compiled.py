@@ -112,6 +112,7 @@ if AVAILABLE:
         _, v0, beta, table, *options = inputs
         ctx.options = dict(zip(_OPTIONS, options, strict=True))
         ctx.need_beta = beta.requires_grad
+        ctx.set_materialize_grads(False)  # unused outputs (h, v_last) need no zeros
         # the membrane sequence (an output) and what the rule needs; v0 only for dβ
         ctx.save_for_backward(output[1], table, v0 if ctx.need_beta else None, beta)
 
