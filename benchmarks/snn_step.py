@@ -32,7 +32,9 @@ left out (warm-up).
 
 Every row of a table starts from the same weights; the first step's losses are printed to show
 that the rows compute the same model. Per row and T: the minimum and median step times
-(steps interleaved across rows, in rotating order, after a warm-up) and the bytes saved for
+(steps interleaved across rows, in rotating order, after a warm-up), their ratios to the base
+row, the median and quartiles of the paired ratios (each repeat's step over the base row's
+step of the same repeat, the figure a shared machine's load moves least), and the bytes saved for
 backward, counted with ``torch.autograd.graph.saved_tensors_hooks`` and deduplicated by
 storage (parameters listed apart: every row saves the same weights once). Peers missing from
 the environment are skipped (``pip install snntorch spikingjelly``; see pyproject's
@@ -277,21 +279,24 @@ def run_rows(
 def print_table(title: str, results: dict[str, dict], base: str, bytes_base: str | None) -> None:
     print(f"\n{title}: first-step losses " +
           ", ".join(f"{k} {r['loss']:.6f}" for k, r in results.items()))  # fmt: skip
-    print(
-        f"row              step ms min  median  median vs {base:14}  saved MiB  vs "
-        f"{bytes_base or '-'}"
-    )
-    base_ms = statistics.median(results[base]["times"]) if base in results else None
+    print(f"row              step ms min  median  vs {base}: min, median, paired (quartiles)"
+          f"  saved MiB  vs {bytes_base or '-'}")  # fmt: skip
+    ref = results.get(base)
     best = results[bytes_base]["saved"] if bytes_base in results else None
     for name, r in results.items():
         ms = statistics.median(r["times"])
-        ratio = f"{ms / base_ms:5.2f}x" if base_ms else "   -"
+        ratio = "   -"
+        if ref:
+            # per repeat, this row over the base row run next to it: robust to the load
+            paired = [a / b for a, b in zip(r["times"], ref["times"], strict=True)]
+            q1, _, q3 = statistics.quantiles(paired, n=4) if len(paired) > 1 else [1.0] * 3
+            ratio = (f"{min(r['times']) / min(ref['times']):4.2f}x, "
+                     f"{ms / statistics.median(ref['times']):4.2f}x, "
+                     f"{statistics.median(paired):4.2f}x ({q1:.2f}-{q3:.2f})")  # fmt: skip
         mem = f"{r['saved'] / best:5.2f}x" if best and r["saved"] else "   -"
         saved = f"{r['saved'] / MIB:9.2f}" if r["saved"] else "        -"
-        print(
-            f"{name:16} {min(r['times']) * 1e3:11.1f}  {ms * 1e3:6.1f}  {ratio:>24}  "
-            f"{saved}  {mem:>6}"
-        )
+        print(f"{name:16} {min(r['times']) * 1e3:11.1f}  {ms * 1e3:6.1f}  {ratio:>42}  "
+              f"{saved}  {mem:>6}")  # fmt: skip
 
 
 def available(make: Callable, *args: object) -> tuple[nn.Module, Callable] | None:
