@@ -37,12 +37,16 @@ def test_hardened_linear_is_exactly_binary(est, scaling):
     torch.testing.assert_close(layer(x).double(), want, rtol=1e-5, atol=1e-5)
 
 
-def test_hardened_conv_uses_signs_of_inputs_and_weights():
+@pytest.mark.parametrize("pad_value", [1.0, -1.0, 0.0])
+def test_hardened_conv_uses_signs_of_inputs_and_weights(pad_value):
+    """The padding adds ``pad_value`` around the ±1 input (default 1: still binary)."""
+    kwargs = {} if pad_value == 1.0 else {"pad_value": pad_value}
     layer = QuantConv2d(3, 4, 3, padding=1, bias=False, input_quantizer="htaf",
-                        kernel_quantizer="htaf")  # fmt: skip
+                        kernel_quantizer="htaf", **kwargs)  # fmt: skip
     x = torch.randn(2, 3, 6, 6)
     htaf.harden(layer)
-    want = F.conv2d(sign64(x), sign64(layer.weight), padding=1)
+    padded = F.pad(sign64(x), (1, 1, 1, 1), value=pad_value)
+    want = F.conv2d(padded, sign64(layer.weight))
     torch.testing.assert_close(layer(x).double(), want)
     assert set(layer.quantized_weight().unique().tolist()) == {-1.0, 1.0}
 
@@ -204,8 +208,13 @@ def test_soften_keeps_kernel_quantizers_hard_unless_asked():
         assert modes(acts) == {"hard"} and modes(kernels) == {"smooth"}
     with htaf.harden(net):
         assert modes(acts + kernels) == {"hard"}
-    with htaf.set_mode(net, "hard"):  # the engine's convention: every estimator
+    with htaf.set_mode(net, "hard"):  # the engine's binary forward: every estimator
         assert modes(acts + kernels) == {"hard"}
+    htaf.harden(net)
+    with htaf.set_mode(net, "smooth"):  # the engine's smooth forward: the activations only
+        assert modes(acts) == {"smooth"} and modes(kernels) == {"hard"}
+    with htaf.set_mode(net, "smooth", which="both"):
+        assert modes(acts + kernels) == {"smooth"}
     for call in (htaf.soften, htaf.harden):
         with pytest.raises(ValueError, match="which"):
             call(net, which="kernels")

@@ -15,7 +15,7 @@ from htaf.cli import main
 from htaf.config import RunConfig
 from htaf.families import DataSpec, get_family
 from htaf.families.bnn import BNNOptions, build, export_binary, load_binary, save_binary
-from htaf.families.bnn.export import BinaryExportError, pack_signs, unpack_signs
+from htaf.families.bnn.export import BinaryExportError, pack_signs, seal, unpack_signs
 from htaf.train import run_one
 
 SMALL = {"widths": [8, 16, 16]}
@@ -211,7 +211,8 @@ def test_damaged_exports_name_the_tensor_and_the_file(tmp_path, how, message):
     opts, model = _trained("small_cnn", (1, 8, 8), "mean_abs")
     tensors, meta = _damaged(*export_binary(model), how)
     path = tmp_path / "damaged.safetensors"
-    path.write_bytes(save(tensors, metadata=meta))
+    # sealed after the damage, so the structural checks (not the checksums) must catch it
+    path.write_bytes(save(tensors, metadata=seal(tensors, meta)))
     fresh = build(opts, DataSpec("image", (1, 8, 8), 5, "multiclass"), "htaf", {})
     before = {k: v.clone() for k, v in fresh.state_dict().items() if isinstance(v, torch.Tensor)}
     with pytest.raises(BinaryExportError, match=rf"damaged\.safetensors.*{message}") as err:
@@ -339,3 +340,20 @@ def test_compare_runs_unchanged_on_small_official_files(dataset, tmp_path, out):
             "--seeds", "1", "--epochs", "1", "--estimators", "htaf,relu", "--no-progress",
             "--out", str(out)]  # fmt: skip
     assert main(args) == 0
+
+
+def test_a_run_saved_before_pad_value_is_rebuilt_with_zero_padding(tmp_path):
+    import json
+
+    from htaf.train.run_folder import read_config
+
+    saved = {"family": "bnn", "dataset": "digits_images", "estimator": "htaf", "model": {},
+             "model_options": {"arch": "small_cnn", "kernel_quantizer": "ste_clipped"}}  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert read_config(tmp_path).model == {"pad_value": 0.0}
+    saved["model_options"]["pad_value"] = 1.0  # written by a version that has the option
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert read_config(tmp_path).model == {}
+    saved["model"] = {"pad_value": -1.0}  # what the user set wins
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert read_config(tmp_path).model == {"pad_value": -1.0}

@@ -261,3 +261,19 @@ def test_the_family_supplies_the_defaults():
     base = grid.base
     assert base.dataset == "breast_cancer" and base.epochs == 30 and base.lr == 0.01
     assert list(grid.estimators) == ["htaf", "ste", "ste_clipped", "scaled_sigmoid", "atan", "relu"]
+
+
+def test_runs_filters_on_any_column_and_names_what_exists(experiment, capsys):
+    out, _ = experiment
+    assert main(["runs", "--out", str(out), "--where", "seed=0"]) == 0
+    lines = capsys.readouterr().out.splitlines()[2:]
+    assert len(lines) == 3 and all(line.split()[4] == "0" for line in lines)
+    assert main(["runs", "--out", str(out), "--where", "seed=1", "--estimator", "ste"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3
+    assert main(["runs", "--out", str(out), "--where", "seed=7"]) == 2
+    assert "seed values: 0, 1" in capsys.readouterr().err
+    assert main(["runs", "--out", str(out), "--where", "colour=red"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown filter 'colour'" in err and "seed" in err
+    assert main(["runs", "--out", str(out), "--dataset", "wine"]) == 2
+    assert "breast_cancer" in capsys.readouterr().err

@@ -82,3 +82,67 @@ def test_a_failed_grid_cell_that_is_a_bug_shows_its_traceback(tmp_path, capsys, 
     assert code == 1
     err = capsys.readouterr().err
     assert "Traceback" in err and "KeyError: 'a bug'" in err and "failed" in err
+
+
+UNGUARDED = """
+import htaf
+htaf.compare(out={out!r}, estimators=["htaf", "ste"], epochs=1, jobs=2, progress=False)
+"""
+
+
+def test_a_script_without_main_guard_gets_told_and_leaves_nothing(tmp_path):
+    # jobs > 1 spawns workers that import the script again; without the guard each worker
+    # would start a grid of its own. Nothing may be left that looks like an experiment.
+    import subprocess
+    import sys
+
+    out = tmp_path / "runs"
+    script = tmp_path / "script.py"
+    script.write_text(UNGUARDED.format(out=str(out)))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=300)  # fmt: skip
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("htaf.experiment.WorkersDied"), proc.stderr[-2000:]
+    assert 'if __name__ == "__main__":' in last
+    assert not out.exists() or not any(out.iterdir()), sorted(out.rglob("*"))
+
+
+def test_a_failed_grid_that_finished_runs_is_kept_for_resume(tmp_path, monkeypatch):
+    import htaf
+    from htaf import experiment
+    from htaf.store import ResultStore
+
+    real = experiment._run_cell
+    calls = []
+
+    def second_fails(*args, **kwargs):
+        calls.append(args[1])
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(experiment, "_run_cell", second_fails)
+    with pytest.raises(experiment.GridRunError):
+        htaf.compare(out=tmp_path, estimators=["htaf", "ste"], epochs=1, progress=False)
+    (exp,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert (exp / "config.json").is_file()
+    assert [e["id"] for e in ResultStore(tmp_path / "results.sqlite").experiments()] == [exp.name]
+
+
+def test_a_grid_that_fails_before_any_run_finishes_removes_its_experiment(tmp_path, monkeypatch):
+    import htaf
+    from htaf import experiment
+    from htaf.store import ResultStore
+
+    (tmp_path / "keep.txt").write_text("the user's own file")
+    ResultStore(tmp_path / "results.sqlite").start_experiment("earlier", command="x")
+
+    def fails(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(experiment, "_run_cell", fails)
+    with pytest.raises(experiment.GridRunError):
+        htaf.compare(out=tmp_path, estimators=["htaf"], epochs=1, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt", "results.sqlite"]
+    assert [e["id"] for e in ResultStore(tmp_path / "results.sqlite").experiments()] == ["earlier"]

@@ -32,6 +32,9 @@ SMALL = {
     "convex": {"directions": 64},
 }
 FAMILIES = family_names()
+#: Variants of a family that also get every check: the snn family's neurons beyond LIF.
+VARIANTS = {f"snn[neuron={n}]": ("snn", {"neuron": n}) for n in ("synaptic", "alif", "rlif")}
+CASES = [*FAMILIES, *VARIANTS]
 
 
 def synthetic(kind: str, n: int = 160) -> Dataset:
@@ -55,9 +58,11 @@ def synthetic(kind: str, n: int = 160) -> Dataset:
     )  # fmt: skip
 
 
-def setup(name: str) -> tuple[RunConfig, Dataset]:
+def setup(case: str) -> tuple[RunConfig, Dataset]:
+    name, extra = VARIANTS.get(case, (case, {}))
     fam = get_family(name)
-    config = RunConfig(family=name, estimator=fam.estimators[0], model=SMALL.get(name, {}),
+    config = RunConfig(family=name, estimator=fam.estimators[0],
+                       model={**SMALL.get(name, {}), **extra},
                        epochs=1 if fam.compare.get("epochs") == 1 else 2, batch_size=32,
                        lr=float(fam.compare.get("lr", 1e-3)))  # fmt: skip
     return config, synthetic(fam.kinds[0])
@@ -68,7 +73,7 @@ def trained(tmp_path_factory):
     """One finished run per family (its folder, config and data)."""
     out = tmp_path_factory.mktemp("families")
     runs = {}
-    for name in FAMILIES:
+    for name in CASES:
         config, data = setup(name)
         run_one(config, out / name, dataset=data)
         runs[name] = (out / name, config, data)
@@ -79,7 +84,7 @@ def as_float(data: Dataset, X: np.ndarray) -> torch.Tensor:
     return data.float_batch(torch.as_tensor(X))
 
 
-@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("name", CASES)
 def test_output_is_one_logit_per_sample(trained, name):
     path, _, data = trained[name]
     run = htaf.load_run(path, dataset=data)  # the synthetic set has no loader name
@@ -88,7 +93,7 @@ def test_output_is_one_logit_per_sample(trained, name):
         assert out.shape == (len(data.y_test), 1) and torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("name", CASES)
 def test_harden_gives_exact_binary_activations(trained, name):
     path, _, data = trained[name]
     run = htaf.load_run(path, dataset=data)
@@ -107,7 +112,7 @@ def test_harden_gives_exact_binary_activations(trained, name):
         assert values <= {0.0, 1.0} or values <= {-1.0, 1.0}, f"{name}: {sorted(values)[:5]}"
 
 
-@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("name", CASES)
 def test_safetensors_round_trip(trained, name, tmp_path):
     path, config, data = trained[name]
     run = htaf.load_run(path, dataset=data)
@@ -129,7 +134,7 @@ def test_safetensors_round_trip(trained, name, tmp_path):
     assert right == pytest.approx(recorded)
 
 
-@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("name", CASES)
 def test_resume_ends_where_the_whole_run_ends(trained, name, tmp_path, monkeypatch):
     path, config, data = trained[name]
     whole = json.loads((path / "metrics.json").read_text())

@@ -167,3 +167,21 @@ def test_scalar_tensor_parameters_accepted():
 def test_integer_tensors_raise_type_error(fn):
     with pytest.raises(TypeError, match="floating-point"):
         fn(torch.arange(5))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_scaled_sigmoid_backward_is_accurate_in_both_tails(dtype):
+    # autograd's β·y·(1 − y) is exactly 0 once σ(βx) rounds to 1 (βx ≳ 17 in float32).
+    x = torch.tensor([-4.0, -1.0, -0.5, 0.0, 0.5, 0.8, 1.0, 2.0, 3.0, 1e30], dtype=dtype)
+    x.requires_grad_(True)
+    hf.scaled_sigmoid(x, 22).sum().backward()
+    with torch.no_grad():
+        ref = [22 * math.exp(-22 * abs(v)) / (1 + math.exp(-22 * abs(v))) ** 2 for v in x.tolist()]
+    ref = torch.tensor(ref, dtype=torch.float64)
+    tiny = torch.finfo(dtype).tiny
+    normal = ref > tiny * 1e3  # below that the dtype itself cannot hold the value
+    torch.testing.assert_close(x.grad.double()[normal], ref[normal], rtol=1e-5, atol=0)
+    assert bool((x.grad[2:-2] > 0).all()), x.grad  # symmetric: x and −x get the same gradient
+    assert torch.isfinite(x.grad).all()
+    g = hf.scaled_sigmoid_derivative(x.detach(), 22)
+    torch.testing.assert_close(g.double()[normal], ref[normal], rtol=1e-5, atol=0)

@@ -24,7 +24,7 @@ from htaf.data import DataError, ImageFiles, available, cifar, from_arrays, load
 from htaf.data import shapes as shapes_mod
 from htaf.data.arrays import channel_stats
 from htaf.data.official import Official, extract
-from htaf.data.registry import REGISTRY
+from htaf.data.registry import registered
 
 
 @pytest.fixture(autouse=True)
@@ -791,8 +791,8 @@ def _with_digests(monkeypatch, name: str, module, attr: str, files: dict[str, Pa
         return dataclasses.replace(off, sha256=hashlib.sha256(data).hexdigest(),
                                    md5=hashlib.md5(data).hexdigest())  # fmt: skip
 
-    offs = tuple(fix(o) for o in REGISTRY[name].official)
-    monkeypatch.setitem(REGISTRY, name, dataclasses.replace(REGISTRY[name], official=offs))
+    offs = tuple(fix(o) for o in registered()[name].official)
+    monkeypatch.setitem(registered(), name, dataclasses.replace(registered()[name], official=offs))
     monkeypatch.setattr(module, attr, offs if isinstance(getattr(module, attr), tuple) else offs[0])
 
 
@@ -862,3 +862,26 @@ def test_fetch_checks_checksums_before_anything_appears(tmp_path, monkeypatch, c
     assert urls[-1].startswith("https://ossci-datasets.s3.amazonaws.com/mnist/")
     assert main(["datasets", "--verify", "mnist", "--data-dir", str(d)]) == 0
     assert capsys.readouterr().out.count(": OK (sha256") == 4
+
+
+def test_a_dataloader_worker_imports_only_what_the_dataset_needs(tmp_path):
+    # A spawned worker unpickles the dataset: that imports htaf.data and the dataset's own
+    # module, not every loader's dependencies (scikit-learn, pandas, scipy: seconds each).
+    import pickle
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    path = tmp_path / "a.png"
+    Image.new("RGB", (8, 8), (10, 20, 30)).save(path)
+    blob = tmp_path / "dataset.pkl"
+    blob.write_bytes(pickle.dumps(ImageFiles([path], size=8)))
+    code = (
+        "import pickle, sys; X = pickle.loads(open(sys.argv[1], 'rb').read()); x = X[0]; "
+        "print(tuple(x.shape), sorted(m for m in ('sklearn', 'pandas', 'scipy', "
+        "'htaf.data.bundled', 'htaf.data.registry') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(blob)], capture_output=True,
+                         text=True, check=True, timeout=120).stdout.strip()  # fmt: skip
+    assert out == "(3, 8, 8) []", out

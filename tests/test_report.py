@@ -143,3 +143,20 @@ def test_rows_without_a_smooth_forward_say_so_instead_of_a_gap(tmp_path):
     gap = {row[0]: row[header.index("auroc gap smooth−step")] for row in rows}
     assert gap["ste"] == NO_SMOOTH  # ste's smooth form is the identity: no model
     assert gap["htaf"] != NO_SMOOTH and gap["relu"] != NO_SMOOTH
+
+
+def test_a_damaged_run_file_leaves_the_plots_as_they_were(tmp_path, capsys):
+    from htaf.cli import main
+
+    exp = tmp_path / "exp"
+    records = fake_experiment(exp, seeds=1)
+    plot_experiment(exp)
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in (exp / "plots").iterdir()}
+    assert before
+    bad = Path(records[-1]["run_dir"]) / "activations.npz"
+    np.savez(bad, layer1_smooth=np.array([{"a": 1}], dtype=object))  # needs pickle to read
+    assert main(["report", str(exp)]) == 2
+    assert "activations.npz" in capsys.readouterr().err
+    after = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in (exp / "plots").iterdir()}
+    assert after == before
+    assert sorted(p.name for p in exp.iterdir() if p.name.startswith(".plots")) == []

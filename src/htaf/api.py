@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Mapping, Sequence
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -228,6 +228,7 @@ def _run_experiment(
     from htaf.experiment import (
         EXPERIMENT_CONFIG,
         check_backend,
+        check_not_bootstrapping,
         check_workers,
         new_experiment_id,
         ray_session,
@@ -239,6 +240,7 @@ def _run_experiment(
     from htaf.store import STORE_NAME, ResultStore
     from htaf.train import tracking
 
+    check_not_bootstrapping()
     check_backend(backend, jobs)
     tracking.check_name(track)
     configs = grid.configs()
@@ -264,19 +266,45 @@ def _run_experiment(
             "track": tracked.describe() if tracked is not None else None,
             "environment": environment(),
         }
+        new_store = not (out / STORE_NAME).exists()
         if not resume:
             atomic_write_json(exp_dir / EXPERIMENT_CONFIG, spec)
         store = ResultStore(out / STORE_NAME)
         store.start_experiment(exp_id, command=command, config=spec)
-        records = run_grid(
-            configs, exp_dir, backend=backend, jobs=jobs, address=address, progress=progress,
-            resume=resume, tracking=tracked, datasets=loaded,
-            on_result=lambda rec: store.add_run(rec, experiment_id=exp_id),
-        )  # fmt: skip
+        finished: list[dict[str, Any]] = []
+
+        def on_result(record: dict[str, Any]) -> None:
+            store.add_run(record, experiment_id=exp_id)
+            finished.append(record)
+
+        try:
+            records = run_grid(
+                configs, exp_dir, backend=backend, jobs=jobs, address=address,
+                progress=progress, resume=resume, tracking=tracked, datasets=loaded,
+                on_result=on_result,
+            )  # fmt: skip
+        except BaseException:
+            if not resume and not finished:
+                _forget(exp_dir, store, exp_id, drop_store=new_store)
+            raise
     experiment = _finish(exp_dir, records)
     reports = [experiment.report["markdown"], experiment.report["html"]]
     tracking.log_summary(tracked, experiment.summary_rows, experiment.plots, reports)
     return experiment
+
+
+def _forget(exp_dir: Path, store: Any, exp_id: str, *, drop_store: bool) -> None:
+    """Remove what a grid that finished no run created, so that neither ``--resume`` nor
+    ``htaf runs`` takes it for an experiment. A grid that finished some runs is kept: it
+    resumes."""
+    import shutil
+
+    shutil.rmtree(exp_dir, ignore_errors=True)
+    store.drop_experiment(exp_id)
+    if drop_store and not store.experiments():
+        Path(store.path).unlink(missing_ok=True)
+        with suppress(OSError):  # the output folder, if nothing else is in it
+            Path(store.path).parent.rmdir()
 
 
 def _finish(exp_dir: Path, records: list[dict[str, Any]]) -> Experiment:
@@ -486,6 +514,13 @@ def runs(out: str | Path = DEFAULT_OUT, **filters: Any) -> Any:
             )
         mask = mask & frame[column].isin(values)
     return frame[mask].reset_index(drop=True)
+
+
+def write_runs_csv(frame: Any, path: str | Path) -> Path:
+    """The frame of :func:`runs` as CSV at ``path``, written atomically (``htaf runs --csv``)."""
+    from htaf.io import atomic_write_text
+
+    return atomic_write_text(path, frame.to_csv(index=False, lineterminator="\n"))
 
 
 # -- htaf train --------------------------------------------------------------------------------

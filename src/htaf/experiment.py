@@ -23,6 +23,7 @@ import secrets
 import statistics
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -44,6 +45,34 @@ class GridRunError(RunFailed):
     def __init__(self, run_dir: str | Path, error: BaseException):
         # run_one's own RunFailed names the same run: keep only what it wraps.
         super().__init__(run_dir, error.error if isinstance(error, RunFailed) else error)
+
+
+#: What to do when the worker processes of a grid cannot start the user's script.
+MAIN_GUARD = (
+    "jobs > 1 starts worker processes with 'spawn', which imports your script again in each "
+    'of them: put the call under `if __name__ == "__main__":`, or run with jobs=1'
+)
+
+
+class WorkersDied(GridRunError):
+    """The grid's worker processes died (``BrokenProcessPool``), most often because the script
+    that started them has no ``if __name__ == "__main__":`` guard."""
+
+    def __str__(self) -> str:
+        return f"the worker processes of the grid died ({self.error}); {MAIN_GUARD}"
+
+
+def check_not_bootstrapping() -> None:
+    """``RuntimeError`` when called while a spawned worker imports its parent's script.
+
+    Without a ``__main__`` guard a script that runs a grid with ``jobs > 1`` runs again in
+    every worker as it starts; each would write an experiment of its own. Refusing there writes
+    nothing, and the parent reports the guard (:class:`WorkersDied`).
+    """
+    import multiprocessing
+
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise RuntimeError(f"htaf.compare called while a worker process starts: {MAIN_GUARD}")
 
 
 @dataclass
@@ -332,6 +361,8 @@ def _run_pool(cells: list[tuple], done: Callable[[int, dict], None], *, jobs: in
                 i = futures[fut]
                 try:
                     record = fut.result()
+                except BrokenProcessPool as err:
+                    raise WorkersDied(cells[i][1], err) from err
                 except Exception as err:
                     raise GridRunError(cells[i][1], err) from err
                 done(i, record)

@@ -34,6 +34,7 @@ __all__ = [
     "htaf_derivative",
     "htaf_live_radius",
     "scaled_sigmoid",
+    "scaled_sigmoid_derivative",
     "sign",
     "signed_htaf",
 ]
@@ -251,14 +252,51 @@ def signed_htaf(x: Tensor, alpha0: Param = 2.0, alpha1: Param = 11.0) -> Tensor:
     return 2 * htaf(x, alpha0, alpha1) - 1
 
 
-def scaled_sigmoid(x: Tensor, beta: Param = 22.0) -> Tensor:
-    r"""Scaled sigmoid :math:`\sigma(\beta x)`, the paper's smooth baseline (:math:`\beta = 22`).
+def scaled_sigmoid_derivative(x: Tensor, beta: Param = 22.0) -> Tensor:
+    r"""Closed-form :math:`\frac{d}{dx}\sigma(\beta x) = \beta\sigma(\beta x)\sigma(-\beta x)`,
+    accurate in both tails.
 
-    Its derivative :math:`\beta\sigma(\beta x)\sigma(-\beta x)` decays like :math:`e^{-\beta|x|}`.
+    Computed as :math:`\beta\,e/(1+e)^2` with :math:`e = e^{-\beta|x|}`, which never
+    overflows: the form :math:`\beta y(1-y)` that autograd uses for ``torch.sigmoid`` loses
+    everything once :math:`y` rounds to 1 (:math:`\beta x \gtrsim 17` in float32), where the
+    true derivative is still :math:`\approx \beta e^{-\beta x}`.
     """
     check_float(x)
     b = check_param(beta, "beta")
-    return torch.sigmoid(b * x)
+    e = torch.exp(-b * x.abs())
+    return b * e / ((1 + e) * (1 + e))
+
+
+class _ScaledSigmoid(torch.autograd.Function):
+    """σ(βx) whose backward is :func:`scaled_sigmoid_derivative`, not autograd's β·y·(1 − y)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: Tensor, beta: float) -> Tensor:
+        return torch.sigmoid(beta * x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        x, ctx.beta = inputs
+        ctx.save_for_backward(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (x,) = ctx.saved_tensors
+        return grad * scaled_sigmoid_derivative(x, ctx.beta), None
+
+
+def scaled_sigmoid(x: Tensor, beta: Param = 22.0) -> Tensor:
+    r"""Scaled sigmoid :math:`\sigma(\beta x)`, the paper's smooth baseline (:math:`\beta = 22`).
+
+    Its derivative :math:`\beta\sigma(\beta x)\sigma(-\beta x)` decays like
+    :math:`e^{-\beta|x|}`; the backward computes it in the stable form of
+    :func:`scaled_sigmoid_derivative`, so that it is exact in both tails in every dtype.
+    """
+    check_float(x)
+    b = check_param(beta, "beta")
+    return _ScaledSigmoid.apply(x, b)
 
 
 def htaf_live_radius(alpha1: float, level: float = 0.01) -> float:

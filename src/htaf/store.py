@@ -149,6 +149,11 @@ class ResultStore:
         )
         return experiment_id
 
+    def drop_experiment(self, experiment_id: str) -> None:
+        """Forget an experiment and its runs (a grid that failed before any run finished)."""
+        self._write("DELETE FROM runs WHERE experiment_id = ?", (experiment_id,))
+        self._write("DELETE FROM experiments WHERE id = ?", (experiment_id,))
+
     def add_run(
         self, record: dict[str, Any], *, experiment_id: str | None = None, status: str = "done"
     ) -> int:

@@ -19,6 +19,8 @@ run into ``run_dir/plots``.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -470,8 +472,25 @@ def plot_experiment(
     records = list(records) if records is not None else read_runs(exp_dir)
     summary = list(summary) if summary is not None else summarize(records)
     out = exp_dir / "plots"
-    paths = learning_curves(records, out) + gradient_norms(records, out)
-    paths += activation_histograms(records, out) + binary_metric_bars(summary, out)
-    paths += model_stats(records, out) + spike_rasters(records, out)
-    paths += membrane_traces(records, out)
-    return paths
+    # Drawn into a new folder that replaces the old one only when every plot is drawn: a
+    # damaged run file met half way leaves the experiment's plots as they were.
+    scratch = Path(tempfile.mkdtemp(prefix=".plots-", dir=exp_dir))
+    try:
+        paths = learning_curves(records, scratch) + gradient_norms(records, scratch)
+        paths += activation_histograms(records, scratch) + binary_metric_bars(summary, scratch)
+        paths += model_stats(records, scratch) + spike_rasters(records, scratch)
+        paths += membrane_traces(records, scratch)
+        _replace_folder(scratch, out)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    return [out / p.relative_to(scratch) for p in paths]
+
+
+def _replace_folder(new: Path, old: Path) -> None:
+    """Put folder ``new`` where ``old`` is: two renames, then the old one is removed."""
+    stale = old.with_name(f"{new.name}-old")
+    if old.exists():
+        old.rename(stale)
+    new.rename(old)
+    shutil.rmtree(stale, ignore_errors=True)

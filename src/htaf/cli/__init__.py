@@ -31,6 +31,8 @@ COMMAND_MODULES = [
     "htaf.cli.study",
     "htaf.cli.concepts",
     "htaf.cli.diagnose_cmd",
+    "htaf.cli.export_cmd",
+    "htaf.cli.predict_cmd",
 ]
 
 EXIT_BAD_INPUT = 2

@@ -2,7 +2,8 @@
 
 ``gradient-flow``: layer-1 gradient norms; ``convex``: Ergen et al.'s convex threshold networks
 beside trained step networks; ``decoupled``: Troiano et al.'s decoupled backward rules;
-``icbm-difficulty``: the paper's three ICBM claims across ``shapes`` difficulty levels.
+``icbm-difficulty``: the paper's three ICBM claims across ``shapes`` difficulty levels;
+``llm``: steps in the feed-forward layers of a pretrained transformer.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "study",
-        help="run one of the paper's studies (gradient-flow, convex, decoupled, icbm-difficulty)",
+        help="run one of the paper's studies (gradient-flow, convex, decoupled, icbm-difficulty, "
+        "llm)",
     )
     studies = p.add_subparsers(dest="study", metavar="STUDY", required=True)
     g = studies.add_parser(
@@ -47,6 +49,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     _add_convex(studies)
     _add_decoupled(studies)
     _add_icbm_difficulty(studies)
+    _add_llm(studies)
 
 
 def _add_icbm_difficulty(studies: argparse._SubParsersAction) -> None:
@@ -169,6 +172,10 @@ def _add_decoupled(studies: argparse._SubParsersAction) -> None:
     )
     c.add_argument("--seeds", type=int, default=D["seeds"])
     c.add_argument("--lenet-epochs", type=int, default=D["lenet_epochs"])
+    c.add_argument("--lenet-init", default=D["lenet_init"], choices=["torch", "glorot"],
+                   help="LeNet's initialisation (default: %(default)s)")  # fmt: skip
+    c.add_argument("--lenet-lr", type=float, default=D["lenet_lr"],
+                   help="LeNet's learning rate (default: the paper's 0.01)")  # fmt: skip
     c.add_argument(
         "--epochs",
         type=int,
@@ -218,6 +225,8 @@ def run_decoupled(args: argparse.Namespace) -> int:
         experiments=_names(args.experiments),
         seeds=args.seeds,
         lenet_epochs=args.lenet_epochs,
+        lenet_init=args.lenet_init,
+        lenet_lr=args.lenet_lr,
         data_dir=args.data_dir,
         progress=not args.no_progress,
         **extra,
@@ -279,3 +288,89 @@ def run_gradient_flow(args: argparse.Namespace) -> int:
         print(path)
     print(f"{args.out}/gradient_flow.json")
     return 0
+
+
+def _add_llm(studies: argparse._SubParsersAction) -> None:
+    from htaf.studies.llm import DEFAULTS as L
+
+    c = studies.add_parser(
+        "llm",
+        help="steps in k FFN layers of a pretrained transformer (default: the packaged "
+        "all-MiniLM-L6-v2, self-distillation), fine-tuned with htaf, ste, ste_clipped, "
+        "scaled_sigmoid",
+    )
+    c.add_argument("--out", required=True, help="output folder")
+    c.add_argument(
+        "--model",
+        default=L["model"],
+        help="a local Hugging Face model folder, or 'tiny-llama' (the causal path); default: "
+        "the packaged all-MiniLM-L6-v2",
+    )
+    c.add_argument(
+        "--tokenizer", default=L["tokenizer"], help="tokenizer folder (default: the model's); "
+        "'bytes' for the byte tokenizer",
+    )  # fmt: skip
+    c.add_argument("--estimators", default=",".join(L["estimators"]), help="comma-separated")
+    c.add_argument("--ks", default=None, help="comma-separated k values (default: 0..L)")
+    c.add_argument("--order", default=L["order"], choices=["last", "first"],
+                   help="which k layers are stepped (default: the last k)")  # fmt: skip
+    c.add_argument("--n-train", type=int, default=L["n_train"], help="training sentences")
+    c.add_argument("--n-test", type=int, default=L["n_test"], help="held-out sentences")
+    c.add_argument("--max-length", type=int, default=L["max_length"], help="tokens a text")
+    c.add_argument("--batch-size", type=int, default=L["batch_size"])
+    c.add_argument("--steps", type=int, default=L["steps"], help="fine-tuning steps a row")
+    c.add_argument("--lr", type=float, default=L["lr"])
+    c.add_argument("--lora", action="store_true", help="train LoRA adapters (peft)")
+    c.add_argument("--lora-rank", type=int, default=L["lora_rank"])
+    c.add_argument("--timing-steps", type=int, default=L["timing_steps"],
+                   help="steps timed for HTAF / original (0: skip)")  # fmt: skip
+    c.add_argument("--pretrain-steps", type=int, default=L["pretrain_steps"],
+                   help="tiny-llama: steps from scratch")  # fmt: skip
+    c.add_argument("--seed", type=int, default=L["seed"])
+    c.add_argument("--device", default=L["device"], help="cpu, cuda, cuda:N (default: cpu)")
+    c.add_argument("--data-dir", default=L["data_dir"],
+                   help="where WikiText-2 raw, OpenBookQA, WinoGrande are looked for")  # fmt: skip
+    c.add_argument("--max-items", type=int, default=L["max_items"], help="items a benchmark")
+    c.add_argument("--cache", default=L["cache"], help="where the packaged model is extracted")
+    c.add_argument("--threads", type=int, default=L["threads"], help="torch threads")
+    c.add_argument("--no-progress", action="store_true")
+    c.set_defaults(func=run_llm)
+
+
+def run_llm(args: argparse.Namespace) -> int:
+    from htaf.config import ConfigError
+    from htaf.studies import llm
+
+    ks = None
+    if args.ks is not None:
+        try:
+            ks = [int(x) for x in _names(args.ks)]
+        except ValueError:
+            raise ConfigError(f"--ks must be comma-separated integers, got {args.ks!r}") from None
+    result = llm.run(
+        args.out,
+        model=args.model,
+        tokenizer=args.tokenizer,
+        estimators=_names(args.estimators),
+        ks=ks,
+        order=args.order,
+        n_train=args.n_train,
+        n_test=args.n_test,
+        max_length=args.max_length,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        lr=args.lr,
+        lora=args.lora,
+        lora_rank=args.lora_rank,
+        timing_steps=args.timing_steps,
+        pretrain_steps=args.pretrain_steps,
+        seed=args.seed,
+        device=args.device,
+        data_dir=args.data_dir,
+        max_items=args.max_items,
+        cache=args.cache,
+        threads=args.threads,
+        progress=not args.no_progress,
+    )
+    # the table already ends with the claim's line
+    return _print_result(result, None, f"{args.out}/results.json")

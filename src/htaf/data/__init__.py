@@ -10,10 +10,32 @@ See ``available()`` for the registered names; ``preprocess.py`` for what is done
 image sets read from disk, ``verify(name)`` to check local files against published checksums.
 """
 
-from . import bundled, cifar, cub, heloc, mnist, shapes, telco, tiny_imagenet, uci  # noqa: F401
-from .arrays import from_arrays
-from .dataset import DataError, Dataset
-from .lazy import ImageFiles
-from .registry import available, load, verify
+from typing import Any
 
-__all__ = ["DataError", "Dataset", "ImageFiles", "available", "from_arrays", "load", "verify"]
+#: Public names and the module each lives in; imported on first access (PEP 562), so that a
+#: worker process importing one module of the package loads only what that module needs.
+_EXPORTS = {
+    "DataError": "dataset",
+    "Dataset": "dataset",
+    "ImageFiles": "lazy",
+    "available": "registry",
+    "from_arrays": "arrays",
+    "load": "registry",
+    "verify": "registry",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    from htaf._lazy import submodule
+
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    return submodule(__name__, name)
+
+
+def __dir__() -> list[str]:
+    return [*__all__, "registry"]

@@ -7,7 +7,8 @@ A dataset holds tables, images or sequences. ``X_*`` has shape ``(n, *input_shap
   or a lazy ``htaf.data.lazy.ImageFiles`` for sets too big for memory. ``normalize`` records the
   per-channel ``mean`` and ``std`` applied to ``x / 255`` when a batch is made float
   (:meth:`Dataset.float_batch`);
-* ``kind="sequence"``: float32 ``(n, T, F)``.
+* ``kind="sequence"``: float32 ``(n, T, F)``, time first; event data (``htaf.data.events``)
+  keeps its frames, ``(n, T, C, H, W)``.
 
 ``concepts_*`` (optional, ``(n, K)`` uint8) are ground-truth attributes, named by
 ``concept_names``: CUB's 312 attributes, the ``shapes`` set's generating attributes.

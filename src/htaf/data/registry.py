@@ -62,6 +62,22 @@ def _kwonly(fn: Callable[..., Any]) -> dict[str, Any]:
 
 
 REGISTRY: dict[str, Source] = {}
+#: The modules of ``htaf.data`` whose loaders fill :data:`REGISTRY`. They are imported on the
+#: first lookup, not with the package: a DataLoader worker that unpickles a dataset imports
+#: ``htaf.data`` and must not pay for every loader's dependencies (scikit-learn, pandas).
+LOADER_MODULES = (
+    "bundled", "cifar", "cub", "heloc", "mnist", "shapes", "telco", "tiny_imagenet", "uci",
+    "events", "neuromorphic",
+)  # fmt: skip
+
+
+def registered() -> dict[str, Source]:
+    """:data:`REGISTRY` with every loader of :data:`LOADER_MODULES` imported."""
+    import importlib
+
+    for module in LOADER_MODULES:
+        importlib.import_module(f"{__package__}.{module}")
+    return REGISTRY
 
 
 def register(
@@ -103,7 +119,7 @@ def available() -> list[dict[str, Any]]:
             "files": list(s.files),
             "options": s.options(),
         }
-        for s in sorted(REGISTRY.values(), key=lambda s: KINDS.index(s.kind))  # stable
+        for s in sorted(registered().values(), key=lambda s: KINDS.index(s.kind))  # stable
     ]
 
 
@@ -169,7 +185,7 @@ def load(
 
 def _source(name: str) -> Source:
     """The registered source ``name``, or a DataError suggesting close names."""
-    if name not in REGISTRY:
+    if name not in registered():
         close = difflib.get_close_matches(name, list(REGISTRY), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise DataError(

@@ -48,6 +48,15 @@ def with_rule(hard: Tensor, x: Tensor, g: Tensor) -> Tensor:
     return hard + (x - x.detach()).nan_to_num(0.0, 0.0, 0.0) * g.detach()
 
 
+def exporting() -> bool:
+    """Whether the forward is being captured for inference: ``torch.jit.trace``,
+    ``torch.export`` or ONNX export. An exported graph is an inference graph, so the exact step
+    is written in standard operators (a compare and a select, ONNX ``GreaterOrEqual`` and
+    ``Where``) that every runtime runs, not as htaf's custom operators; the backward rule is not
+    part of it."""
+    return torch.jit.is_tracing() or torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export()
+
+
 class Estimator(nn.Module):
     """Base class. Subclasses set the class attributes and implement ``smooth`` and ``grad``.
 
@@ -146,6 +155,9 @@ class Estimator(nn.Module):
     # -- nn.Module ------------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
         hard = self._mode == "hard" or not self.has_primitive
+        if hard and exporting():
+            h = heaviside(x)
+            return 2 * h - 1 if self.signed else h
         if hard and _native.accepts(x):
             return self._fused_hard(x, _native)
         if hard and torch.compiler.is_compiling():
@@ -285,8 +297,12 @@ def soften(model: nn.Module, which: str = "activations") -> _ModeSwitch:
     return _ModeSwitch(model, "smooth", which)
 
 
-def set_mode(model: nn.Module, mode: Mode, which: str = "both") -> _ModeSwitch:
-    """Switch estimators in ``model`` to ``mode`` (permanent or as a context): all of them by
-    default (``which="both"``, what the engine's ``*_smooth`` / ``*_hard`` metrics have always
-    used), or only ``"activations"`` or ``"weights"`` (as for :func:`soften`)."""
+def set_mode(model: nn.Module, mode: Mode, which: str | None = None) -> _ModeSwitch:
+    """Switch estimators in ``model`` to ``mode`` (permanent or as a context), with the
+    defaults of :func:`harden` and :func:`soften`: ``"hard"`` switches every estimator, so the
+    network is binary; ``"smooth"`` only the activations, so a BNN keeps the weights it was
+    trained with (the engine's ``*_smooth`` metrics are this forward). ``which`` overrides
+    (``"activations"``, ``"weights"`` or ``"both"``)."""
+    if which is None:
+        which = "both" if mode == "hard" else "activations"
     return _ModeSwitch(model, mode, which)

@@ -168,8 +168,7 @@ class ScaledSigmoid(Estimator):
         return hf.scaled_sigmoid(x, self.beta)
 
     def grad(self, x: Tensor) -> Tensor:
-        s = torch.sigmoid(self.beta * x)
-        return self.beta * s * torch.sigmoid(-self.beta * x)
+        return hf.scaled_sigmoid_derivative(x, self.beta)
 
 
 @register

@@ -94,6 +94,9 @@ class Family:
     #: The metric its tables and plots lead with (``"auroc"``, ``"accuracy"``, ``"rmse"``...);
     #: None: accuracy for classification, RMSE for regression.
     metric: str | None = None
+    #: Options added after runs were saved without them, with the value those runs used: a
+    #: saved run whose ``model_options`` lacks one is rebuilt with it, not with the new default.
+    legacy_options: Mapping[str, Any] = field(default_factory=dict)
 
 
 def family_names() -> list[str]:

@@ -121,9 +121,24 @@ def _config(saved: Any, path: Path) -> RunConfig:
     if not isinstance(saved, dict):
         raise ConfigError(f"{path} is not a run config: not a JSON object")
     try:
-        return config_from_dict(saved)
+        config = config_from_dict(saved)
     except (TypeError, KeyError) as err:
         raise ConfigError(f"{path} is not a run config: {err}") from None
+    return with_legacy_options(config, saved.get("model_options"))
+
+
+def with_legacy_options(config: RunConfig, resolved: Any) -> RunConfig:
+    """``config`` with the family's ``legacy_options`` that its saved ``model_options`` (every
+    option, resolved, as the run used them) predate: such a run is rebuilt as it trained."""
+    from htaf.families import get_family
+
+    if not isinstance(resolved, dict):
+        return config
+    legacy = get_family(config.family).legacy_options
+    missing = {k: v for k, v in legacy.items() if k not in resolved and k not in config.model}
+    if not missing:
+        return config
+    return dataclasses.replace(config, model={**config.model, **missing})
 
 
 def _read_json(path: Path) -> Any:

@@ -24,6 +24,9 @@ Options (the ``[model]`` table):
   precision, as in the literature);
 * ``layer_quantizers``: per-layer kernel quantizers, ``["conv1=ste_clipped", "dense1=none"]``,
   by the layer names :meth:`BNN.summary` prints;
+* ``pad_value``: what a binary convolution's padding adds around its ±1 input: ``1``
+  (default: the padded input stays binary, as Larq Compute Engine's and OpenVINO's fast
+  paths), ``-1``, or ``0`` (Larq's default zeros; a packed export cannot express it);
 * ``widths``: the small CNN's three channel counts, or binarynet_mlp's hidden widths.
 
 Training: Adam on the latent weights (clipped to [-1, 1] after every step; in a plain PyTorch
@@ -111,8 +114,11 @@ class BNNOptions:
     binary_last: bool = False
     layer_quantizers: tuple[str, ...] = ()
     widths: tuple[int, ...] = ()
+    pad_value: float = 1.0
 
     def check(self) -> None:
+        if self.pad_value not in (-1.0, 0.0, 1.0):
+            raise ValueError(f"option 'model.pad_value' must be -1, 0 or 1, got {self.pad_value!r}")
         if self.arch not in ARCHS:
             raise ValueError(
                 f"unknown architecture 'model.arch' = {self.arch!r} (available: {', '.join(ARCHS)})"
@@ -151,6 +157,7 @@ def build(options: BNNOptions, spec: DataSpec, estimator: str, params: Mapping[s
     q = Binarization(
         estimator, dict(params), kernel=options.kernel_quantizer, scaling=scaling,
         binary_first=options.binary_first, binary_last=options.binary_last,
+        pad_value=float(options.pad_value),
     )  # fmt: skip
     model = build_arch(options.arch, q, spec.input_shape, spec.n_out, options.widths)
     for item in options.layer_quantizers:
@@ -172,4 +179,5 @@ FAMILY = Family(
     compare={"dataset": "digits_images", "epochs": 15, "lr": 3e-3, "batch_size": 64},
     estimators=("htaf", "ste", "ste_clipped", "approx_sign", "swish_sign", "relu"),
     jobs=2,
+    legacy_options={"pad_value": 0.0},  # runs saved before pad_value padded with zeros
 )

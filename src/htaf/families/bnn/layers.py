@@ -191,6 +191,24 @@ class QuantLayer(nn.Module):
     def quantized_input(self, x: Tensor) -> Tensor:
         return x if self.input_quantizer is None else self.input_quantizer(x)
 
+    def _scaled_op(self, x: Tensor, op: Any) -> Tensor:
+        """``alpha * op(x, q_k(W)) + b``: the scale multiplies the output, not the kernel, so
+        that with ±1 inputs and weights ``op`` sums integers exactly (float32 holds every
+        integer below 2^24) and the packed forward reproduces the pre-activations bit for bit.
+        """
+        if self.kernel_quantizer is None:
+            return op(x, self.weight, self.bias)
+        # the bias too is added apart: a kernel that starts its sums at b would round them
+        y = op(x, self.kernel_quantizer(self.weight), None)
+        tail = self._out_tail(x)
+        scale = self.weight_scale()
+        if scale is not None:
+            y = y * scale.view(-1, *tail)
+        return y if self.bias is None else y + self.bias.view(-1, *tail)
+
+    def _out_tail(self, x: Tensor) -> tuple[int, ...]:
+        return (1,) * (x.dim() - 2) if isinstance(self, nn.Conv2d) else ()
+
     # -- after each optimizer step ------------------------------------------------------------
     @torch.no_grad()
     def constrain_(self) -> None:
@@ -268,13 +286,17 @@ class QuantLinear(QuantLayer, nn.Linear):
         self._setup_quant(input_quantizer, kernel_quantizer, scaling, params)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.linear(self.quantized_input(x), self.quantized_weight(), self.bias)
+        return self._scaled_op(self.quantized_input(x), F.linear)
 
 
 class QuantConv2d(QuantLayer, nn.Conv2d):
     """``nn.Conv2d`` with an input quantizer, a kernel quantizer and weight scaling.
 
-    Zero padding of a binary input adds zeros, not ±1 (as Larq's default ``pad_values=0``).
+    ``pad_value``: what padding adds around a quantized (±1) input. The default 1 keeps the
+    padded input binary, as Larq Compute Engine's fast path (``pad_values=1``) and OpenVINO's
+    ``BinaryConvolution(pad_value=1)``; ``-1`` is also binary; ``0`` is Larq's default
+    (zeros, which a packed binary forward cannot express). A full-precision input is padded
+    with zeros whatever ``pad_value`` says.
     """
 
     def __init__(
@@ -289,8 +311,12 @@ class QuantConv2d(QuantLayer, nn.Conv2d):
         input_quantizer: QuantizerSpec = None,
         kernel_quantizer: QuantizerSpec = None,
         scaling: str = "none",
+        pad_value: float = 1.0,
         **params: Any,
     ):
+        if pad_value not in (-1.0, 0.0, 1.0):
+            raise QuantizerError(f"pad_value must be -1, 0 or 1, got {pad_value!r}")
+        self.pad_value = float(pad_value)
         nn.Conv2d.__init__(
             self, in_channels, out_channels, kernel_size, stride=stride, padding=padding,
             bias=bias,
@@ -298,7 +324,20 @@ class QuantConv2d(QuantLayer, nn.Conv2d):
         self._setup_quant(input_quantizer, kernel_quantizer, scaling, params)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self._conv_forward(self.quantized_input(x), self.quantized_weight(), self.bias)
+        x = self.quantized_input(x)
+        pads = self._reversed_padding_repeated_twice
+        if self.input_quantizer is None or self.pad_value == 0.0 or not any(pads):
+            return self._scaled_op(x, self._conv_forward)
+        x = F.pad(x, pads, value=self.pad_value)
+        return self._scaled_op(x, self._unpadded_conv)
+
+    def _unpadded_conv(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        return F.conv2d(x, weight, bias, self.stride, 0, self.dilation, self.groups)
+
+    def extra_repr(self) -> str:
+        base = super().extra_repr()
+        pads = self.input_quantizer is not None and any(self._reversed_padding_repeated_twice)
+        return f"{base}, pad_value={self.pad_value:g}" if pads else base
 
 
 class ModeNorm(nn.modules.batchnorm._BatchNorm):
@@ -339,14 +378,16 @@ class ModeNorm(nn.modules.batchnorm._BatchNorm):
             return super().forward(x)
         mean, var = getattr(self, f"{self.stats}_mean"), getattr(self, f"{self.stats}_var")
         count = getattr(self, f"{self.stats}_batches")
-        # A meta tensor (shape-only profiling) has no values to test.
-        if not self.training and not x.is_meta and not count:
-            return super().forward(x)  # never estimated: the usual statistics
         self._check_input_dim(x)
         factor = 0.0
         if self.training:
             count.add_(1)
             factor = self.momentum if self.momentum is not None else 1.0 / float(count)
+        elif self.running_mean is not None:
+            # A set never estimated falls back to the usual statistics. A select, not an `if`
+            # on the count, so that jit.trace, torch.export and ONNX record both branches.
+            mean = torch.where(count > 0, mean, self.running_mean)
+            var = torch.where(count > 0, var, self.running_var)
         return F.batch_norm(x, mean, var, self.weight, self.bias, self.training, factor, self.eps)
 
 

@@ -28,7 +28,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from htaf.estimators import Estimator, activation, estimators_in, is_binary, set_mode
+from htaf.estimators import (
+    Estimator,
+    activation,
+    estimators_in,
+    is_binary,
+    quantizes_weights,
+    set_mode,
+)
 from htaf.families.bnn.layers import (
     ModeBatchNorm1d,
     ModeBatchNorm2d,
@@ -64,6 +71,7 @@ class Binarization:
     scaling: str = "none"
     binary_first: bool = False
     binary_last: bool = False
+    pad_value: float = 1.0
 
     @property
     def binary(self) -> bool:
@@ -132,7 +140,8 @@ class Stack:
         cin = self.shape[0]
         self._spatial(f"a {k}×{k} convolution", k, stride, padding)
         quant = self._quant(role, quant_input)
-        self.layers.append(QuantConv2d(cin, cout, k, stride, padding, bias, **quant))
+        self.layers.append(QuantConv2d(cin, cout, k, stride, padding, bias,
+                                       pad_value=self.q.pad_value, **quant))  # fmt: skip
         self.shape = (cout, *self.shape[1:])
         return self._record()
 
@@ -293,9 +302,16 @@ class BNN(nn.Module):
 
     def forward_kind(self) -> str:
         """``"hard"`` when every estimator runs its exact step (the binary network itself),
-        ``"smooth"`` when every one runs its smooth forward, else ``"mixed"``."""
-        modes = {est.mode for est in estimators_in(self)}
-        return modes.pop() if len(modes) == 1 else "mixed"
+        ``"smooth"`` when every activation estimator runs its smooth forward (the kernel
+        quantizers as they are: ``set_mode(model, "smooth")``, the engine's smooth forward),
+        else ``"mixed"``."""
+        ests = list(estimators_in(self))
+        if not ests:
+            return "mixed"  # no estimators: one network, the usual statistics
+        if all(est.mode == "hard" for est in ests):
+            return "hard"
+        acts = {est.mode for est in ests if not quantizes_weights(est)}
+        return "smooth" if acts == {"smooth"} else "mixed"
 
     def _norms(self) -> list[ModeNorm]:
         return [m for m in self.modules() if isinstance(m, ModeNorm)]

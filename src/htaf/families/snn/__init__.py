@@ -10,10 +10,11 @@ the network with exact spikes ``1{v >= θ}``.
 
 Modules:
 
-* :mod:`.functional`: pure steps ``if_step``, ``lif_step``, ``plif_step`` with typed parameters
-  and an estimator module (never a name);
-* :mod:`.neurons`: multi-step ``IF``/``LIF``/``PLIF`` ``(T, B, ...) -> (T, B, ...)`` and
-  single-step cells;
+* :mod:`.functional`: pure steps ``if_step``, ``lif_step``, ``plif_step``, ``synaptic_step``
+  (current-based), ``alif_step`` (adaptive threshold), ``rlif_step`` (recurrent) with typed
+  parameters and an estimator module (never a name);
+* :mod:`.neurons`: multi-step ``IF``/``LIF``/``PLIF``/``Synaptic``/``ALIF``/``RLIF``
+  ``(T, B, ...) -> (T, B, ...)`` and single-step cells (``model.neuron`` picks one);
 * :mod:`.fused`: the memory-light multi-step operator (C++ kernel + PyTorch fallback);
 * :mod:`.layers`: ``spike_linear``, a Linear that saves its spike input as bits or not at all;
 * :mod:`.encoders`, :mod:`.decoders`; :mod:`.models`: MLP, CNN, SEW-ResNet.
@@ -31,7 +32,7 @@ from typing import Literal
 
 from htaf.config import ConfigError
 from htaf.families import DataSpec, Family
-from htaf.families.snn.functional import DETACH_RESET, beta_from_tau, check_beta
+from htaf.families.snn.functional import DETACH_RESET, beta_from_tau, check_beta, check_decay
 from htaf.families.snn.fused import kernel_available
 from htaf.families.snn.models import NeuronSpec, SpikingNetwork, build_network
 
@@ -50,7 +51,10 @@ class SNNOptions:
     T: int = 8  # time steps
     encoder: Literal["poisson", "latency", "direct"] = "poisson"
     decoder: Literal["count", "membrane", "first_spike"] = "membrane"
-    neuron: Literal["lif", "if", "plif"] = "lif"
+    neuron: Literal["lif", "if", "plif", "synaptic", "alif", "rlif"] = "lif"
+    alpha: float = 0.5  # synaptic current decay (neuron 'synaptic')
+    rho: float = 0.9  # adaptation decay (neuron 'alif')
+    adapt: float = 0.2  # threshold rise per unit of adaptation (neuron 'alif')
     beta: float = 0.9  # membrane decay (lif; plif's initial value)
     tau: float | None = None  # time constant, replaces beta when set: beta = 1 - 1/tau
     threshold: float = 1.0
@@ -83,6 +87,13 @@ class SNNOptions:
         if self.neuron == "plif" and self.tau is None and self.beta == 1:
             raise ValueError("option 'model.beta' must be < 1 for neuron 'plif' (it starts from "
                              "init_tau = 1/(1 - beta)), got 1")  # fmt: skip
+        for key, what in (("alpha", "synaptic current"), ("rho", "adaptation")):
+            try:
+                check_decay(getattr(self, key), f"'model.{key}'", what)
+            except ValueError as err:
+                raise ValueError(f"option {err}") from None
+        if not self.adapt >= 0:
+            raise ValueError(f"option 'model.adapt' must be >= 0, got {self.adapt}")
         if not self.threshold > 0:
             raise ValueError(f"option 'model.threshold' must be > 0, got {self.threshold}")
         if self.checkpoint_steps < 0:
@@ -93,12 +104,21 @@ class SNNOptions:
 RATE_CODES = ("poisson", "latency")
 
 
+def _neuron_extra(options: SNNOptions) -> dict[str, float]:
+    """The options of ``options.neuron`` beyond LIF's."""
+    if options.neuron == "synaptic":
+        return {"alpha": options.alpha}
+    if options.neuron == "alif":
+        return {"rho": options.rho, "adapt": options.adapt}
+    return {}
+
+
 def build(
     options: SNNOptions, spec: DataSpec, estimator: str, params: Mapping[str, float]
 ) -> SpikingNetwork:
     """The network ``options.arch`` for ``spec``'s images; ``estimator`` fires its neurons."""
     kernel_available()  # a machine's first use compiles the neuron kernel: not epoch time
-    rng = spec.input_range
+    rng = spec.input_range if spec.kind != "sequence" else None  # events: no encoder to check
     if options.encoder in RATE_CODES and rng is not None and not (rng[0] >= 0 and rng[1] <= 1):
         raise ConfigError(
             f"option 'model.encoder' {options.encoder!r} takes intensities in [0, 1], but the "
@@ -108,7 +128,10 @@ def build(
         kind=options.neuron, beta=options.beta, tau=options.tau, threshold=options.threshold,
         reset=options.reset, v_reset=options.v_reset, detach_reset=options.detach_reset,
         decay_input=options.decay_input, spike_fn=estimator, params=dict(params),
+        extra=_neuron_extra(options),
     )  # fmt: skip
+    if spec.kind == "sequence":  # event data: already spike trains (B, T, ...); no encoder
+        return build_events(options, spec, neuron)
     return build_network(
         options.arch, spec.input_shape, spec.n_out, neuron, widths=options.widths,
         channels=options.channels, blocks=options.blocks, connect=options.connect,
@@ -118,13 +141,28 @@ def build(
     )  # fmt: skip
 
 
+def build_events(options: SNNOptions, spec: DataSpec, neuron: NeuronSpec) -> SpikingNetwork:
+    """The network for event data ``(T, ...)``: its T is the data's time bins (module
+    :mod:`.events`); ``model.T`` and ``model.encoder`` do not apply."""
+    from htaf.families.snn.events import build_event_network
+
+    try:
+        return build_event_network(
+            options.arch, spec.input_shape, spec.n_out, neuron, widths=options.widths,
+            channels=options.channels, blocks=options.blocks, connect=options.connect,
+            decoder=options.decoder, checkpoint_steps=options.checkpoint_steps,
+        )  # fmt: skip
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
 FAMILY = Family(
     name="snn",
     description="Spiking neural network (MLP, CNN, SEW-ResNet) of LIF neurons whose spikes "
     "are the estimator's steps",
     options=SNNOptions,
     build=build,
-    kinds=("image",),
+    kinds=("image", "sequence"),  # sequence: event data, time first (.events)
     compare={"dataset": "digits_images", "epochs": 15, "lr": 5e-3, "batch_size": 64},
     estimators=("htaf", "atan", "fast_sigmoid", "sigmoid_surrogate", "triangle", "relu"),
 )

@@ -52,11 +52,11 @@ from htaf import _build, _kernels
 from htaf.estimators import Estimator, harden
 from htaf.estimators.smooth import HTAF, ScaledSigmoid
 from htaf.estimators.surrogates import ATan, FastSigmoid, SigmoidSurrogate, Triangle
-from htaf.families.snn.functional import IFParameters
+from htaf.families.snn.functional import ALIFParameters, IFParameters
 
 __all__ = [
-    "BACKENDS", "NeuronSequence", "kernel_available", "neuron_sequence", "pack_bits",
-    "spike_values", "unpack_bits",
+    "BACKENDS", "NeuronSequence", "alif_sequence", "kernel_available", "neuron_sequence",
+    "pack_bits", "rlif_sequence", "spike_values", "synaptic_current", "unpack_bits",
 ]  # fmt: skip
 
 BACKENDS = ("auto", "kernel", "torch")
@@ -79,6 +79,9 @@ class NeuronSequence:
     #: kernel and for exact spikes; to rounding otherwise): a layer fed by these spikes can
     #: save the membrane (already saved here) instead of the spikes.
     respike: Callable[[Tensor], Tensor] | None = field(repr=False, default=None)
+    #: The whole last state of a neuron with more than a membrane (``SynapticState``,
+    #: ``ALIFState``, ``RLIFState``); None for IF, LIF and PLIF, whose state is ``v``.
+    state: tuple | None = field(repr=False, default=None)
 
 
 # -- the kernel library ------------------------------------------------------------------------
@@ -503,3 +506,340 @@ def unpack_bits(packed: Tensor, shape: tuple[int, ...], dtype: torch.dtype) -> T
         return out
     bits = (packed.unsqueeze(-1) >> _SHIFTS.to(packed.device)) & 1
     return out.copy_(bits.reshape(-1)[:n].reshape(shape))
+
+
+# -- the neurons beyond LIF ------------------------------------------------------------------------
+def _flat_state(t: Tensor | None, m: int, dtype: torch.dtype) -> Tensor | None:
+    return None if t is None else t.reshape(m).to(dtype).contiguous()
+
+
+def synaptic_current(
+    x: Tensor, alpha: float, i0: Tensor | None = None, *, steps: int | None = None
+) -> Tensor:
+    """The synaptic current ``i_t = α i_{t-1} + x_t`` over time, ``(T, ...)``, from ``i0``
+    (default 0). A constant input (``steps=T``) gives ``i_t = x (1 - α^{t+1})/(1 - α)`` (plus
+    ``α^{t+1} i0``). Only scalar multiplications and sums: autograd saves nothing for it."""
+    if steps is not None:
+        k = torch.arange(1, steps + 1, dtype=x.dtype, device=x.device)
+        gain = k if alpha == 1 else (1 - alpha**k) / (1 - alpha)
+        shape = (steps,) + (1,) * x.dim()
+        i = gain.view(shape) * x
+        return i if i0 is None else i + (alpha**k).view(shape) * i0
+    out, i = [], i0
+    for t in range(x.shape[0]):
+        i = x[t] if i is None else alpha * i + x[t]
+        out.append(i)
+    return torch.stack(out)
+
+
+def _alif_states(
+    p: ALIFParameters, est: Estimator, h: Tensor, a0: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(u, s, b)``: every step's ``h - b``, spikes and threshold, recomputed from the membrane
+    sequence ``h`` ``(T, M)``: the threshold depends only on earlier spikes."""
+    a = a0 if a0 is not None else torch.zeros_like(h[0])
+    us, ss, bs = [], [], []
+    for t in range(h.shape[0]):
+        b = p.threshold + p.adapt * a
+        u = h[t] - b
+        s = spike_values(est, u)
+        a = p.rho * a + s
+        us.append(u)
+        ss.append(s)
+        bs.append(b)
+    return torch.stack(us), torch.stack(ss), torch.stack(bs)
+
+
+def _alif_reset(p: ALIFParameters, h: Tensor, s: Tensor, b: Tensor) -> Tensor:
+    return h - b * s if p.reset == "soft" else h * (1 - s) + p.v_reset * s
+
+
+def _alif_forward(
+    p: ALIFParameters, est: Estimator, x: Tensor, steps: int, const: bool,
+    v0: Tensor | None, a0: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
+    """``(spikes, h, v_last, a_last)`` as (steps, M) / (M,) tensors, without a graph."""
+    m = x.shape[-1]
+    v = v0 if v0 is not None else torch.zeros(m, dtype=x.dtype, device=x.device)
+    a = a0 if a0 is not None else torch.zeros_like(v)
+    spikes, hs = [], []
+    for t in range(steps):
+        h = p.beta * v + (x if const else x[t])
+        b = p.threshold + p.adapt * a
+        s = spike_values(est, h - b)
+        v = _alif_reset(p, h, s, b)
+        a = p.rho * a + s
+        spikes.append(s)
+        hs.append(h)
+    return torch.stack(spikes), torch.stack(hs), v, a
+
+
+class _ALIFFunction(torch.autograd.Function):
+    """ALIF over a whole sequence in one node that saves the membrane sequence only.
+
+    The backward recomputes the thresholds and spikes from ``h`` and runs the reverse
+    recurrence over the two states (``gs_t`` is the upstream gradient of ``s_t``)::
+
+        ds_t = gs_t + da_t + [attached reset] dv_t ∂v_t/∂s_t      (soft: -b_t; hard: v_r - h_t)
+        du_t = ds_t g_t                                          (u_t = h_t - b_t)
+        dh_t = du_t + gh_t + dv_t ∂v_t/∂h_t                      (soft: 1; hard: 1 - s_t)
+        db_t = -du_t - dv_t s_t [soft reset]
+        dx_t = dh_t,  dv_{t-1} = β dh_t,  da_{t-1} = ρ da_t + adapt · db_t
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any, x: Tensor, v0: Tensor | None, a0: Tensor | None, p: ALIFParameters,
+        est: Estimator, steps: int, const: bool,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
+        s, h, v, a = _alif_forward(p, est, x, steps, const, v0, a0)
+        ctx.p, ctx.est, ctx.const = p, est, const
+        ctx.save_for_backward(h, a0)
+        ctx.set_materialize_grads(False)
+        return s, h, v, a
+
+    @staticmethod
+    def backward(
+        ctx: Any, gs: Tensor | None, gh: Tensor | None, gv: Tensor | None, ga: Tensor | None
+    ) -> tuple:
+        h, a0 = ctx.saved_tensors
+        p, est = ctx.p, ctx.est
+        u, s, b = _alif_states(p, est, h, a0)
+        g = _rule_values(est, u)  # the whole sequence at once: draws in forward order
+        zero = torch.zeros_like(h[0])
+        dv = gv if gv is not None else zero
+        da = ga if ga is not None else zero
+        gx = torch.zeros_like(h[0]) if ctx.const else torch.empty_like(h)
+        soft = p.reset == "soft"
+        for t in range(h.shape[0] - 1, -1, -1):
+            ds = da if gs is None else da + gs[t]
+            if not p.detach_reset:
+                ds = ds + dv * (-b[t] if soft else p.v_reset - h[t])
+            du = ds * g[t]
+            dh = du + (dv if soft else dv * (1 - s[t]))
+            if gh is not None:
+                dh = dh + gh[t]
+            db = -du - dv * s[t] if soft else -du
+            if ctx.const:
+                gx += dh
+            else:
+                gx[t] = dh
+            dv = p.beta * dh
+            da = p.rho * da + p.adapt * db
+        needs = ctx.needs_input_grad
+        return (gx if needs[0] else None, dv if needs[1] else None, da if needs[2] else None,
+                None, None, None, None)  # fmt: skip
+
+
+def alif_sequence(
+    x: Tensor,
+    p: ALIFParameters,
+    est: Estimator,
+    *,
+    v0: Tensor | None = None,
+    a0: Tensor | None = None,
+    steps: int | None = None,
+) -> tuple[NeuronSequence, Tensor]:
+    """ALIF (:class:`~htaf.families.snn.functional.ALIFParameters`) over time in one node that
+    saves only the membrane sequence, as :func:`neuron_sequence` does for LIF; returns the run
+    and the last adaptation ``a``. PyTorch only (any device): the C++ kernel covers IF, LIF and
+    PLIF, whose threshold is a constant."""
+    const = steps is not None
+    if const:
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps (T) must be a positive integer, got {steps!r}")
+        shape = tuple(x.shape)
+    else:
+        if x.dim() < 1 or x.shape[0] < 1:
+            raise ValueError(f"x must be (T, ...) with T >= 1, got shape {tuple(x.shape)}")
+        steps, shape = x.shape[0], tuple(x.shape[1:])
+    if p.decay_input:
+        x = (1 - p.beta) * x
+    dtype = x.dtype
+    if dtype in (torch.float16, torch.bfloat16):
+        x = x.float()
+    m = 1
+    for d in shape:
+        m *= d
+    flat = x.reshape((m,) if const else (steps, m))
+    v_flat, a_flat = _flat_state(v0, m, flat.dtype), _flat_state(a0, m, flat.dtype)
+    if getattr(est, "pending", False):  # htaf(auto): alpha0 from every step's u (exact spikes)
+        with torch.no_grad(), harden(est):
+            v_d, a_d = (t if t is None else t.detach() for t in (v_flat, a_flat))
+            hh = _alif_forward(p, est, flat.detach(), steps, const, v_d, a_d)[1]
+            est.calibrate(_alif_states(p, est, hh, a_flat)[0])
+    grads = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (flat, v_flat, a_flat)
+    )
+    if _UNROLLED:
+        s, h, v, a = _alif_unrolled(p, est, flat, steps, const, v_flat, a_flat)
+    elif grads:
+        s, h, v, a = _ALIFFunction.apply(flat, v_flat, a_flat, p, est, steps, const)
+    else:
+        s, h, v, a = _alif_forward(p, est, flat, steps, const, v_flat, a_flat)
+    s, h = s.reshape(steps, *shape).to(dtype), h.reshape(steps, *shape).to(dtype)
+    respike = None
+    if dtype == flat.dtype:  # the membrane as computed: the spikes come back bit for bit
+
+        def respike(hh: Tensor) -> Tensor:
+            return _alif_states(p, est, hh.reshape(steps, m), a_flat)[1].reshape(hh.shape)
+
+    seq = NeuronSequence(s, h, v.reshape(shape).to(dtype), respike=respike)
+    return seq, a.reshape(shape).to(dtype)
+
+
+def _alif_unrolled(
+    p: ALIFParameters, est: Estimator, x: Tensor, steps: int, const: bool,
+    v0: Tensor | None, a0: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
+    """The plain autograd loop (inside :func:`unrolled`): the estimator module once per step."""
+    m = x.shape[-1]
+    v = v0 if v0 is not None else torch.zeros(m, dtype=x.dtype, device=x.device)
+    a = a0 if a0 is not None else torch.zeros_like(v)
+    spikes, hs = [], []
+    for t in range(steps):
+        h = p.beta * v + (x if const else x[t])
+        b = p.threshold + p.adapt * a
+        s = est(h - b)
+        v = _alif_reset(p, h, s.detach() if p.detach_reset else s, b)
+        a = p.rho * a + s
+        spikes.append(s)
+        hs.append(h)
+    return torch.stack(spikes), torch.stack(hs), v, a
+
+
+def _recurrent(s: Tensor, w: Tensor) -> Tensor:
+    """``W`` applied over the feature dimension 1 of ``(B, N, ...)`` (pixels: 1×1)."""
+    if s.dim() == 2:
+        return s @ w.T
+    return (s.movedim(1, -1) @ w.T).movedim(-1, 1)
+
+
+def _outer(dh: Tensor, s: Tensor) -> Tensor:
+    """``Σ dh_i s_j`` over every batch element and pixel: the weight gradient ``(N, N)``."""
+    n = dh.shape[1]
+    return dh.movedim(1, -1).reshape(-1, n).T @ s.movedim(1, -1).reshape(-1, n)
+
+
+def _rlif_forward(
+    p: IFParameters, est: Estimator, x: Tensor, w: Tensor, steps: int, const: bool,
+    v0: Tensor | None, s0: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+    """``(spikes, h, v_last)`` over time, without a graph; ``x`` is ``(T, B, N, ...)``."""
+    first = x if const else x[0]
+    v = v0 if v0 is not None else torch.zeros_like(first)
+    s, c = s0, (1 - p.beta) if p.decay_input else 1.0
+    spikes, hs = [], []
+    for t in range(steps):
+        current = x if const else x[t]
+        if s is not None:
+            current = current + _recurrent(s, w)
+        h = p.beta * v + c * current
+        s = spike_values(est, h - p.threshold)
+        v = h - p.threshold * s if p.reset == "soft" else h * (1 - s) + p.v_reset * s
+        spikes.append(s)
+        hs.append(h)
+    return torch.stack(spikes), torch.stack(hs), v
+
+
+class _RLIFFunction(torch.autograd.Function):
+    """A recurrent LIF layer over a whole sequence in one node that saves the membrane
+    sequence ``h`` (and the weights and initial state) only. The threshold is a constant, so
+    the spikes and the rule come back from ``h`` elementwise; the backward then runs::
+
+        ds_t = gs_t + c W^T dh_{t+1} + [attached reset] dv_t ∂v_t/∂s_t
+        dh_t = ds_t g_t + gh_t + dv_t ∂v_t/∂h_t
+        dx_t = c dh_t,  dv_{t-1} = β dh_t,  dW = c Σ_t dh_t s_{t-1}^T,  ds_{-1} = c W^T dh_0
+
+    with ``c = 1 - β`` under decay_input, else 1 (the recurrence is one matrix product per
+    step, in PyTorch; the C++ kernel's loop is per neuron).
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any, x: Tensor, w: Tensor, v0: Tensor | None, s0: Tensor | None, p: IFParameters,
+        est: Estimator, steps: int, const: bool,
+    ) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+        s, h, v = _rlif_forward(p, est, x, w, steps, const, v0, s0)
+        ctx.p, ctx.est, ctx.const = p, est, const
+        ctx.save_for_backward(h, w, s0)
+        ctx.set_materialize_grads(False)
+        return s, h, v
+
+    @staticmethod
+    def backward(ctx: Any, gs: Tensor | None, gh: Tensor | None, gv: Tensor | None) -> tuple:
+        h, w, s0 = ctx.saved_tensors
+        p, est = ctx.p, ctx.est
+        u = h - p.threshold
+        g = _rule_values(est, u)  # the whole sequence at once: draws in forward order
+        s = spike_values(est, u)
+        c = (1 - p.beta) if p.decay_input else 1.0
+        soft = p.reset == "soft"
+        dv = gv if gv is not None else torch.zeros_like(h[0])
+        gx = torch.zeros_like(h[0]) if ctx.const else torch.empty_like(h)
+        gw = torch.zeros_like(w)
+        dh_next = None
+        for t in range(h.shape[0] - 1, -1, -1):
+            ds = torch.zeros_like(h[t]) if gs is None else gs[t]
+            if dh_next is not None:
+                ds = ds + c * _recurrent(dh_next, w.T)
+            if not p.detach_reset:
+                ds = ds + dv * (-p.threshold if soft else p.v_reset - h[t])
+            dh = ds * g[t] + (dv if soft else dv * (1 - s[t]))
+            if gh is not None:
+                dh = dh + gh[t]
+            if ctx.const:
+                gx += c * dh
+            else:
+                gx[t] = c * dh
+            prev = s[t - 1] if t > 0 else s0
+            if prev is not None:
+                gw += c * _outer(dh, prev)
+            dv = p.beta * dh
+            dh_next = dh
+        ds0 = c * _recurrent(dh_next, w.T) if s0 is not None else None
+        needs = ctx.needs_input_grad
+        return (gx if needs[0] else None, gw if needs[1] else None, dv if needs[2] else None,
+                ds0 if needs[3] else None, None, None, None, None)  # fmt: skip
+
+
+def rlif_sequence(
+    x: Tensor,
+    w_rec: Tensor,
+    p: IFParameters,
+    est: Estimator,
+    *,
+    v0: Tensor | None = None,
+    s0: Tensor | None = None,
+    steps: int | None = None,
+) -> NeuronSequence:
+    """A recurrent LIF layer (``h_t = β v_{t-1} + x_t + W_rec s_{t-1}``) over time in one
+    node that saves only the membrane sequence; ``x`` is ``(T, B, N, ...)`` (or ``(B, N, ...)``
+    for ``steps`` steps), ``W_rec`` mixes dimension N. The last state is ``(v, spikes[-1])``.
+    PyTorch only (any device): one matrix product per step couples the neurons, which the C++
+    kernel's per-neuron time loop cannot do."""
+    const = steps is not None
+    if const:
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps (T) must be a positive integer, got {steps!r}")
+    else:
+        steps = x.shape[0]
+    dtype = x.dtype
+    if dtype in (torch.float16, torch.bfloat16):
+        x = x.float()
+    w = w_rec.to(x.dtype)
+    v0, s0 = (t if t is None else t.to(x.dtype) for t in (v0, s0))
+    if getattr(est, "pending", False):  # htaf(auto): alpha0 from every step's h - θ
+        with torch.no_grad(), harden(est):
+            v_d, s_d = (t if t is None else t.detach() for t in (v0, s0))
+            hh = _rlif_forward(p, est, x.detach(), w.detach(), steps, const, v_d, s_d)[1]
+            est.calibrate(hh - p.threshold)
+    grads = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (x, w, v0, s0)
+    )
+    if grads:
+        s, h, v = _RLIFFunction.apply(x, w, v0, s0, p, est, steps, const)
+    else:
+        s, h, v = _rlif_forward(p, est, x, w, steps, const, v0, s0)
+    return NeuronSequence(s.to(dtype), h.to(dtype), v.to(dtype),
+                          respike=lambda hh: spike_values(est, hh - p.threshold))  # fmt: skip

@@ -48,6 +48,8 @@ class NeuronSpec:
     spike_fn: str = "htaf"
     params: Mapping[str, float] = field(default_factory=dict)
     backend: str = "auto"
+    #: Options of the neurons beyond LIF: alpha (synaptic), rho and adapt (alif).
+    extra: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.kind not in NEURONS:
@@ -68,7 +70,8 @@ class NeuronSpec:
             return 1.0
         return beta_from_tau(self.tau) if self.tau is not None else check_beta(self.beta)
 
-    def build(self) -> nn.Module:
+    def build(self, size: int | None = None) -> nn.Module:
+        """One layer's neurons; ``size``: its number of neurons (features or channels)."""
         if not self.spiking:
             return ReferenceUnit(self.spike_fn)
         common = dict(
@@ -80,6 +83,10 @@ class NeuronSpec:
             return IF(**common)
         if self.kind == "plif":
             return PLIF(1.0 / (1.0 - self.decay), decay_input=self.decay_input, **common)
+        if self.kind in NEURONS and self.kind != "lif":  # synaptic, alif, rlif
+            sized = (size,) if getattr(NEURONS[self.kind], "sized", False) else ()
+            return NEURONS[self.kind](*sized, beta=self.decay, decay_input=self.decay_input,
+                                      **self.extra, **common)  # fmt: skip
         return LIF(self.decay, decay_input=self.decay_input, **common)
 
 
@@ -112,7 +119,7 @@ class Dense(nn.Module):
     def __init__(self, n_in: int, n_out: int, spec: NeuronSpec):
         super().__init__()
         self.fc = nn.Linear(n_in, n_out)
-        self.unit = spec.build()
+        self.unit = spec.build(n_out)
 
     def forward(self, train: SpikeTrain) -> SpikeTrain:
         return _neurons(self.unit, spike_linear(train, self.fc), train)
@@ -126,7 +133,7 @@ class ConvBN(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False)
         self.bn = nn.BatchNorm2d(c_out)
-        self.unit = spec.build()
+        self.unit = spec.build(c_out)
         self.pool = nn.MaxPool2d(2) if pool else None
 
     def forward(self, train: SpikeTrain) -> SpikeTrain:
@@ -174,7 +181,7 @@ class Head(nn.Module):
             )
         self.decoder = decoder if spec.spiking else "membrane"
         self.fc = nn.Linear(n_in, n_out)
-        self.unit = spec.build() if self.decoder != "membrane" else None
+        self.unit = spec.build(n_out) if self.decoder != "membrane" else None
         self.beta = spec.decay
 
     def forward(self, train: SpikeTrain) -> Tensor:
