@@ -15,6 +15,7 @@ CASES = [
     ("mlp", (64,), {"widths": (16,)}, "poisson", "atan", "lif"),
     ("cnn", (1, 8, 8), {"channels": (4,), "widths": (16,)}, "poisson", "htaf", "plif"),
     ("sew_resnet", (3, 8, 8), {"channels": (4, 8), "blocks": (1, 1)}, "direct", "erf", "if"),
+    ("mlp", (64,), {"widths": (16,)}, "poisson", "atan", "synaptic"),  # a current-based LIF
 ]
 
 
