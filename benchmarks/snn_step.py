@@ -1,6 +1,7 @@
 """One SNN training step (forward, BPTT, Adam) in htaf and in the peers, side by side.
 
     python benchmarks/snn_step.py [--steps 8 32 64] [--repeats 7] [--threads 1]
+                                  [--parts mlp conv compile]
 
 The model, the same in every row: a 784-512-10 LIF MLP, batch 128, h = 0.9 v + I, spike
 ``1{h >= 1}`` with the sigmoid surrogate (alpha = 4) backward, soft reset ``v = h - s`` not
@@ -17,12 +18,27 @@ encoding of random intensities, (T, 128, 784) float32 0/1, made once and fed to 
   step_mode="m")`` with ``layer.Linear`` (its CPU multi-step path);
 * ``sj_singlestep``: the same nodes in ``step_mode="s"``, a Python loop over time.
 
-Every row starts from the same weights; the first step's losses are printed to show that the
-four compute the same model. Per row and T: the median step time (steps interleaved across
-rows, in rotating order, after a warm-up) and the bytes saved for backward, counted with
-``torch.autograd.graph.saved_tensors_hooks`` and deduplicated by storage (parameters listed
-apart: every row saves the same weights once). Peers missing from the environment are skipped
-(``pip install snntorch spikingjelly``; see pyproject's ``[interop]``).
+**Conv** (``--parts conv``): the family's ``cnn`` (``Conv3x3-BN-LIF-MaxPool2`` for 16 and 32
+channels, ``Linear(2048, 128)-LIF``, ``Linear(128, 10)-LIF``) and ``sew_resnet`` (a
+``Conv-BN-LIF`` stem of 16 channels, a SEW block of 16 and one of 32 with stride 2 and a
+``Conv1x1-BN-LIF`` shortcut, ADD connections, global average pooling, ``Linear(32, 10)-LIF``),
+on 3x32x32 Poisson spikes, T = 8, batch 32, the same neurons and loss as above; against
+SpikingJelly multi-step with the same layers (``layer.Conv2d``, ``layer.BatchNorm2d``,
+``layer.MaxPool2d``, ``LIFNode``).
+
+**Compile** (``--parts compile``): the htaf MLP (at the largest T asked) and CNN rows, eager and
+under ``torch.compile(fullgraph=True)`` (inductor) with the same weights; the compile time is
+left out (warm-up).
+
+Every row of a table starts from the same weights; the first step's losses are printed to show
+that the rows compute the same model. Per row and T: the minimum and median step times
+(steps interleaved across rows, in rotating order, after a warm-up), their ratios to the base
+row, the median and quartiles of the paired ratios (each repeat's step over the base row's
+step of the same repeat, the figure a shared machine's load moves least), and the bytes saved for
+backward, counted with ``torch.autograd.graph.saved_tensors_hooks`` and deduplicated by
+storage (parameters listed apart: every row saves the same weights once). Peers missing from
+the environment are skipped (``pip install snntorch spikingjelly``; see pyproject's
+``[interop]``).
 """
 
 from __future__ import annotations
@@ -41,12 +57,13 @@ from htaf.families.snn.layers import SpikeTrain
 from htaf.families.snn.models import NeuronSpec, build_network
 
 BATCH, N_IN, N_HID, N_OUT = 128, 784, 512, 10
+CONV_SHAPE, CONV_BATCH, CONV_STEPS, CHANNELS = (3, 32, 32), 32, 8, (16, 32)
 BETA, THRESHOLD, ALPHA = 0.9, 1.0, 4.0
 MIB = 2**20
 
 
-def htaf_row(steps: int) -> tuple[nn.Module, Callable]:
-    spec = NeuronSpec(
+def neuron_spec() -> NeuronSpec:
+    return NeuronSpec(
         kind="lif",
         beta=BETA,
         threshold=THRESHOLD,
@@ -55,13 +72,20 @@ def htaf_row(steps: int) -> tuple[nn.Module, Callable]:
         spike_fn="sigmoid_surrogate",
         params={"alpha": ALPHA},
     )
-    net = build_network("mlp", (N_IN,), N_OUT, spec, widths=(N_HID,), steps=steps,
-                        encoder="poisson", decoder="count")  # fmt: skip
 
+
+def spike_counts(net: nn.Module, steps: int) -> Callable:
     def counts(x: torch.Tensor) -> torch.Tensor:
         return net.head.decode(net.body(SpikeTrain(x, steps, binary=True)))
 
-    return net, counts
+    return counts
+
+
+def htaf_row(steps: int) -> tuple[nn.Module, Callable]:
+    net = build_network("mlp", (N_IN,), N_OUT, neuron_spec(), widths=(N_HID,), steps=steps,
+                        encoder="poisson", decoder="count")  # fmt: skip
+
+    return net, spike_counts(net, steps)
 
 
 def snntorch_row(steps: int) -> tuple[nn.Module, Callable]:
@@ -88,14 +112,20 @@ def snntorch_row(steps: int) -> tuple[nn.Module, Callable]:
     return net, counts
 
 
+def sj_lif(mode: str) -> nn.Module:
+    from spikingjelly.activation_based import neuron, surrogate
+
+    sigmoid = surrogate.Sigmoid(alpha=ALPHA)
+    return neuron.LIFNode(tau=1.0 / (1.0 - BETA), decay_input=False, v_threshold=THRESHOLD,
+                          v_reset=None, detach_reset=False, surrogate_function=sigmoid,
+                          step_mode=mode)  # fmt: skip
+
+
 def spikingjelly_row(steps: int, mode: str) -> tuple[nn.Module, Callable]:
-    from spikingjelly.activation_based import functional, layer, neuron, surrogate
+    from spikingjelly.activation_based import functional, layer
 
     def lif() -> nn.Module:
-        sigmoid = surrogate.Sigmoid(alpha=ALPHA)
-        return neuron.LIFNode(tau=1.0 / (1.0 - BETA), decay_input=False, v_threshold=THRESHOLD,
-                              v_reset=None, detach_reset=False, surrogate_function=sigmoid,
-                              step_mode=mode)  # fmt: skip
+        return sj_lif(mode)
 
     net = nn.Sequential(layer.Linear(N_IN, N_HID, step_mode=mode), lif(),
                         layer.Linear(N_HID, N_OUT, step_mode=mode), lif())  # fmt: skip
@@ -117,14 +147,72 @@ ROWS: dict[str, Callable[[int], tuple[nn.Module, Callable]]] = {
 }
 
 
+# -- conv networks ---------------------------------------------------------------------------------
+def htaf_conv_row(arch: str) -> tuple[nn.Module, Callable]:
+    kw = {"widths": (128,)} if arch == "cnn" else {"blocks": (1, 1)}
+    net = build_network(arch, CONV_SHAPE, N_OUT, neuron_spec(), channels=CHANNELS,
+                        steps=CONV_STEPS, encoder="poisson", decoder="count", **kw)  # fmt: skip
+    return net, spike_counts(net, CONV_STEPS)
+
+
+def sj_conv_bn(c_in: int, c_out: int, stride: int = 1, kernel: int = 3) -> list[nn.Module]:
+    from spikingjelly.activation_based import layer
+
+    return [layer.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False, step_mode="m"),
+            layer.BatchNorm2d(c_out, step_mode="m"), sj_lif("m")]  # fmt: skip
+
+
+class SJSewBlock(nn.Module):
+    """SpikingJelly layers in the order of htaf's SEWBlock: conv1, conv2, shortcut; ADD."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Sequential(*sj_conv_bn(c_in, c_out, stride))
+        self.conv2 = nn.Sequential(*sj_conv_bn(c_out, c_out))
+        shortcut = stride != 1 or c_in != c_out
+        self.shortcut = nn.Sequential(*sj_conv_bn(c_in, c_out, stride, 1)) if shortcut else None
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        return self.conv2(self.conv1(s)) + (self.shortcut(s) if self.shortcut else s)
+
+
+def sj_conv_row(arch: str) -> tuple[nn.Module, Callable]:
+    from spikingjelly.activation_based import functional, layer
+
+    a, b = CHANNELS
+    if arch == "cnn":
+        side = CONV_SHAPE[1] // 4
+        net = nn.Sequential(
+            *sj_conv_bn(CONV_SHAPE[0], a), layer.MaxPool2d(2, step_mode="m"),
+            *sj_conv_bn(a, b), layer.MaxPool2d(2, step_mode="m"),
+            layer.Flatten(step_mode="m"), layer.Linear(b * side * side, 128, step_mode="m"),
+            sj_lif("m"), layer.Linear(128, N_OUT, step_mode="m"), sj_lif("m"),
+        )  # fmt: skip
+
+        def counts(x: torch.Tensor) -> torch.Tensor:
+            functional.reset_net(net)
+            return net(x).sum(0)
+
+        return net, counts
+    body = nn.Sequential(*sj_conv_bn(CONV_SHAPE[0], a), SJSewBlock(a, a, 1), SJSewBlock(a, b, 2))
+    net = nn.ModuleDict({"body": body, "fc": layer.Linear(b, N_OUT, step_mode="m"),
+                         "out": sj_lif("m")})  # fmt: skip
+
+    def sew_counts(x: torch.Tensor) -> torch.Tensor:
+        functional.reset_net(net)
+        return net["out"](net["fc"](net["body"](x).mean((3, 4)))).sum(0)
+
+    return net, sew_counts
+
+
 def copy_weights(src: nn.Module, dst: nn.Module) -> None:
-    """The two Linear layers of ``src`` into those of ``dst``, in order."""
-    a = [m for m in src.modules() if isinstance(m, nn.Linear)]
-    b = [m for m in dst.modules() if isinstance(m, nn.Linear)]
-    with torch.no_grad():
-        for x, y in zip(a, b, strict=True):
-            y.weight.copy_(x.weight)
-            y.bias.copy_(x.bias)
+    """The Linear, Conv2d and BatchNorm2d layers of ``src`` into those of ``dst``, in order."""
+    for kind in (nn.Linear, nn.Conv2d, nn.BatchNorm2d):
+        a = [m for m in src.modules() if isinstance(m, kind)]
+        b = [m for m in dst.modules() if isinstance(m, kind)]
+        with torch.no_grad():
+            for x, y in zip(a, b, strict=True):
+                y.load_state_dict(x.state_dict())
 
 
 def saved_bytes(step: Callable[[], torch.Tensor], params: set[int]) -> tuple[int, int]:
@@ -143,81 +231,147 @@ def saved_bytes(step: Callable[[], torch.Tensor], params: set[int]) -> tuple[int
     return acts, sum(n for n, is_param in seen.values() if is_param)
 
 
+def run_rows(
+    rows: dict[str, tuple[nn.Module, Callable]], x: torch.Tensor, labels: torch.Tensor,
+    repeats: int, count_bytes: bool = True,
+) -> dict[str, dict]:  # fmt: skip
+    """Per row: the first loss, the bytes saved for backward and the step times."""
+    reference = next(iter(rows.values()))[0]
+    for net, _ in list(rows.values())[1:]:
+        copy_weights(reference, net)
+    results, steps_fn = {}, {}
+    for name, (net, counts) in rows.items():
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+
+        def one_step(counts=counts, opt=opt) -> torch.Tensor:
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(counts(x), labels)
+            loss.backward()
+            opt.step()
+            return loss
+
+        def forward_only(counts=counts) -> torch.Tensor:
+            return F.cross_entropy(counts(x), labels)
+
+        buffers = {k: v.clone() for k, v in net.state_dict().items() if torch.is_tensor(v)}
+        with torch.no_grad():
+            loss = float(forward_only())
+        acts = par = 0
+        if count_bytes:
+            params = {p.untyped_storage().data_ptr() for p in net.parameters()}
+            acts, par = saved_bytes(forward_only, params)
+        net.load_state_dict(buffers, strict=False)  # BatchNorm's running statistics, as copied
+        net.zero_grad(set_to_none=True)
+        steps_fn[name] = one_step
+        results[name] = {"loss": loss, "saved": acts, "params": par, "times": []}
+    for fn in steps_fn.values():  # warm-up (kernel builds, compilation, allocator)
+        fn()
+        fn()
+    names = list(steps_fn)
+    for r in range(repeats):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            t0 = time.perf_counter()
+            steps_fn[name]()
+            results[name]["times"].append(time.perf_counter() - t0)
+    return results
+
+
+def print_table(title: str, results: dict[str, dict], base: str, bytes_base: str | None) -> None:
+    print(f"\n{title}: first-step losses " +
+          ", ".join(f"{k} {r['loss']:.6f}" for k, r in results.items()))  # fmt: skip
+    print(f"row              step ms min  median  vs {base}: min, median, paired (quartiles)"
+          f"  saved MiB  vs {bytes_base or '-'}")  # fmt: skip
+    ref = results.get(base)
+    best = results[bytes_base]["saved"] if bytes_base in results else None
+    for name, r in results.items():
+        ms = statistics.median(r["times"])
+        ratio = "   -"
+        if ref:
+            # per repeat, this row over the base row run next to it: robust to the load
+            paired = [a / b for a, b in zip(r["times"], ref["times"], strict=True)]
+            q1, _, q3 = statistics.quantiles(paired, n=4) if len(paired) > 1 else [1.0] * 3
+            ratio = (f"{min(r['times']) / min(ref['times']):4.2f}x, "
+                     f"{ms / statistics.median(ref['times']):4.2f}x, "
+                     f"{statistics.median(paired):4.2f}x ({q1:.2f}-{q3:.2f})")  # fmt: skip
+        mem = f"{r['saved'] / best:5.2f}x" if best and r["saved"] else "   -"
+        saved = f"{r['saved'] / MIB:9.2f}" if r["saved"] else "        -"
+        print(f"{name:16} {min(r['times']) * 1e3:11.1f}  {ms * 1e3:6.1f}  {ratio:>42}  "
+              f"{saved}  {mem:>6}")  # fmt: skip
+
+
+def available(make: Callable, *args: object) -> tuple[nn.Module, Callable] | None:
+    try:
+        return make(*args)
+    except ImportError as err:
+        print(f"  {getattr(make, '__name__', make)}{args}: skipped ({err})")
+        return None
+
+
+def mlp_part(steps_list: list[int], repeats: int, gen: torch.Generator) -> None:
+    labels = torch.randint(0, N_OUT, (BATCH,), generator=gen)
+    for steps in steps_list:
+        x = (torch.rand(steps, BATCH, N_IN, generator=gen) < 0.2).float()
+        rows = {name: row for name, make in ROWS.items() if (row := available(make, steps))}
+        results = run_rows(rows, x, labels, repeats)
+        print_table(f"MLP 784-512-10, T = {steps}, batch {BATCH}", results, "sj_multistep",
+                    "sj_multistep")  # fmt: skip
+    print("(parameters saved once by every row, not counted above: "
+          f"{results['htaf']['params'] / MIB:.2f} MiB)")  # fmt: skip
+
+
+def conv_part(repeats: int, gen: torch.Generator) -> None:
+    labels = torch.randint(0, N_OUT, (CONV_BATCH,), generator=gen)
+    x = (torch.rand(CONV_STEPS, CONV_BATCH, *CONV_SHAPE, generator=gen) < 0.2).float()
+    for arch in ("cnn", "sew_resnet"):
+        rows = {"htaf": htaf_conv_row(arch)}
+        if (row := available(sj_conv_row, arch)) is not None:
+            rows["sj_multistep"] = row
+        results = run_rows(rows, x, labels, repeats)
+        print_table(f"{arch} 3x32x32, T = {CONV_STEPS}, batch {CONV_BATCH}", results,
+                    "sj_multistep", "sj_multistep")  # fmt: skip
+
+
+def compile_part(steps: int, repeats: int, gen: torch.Generator) -> None:
+    for arch in ("mlp", "cnn"):
+        if arch == "mlp":
+            batch, x = BATCH, (torch.rand(steps, BATCH, N_IN, generator=gen) < 0.2).float()
+            make: Callable = lambda: htaf_row(steps)  # noqa: E731
+        else:
+            batch = CONV_BATCH
+            x = (torch.rand(CONV_STEPS, CONV_BATCH, *CONV_SHAPE, generator=gen) < 0.2).float()
+            make = lambda: htaf_conv_row("cnn")  # noqa: E731
+        labels = torch.randint(0, N_OUT, (batch,), generator=gen)
+        eager, (net, counts) = make(), make()
+        with torch.no_grad():  # the eager forward runs first everywhere else: do it here too
+            counts(x)
+        rows = {"eager": eager, "compiled": (net, torch.compile(counts, fullgraph=True))}
+        t0 = time.perf_counter()
+        results = run_rows(rows, x, labels, repeats, count_bytes=False)
+        print_table(f"{arch} eager and compiled (inductor; setup and warm-up "
+                    f"{time.perf_counter() - t0:.0f} s)", results, "eager", None)  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, nargs="+", default=[8, 32, 64], help="values of T")
     parser.add_argument("--repeats", type=int, default=7, help="timed steps per row and T")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    parser.add_argument("--parts", nargs="+", choices=("mlp", "conv", "compile"),
+                        default=["mlp", "conv", "compile"], help="which tables")  # fmt: skip
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     load = tuple(round(v, 1) for v in os.getloadavg())
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; load average {load}")
     gen = torch.Generator().manual_seed(0)
-    labels = torch.randint(0, N_OUT, (BATCH,), generator=gen)
-    results = {}
-    for steps in args.steps:
-        x = (torch.rand(steps, BATCH, N_IN, generator=gen) < 0.2).float()
-        rows = {}
-        for name, make in ROWS.items():
-            try:
-                rows[name] = make(steps)
-            except ImportError as err:
-                print(f"  {name}: skipped ({err})")
-        reference = rows["htaf"][0]
-        for net, _ in rows.values():
-            copy_weights(reference, net)
-        steps_fn, losses = {}, {}
-        for name, (net, counts) in rows.items():
-            opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-
-            def one_step(counts=counts, opt=opt, x=x) -> torch.Tensor:
-                opt.zero_grad(set_to_none=True)
-                loss = F.cross_entropy(counts(x), labels)
-                loss.backward()
-                opt.step()
-                return loss
-
-            def forward_only(counts=counts, x=x) -> torch.Tensor:
-                return F.cross_entropy(counts(x), labels)
-
-            with torch.no_grad():
-                losses[name] = float(forward_only())
-            params = {p.untyped_storage().data_ptr() for p in net.parameters()}
-            acts, par = saved_bytes(forward_only, params)
-            net.zero_grad(set_to_none=True)
-            steps_fn[name] = one_step
-            results[(name, steps)] = {"saved": acts, "params": par, "times": []}
-        for fn in steps_fn.values():  # warm-up (kernel builds, allocator)
-            fn()
-        names = list(steps_fn)
-        for r in range(args.repeats):
-            for name in names[r % len(names) :] + names[: r % len(names)]:
-                t0 = time.perf_counter()
-                steps_fn[name]()
-                results[(name, steps)]["times"].append(time.perf_counter() - t0)
-        print(f"\nT = {steps}: first-step losses " +
-              ", ".join(f"{k} {v:.6f}" for k, v in losses.items()))  # fmt: skip
-    print(
-        "\nrow            T  step ms (median)  vs sj_multistep  saved MiB  MiB/step  vs best peer"
-    )
-    for steps in args.steps:
-        peers = [n for (n, s) in results if s == steps and n != "htaf"]
-        best = min((results[(n, steps)]["saved"] for n in peers), default=None)
-        sj = results.get(("sj_multistep", steps))
-        sj_ms = statistics.median(sj["times"]) * 1e3 if sj else None
-        for (name, s), r in results.items():
-            if s != steps:
-                continue
-            ms = statistics.median(r["times"]) * 1e3
-            ratio = f"{ms / sj_ms:5.2f}x" if sj_ms else "   -"
-            mem = f"{r['saved'] / best:5.2f}x" if best else "   -"
-            print(f"{name:14} {steps:2d}  {ms:12.1f}     {ratio:>10}  {r['saved'] / MIB:9.2f}"
-                  f"  {r['saved'] / MIB / steps:8.3f}  {mem:>10}")  # fmt: skip
-    print(
-        "(parameters saved once by every row, not counted above: "
-        f"{results[('htaf', args.steps[0])]['params'] / MIB:.2f} MiB)"
-    )
+    if "mlp" in args.parts:
+        mlp_part(args.steps, args.repeats, gen)
+    if "conv" in args.parts:
+        conv_part(args.repeats, gen)
+    if "compile" in args.parts:
+        compile_part(max(args.steps), args.repeats, gen)
+    load = tuple(round(v, 1) for v in os.getloadavg())
+    print(f"\nload average at the end {load}")
 
 
 if __name__ == "__main__":

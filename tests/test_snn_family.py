@@ -109,7 +109,8 @@ def test_option_rules_between_keys_name_them():
     with pytest.raises(ConfigError, match=r"model\.blocks"):
         model_options("snn", {"arch": "sew_resnet", "channels": [8, 16], "blocks": [1]})
     with pytest.raises(ConfigError, match=r"model\.checkpoint_steps"):
-        model_options("snn", {"arch": "cnn", "checkpoint_steps": 4})
+        model_options("snn", {"arch": "cnn", "checkpoint_steps": -1})
+    assert model_options("snn", {"arch": "cnn", "checkpoint_steps": 4}).checkpoint_steps == 4
     assert model_options("snn", {"neuron": "plif", "tau": 2.0}).tau == 2.0
 
 

@@ -62,7 +62,7 @@ class SNNOptions:
     v_reset: float = 0.0  # the hard reset's target
     detach_reset: bool = DETACH_RESET  # True: the spike leaves the reset's gradient
     decay_input: bool = False
-    checkpoint_steps: int = 0  # gradient checkpointing over time chunks of this many steps (mlp)
+    checkpoint_steps: int = 0  # gradient checkpointing over time chunks of this many steps
 
     def check(self) -> None:
         if self.T < 1:
@@ -99,8 +99,6 @@ class SNNOptions:
         if self.checkpoint_steps < 0:
             raise ValueError(f"option 'model.checkpoint_steps' must be >= 0, got "
                              f"{self.checkpoint_steps}")  # fmt: skip
-        if self.checkpoint_steps and self.arch != "mlp":
-            raise ValueError("option 'model.checkpoint_steps' works with arch 'mlp' only")
 
 
 RATE_CODES = ("poisson", "latency")

@@ -1,9 +1,10 @@
-"""Gradient checkpointing over time chunks, for the spiking MLP (``checkpoint_steps=C``).
+"""Gradient checkpointing over time chunks, for every spiking architecture (``checkpoint_steps=C``).
 
 The forward runs in chunks of C steps and keeps only each chunk's input state (the neurons'
 membranes at its start; the encoder's draws are replayed from the RNG state); the backward
 recomputes one chunk at a time. Memory then grows with T/C instead of T, for one more forward
-pass.
+pass. The replay leaves the model's buffers (BatchNorm's running statistics) as the forward
+left them: they are updated once per chunk, not twice.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from torch import Tensor, nn
 
 
 class ChunkRun:
-    """One chunk of ``n`` steps of an MLP from the neurons' states: ``(out, *states)``."""
+    """One chunk of ``n`` steps of a network from the neurons' states: ``(out, *states)``."""
 
     def __init__(self, net: nn.Module, units: list[nn.Module], n: int):
         self.net, self.units, self.n = net, units, n
@@ -53,6 +54,7 @@ class Checkpoint(torch.autograd.Function):
         states = [s.detach().requires_grad_(s.numel() > 0) for s in states]
         params = [q for q in ctx.fn.net.parameters() if q.requires_grad]
         net = ctx.fn.net
+        buffers = [(b, b.clone()) for b in net.buffers()]
         with torch.random.fork_rng(devices=[]), torch.enable_grad():
             torch.set_rng_state(ctx.rng)
             net._replaying = True
@@ -60,6 +62,9 @@ class Checkpoint(torch.autograd.Function):
                 outs = ctx.fn(p, *states)
             finally:
                 net._replaying = False
+                with torch.no_grad():
+                    for b, before in buffers:
+                        b.copy_(before)
         pairs = [
             (o, g) for o, g in zip(outs, grads, strict=True) if g is not None and o.requires_grad
         ]

@@ -38,6 +38,11 @@ def check_steps(steps: object, name: str = "T") -> int:
 def _intensities(x: Tensor, encoder: str) -> Tensor:
     if not isinstance(x, Tensor) or not x.is_floating_point():
         raise TypeError(f"encoder {encoder!r} takes a float tensor of intensities")
+    if torch.compiler.is_compiling():
+        # No data-dependent branch in a graph: a tensor assertion, checked when it runs.
+        inside = ((x >= 0) & (x <= 1)).all()  # NaN fails too
+        torch._assert_async(inside, f"encoder {encoder!r} takes intensities in [0, 1]")
+        return x
     if x.numel():
         lo, hi = float(x.min()), float(x.max())
         if not (lo >= 0 and hi <= 1):  # NaN fails too
@@ -52,7 +57,11 @@ def poisson(x: Tensor, steps: int, generator: torch.Generator | None = None) -> 
     """Rate code: ``(T, *x.shape)`` with ``P(spike) = x`` independently at every step."""
     steps = check_steps(steps)
     x = _intensities(x, "poisson")
-    u = torch.rand((steps, *x.shape), generator=generator, dtype=x.dtype, device=x.device)
+    shape = (steps, *x.shape)
+    if generator is None:  # the overload with a generator wants concrete sizes under dynamo
+        u = torch.rand(shape, dtype=x.dtype, device=x.device)
+    else:
+        u = torch.rand(shape, generator=generator, dtype=x.dtype, device=x.device)
     return (u < x).to(x.dtype)
 
 
@@ -90,6 +99,12 @@ class Encoder(nn.Module):
         if self.kind == "direct":
             return direct(x, self.steps)
         generator = None
+        if not self.training and torch.compiler.is_compiling():
+            # Dynamo runs this import rather than tracing it; a graph cannot make a generator.
+            from htaf.families.snn import _compiled
+
+            u = _compiled.seeded_uniform(_intensities(x, "poisson"), self.steps, EVAL_SEED)
+            return (u < x).to(x.dtype)
         if not self.training:
             generator = torch.Generator(device=x.device).manual_seed(EVAL_SEED)
         return poisson(x, self.steps, generator)

@@ -8,10 +8,19 @@ keeps the input in the cheapest form that reproduces it exactly:
 * spikes that come out of a neuron layer: nothing new. The neuron already saved its membrane
   sequence ``h``; the spikes are recomputed from it (``NeuronSequence.respike``), bit for bit,
   in either forward mode (HTAF's smooth spikes included);
-* other binary input (encoded images): packed into bits, 1/32 of float32;
+* other binary input (encoded images, pooled spikes): packed into bits, 1/32 of float32;
+* small non-negative integers (the sums of spikes of SEW-ResNet's ADD connection): uint8;
 * anything else: the input itself, as ``nn.Linear`` does.
 
 The gradients are those of ``F.linear`` exactly (same matmuls, same operands).
+
+:func:`spike_conv_bn` does the same for ``Conv2d -> BatchNorm2d`` on the ``T·B`` merged batch:
+it keeps the conv's input as above and nothing else (no float input, no conv output for
+BatchNorm); the backward recomputes the convolution from it (one more conv forward, the cheap
+part of a conv's backward) and then runs ATen's own BatchNorm and convolution backward on the
+same operands, so the gradients are those of ``bn(conv(x))`` to float rounding.
+:func:`spike_max_pool` pools spikes and keeps nothing: its backward pools the recomputed input
+again to find the maxima (which ATen otherwise keeps as int64 indices next to the float input).
 
 A :class:`SpikeTrain` carries the values between layers together with that knowledge.
 """
@@ -28,7 +37,7 @@ from torch import Tensor, nn
 
 from htaf.families.snn.fused import NeuronSequence, pack_bits, unpack_bits
 
-__all__ = ["SpikeTrain", "spike_linear"]
+__all__ = ["SpikeTrain", "spike_conv_bn", "spike_linear", "spike_max_pool"]
 
 
 @dataclass
@@ -41,6 +50,13 @@ class SpikeTrain:
     binary: bool = False  # exactly 0/1: may be stored as bits
     membrane: Tensor | None = None  # with respike: the values are respike(membrane)
     respike: Callable[[Tensor], Tensor] | None = None
+    #: The values are integers in ``[0, levels]`` (exact spikes and their sums; 0: unknown).
+    levels: int = 0
+
+    @property
+    def integer_levels(self) -> int:
+        """``levels``, or 1 for a binary train."""
+        return 1 if self.binary else self.levels
 
     @classmethod
     def from_neurons(cls, seq: NeuronSequence, binary: bool) -> SpikeTrain:
@@ -53,6 +69,51 @@ class SpikeTrain:
         return self.values
 
 
+def _store(inp: SpikeTrain) -> str:
+    """How a synapse keeps its input ``inp`` for the backward (module doc)."""
+    if inp.respike is not None and inp.membrane is not None:
+        return "membrane"
+    levels = inp.integer_levels
+    if levels == 1:
+        return "bits"
+    if 1 < levels <= 255:
+        return "uint8"
+    return "input"
+
+
+def _compiled_bits(x: Tensor) -> Any:
+    """The kernel's bit packing as custom operators under dynamo (None elsewhere)."""
+    if not torch.compiler.is_compiling():
+        return None
+    # Dynamo runs this import rather than tracing it: the operators register lazily.
+    from htaf.families.snn import _compiled
+
+    return _compiled if _compiled.bits_take(x) else None
+
+
+def _keep(x: Tensor, store: str) -> Tensor:
+    if store == "bits":
+        ops = _compiled_bits(x)
+        return ops.pack_bits(x) if ops is not None else pack_bits(x)
+    if store == "uint8":
+        return x.to(torch.uint8)
+    return x
+
+
+def _restore(kept: Tensor, ctx: Any) -> Tensor:
+    """The float input that :func:`_keep` kept (``ctx``: store, shape, dtype, respike)."""
+    if ctx.store == "membrane":
+        return ctx.respike(kept).reshape(ctx.shape)
+    if ctx.store == "bits":
+        ops = _compiled_bits(torch.empty(0, dtype=ctx.dtype, device=kept.device))
+        if ops is not None:
+            return ops.unpack_bits(kept, list(ctx.shape), ctx.dtype)
+        return unpack_bits(kept, ctx.shape, ctx.dtype)
+    if ctx.store == "uint8":
+        return kept.to(ctx.dtype)
+    return kept
+
+
 class _SpikeLinear(torch.autograd.Function):
     @staticmethod
     def forward(
@@ -61,13 +122,8 @@ class _SpikeLinear(torch.autograd.Function):
     ) -> Tensor:  # fmt: skip
         ctx.store, ctx.shape, ctx.dtype = store, tuple(x.shape), x.dtype
         ctx.has_bias = bias is not None
-        if store == "membrane":
-            ctx.respike = respike
-            ctx.save_for_backward(weight, membrane)
-        elif store == "bits":
-            ctx.save_for_backward(weight, pack_bits(x))
-        else:
-            ctx.save_for_backward(weight, x)
+        ctx.respike = respike
+        ctx.save_for_backward(weight, membrane if store == "membrane" else _keep(x, store))
         return F.linear(x, weight, bias)
 
     @staticmethod
@@ -78,12 +134,7 @@ class _SpikeLinear(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             gx = grad.matmul(weight.to(grad.dtype))
         if ctx.needs_input_grad[1]:
-            if ctx.store == "membrane":
-                x = ctx.respike(kept)
-            elif ctx.store == "bits":
-                x = unpack_bits(kept, ctx.shape, ctx.dtype)
-            else:
-                x = kept
+            x = _restore(kept, ctx)
             gw = g2.t().matmul(x.reshape(-1, x.shape[-1]))
         if ctx.has_bias and ctx.needs_input_grad[2]:
             gb = g2.sum(0)
@@ -96,10 +147,124 @@ def spike_linear(inp: SpikeTrain, layer: nn.Linear) -> Tensor:
     x = inp.values
     if not torch.is_grad_enabled():
         return layer(x)
-    if inp.respike is not None and inp.membrane is not None:
-        store = "membrane"
-    elif inp.binary:
-        store = "bits"
+    return _SpikeLinear.apply(x, layer.weight, layer.bias, _store(inp), inp.membrane, inp.respike)
+
+
+# -- Conv2d -> BatchNorm2d and MaxPool2d over spikes --------------------------------------------
+class _SpikeConvBN(torch.autograd.Function):
+    """``bn(conv(x))`` on the merged batch ``x`` (N, C, H, W), keeping ``x`` as ``store`` says."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, x: Tensor, weight: Tensor, gamma: Tensor, beta: Tensor, membrane: Tensor | None,
+        store: str, respike: Callable | None, conv: tuple, bn: tuple,
+    ) -> Tensor:  # fmt: skip
+        stride, padding, dilation, groups = conv
+        running_mean, running_var, training, momentum, eps = bn
+        y = F.conv2d(x, weight, None, stride, padding, dilation, groups)
+        out, mean, invstd = torch.native_batch_norm(
+            y, gamma, beta, running_mean, running_var, training, momentum, eps
+        )
+        ctx.store, ctx.shape, ctx.dtype, ctx.respike = store, tuple(x.shape), x.dtype, respike
+        ctx.conv = conv
+        # Running statistics change in place at every training forward: only eval reads them.
+        ctx.bn = (None, None, True, eps) if training else (running_mean, running_var, False, eps)
+        kept = membrane if store == "membrane" else _keep(x, store)
+        ctx.save_for_backward(weight, gamma, kept, mean, invstd)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple:
+        weight, gamma, kept, mean, invstd = ctx.saved_tensors
+        stride, padding, dilation, groups = ctx.conv
+        running_mean, running_var, training, eps = ctx.bn
+        need = ctx.needs_input_grad
+        x = _restore(kept, ctx)
+        y = F.conv2d(x, weight, None, stride, padding, dilation, groups)  # recomputed: cheap
+        gy, ggamma, gbeta = torch.ops.aten.native_batch_norm_backward(
+            grad.contiguous(), y, gamma, running_mean, running_var, mean, invstd, training, eps,
+            [need[0] or need[1], need[2], need[3]],
+        )  # fmt: skip
+        gx = gw = None
+        if need[0] or need[1]:
+            gx, gw, _ = torch.ops.aten.convolution_backward(
+                gy, x, weight, None, stride, padding, dilation, False, [0] * len(padding),
+                groups, [need[0], need[1], False],
+            )  # fmt: skip
+        return gx, gw, ggamma, gbeta, None, None, None, None, None
+
+
+def _bn_arguments(bn: nn.BatchNorm2d) -> tuple:
+    """``(running_mean, running_var, training, momentum, eps)`` as ``nn.BatchNorm2d.forward``
+    chooses them (counting the batch in ``num_batches_tracked`` as it does)."""
+    momentum = 0.0 if bn.momentum is None else bn.momentum
+    if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+        if bn.momentum is None:  # a cumulative average
+            momentum = 1.0 / float(bn.num_batches_tracked)
+    training = bn.training or (bn.running_mean is None and bn.running_var is None)
+    keep_stats = not bn.training or bn.track_running_stats
+    running_mean = bn.running_mean if keep_stats else None
+    running_var = bn.running_var if keep_stats else None
+    return running_mean, running_var, training, momentum, bn.eps
+
+
+def _fused_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> bool:
+    return (
+        conv.bias is None
+        and conv.padding_mode == "zeros"
+        and not isinstance(conv.padding, str)
+        and bn.affine
+    )
+
+
+def spike_conv_bn(inp: SpikeTrain, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> Tensor:
+    """``bn(conv(x))`` at every step of ``inp`` on the ``T·B`` merged batch: ``(T, B, C, H, W)``,
+    or ``(B, C, H, W)`` for a constant train (computed once); keeps the input as the module doc
+    says and nothing else. Any other conv (with a bias, padding by name, non-zero padding
+    mode) or BatchNorm without affine parameters runs the modules as they are."""
+    x = inp.values if inp.constant else inp.values.flatten(0, 1)
+    if not torch.is_grad_enabled() or not _fused_conv(conv, bn):
+        y = bn(conv(x))
     else:
-        store = "input"
-    return _SpikeLinear.apply(x, layer.weight, layer.bias, store, inp.membrane, inp.respike)
+        layout = (conv.stride, conv.padding, conv.dilation, conv.groups)
+        y = _SpikeConvBN.apply(x, conv.weight, bn.weight, bn.bias, inp.membrane, _store(inp),
+                               inp.respike, layout, _bn_arguments(bn))  # fmt: skip
+    return y if inp.constant else y.unflatten(0, inp.values.shape[:2])
+
+
+class _SpikeMaxPool(torch.autograd.Function):
+    @staticmethod
+    def forward(
+        ctx: Any, x: Tensor, membrane: Tensor | None, store: str, respike: Callable | None,
+        pool: tuple,
+    ) -> Tensor:  # fmt: skip
+        ctx.store, ctx.shape, ctx.dtype, ctx.respike, ctx.pool = (
+            store, tuple(x.shape), x.dtype, respike, pool
+        )  # fmt: skip
+        ctx.save_for_backward(membrane if store == "membrane" else _keep(x, store))
+        return F.max_pool2d(x, *pool)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple:
+        (kept,) = ctx.saved_tensors
+        x = _restore(kept, ctx)
+        _, where = F.max_pool2d(x, *ctx.pool, return_indices=True)  # the maxima again
+        gx = torch.ops.aten.max_pool2d_with_indices_backward(grad, x, *ctx.pool, where)
+        return gx, None, None, None, None
+
+
+def spike_max_pool(inp: SpikeTrain, pool: nn.MaxPool2d) -> SpikeTrain:
+    """``pool`` at every step of a ``(T, B, C, H, W)`` train, keeping nothing new for the
+    backward unless the input is neither spikes of a neuron layer nor integer-valued."""
+    x = inp.values.flatten(0, 1)
+    if not torch.is_grad_enabled() or not x.requires_grad:
+        y = pool(x)
+    else:
+        pair = nn.modules.utils._pair
+        stride = pool.stride if pool.stride is not None else pool.kernel_size
+        layout = (pair(pool.kernel_size), pair(stride), pair(pool.padding), pair(pool.dilation),
+                  pool.ceil_mode)  # fmt: skip
+        y = _SpikeMaxPool.apply(x, inp.membrane, _store(inp), inp.respike, layout)
+    values = y.unflatten(0, inp.values.shape[:2])
+    return SpikeTrain(values, inp.steps, binary=inp.binary, levels=inp.levels)

@@ -26,7 +26,9 @@ replaced by a ReLU and run once: T = 1, no encoding (the intensities go in direc
 ``htaf compare`` differ only in the neuron.
 
 The stages live in ``stages.py``; gradient checkpointing over time chunks
-(``checkpoint_steps=C``, MLP: memory grows with T/C instead of T) in ``checkpointing.py``.
+(``checkpoint_steps=C``, every architecture: memory grows with T/C instead of T) in
+``checkpointing.py``. In a chunked training forward, BatchNorm normalises each chunk by the
+statistics of its own ``C·B`` samples (and updates its running statistics once per chunk).
 
 **Statistics.** ``eval_stats(x)`` reports per neuron layer (``layer1``... in module order, the
 spiking output layer last) the firing rate (mean spike value per neuron and step), the fraction
@@ -96,7 +98,7 @@ class SpikingNetwork(nn.Module):
             std = torch.tensor(normalize["std"], dtype=torch.float32).view(shape)
         self.register_buffer("norm_mean", mean, persistent=False)
         self.register_buffer("norm_std", std, persistent=False)
-        self._rates: dict[str, list[float]] = {}  # training spikes per layer: [sum, count]
+        self._rates: dict[str, Tensor] = {}  # training spikes per layer: [sum, count]
         self._observer: Callable | None = None
         self._replaying = False  # a checkpointed chunk is being recomputed
         self._watch(None)
@@ -142,9 +144,10 @@ class SpikingNetwork(nn.Module):
             out = self.body(self.encode(x))
         return self.head.decode(out)
 
-    # -- gradient checkpointing over time chunks (MLP) ------------------------------------
+    # -- gradient checkpointing over time chunks ---------------------------------------------
     def _checkpointed(self, x: Tensor) -> Tensor:
-        p = self.intensities(x).flatten(1)
+        p = self.intensities(x)
+        p = p.flatten(1) if self.arch == "mlp" else p
         units = [m for m in self.modules() if isinstance(m, IF | LIF | PLIF)]
         params = [q for q in self.parameters() if q.requires_grad]
         states: list[Tensor] = [torch.zeros(0) for _ in units]  # empty: at rest
@@ -170,9 +173,14 @@ class SpikingNetwork(nn.Module):
             self._add_rate(name, spikes)
 
     def _add_rate(self, name: str, spikes: Tensor) -> None:
-        acc = self._rates.setdefault(name, [0.0, 0.0])
-        acc[0] += float(spikes.detach().sum())
-        acc[1] += spikes.numel()
+        # [sum, count] as one tensor: no synchronisation, and under torch.compile no graph
+        # break (a float) nor a recompilation at every batch (a Python count is a guard)
+        s = spikes.detach()
+        batch = torch.stack(
+            (s.sum(dtype=torch.float64), s.new_full((), s.numel(), dtype=torch.float64))
+        )
+        total = self._rates.get(name)
+        self._rates[name] = batch if total is None else total + batch
 
     def _watch(self, observer: Callable | None) -> None:
         """Route every neuron layer's output to ``observer(name, spikes, membrane)``."""
@@ -192,7 +200,8 @@ class SpikingNetwork(nn.Module):
 
     def epoch_stats(self) -> dict[str, float]:
         """Firing rate per layer over the training batches since the last call."""
-        out = {f"rate_{k}": s / n for k, (s, n) in self._rates.items() if n}
+        totals = {k: v.tolist() for k, v in self._rates.items()}
+        out = {f"rate_{k}": s / n for k, (s, n) in totals.items() if n}
         self._rates = {}
         return out
 
@@ -330,8 +339,12 @@ def build_network(
                     stages.append(SEWBlock(c, c_out, stride, spec, connect))
                     c = c_out
             n_head = c
-    if checkpoint_steps and arch != "mlp":
-        raise ValueError(f"checkpoint_steps works with arch 'mlp', not {arch!r}")
+    if (
+        isinstance(checkpoint_steps, bool)
+        or not isinstance(checkpoint_steps, int)
+        or (checkpoint_steps < 0)
+    ):
+        raise ValueError(f"checkpoint_steps must be an integer >= 0, got {checkpoint_steps!r}")
     head = Head(n_head, n_out, spec, decoder)
     return SpikingNetwork(
         arch, input_shape, stages, head, spec, steps=steps,

@@ -94,9 +94,7 @@ class _Neuron(nn.Module):
             check_sequence(x, type(self).__name__)
         if v0 is None and self.carry is not None:
             v0 = self.carry[0]
-        out = neuron_sequence(
-            x, self.params, self.spike, beta=self._beta(), v0=v0, steps=steps, backend=self.backend
-        )
+        out = self._sequence(x, self.params, beta=self._beta(), v0=v0, steps=steps)
         if not torch.is_grad_enabled():  # let forward hooks on the estimator see every step
             out.spikes = self.spike(out.membrane - self.params.threshold)
         if self.carry is not None:
@@ -104,6 +102,23 @@ class _Neuron(nn.Module):
         if self.observer is not None:
             self.observer(out)
         return out
+
+    def _sequence(
+        self, x: Tensor, p: Any, *, beta: Tensor | float | None, v0: Tensor | None,
+        steps: int | None,
+    ) -> NeuronSequence:  # fmt: skip
+        """:func:`neuron_sequence`; under dynamo through the kernel's custom operators."""
+        if torch.compiler.is_compiling():
+            # Dynamo runs this import rather than tracing it: the operators register lazily.
+            from htaf.families.snn import _compiled
+
+            beta = p.beta if beta is None else beta
+            out = _compiled.neuron_sequence(x, p, self.spike, beta=beta, v0=v0, steps=steps,
+                                            backend=self.backend)  # fmt: skip
+            if out is not None:
+                return out
+        return neuron_sequence(x, p, self.spike, beta=beta, v0=v0, steps=steps,
+                               backend=self.backend)  # fmt: skip
 
     def forward(self, x: Tensor) -> Tensor:
         return self.run(x).spikes
@@ -332,8 +347,7 @@ class Synaptic(_StatefulNeuron):
         self._check_state(state, tuple(x.shape if steps is not None else x.shape[1:]))
         p = self.params
         i = fused.synaptic_current(x, p.alpha, None if state is None else state.i, steps=steps)
-        out = neuron_sequence(i, p, self.spike, v0=None if state is None else state.v,
-                              backend=self.backend)  # fmt: skip
+        out = self._sequence(i, p, beta=None, v0=None if state is None else state.v, steps=None)
         if not torch.is_grad_enabled():
             out.spikes = self.spike(out.membrane - p.threshold)
         return self._finish(out, SF.SynapticState(out.v, i[-1]))

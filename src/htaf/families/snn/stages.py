@@ -26,7 +26,7 @@ from htaf.estimators import activation as make_activation
 from htaf.families.snn import decoders
 from htaf.families.snn.functional import DETACH_RESET, beta_from_tau, check_beta
 from htaf.families.snn.fused import NeuronSequence
-from htaf.families.snn.layers import SpikeTrain, spike_linear
+from htaf.families.snn.layers import SpikeTrain, spike_conv_bn, spike_linear, spike_max_pool
 from htaf.families.snn.neurons import IF, LIF, NEURONS, PLIF
 
 CONNECTS = ("ADD", "AND", "IAND")
@@ -108,11 +108,6 @@ class ReferenceUnit(nn.Module):
 
 
 # -- stages: SpikeTrain in, SpikeTrain out --------------------------------------------------------
-def _merged(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
-    """``fn`` on the ``T·B`` merged batch of ``x`` ``(T, B, ...)``."""
-    return fn(x.flatten(0, 1)).unflatten(0, x.shape[:2])
-
-
 def _neurons(unit: nn.Module, current: Tensor, train: SpikeTrain) -> SpikeTrain:
     seq = unit.run(current, steps=train.steps) if train.constant else unit.run(current)
     return SpikeTrain.from_neurons(seq, binary=bool(unit.hard))
@@ -142,14 +137,8 @@ class ConvBN(nn.Module):
         self.pool = nn.MaxPool2d(2) if pool else None
 
     def forward(self, train: SpikeTrain) -> SpikeTrain:
-        def synapse(x: Tensor) -> Tensor:
-            return self.bn(self.conv(x))
-
-        current = synapse(train.values) if train.constant else _merged(synapse, train.values)
-        out = _neurons(self.unit, current, train)
-        if self.pool is None:
-            return out
-        return SpikeTrain(_merged(self.pool, out.values), out.steps, binary=out.binary)
+        out = _neurons(self.unit, spike_conv_bn(train, self.conv, self.bn), train)
+        return out if self.pool is None else spike_max_pool(out, self.pool)
 
 
 class SEWBlock(nn.Module):
@@ -173,12 +162,12 @@ class SEWBlock(nn.Module):
         s = self.shortcut(train) if self.shortcut is not None else train
         av, sv = a.values, s.sequence()
         if self.connect == "ADD":
-            out, binary = av + sv, False
-        elif self.connect == "AND":
-            out, binary = av * sv, a.binary and s.binary
-        else:
-            out, binary = (1 - av) * sv, a.binary and s.binary
-        return SpikeTrain(out, a.steps, binary=binary)
+            # Sums of exact spikes are small integers: the next synapse keeps them as uint8.
+            a_levels, s_levels = a.integer_levels, s.integer_levels
+            levels = a_levels + s_levels if a_levels and s_levels else 0
+            return SpikeTrain(av + sv, a.steps, levels=levels)
+        out = av * sv if self.connect == "AND" else (1 - av) * sv
+        return SpikeTrain(out, a.steps, binary=a.binary and s.binary)
 
 
 class Head(nn.Module):
@@ -214,4 +203,6 @@ class Flatten(nn.Module):
     """``(T, B, C, H, W) -> (T, B, C·H·W)`` between the conv and dense parts of the CNN."""
 
     def forward(self, train: SpikeTrain) -> SpikeTrain:
-        return SpikeTrain(train.values.flatten(2), train.steps, binary=train.binary)
+        return SpikeTrain(
+            train.values.flatten(2), train.steps, binary=train.binary, levels=train.levels
+        )

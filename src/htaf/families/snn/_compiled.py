@@ -1,0 +1,261 @@
+"""The fused neuron kernel as ``torch.library`` custom operators, for ``torch.compile`` (private).
+
+Dynamo cannot trace the ctypes calls of :mod:`htaf.families.snn.fused`, so a compiled model
+used to break its graph at every neuron layer. As custom operators with fake kernels and an
+autograd formula, the kernels are opaque nodes of one graph: AOTAutograd puts the backward
+operator into the backward graph, and inductor calls the very kernels eager mode calls, so the
+compiled and eager results agree bit for bit.
+
+* ``htaf_snn::sequence(x, v0, beta, table, ...)``: ``(spikes, h, v_last)`` of a neuron layer
+  over ``steps`` steps (``x`` is ``(steps, M)``, or ``(M,)`` held when ``const``). ``beta`` is
+  a 0-d tensor (PLIF learns it); ``table`` the estimator's backward rule at ``h - θ`` where the
+  kernel does not know it by formula (evaluated by the caller, traced by dynamo).
+* ``htaf_snn::sequence_backward(...)``: ``(dx, dv0, dβ)``, the reverse recurrence.
+* ``htaf_snn::fire(h, ...)``: the spikes again from the membrane (``NeuronSequence.respike``).
+
+The neuron modules (``LIF``...) call :func:`neuron_sequence` here under dynamo, which imports
+(and registers) this module only there (dynamo runs an ``import`` rather than tracing it);
+where the kernel cannot be built :data:`AVAILABLE` is False and the fused path is traced
+instead (the pure-PyTorch recurrences, with a graph break where a learned decay is read).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from htaf.families.snn import fused
+
+#: Whether the operators are registered (the kernel built and loaded).
+AVAILABLE: bool = fused.kernel_available()
+
+
+def _fn(name: str, dtype: torch.dtype) -> Any:
+    return getattr(fused._load().lib, f"{name}_{'f32' if dtype == torch.float32 else 'f64'}")
+
+
+def _check(x: Tensor) -> None:
+    if x.dtype not in (torch.float32, torch.float64) or x.device.type != "cpu":
+        raise TypeError(f"htaf_snn operators take CPU float32/float64 tensors, got {x.dtype} "
+                        f"on {x.device}")  # fmt: skip
+
+
+if AVAILABLE:
+
+    @torch.library.custom_op("htaf_snn::sequence", mutates_args=(), device_types="cpu")
+    def sequence(
+        x: Tensor, v0: Tensor | None, beta: Tensor, table: Tensor | None, steps: int,
+        const: bool, threshold: float, v_reset: float, hard_reset: bool, detach_reset: bool,
+        fire: int, f0: float, f1: float, rule: int, r0: float, r1: float,
+    ) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+        """The forward recurrence by the C++ kernel (``table``, ``rule``... serve the backward)."""
+        _check(x)
+        x = x.contiguous()
+        m = x.shape[-1]
+        s = torch.empty((steps, m), dtype=x.dtype)
+        h = torch.empty_like(s)
+        v_last = torch.empty(m, dtype=x.dtype)
+        v0 = v0.contiguous() if v0 is not None else None
+        _fn("snn_forward", x.dtype)(
+            x.data_ptr(), 0 if const else m, fused._ptr(v0), s.data_ptr(), h.data_ptr(),
+            v_last.data_ptr(), steps, m, float(beta), threshold, v_reset, int(hard_reset), fire,
+            f0, f1, fused._htaf_fns(x.dtype)[0], fused._threads(steps * m),
+        )  # fmt: skip
+        return s, h, v_last
+
+    @sequence.register_fake
+    def _(x, v0, beta, table, steps, const, threshold, v_reset, hard_reset, detach_reset,
+          fire, f0, f1, rule, r0, r1):  # fmt: skip
+        m = x.shape[-1]
+        s = x.new_empty((steps, m))
+        return s, torch.empty_like(s), x.new_empty((m,))
+
+    @torch.library.custom_op("htaf_snn::sequence_backward", mutates_args=(), device_types="cpu")
+    def sequence_backward(
+        h: Tensor, gs: Tensor | None, gh: Tensor | None, gv: Tensor | None,
+        table: Tensor | None, v0: Tensor | None, beta: Tensor, const: bool, need_beta: bool,
+        threshold: float, v_reset: float, hard_reset: bool, detach_reset: bool, fire: int,
+        f0: float, f1: float, rule: int, r0: float, r1: float,
+    ) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+        """``(dx, dv0, dβ)`` by the C++ kernel; ``dx`` is summed over time when ``const``."""
+        _check(h)
+        steps, m = h.shape
+        gs, gh, gv, table, v0 = (
+            t.contiguous() if t is not None else None for t in (gs, gh, gv, table, v0)
+        )
+        gx = torch.empty(m if const else (steps, m), dtype=h.dtype)
+        gv0 = torch.empty(m, dtype=h.dtype)
+        lib = fused._load().lib
+        blocks = -(-m // int(lib.snn_block()))
+        dbeta = torch.zeros(blocks, dtype=torch.float64)
+        _fn("snn_backward", h.dtype)(
+            h.contiguous().data_ptr(), fused._ptr(gs), fused._ptr(gh), fused._ptr(gv),
+            fused._ptr(table), fused._ptr(v0), gx.data_ptr(), 0 if const else m, gv0.data_ptr(),
+            dbeta.data_ptr() if need_beta else None, steps, m, float(beta), threshold, v_reset,
+            int(hard_reset), int(detach_reset), fire, f0, f1, rule, r0, r1,
+            *fused._htaf_fns(h.dtype), fused._threads(steps * m),
+        )  # fmt: skip
+        return gx, gv0, dbeta.sum().to(beta.dtype)
+
+    @sequence_backward.register_fake
+    def _(h, gs, gh, gv, table, v0, beta, const, need_beta, threshold, v_reset, hard_reset,
+          detach_reset, fire, f0, f1, rule, r0, r1):  # fmt: skip
+        steps, m = h.shape
+        return h.new_empty((m,) if const else (steps, m)), h.new_empty((m,)), beta.new_empty(())
+
+    _OPTIONS = ("steps", "const", "threshold", "v_reset", "hard_reset", "detach_reset", "fire",
+                "f0", "f1", "rule", "r0", "r1")  # fmt: skip
+
+    def _setup(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
+        _, v0, beta, table, *options = inputs
+        ctx.options = dict(zip(_OPTIONS, options, strict=True))
+        ctx.need_beta = beta.requires_grad
+        ctx.set_materialize_grads(False)  # unused outputs (h, v_last) need no zeros
+        # the membrane sequence (an output) and what the rule needs; v0 only for dβ
+        ctx.save_for_backward(output[1], table, v0 if ctx.need_beta else None, beta)
+
+    def _vjp(ctx: Any, gs: Tensor | None, gh: Tensor | None, gv: Tensor | None) -> tuple:
+        h, table, v0, beta = ctx.saved_tensors
+        o = ctx.options
+        gx, gv0, dbeta = sequence_backward(
+            h, gs, gh, gv, table, v0, beta, o["const"], ctx.need_beta, o["threshold"],
+            o["v_reset"], o["hard_reset"], o["detach_reset"], o["fire"], o["f0"], o["f1"],
+            o["rule"], o["r0"], o["r1"],
+        )  # fmt: skip
+        need = ctx.needs_input_grad
+        return (gx if need[0] else None, gv0 if need[1] else None,
+                dbeta if ctx.need_beta else None, *([None] * (1 + len(_OPTIONS))))  # fmt: skip
+
+    sequence.register_autograd(_vjp, setup_context=_setup)
+
+    @torch.library.custom_op("htaf_snn::fire", mutates_args=(), device_types="cpu")
+    def fire(h: Tensor, threshold: float, kind: int, f0: float, f1: float) -> Tensor:
+        """``f(h - θ)`` by the kernel, without a graph."""
+        _check(h)
+        h = h.contiguous()
+        out = torch.empty_like(h)
+        _fn("snn_fire", h.dtype)(
+            h.data_ptr(), out.data_ptr(), h.numel(), threshold, kind, f0, f1,
+            fused._htaf_fns(h.dtype)[0], fused._threads(h.numel()),
+        )  # fmt: skip
+        return out
+
+    @fire.register_fake
+    def _(h, threshold, kind, f0, f1):
+        return torch.empty_like(h, memory_format=torch.contiguous_format)
+
+
+if AVAILABLE:
+
+    @torch.library.custom_op("htaf_snn::pack_bits", mutates_args=(), device_types="cpu")
+    def pack_bits(x: Tensor) -> Tensor:
+        """:func:`~htaf.families.snn.fused.pack_bits` by the kernel (inductor's code for the
+        shifts and sums of the pure-PyTorch packing is several times slower)."""
+        return fused.pack_bits(x)
+
+    @pack_bits.register_fake
+    def _(x):
+        return x.new_empty(((x.numel() + 7) // 8,), dtype=torch.uint8)
+
+    @torch.library.custom_op("htaf_snn::unpack_bits", mutates_args=(), device_types="cpu")
+    def unpack_bits(packed: Tensor, shape: list[int], dtype: torch.dtype) -> Tensor:
+        """:func:`~htaf.families.snn.fused.unpack_bits` by the kernel."""
+        return fused.unpack_bits(packed, tuple(shape), dtype)
+
+    @unpack_bits.register_fake
+    def _(packed, shape, dtype):
+        return packed.new_empty(shape, dtype=dtype)
+
+
+def bits_take(x: Tensor) -> bool:
+    """Whether :func:`pack_bits` and :func:`unpack_bits` handle a float tensor like ``x``."""
+    return AVAILABLE and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+
+
+def neuron_sequence(
+    x: Tensor, p: Any, est: Any, *, beta: Tensor | float, v0: Tensor | None, steps: int | None,
+    backend: str,
+) -> fused.NeuronSequence | None:  # fmt: skip
+    """:func:`~htaf.families.snn.fused.neuron_sequence` through the operators, under dynamo;
+    None where they do not apply (the caller traces the fused path then)."""
+    if backend == "torch" or fused._UNROLLED:
+        return None
+    if getattr(est, "pending", False):  # calibration reads the data: not in a graph
+        raise RuntimeError(
+            f"{type(est).__name__}(alpha0=auto) calibrates on its first input, which a "
+            "compiled graph cannot do: run one forward in eager mode (or "
+            "htaf.calibrate(model, batch)) before torch.compile"
+        )
+    const = steps is not None
+    steps, shape = (steps, tuple(x.shape)) if const else (x.shape[0], tuple(x.shape[1:]))
+    if p.decay_input:
+        x = (1 - beta) * x
+    dtype = x.dtype
+    if dtype in (torch.float16, torch.bfloat16):  # as the fused path: float32's range
+        x = x.float()
+    if not takes(x, est):
+        return None
+    m = 1
+    for d in shape:
+        m *= d
+    flat = x.reshape((m,) if const else (steps, m))
+    v_flat = v0.reshape(m).to(flat.dtype) if v0 is not None else None
+    s, h, v, respike = run(fused._Neuron(p, est, True), flat, steps, const, v_flat, beta)
+    s, h, v = s.reshape(steps, *shape), h.reshape(steps, *shape), v.reshape(shape)
+    return fused.NeuronSequence(s.to(dtype), h.to(dtype), v.to(dtype), respike=respike)
+
+
+def takes(x: Tensor, est: Any) -> bool:
+    """Whether the operators run a layer with input ``x`` and estimator ``est``: static
+    metadata only (no guard on sizes under dynamo)."""
+    return (
+        AVAILABLE
+        and x.device.type == "cpu"
+        and x.dtype in (torch.float32, torch.float64)
+        and fused._fire_spec(est) is not None
+    )
+
+
+def run(
+    n: Any, x: Tensor, steps: int, const: bool, v0: Tensor | None, beta: Tensor | float
+) -> tuple[Tensor, Tensor, Tensor, Any]:
+    """``(spikes, h, v_last, respike)`` of the layer ``n`` (a ``fused._Neuron``) through the
+    operators; ``x`` is ``(steps, M)`` or ``(M,)``."""
+    f_kind, f0, f1 = fused._fire_spec(n.est)
+    rule, r0, r1 = fused._rule_spec(n.est)
+    beta_t = beta if isinstance(beta, Tensor) else torch.tensor(beta, dtype=torch.float64)
+    table = None
+    if rule == fused.RULE_TABLE and torch.is_grad_enabled():
+        # the rule needs h, which only the forward gives: run it once without a graph first
+        with torch.no_grad():
+            h = sequence(x, v0, beta_t.detach(), None, steps, const, *_args(n, f_kind, f0, f1))[1]
+            table = fused._rule_values(n.est, h - n.p.threshold)
+    s, h, v = sequence(x, v0, beta_t, table, steps, const, *_args(n, f_kind, f0, f1, rule, r0, r1))
+    threshold = n.p.threshold
+
+    def respike(hh: Tensor) -> Tensor:
+        return fire(hh, threshold, f_kind, f0, f1)
+
+    return s, h, v, respike
+
+
+def _args(n: Any, f_kind: int, f0: float, f1: float, rule: int = 0, r0: float = 0.0,
+          r1: float = 0.0) -> tuple:  # fmt: skip
+    p = n.p
+    return (float(p.threshold), float(p.v_reset), p.reset == "hard", bool(p.detach_reset),
+            int(f_kind), float(f0), float(f1), int(rule), float(r0), float(r1))  # fmt: skip
+
+
+@torch.library.custom_op("htaf_snn::seeded_uniform", mutates_args=())
+def seeded_uniform(x: Tensor, steps: int, seed: int) -> Tensor:
+    """``(steps, *x.shape)`` uniform draws of a new generator seeded with ``seed``: the eval
+    draws of the rate code, which a graph cannot make (it cannot create a generator)."""
+    generator = torch.Generator(device=x.device).manual_seed(seed)
+    return torch.rand((steps, *x.shape), generator=generator, dtype=x.dtype, device=x.device)
+
+
+@seeded_uniform.register_fake
+def _(x, steps, seed):
+    return x.new_empty((steps, *x.shape))
