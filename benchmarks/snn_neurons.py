@@ -36,6 +36,7 @@ from torch import nn
 from htaf import estimators
 from htaf.families.snn import fused
 from htaf.families.snn.neurons import ALIF, RLIF, Synaptic
+from snn_step import saved_bytes  # benchmarks/snn_step.py: bytes saved for backward
 
 BATCH, N_IN, N_HID, N_OUT = 128, 784, 512, 10
 MIB = 2**20
@@ -88,22 +89,6 @@ def snntorch_row(kind: str, src: nn.Module) -> tuple[nn.Module, Callable] | None
         return F.cross_entropy(torch.stack(outs).mean(0), y)
 
     return model, loss
-
-
-def saved_bytes(step: Callable[[], torch.Tensor], params: set[int]) -> tuple[int, int]:
-    """(bytes of activations, bytes of parameters) saved for backward by ``step``'s forward."""
-    seen: dict[int, tuple[int, bool]] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        storage = t.untyped_storage()
-        seen[storage.data_ptr()] = (storage.nbytes(), storage.data_ptr() in params)
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = step()
-    loss.backward()
-    acts = sum(n for n, is_param in seen.values() if not is_param)
-    return acts, sum(n for n, is_param in seen.values() if is_param)
 
 
 def neuron_only(row: str, model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:

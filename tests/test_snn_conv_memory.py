@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from _saved_bytes import saved_activation_bytes
 from htaf.families.snn import stages
 from htaf.families.snn.layers import SpikeTrain, spike_conv_bn
 from htaf.families.snn.models import NeuronSpec, build_network
@@ -28,23 +29,6 @@ def plain_conv_bn(inp, conv, bn):
 def plain_max_pool(inp, pool):
     y = pool(inp.values.flatten(0, 1)).unflatten(0, inp.values.shape[:2])
     return SpikeTrain(y, inp.steps, binary=inp.binary)
-
-
-def saved_activation_bytes(models, loss_fn):
-    """Bytes of the tensors saved for backward by ``loss_fn``, deduplicated by storage."""
-    params = {p.untyped_storage().data_ptr() for m in models for p in m.parameters()}
-    seen = {}
-
-    def pack(t):
-        s = t.untyped_storage()
-        if s.data_ptr() not in params:
-            seen[s.data_ptr()] = s.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = loss_fn()
-    loss.backward()
-    return sum(seen.values())
 
 
 def run_both(arch, shape, kw, spike_fn, monkeypatch, bn_eval=False, steps=4):

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import htaf
+from _saved_bytes import saved_activation_bytes
 from htaf.families.snn import functional as SF
 from htaf.families.snn import fused
 from htaf.families.snn.layers import SpikeTrain, spike_linear
@@ -147,22 +148,6 @@ def test_spike_linear_has_the_gradients_of_a_linear_layer(store):
     want = torch.autograd.grad((layer(x) * g).sum(), [x, layer.weight, layer.bias])
     for a, b in zip(got, want, strict=True):
         assert torch.allclose(a, b, rtol=1e-12, atol=1e-12)
-
-
-def saved_activation_bytes(model, loss_fn):
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    seen = {}
-
-    def pack(t):
-        s = t.untyped_storage()
-        if s.data_ptr() not in params:
-            seen[s.data_ptr()] = s.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = loss_fn()
-    loss.backward()
-    return sum(seen.values())
 
 
 def test_the_mlp_saves_under_half_of_an_unrolled_network():
