@@ -52,7 +52,7 @@ from htaf import _build, _kernels
 from htaf.estimators import Estimator, harden
 from htaf.estimators.smooth import HTAF, ScaledSigmoid
 from htaf.estimators.surrogates import ATan, FastSigmoid, SigmoidSurrogate, Triangle
-from htaf.families.snn.functional import ALIFParameters, IFParameters
+from htaf.families.snn.functional import ALIFParameters, IFParameters, recurrent_current
 
 __all__ = [
     "BACKENDS", "NeuronSequence", "alif_sequence", "kernel_available", "neuron_sequence",
@@ -708,13 +708,6 @@ def _alif_unrolled(
     return torch.stack(spikes), torch.stack(hs), v, a
 
 
-def _recurrent(s: Tensor, w: Tensor) -> Tensor:
-    """``W`` applied over the feature dimension 1 of ``(B, N, ...)`` (pixels: 1×1)."""
-    if s.dim() == 2:
-        return s @ w.T
-    return (s.movedim(1, -1) @ w.T).movedim(-1, 1)
-
-
 def _outer(dh: Tensor, s: Tensor) -> Tensor:
     """``Σ dh_i s_j`` over every batch element and pixel: the weight gradient ``(N, N)``."""
     n = dh.shape[1]
@@ -733,7 +726,7 @@ def _rlif_forward(
     for t in range(steps):
         current = x if const else x[t]
         if s is not None:
-            current = current + _recurrent(s, w)
+            current = current + recurrent_current(s, w)
         h = p.beta * v + c * current
         s = spike_values(est, h - p.threshold)
         v = h - p.threshold * s if p.reset == "soft" else h * (1 - s) + p.v_reset * s
@@ -782,7 +775,7 @@ class _RLIFFunction(torch.autograd.Function):
         for t in range(h.shape[0] - 1, -1, -1):
             ds = torch.zeros_like(h[t]) if gs is None else gs[t]
             if dh_next is not None:
-                ds = ds + c * _recurrent(dh_next, w.T)
+                ds = ds + c * recurrent_current(dh_next, w.T)
             if not p.detach_reset:
                 ds = ds + dv * (-p.threshold if soft else p.v_reset - h[t])
             dh = ds * g[t] + (dv if soft else dv * (1 - s[t]))
@@ -797,7 +790,7 @@ class _RLIFFunction(torch.autograd.Function):
                 gw += c * _outer(dh, prev)
             dv = p.beta * dh
             dh_next = dh
-        ds0 = c * _recurrent(dh_next, w.T) if s0 is not None else None
+        ds0 = c * recurrent_current(dh_next, w.T) if s0 is not None else None
         needs = ctx.needs_input_grad
         return (gx if needs[0] else None, gw if needs[1] else None, dv if needs[2] else None,
                 ds0 if needs[3] else None, None, None, None, None)  # fmt: skip
