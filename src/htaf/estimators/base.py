@@ -53,8 +53,9 @@ def exporting() -> bool:
     ``torch.export`` or ONNX export. An exported graph is an inference graph, so the exact step
     is written in standard operators (a compare and a select, ONNX ``GreaterOrEqual`` and
     ``Where``) that every runtime runs, not as htaf's custom operators; the backward rule is not
-    part of it."""
-    return torch.jit.is_tracing() or torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export()
+    part of it. ONNX export is one of the two: the dynamo exporter runs ``torch.export``, the
+    TorchScript one traces (asking ``torch.onnx`` would import it on every first forward)."""
+    return torch._C._is_tracing() or torch.compiler.is_exporting()
 
 
 class Estimator(nn.Module):
