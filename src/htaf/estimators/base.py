@@ -55,7 +55,7 @@ def exporting() -> bool:
     ``Where``) that every runtime runs, not as htaf's custom operators; the backward rule is not
     part of it. ONNX export is one of the two: the dynamo exporter runs ``torch.export``, the
     TorchScript one traces (asking ``torch.onnx`` would import it on every first forward)."""
-    return torch._C._is_tracing() or torch.compiler.is_exporting()
+    return torch.jit.is_tracing() or torch.compiler.is_exporting()
 
 
 class Estimator(nn.Module):
