@@ -39,6 +39,12 @@ from pathlib import Path
 # Before torch loads OpenMP: on a shared, loaded machine, spinning OpenMP workers wait for a
 # descheduled sibling at every barrier; passive waiting is what keeps float32 PyTorch fast.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# --isa avx2 caps every library at AVX2 (they read these when they load): an AVX2-only
+# machine's kernels on this one. OpenVINO's and PyTorch's oneDNN read ONEDNN_MAX_CPU_ISA,
+# PyTorch's own kernels ATEN_CPU_CAPABILITY, MKL's GEMM MKL_ENABLE_INSTRUCTIONS.
+if "--isa" in sys.argv and sys.argv[sys.argv.index("--isa") + 1] == "avx2":
+    os.environ.update(ONEDNN_MAX_CPU_ISA="AVX2", DNNL_MAX_CPU_ISA="AVX2",
+                      ATEN_CPU_CAPABILITY="avx2", MKL_ENABLE_INSTRUCTIONS="AVX2")  # fmt: skip
 
 import numpy as np
 import torch
@@ -50,6 +56,14 @@ import htaf
 from htaf.families import DataSpec
 from htaf.families.bnn import BNNOptions, build
 from htaf.families.bnn.packed import PackedModel, _pack_bits, _words, export_packed
+
+KERNELS: set[str] = set()  # the plugin's BinaryConvolution kernels that ran
+
+
+def record_kernels(compiled) -> None:
+    for n in compiled.get_runtime_model().get_ordered_ops():
+        if str(n.get_rt_info()["layerType"].astype(str)) == "BinaryConvolution":
+            KERNELS.add(str(n.get_rt_info()["primitiveType"].astype(str)))
 
 
 def cpu_flags() -> str:
@@ -63,8 +77,11 @@ def load() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
-def interleaved(cases: dict, repeats: int, warmup: int = 3) -> dict[str, list[float]]:
-    """Seconds per call of each case, one call of each per round in a shuffled order."""
+def interleaved(
+    cases: dict, repeats: int, warmup: int = 3, inner: int = 1
+) -> dict[str, list[float]]:
+    """Seconds per call of each case: per round, ``inner`` calls of each case back to back
+    (their mean), the cases in a shuffled order."""
     names = list(cases)
     for _ in range(warmup):
         for n in names:
@@ -75,8 +92,9 @@ def interleaved(cases: dict, repeats: int, warmup: int = 3) -> dict[str, list[fl
         rng.shuffle(names)
         for n in names:
             t = time.perf_counter()
-            cases[n]()
-            times[n].append(time.perf_counter() - t)
+            for _ in range(inner):
+                cases[n]()
+            times[n].append((time.perf_counter() - t) / inner)
     return times
 
 
@@ -90,6 +108,20 @@ def summarize(label: str, times: dict[str, list[float]], base: str = "torch") ->
             row[name]["speedup_median"] = statistics.median(ratios)
             row[name]["speedup_of_mins"] = min(times[base]) / min(ts)
     return row
+
+
+def marginal(base: list[float], one: list[float], more: list[float], extra: int) -> dict:
+    """The time of each of ``extra`` more layers, from chains of 1 and 1 + ``extra`` layers
+    timed in the same rounds: what a layer costs when its input is the previous layer's
+    bits (the first layer's float input and the last one's float output cancel out)."""
+    per = [(m - o) / extra for m, o in zip(more, one, strict=True)]
+    med = (statistics.median(more) - statistics.median(one)) / extra
+    low = (min(more) - min(one)) / extra
+    ratios = [b / p for b, p in zip(base, per, strict=True) if p > 0]
+    return {"min_us": low * 1e6, "median_us": med * 1e6,
+            "speedup_median": statistics.median(ratios) if ratios else float("nan"),
+            "speedup_of_mins": min(base) / low if low > 0 else float("nan"),
+            "rounds_positive": len(ratios)}  # fmt: skip
 
 
 def print_row(row: dict) -> None:
@@ -120,10 +152,10 @@ def ov_chain(w0: np.ndarray, x0: np.ndarray, depth: int, threads: int):
     y = x.output(0)
     p = k // 2
     for i in range(depth):
-        if i:  # the plugin fuses this 2-level FakeQuantize: the next layer reads packed bits
-            zero = opset13.constant(np.float32(0.0))
-            y = opset13.fake_quantize(y, zero, zero, opset13.constant(np.float32(-1.0)),
-                                      opset13.constant(np.float32(1.0)), 2).output(0)  # fmt: skip
+        if i:  # sign(s) as bits: a binarization the plugin fuses into the layer before it
+            cut = opset13.constant(np.full((1, cout, 1, 1), -0.5, np.float32))
+            zero, one = (opset13.constant(np.full((1, cout, 1, 1), v, np.float32)) for v in (0, 1))
+            y = opset13.fake_quantize(y, cut, cut, zero, one, 2).output(0)
         w = w0 if i == 0 else rng.random((cout, cout, k, k)) > 0.5
         y = opset1.binary_convolution(y, _u1(w), [1, 1], [p, p], [p, p], [1, 1],
                                       "xnor-popcount", 1.0).output(0)  # fmt: skip
@@ -131,14 +163,18 @@ def ov_chain(w0: np.ndarray, x0: np.ndarray, depth: int, threads: int):
            "PERFORMANCE_HINT": "LATENCY"}  # fmt: skip
     compiled = ov.Core().compile_model(ov.Model([y], [x]), "CPU", cfg)
     req = compiled.create_infer_request()
-    types = {str(n.get_rt_info()["layerType"].astype(str))
-             for n in compiled.get_runtime_model().get_ordered_ops()}  # fmt: skip
-    assert "BinaryConvolution" in types, types
+    info = [n.get_rt_info() for n in compiled.get_runtime_model().get_ordered_ops()]
+    kinds = {str(i["layerType"].astype(str)): str(i["outputPrecisions"].astype(str)) for i in info}
+    assert "BinaryConvolution" in kinds, kinds
+    record_kernels(compiled)
+    assert kinds.get("FakeQuantize", "u1") == "u1", kinds  # the chain passes bits
     xin = np.ascontiguousarray(x0, np.float32)
     return lambda: req.infer({0: xin}), req, xin
 
 
-def layer_case(kind: str, cin: int, cout: int, h: int, repeats: int, threads: int) -> dict:
+def layer_case(
+    kind: str, cin: int, cout: int, h: int, repeats: int, threads: int, inner: int
+) -> dict:
     rng = np.random.default_rng(1)
     if kind == "linear":
         label = f"Linear {cin}→{cout}, batch 1"
@@ -178,17 +214,20 @@ def layer_case(kind: str, cin: int, cout: int, h: int, repeats: int, threads: in
         w4 = (w >= 0).numpy().reshape(cout, cin, *(w.shape[2:] or (1, 1)))
         x4 = x.numpy().reshape(1, cin, *(x.shape[2:] or (1, 1)))
         one, req1, xin = ov_chain(w4, x4, 1, threads)
-        four, _, _ = ov_chain(w4, x4, 4, threads)
+        five, _, _ = ov_chain(w4, x4, 5, threads)
         out = req1.infer({0: xin})[0]  # the OpenVINO layer computes the same integers
         assert np.array_equal(out.reshape(want.shape), want.numpy()), "OpenVINO disagrees"
         cases["ov 1"] = one
-        cases["ov 4"] = four
+        cases["ov 5"] = five
     except ImportError:
         print("openvino is not installed: its cases are skipped")
-    times = interleaved(cases, repeats)
-    if "ov 4" in times:
-        times["ov chain/4"] = [t / 4 for t in times.pop("ov 4")]
+    times = interleaved(cases, repeats, inner=inner)
+    five = times.pop("ov 5", None)
+    if five is not None:
+        times["ov chain/5"] = [t / 5 for t in five]
     row = summarize(label, times)
+    if five is not None:
+        row["ov packed"] = marginal(times["torch"], times["ov 1"], five, 4)
     row["weight_bytes"] = {"float32": w.numel() * 4, "bits": int(ref.words["w"].nbytes)}
     return row
 
@@ -255,7 +294,7 @@ def model_cases(repeats: int, threads: int, batches: tuple[int, ...], n_check: i
 
             cases = {"torch": torch_call, "packed": packed_call}
             if ovm is not None:
-                ovm.request(batch)
+                record_kernels(ovm.request(batch).get_compiled_model())
                 cases["openvino"] = lambda xn=xn: ovm(xn)
             reps = repeats
             times = interleaved(cases, reps, warmup=2)
@@ -271,9 +310,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--inner", type=int, default=10,
+                        help="calls of each engine per round for a layer (their mean)")  # fmt: skip
     parser.add_argument("--check", type=int, default=1000, help="random inputs compared")
     parser.add_argument("--only", choices=("layers", "model"), default=None)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--isa", choices=("native", "avx2"), default="native",
+                        help="avx2: cap the libraries at AVX2 (read at import)")  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
@@ -286,7 +329,7 @@ def main() -> None:
     if args.only in (None, "layers"):
         for kind, cin, cout, h in [("linear", 4096, 4096, 1), ("conv", 256, 256, 14),
                                    ("conv", 64, 64, 56)]:  # fmt: skip
-            rows.append(layer_case(kind, cin, cout, h, args.repeats, args.threads))
+            rows.append(layer_case(kind, cin, cout, h, args.repeats, args.threads, args.inner))
             print_row(rows[-1])
             print(f"  weights: {rows[-1]['weight_bytes']}")
     if args.only in (None, "model"):
@@ -296,9 +339,12 @@ def main() -> None:
         print(f"  sizes: {rows[-1]['sizes']}")
         print(f"  prediction agreement with the hardened model: "
               f"{rows[-1]['agreement_on_random_inputs']}")  # fmt: skip
+    print(f"\nISA cap: {args.isa}; torch: {torch.backends.cpu.get_cpu_capability()}; "
+          f"OpenVINO BinaryConvolution kernels: {sorted(KERNELS) or '?'}")  # fmt: skip
     print(f"\nload after: {load()}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"cpu": cpu_flags(), "rows": rows}, indent=2))
+        info = {"cpu": cpu_flags(), "isa": args.isa, "kernels": sorted(KERNELS), "rows": rows}
+        Path(args.json).write_text(json.dumps(info, indent=2))
 
 
 if __name__ == "__main__":

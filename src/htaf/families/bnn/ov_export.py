@@ -10,10 +10,10 @@ Built from :class:`~htaf.families.bnn.packed.PackedModel`'s plan, step for step:
   the integer pre-activation s as float32, exact (|s| < 2^24);
 * the sign in front of it is ``Select(x >= 0, 1, −1)`` (``sign(0) = +1`` as the hard forward;
   a FakeQuantize would send 0 to −1);
-* a folded BatchNorm is a 2-level ``FakeQuantize`` per channel at the integer threshold
-  (``u >= t`` is ``u > t − 1/4`` for an integer u), which the CPU plugin fuses into
-  binarization, so the next
-  binary layer reads bits;
+* a folded BatchNorm is a 2-level ``FakeQuantize`` per channel with one cut at the integer
+  threshold (``u >= t`` is ``u > t − 1/2`` for an integer u) and outputs 0/1 (a 0 is −1 to
+  ``BinaryConvolution``); the CPU plugin fuses it into a ``BinaryConvolution`` right before
+  it, which then writes bits that the next binary layer reads;
 * everything else (the full-precision first and last layers, unfolded BatchNorm, pooling) is
   an ordinary op.
 
@@ -59,28 +59,46 @@ def _u1(bits: np.ndarray) -> Any:
     return ov.op.Constant(t)
 
 
-def openvino_model(packed: PackedModel, *, batch: int = 1, preactivations: bool = False) -> Any:
+def openvino_model(packed: PackedModel, *, batch: int = 1, upto: str | None = None) -> Any:
     """The ``openvino.Model`` of ``packed`` for batches of ``batch`` (the CPU plugin's
     ``BinaryConvolution`` takes static shapes only; ``model.reshape`` changes it).
-    ``preactivations``: also output each binary layer's integer pre-activations, named
-    ``pre:LAYER``."""
+    ``upto``: the model up to binary layer ``upto``, whose output is that layer's integer
+    pre-activation (one model per layer: the plugin corrupts memory when a
+    ``BinaryConvolution`` feeding the next one's bits is also a model output)."""
     ov = _ov()
     from openvino import opset1, opset8, opset13
 
     x = opset13.parameter([batch, *packed.input_shape], np.float32, name="input")
     builder = _Builder(packed, opset1, opset8, opset13)
     state: tuple[str, Any] = ("float", x.output(0))
-    for step in packed.steps:
-        state = builder.run(step, state)
-    logits = state[1]
-    outputs = [logits]
-    if preactivations:
-        outputs += list(builder.pre.values())
-    model = ov.Model(outputs, [x], "htaf_bnn")
+    for i, step in enumerate(packed.steps):
+        state = builder.run(step, state, _binary_reader(packed.steps[i + 1 :]))
+        if upto is not None and step.get("name") == upto:
+            if upto not in builder.pre:
+                raise ValueError(f"layer {upto!r} is not a binary layer on binary inputs")
+            pre = _squeezed(builder.pre[upto], opset13, step["op"] == "linear")
+            model = ov.Model([pre], [x], "htaf_bnn")
+            model.outputs[0].get_tensor().set_names({f"pre:{upto}"})
+            return model
+    if upto is not None:
+        raise ValueError(f"no layer {upto!r} in {packed.path}")
+    last = next(s["op"] for s in reversed(packed.steps) if s["op"] in ("conv", "linear"))
+    model = ov.Model([_squeezed(state[1], opset13, last == "linear")], [x], "htaf_bnn")
     model.outputs[0].get_tensor().set_names({"logits"})
-    for name, out in zip(builder.pre, model.outputs[1:] if preactivations else [], strict=False):
-        out.get_tensor().set_names({f"pre:{name}"})
     return model
+
+
+def _squeezed(y: Any, ops: Any, linear: bool) -> Any:
+    """A linear layer's (N, C, 1, 1) as (N, C); other outputs as they are."""
+    if not linear or y.get_partial_shape().rank.get_length() != 4:
+        return y
+    return ops.squeeze(y, ops.constant(np.array([2, 3], np.int64))).output(0)
+
+
+def _binary_reader(rest: list[dict[str, Any]]) -> bool:
+    """Whether the next layer in ``rest`` is a binary layer on binary inputs."""
+    layer = next((s for s in rest if s["op"] in ("conv", "linear")), None)
+    return layer is not None and bool(layer["binary"] and layer["binary_input"])
 
 
 class _Builder:
@@ -94,7 +112,9 @@ class _Builder:
     def channel(self, value: Any, rank: int) -> Any:
         return self.const(np.asarray(value, np.float32).reshape((1, -1) + (1,) * (rank - 2)))
 
-    def run(self, step: dict[str, Any], state: tuple[str, Any]) -> tuple[str, Any]:
+    def run(
+        self, step: dict[str, Any], state: tuple[str, Any], binary_reader: bool = True
+    ) -> tuple[str, Any]:
         op, path = step["op"], step["path"]
         t = self.p.tensors
         rank = state[1].get_partial_shape().rank.get_length()
@@ -107,7 +127,8 @@ class _Builder:
             return (state[0], pool.output(0), *state[2:])
         if op == "bn":
             if step.get("folded") and state[0] == "int":
-                return ("bits", self.binarize(state[1], state[2], rank))
+                u = self.binarize(state[1], state[2], rank, bits=binary_reader)
+                return ("bits" if binary_reader else "float", u)
             var = t[step["var"]].numpy().astype(np.float32)
             a = t[f"{path}.weight"].numpy() / np.sqrt(var + np.float32(step["eps"]))
             b = t[f"{path}.bias"].numpy() - t[step["mean"]].numpy() * a
@@ -121,34 +142,44 @@ class _Builder:
     def float(self, state: tuple[str, Any]) -> Any:
         if state[0] == "int":
             raise ValueError("the plan applies a float op to unfolded integer values")
+        if state[0] == "bits":  # 0/1 -> -1/+1
+            return self.ops.subtract(self.ops.multiply(state[1], self.const(2.0)),
+                                     self.const(1.0)).output(0)  # fmt: skip
         return state[1]
 
-    def binarize(self, u: Any, path: str, rank: int) -> Any:
-        """``direction·(u − threshold) >= 0`` as ±1: a per-channel 2-level FakeQuantize."""
+    def binarize(self, u: Any, path: str, rank: int, bits: bool = True) -> Any:
+        """``direction·(u − threshold) >= 0`` as a bit (or, not ``bits``, as ±1): a per-channel
+        2-level FakeQuantize."""
         t = self.p.tensors
         d = t[f"{path}.direction"].numpy().astype(np.float32)
         th = t[f"{path}.threshold"].numpy().astype(np.float32)
-        # u is an integer: no u falls inside (lo, hi], so no rounding decides a bit
-        lo = np.where(d > 0, th - 0.75, th + 0.25)
-        hi = lo + np.float32(0.5)
-        low, high = np.where(d > 0, -1.0, 1.0), np.where(d > 0, 1.0, -1.0)
+        # The plugin fuses a FakeQuantize into the BinaryConvolution before it (which then
+        # writes bits) only when it is a binarization: one cut, outputs 0 or 1. The bit is
+        # u > cut; u is an integer, so cut = threshold ∓ 1/2 decides no bit by rounding.
+        # A float reader gets ±1 from a ramp over (lo, lo + 1/2] that holds no integer (the
+        # plugin's rewrite of a one-cut FakeQuantize with outputs ±1 gave wrong values).
+        lo = np.where(d > 0, th - 0.5, th + 0.5) - (0.0 if bits else 0.25)
+        hi = lo + (0.0 if bits else 0.5)
+        off = 0.0 if bits else -1.0
+        low, high = np.where(d > 0, off, 1.0), np.where(d > 0, 1.0, off)
         return self.ops.fake_quantize(
             u, self.channel(lo, rank), self.channel(hi, rank), self.channel(low, rank),
             self.channel(high, rank), 2,
         ).output(0)  # fmt: skip
 
-    def signs(self, state: tuple[str, Any]) -> Any:
+    def signs(self, state: tuple[str, Any], binary: bool) -> Any:
+        """±1 of the state; for a ``binary`` (BinaryConvolution) reader, bits pass as 0/1."""
         if state[0] == "bits":
-            return state[1]
+            return state[1] if binary else self.float(state)
         x = self.float(state)
         one, minus = self.const(1.0), self.const(-1.0)
         return self.ops.select(self.ops.greater_equal(x, self.const(0.0)), one, minus).output(0)
 
     def quant(self, step: dict[str, Any], state: tuple[str, Any]) -> tuple[str, Any]:
         path, t = step["path"], self.p.tensors
-        x = self.signs(state) if step["binary_input"] else self.float(state)
+        x = self.signs(state, step["binary"]) if step["binary_input"] else self.float(state)
         linear = step["op"] == "linear"
-        if linear:  # (N, C) -> (N, C, 1, 1): a 1×1 convolution
+        if linear and x.get_partial_shape().rank.get_length() == 2:  # a 1×1 convolution
             x = self.ops.unsqueeze(x, self.ops.constant(np.array([2, 3], np.int64))).output(0)
         w = t[f"{path}.weight"].numpy()
         if linear:
@@ -169,9 +200,8 @@ class _Builder:
                 x = self.ops.pad(x, lo, hi, "constant", value).output(0)
                 begin, end = [0, 0], [0, 0]
             y = self.ops.convolution(x, self.const(w), stride, begin, end, [1, 1]).output(0)
-        if linear:
-            y = self.ops.squeeze(y, self.ops.constant(np.array([2, 3], np.int64))).output(0)
-        rank = 2 if linear else 4
+        # a linear layer's output stays (N, C, 1, 1): the plugin binarizes rank 4 only
+        rank = 4
         if step["binary"] and step["binary_input"]:
             self.pre[step["name"]] = y
             if "fold" in step:
