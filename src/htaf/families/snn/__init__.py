@@ -1,9 +1,10 @@
 """Spiking Neural Networks: LIF neurons whose spikes are steps, trained through an estimator.
 
-In training a neuron's spike is the estimator applied to ``v - θ``: with HTAF in smooth mode
-this is the paper's surrogate-free training, with a surrogate (atan, fast_sigmoid...) in hard
-mode the usual surrogate-gradient training. Evaluation reports both forwards; ``*_hard`` is
-the network with exact spikes ``1{v >= θ}``.
+In training a neuron's spike is the estimator applied to ``v - θ``. The family trains on exact
+spikes ``1{v >= θ}`` with the estimator's rule as the backward (``model.train_spikes =
+"exact"``, :data:`TRAIN_SPIKES` says why); ``"estimator"`` keeps each estimator's own forward,
+HTAF's smooth one being the paper's surrogate-free training. Evaluation reports both forwards;
+``*_hard`` is the network with exact spikes.
 
     htaf compare --family snn                                # spiking MLP on digits_images
     htaf train --config run.toml --set family=snn --set model.arch=cnn --set model.T=4
