@@ -83,3 +83,17 @@ def test_a_run_saved_before_the_option_is_rebuilt_as_it_trained():
     saved = dataclasses.asdict(model_options("snn", {}))
     new = run_folder.with_legacy_options(snn_config(), saved)
     assert "train_spikes" not in new.model  # saved with the option: the default applies
+
+
+def test_a_run_records_train_spikes_and_reloads_as_it_trained(tmp_path, monkeypatch, digits):
+    import htaf
+    from htaf.train.run import run_one
+
+    monkeypatch.setattr(run_folder, "load_dataset", lambda c: digits)
+    config = dataclasses.replace(snn_config(), seed=0)
+    record = run_one(config, out_dir=tmp_path / "run", progress=False)
+    assert record["metrics"]["test_accuracy_hard"] >= 0  # both forwards evaluated
+    assert "test_accuracy_smooth" in record["metrics"]
+    run = htaf.load_run(tmp_path / "run", dataset=digits)
+    assert run.options.train_spikes == "exact"
+    assert [e.training_mode for e in estimators_in(run.model(hard=False))] == ["hard"]
