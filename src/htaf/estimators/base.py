@@ -80,7 +80,14 @@ class Estimator(nn.Module):
     #: spaces and is not rescaled by the map between them (see the module docstring).
     space_independent: ClassVar[bool] = False
 
-    def __init__(self, *, mode: Mode | None = None, signed: bool = False, **params: float):
+    def __init__(
+        self,
+        *,
+        mode: Mode | None = None,
+        signed: bool = False,
+        training_mode: Mode | None = None,
+        **params: float,
+    ):
         super().__init__()
         unknown = set(params) - set(self.defaults)
         if unknown:
@@ -92,6 +99,7 @@ class Estimator(nn.Module):
         for key, default in self.defaults.items():
             setattr(self, key, check_param(params.get(key, default), key))
         self.mode = mode or self.default_mode
+        self.training_mode = training_mode or self.default_mode
         self.signed = bool(signed)
 
     # -- mode ---------------------------------------------------------------------------------
@@ -104,6 +112,20 @@ class Estimator(nn.Module):
         if value not in MODES:
             raise ValueError(f"mode must be 'smooth' or 'hard', got {value!r}")
         self._mode = value
+
+    @property
+    def training_mode(self) -> Mode:
+        """The forward the trainer runs this estimator in: the class's ``default_mode`` unless
+        the model's builder chose otherwise (the SNN family trains HTAF on exact spikes, since a
+        spike also resets the neuron's state). ``mode`` is the forward *now*; evaluation
+        switches it and restores it."""
+        return self._training_mode
+
+    @training_mode.setter
+    def training_mode(self, value: str) -> None:
+        if value not in MODES:
+            raise ValueError(f"training_mode must be 'smooth' or 'hard', got {value!r}")
+        self._training_mode = value
 
     @property
     def params(self) -> dict[str, float]:

@@ -135,9 +135,10 @@ class Trainer:
         if config.patience < 0:
             raise ConfigError(f"config key 'patience' must be >= 0, got {config.patience!r}")
 
-        # Train every estimator in its default forward (HTAF smooth, STE/surrogates hard).
+        # Train every estimator in its training forward: its class default (HTAF smooth,
+        # STE/surrogates hard) unless the model's builder chose another (Estimator.training_mode).
         for est in estimators_in(model):
-            est.mode = type(est).default_mode
+            est.mode = est.training_mode
         model.to(self.device)
         self.loss = loss_fn(self.task)
         #: What the model offers beyond its forward (htaf.families.hooks): called only here.

@@ -1,9 +1,10 @@
 """Spiking Neural Networks: LIF neurons whose spikes are steps, trained through an estimator.
 
-In training a neuron's spike is the estimator applied to ``v - θ``: with HTAF in smooth mode
-this is the paper's surrogate-free training, with a surrogate (atan, fast_sigmoid...) in hard
-mode the usual surrogate-gradient training. Evaluation reports both forwards; ``*_hard`` is
-the network with exact spikes ``1{v >= θ}``.
+In training a neuron's spike is the estimator applied to ``v - θ``. The family trains on exact
+spikes ``1{v >= θ}`` with the estimator's rule as the backward (``model.train_spikes =
+"exact"``, :data:`TRAIN_SPIKES` says why); ``"estimator"`` keeps each estimator's own forward,
+HTAF's smooth one being the paper's surrogate-free training. Evaluation reports both forwards;
+``*_hard`` is the network with exact spikes.
 
     htaf compare --family snn                                # spiking MLP on digits_images
     htaf train --config run.toml --set family=snn --set model.arch=cnn --set model.T=4
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from htaf.config import ConfigError
+from htaf.estimators import estimators_in
 from htaf.families import DataSpec, Family
 from htaf.families.snn.functional import DETACH_RESET, beta_from_tau, check_beta, check_decay
 from htaf.families.snn.fused import kernel_available
@@ -63,6 +65,9 @@ class SNNOptions:
     detach_reset: bool = DETACH_RESET  # True: the spike leaves the reset's gradient
     decay_input: bool = False
     checkpoint_steps: int = 0  # gradient checkpointing over time chunks of this many steps
+    #: "exact": neurons fire exact spikes in training too, the estimator's rule as backward;
+    #: "estimator": each estimator's own training forward (HTAF's smooth one). See TRAIN_SPIKES.
+    train_spikes: Literal["exact", "estimator"] = "exact"
 
     def check(self) -> None:
         if self.T < 1:
@@ -103,6 +108,15 @@ class SNNOptions:
 
 RATE_CODES = ("poisson", "latency")
 
+TRAIN_SPIKES = ("exact", "estimator")
+"""``model.train_spikes``. A spike is also the neuron's reset, so a smooth spike changes the
+membrane that every later step starts from: trained through HTAF's smooth forward the network
+learns a trajectory that its exact spikes do not follow, and the gap grows step by step (the
+README's event data section measures it). ``"exact"`` (default) trains on the spikes the network
+is judged on, with HTAF's calibrated derivative as the backward, as a BNN quantizer slot does
+for its BatchNorm statistics; ``"estimator"`` keeps the paper's surrogate-free smooth forward.
+Surrogates (atan, fast_sigmoid...) train on exact spikes either way."""
+
 
 def _neuron_extra(options: SNNOptions) -> dict[str, float]:
     """The options of ``options.neuron`` beyond LIF's."""
@@ -131,14 +145,24 @@ def build(
         extra=_neuron_extra(options),
     )  # fmt: skip
     if spec.kind == "sequence":  # event data: already spike trains (B, T, ...); no encoder
-        return build_events(options, spec, neuron)
-    return build_network(
+        return exact_spikes(build_events(options, spec, neuron), options.train_spikes)
+    net = build_network(
         options.arch, spec.input_shape, spec.n_out, neuron, widths=options.widths,
         channels=options.channels, blocks=options.blocks, connect=options.connect,
         steps=options.T, encoder=options.encoder, decoder=options.decoder,
         normalize=spec.normalize, clamp=rng is not None and rng[0] >= 0 and rng[1] <= 1,
         checkpoint_steps=options.checkpoint_steps,
     )  # fmt: skip
+    return exact_spikes(net, options.train_spikes)
+
+
+def exact_spikes(net: SpikingNetwork, train_spikes: str) -> SpikingNetwork:
+    """``net`` with every spike estimator training on exact spikes when ``train_spikes`` is
+    ``"exact"`` (:data:`TRAIN_SPIKES`); unchanged for ``"estimator"``."""
+    if train_spikes == "exact":
+        for est in estimators_in(net):
+            est.mode = est.training_mode = "hard"
+    return net
 
 
 def build_events(options: SNNOptions, spec: DataSpec, neuron: NeuronSpec) -> SpikingNetwork:
@@ -165,4 +189,5 @@ FAMILY = Family(
     kinds=("image", "sequence"),  # sequence: event data, time first (.events)
     compare={"dataset": "digits_images", "epochs": 15, "lr": 5e-3, "batch_size": 64},
     estimators=("htaf", "atan", "fast_sigmoid", "sigmoid_surrogate", "triangle", "relu"),
+    legacy_options={"train_spikes": "estimator"},  # runs saved before it trained HTAF smooth
 )
