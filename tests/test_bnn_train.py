@@ -346,3 +346,19 @@ def test_a_run_saved_before_pad_value_is_rebuilt_with_zero_padding(tmp_path):
     saved["model"] = {"pad_value": -1.0}  # what the user set wins
     (tmp_path / "config.json").write_text(json.dumps(saved))
     assert read_config(tmp_path).model == {"pad_value": -1.0}
+
+
+@pytest.mark.parametrize(("spec", "mode"), [("htaf", "hard"), ("htaf(0.25,11)", "smooth")])
+def test_the_trainer_trains_bare_htaf_quantizers_hard_and_explicit_specs_smooth(digits, spec, mode):
+    from htaf.estimators import estimators_in
+    from htaf.families import build_model
+    from htaf.train.engine import Trainer
+
+    config = RunConfig(family="bnn", dataset="digits_images", estimator=spec, epochs=1,
+                       batch_size=64, model={"arch": "small_cnn"})  # fmt: skip
+    model = build_model(config, digits)
+    for est in estimators_in(model):
+        est.mode = "smooth" if mode == "hard" else "hard"  # as an evaluation may leave it
+    Trainer(model, digits, config, progress=False)
+    quantizers = [e for e in estimators_in(model) if not getattr(e, "quantizes_weights", False)]
+    assert quantizers and {e.mode for e in quantizers} == {mode}

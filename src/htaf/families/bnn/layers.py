@@ -61,7 +61,7 @@ QuantizerSpec = str | Estimator | None
 
 
 #: What bare ``"htaf"`` means in a quantizer slot (see the module doc).
-HTAF_QUANTIZER: dict[str, Any] = {"live": 0.9, "mode": "hard"}
+HTAF_QUANTIZER: dict[str, Any] = {"live": 0.9, "mode": "hard", "training_mode": "hard"}
 
 
 class QuantizerError(ValueError):
