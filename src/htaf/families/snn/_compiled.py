@@ -197,13 +197,20 @@ def neuron_sequence(
         x = x.float()
     if not takes(x, est):
         return None
+    order = fused.dense_order(x, 0 if const else 1)  # channels-last: as the eager path
+    state_order = None
+    if order is not None:
+        state_order = order if const else [d - 1 for d in order[1:]]
+        x = x.permute(order)
+        v0 = v0.permute(state_order) if v0 is not None else None
+        shape = tuple(x.shape) if const else tuple(x.shape[1:])
     m = 1
     for d in shape:
         m *= d
     flat = x.reshape((m,) if const else (steps, m))
     v_flat = v0.reshape(m).to(flat.dtype) if v0 is not None else None
     s, h, v, respike = run(fused._Neuron(p, est, True), flat, steps, const, v_flat, beta)
-    s, h, v = s.reshape(steps, *shape), h.reshape(steps, *shape), v.reshape(shape)
+    s, h, v = fused.unflatten_state(s, h, v, steps, shape, state_order)
     return fused.NeuronSequence(s.to(dtype), h.to(dtype), v.to(dtype), respike=respike)
 
 
@@ -236,6 +243,10 @@ def run(
     threshold = n.p.threshold
 
     def respike(hh: Tensor) -> Tensor:
+        order = fused.dense_order(hh)  # elementwise: in memory order, as the eager path
+        if order is not None:
+            out = fire(hh.permute(order), threshold, f_kind, f0, f1)
+            return out.permute(fused.inverse_order(order))
         return fire(hh, threshold, f_kind, f0, f1)
 
     return s, h, v, respike

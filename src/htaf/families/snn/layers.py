@@ -35,7 +35,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from htaf.families.snn.fused import NeuronSequence, pack_bits, unpack_bits
+from htaf.families.snn.fused import (
+    NeuronSequence,
+    dense_order,
+    inverse_order,
+    pack_bits,
+    unpack_bits,
+)
 
 __all__ = ["SpikeTrain", "spike_conv_bn", "spike_linear", "spike_max_pool"]
 
@@ -91,8 +97,13 @@ def _compiled_bits(x: Tensor) -> Any:
     return _compiled if _compiled.bits_take(x) else None
 
 
-def _keep(x: Tensor, store: str) -> Tensor:
+def _keep(ctx: Any, x: Tensor, store: str) -> Tensor:
+    """``x`` as ``store`` says; sets ``ctx.order``, the memory order bits are packed in."""
+    ctx.order = None
     if store == "bits":
+        # packed as the values lie in memory (channels-last), so that they unpack to that layout
+        ctx.order = dense_order(x)
+        x = x.permute(ctx.order) if ctx.order is not None else x
         ops = _compiled_bits(x)
         return ops.pack_bits(x) if ops is not None else pack_bits(x)
     if store == "uint8":
@@ -101,14 +112,18 @@ def _keep(x: Tensor, store: str) -> Tensor:
 
 
 def _restore(kept: Tensor, ctx: Any) -> Tensor:
-    """The float input that :func:`_keep` kept (``ctx``: store, shape, dtype, respike)."""
+    """The float input that :func:`_keep` kept (``ctx``: store, shape, dtype, respike, order)."""
     if ctx.store == "membrane":
         return ctx.respike(kept).reshape(ctx.shape)
     if ctx.store == "bits":
+        order = ctx.order
+        shape = ctx.shape if order is None else tuple(ctx.shape[d] for d in order)
         ops = _compiled_bits(torch.empty(0, dtype=ctx.dtype, device=kept.device))
         if ops is not None:
-            return ops.unpack_bits(kept, list(ctx.shape), ctx.dtype)
-        return unpack_bits(kept, ctx.shape, ctx.dtype)
+            x = ops.unpack_bits(kept, list(shape), ctx.dtype)
+        else:
+            x = unpack_bits(kept, shape, ctx.dtype)
+        return x if order is None else x.permute(inverse_order(order))
     if ctx.store == "uint8":
         return kept.to(ctx.dtype)
     return kept
@@ -123,7 +138,7 @@ class _SpikeLinear(torch.autograd.Function):
         ctx.store, ctx.shape, ctx.dtype = store, tuple(x.shape), x.dtype
         ctx.has_bias = bias is not None
         ctx.respike = respike
-        ctx.save_for_backward(weight, membrane if store == "membrane" else _keep(x, store))
+        ctx.save_for_backward(weight, membrane if store == "membrane" else _keep(ctx, x, store))
         return F.linear(x, weight, bias)
 
     @staticmethod
@@ -169,7 +184,7 @@ class _SpikeConvBN(torch.autograd.Function):
         ctx.conv = conv
         # Running statistics change in place at every training forward: only eval reads them.
         ctx.bn = (None, None, True, eps) if training else (running_mean, running_var, False, eps)
-        kept = membrane if store == "membrane" else _keep(x, store)
+        kept = membrane if store == "membrane" else _keep(ctx, x, store)
         ctx.save_for_backward(weight, gamma, kept, mean, invstd)
         return out
 
@@ -182,7 +197,8 @@ class _SpikeConvBN(torch.autograd.Function):
         x = _restore(kept, ctx)
         y = F.conv2d(x, weight, None, stride, padding, dilation, groups)  # recomputed: cheap
         gy, ggamma, gbeta = torch.ops.aten.native_batch_norm_backward(
-            grad.contiguous(), y, gamma, running_mean, running_var, mean, invstd, training, eps,
+            grad.contiguous(memory_format=_memory_format(y)), y, gamma, running_mean, running_var,
+            mean, invstd, training, eps,
             [need[0] or need[1], need[2], need[3]],
         )  # fmt: skip
         gx = gw = None
@@ -192,6 +208,23 @@ class _SpikeConvBN(torch.autograd.Function):
                 groups, [need[0], need[1], False],
             )  # fmt: skip
         return gx, gw, ggamma, gbeta, None, None, None, None, None
+
+
+def _memory_format(x: Tensor) -> torch.memory_format:
+    cl = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+    return torch.channels_last if cl and not x.is_contiguous() else torch.contiguous_format
+
+
+def channels_last(x: Tensor) -> Tensor:
+    """A ``(N, C, H, W)`` CPU tensor in channels-last memory (a copy unless it is already).
+
+    On the CPU, oneDNN's convolutions, BatchNorm and max pooling run much faster on
+    channels-last activations than on the standard layout (the 3-channel input convolution
+    most), and the neurons between them run on either layout in place (``fused.dense_order``),
+    so the conv stacks keep channels-last from their first convolution on."""
+    if x.dim() != 4 or x.device.type != "cpu":
+        return x
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 def _bn_arguments(bn: nn.BatchNorm2d) -> tuple:
@@ -223,7 +256,7 @@ def spike_conv_bn(inp: SpikeTrain, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> Tenso
     or ``(B, C, H, W)`` for a constant train (computed once); keeps the input as the module doc
     says and nothing else. Any other conv (with a bias, padding by name, non-zero padding
     mode) or BatchNorm without affine parameters runs the modules as they are."""
-    x = inp.values if inp.constant else inp.values.flatten(0, 1)
+    x = channels_last(inp.values if inp.constant else inp.values.flatten(0, 1))
     if not torch.is_grad_enabled() or not _fused_conv(conv, bn):
         y = bn(conv(x))
     else:
@@ -242,7 +275,7 @@ class _SpikeMaxPool(torch.autograd.Function):
         ctx.store, ctx.shape, ctx.dtype, ctx.respike, ctx.pool = (
             store, tuple(x.shape), x.dtype, respike, pool
         )  # fmt: skip
-        ctx.save_for_backward(membrane if store == "membrane" else _keep(x, store))
+        ctx.save_for_backward(membrane if store == "membrane" else _keep(ctx, x, store))
         return F.max_pool2d(x, *pool)
 
     @staticmethod
