@@ -197,3 +197,30 @@ def test_neurons_on_channels_last_input_equal_the_standard_layout(const, backend
         results.append((seq.spikes, seq.membrane, seq.v, xi.grad, vi.grad))
     for a, b in zip(*results, strict=True):
         assert a.shape == b.shape and torch.allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("pool", [nn.MaxPool2d(2), nn.MaxPool2d(3, 2, padding=1)])
+def test_max_pool_keeps_int32_positions_and_gives_the_modules_gradients(layout, pool):
+    from htaf.families.snn.layers import spike_max_pool
+
+    gen = torch.Generator().manual_seed(0)
+    # 0/1 spikes: most windows hold ties, which must go where ATen sends them (the first maximum)
+    x = (torch.rand(2, 3, 2, 7, 6, generator=gen, dtype=torch.float64) < 0.4).double()
+    x = x.flatten(0, 1).contiguous(memory_format=layout).unflatten(0, (2, 3))
+    g = torch.randn(pool(x.flatten(0, 1)).unflatten(0, (2, 3)).shape, generator=gen,
+                    dtype=torch.float64)  # fmt: skip
+    ours, theirs = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    kept = []
+
+    def pack(t):
+        kept.append(t)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = spike_max_pool(SpikeTrain(ours, 2, binary=True), pool).values
+    assert [t.dtype for t in kept] == [torch.int32]
+    (out * g).sum().backward()
+    ref = pool(theirs.flatten(0, 1)).unflatten(0, (2, 3))
+    (ref * g).sum().backward()
+    assert torch.equal(out, ref) and torch.equal(ours.grad, theirs.grad)

@@ -19,8 +19,10 @@ it keeps the conv's input as above and nothing else (no float input, no conv out
 BatchNorm); the backward recomputes the convolution from it (one more conv forward, the cheap
 part of a conv's backward) and then runs ATen's own BatchNorm and convolution backward on the
 same operands, so the gradients are those of ``bn(conv(x))`` to float rounding.
-:func:`spike_max_pool` pools spikes and keeps nothing: its backward pools the recomputed input
-again to find the maxima (which ATen otherwise keeps as int64 indices next to the float input).
+:func:`spike_max_pool` keeps only where the maxima were, as int32 (ATen keeps int64 indices
+next to the float input); its backward scatters the gradient there. (Pooling the recomputed
+input again in the backward would keep nothing, but costs the input's recomputation and a
+second pooling: more time than a quarter of the input's float32 bytes are worth.)
 
 A :class:`SpikeTrain` carries the values between layers together with that knowledge.
 """
@@ -267,29 +269,34 @@ def spike_conv_bn(inp: SpikeTrain, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> Tenso
 
 
 class _SpikeMaxPool(torch.autograd.Function):
+    """Max pooling that keeps only where each maximum was, as int32 (ATen keeps int64
+    indices next to the float input); the backward scatters the gradient there, without
+    recomputing the input and the pooling."""
+
     @staticmethod
-    def forward(
-        ctx: Any, x: Tensor, membrane: Tensor | None, store: str, respike: Callable | None,
-        pool: tuple,
-    ) -> Tensor:  # fmt: skip
-        ctx.store, ctx.shape, ctx.dtype, ctx.respike, ctx.pool = (
-            store, tuple(x.shape), x.dtype, respike, pool
-        )  # fmt: skip
-        ctx.save_for_backward(membrane if store == "membrane" else _keep(ctx, x, store))
-        return F.max_pool2d(x, *pool)
+    def forward(ctx: Any, x: Tensor, pool: tuple) -> Tensor:
+        y, where = F.max_pool2d(x, *pool, return_indices=True)
+        small = x.shape[-2] * x.shape[-1] < 2**31  # flat indices into one (H, W) plane
+        ctx.shape, ctx.format, ctx.pool = tuple(x.shape), _memory_format(x), pool
+        ctx.save_for_backward(where.to(torch.int32) if small else where)
+        return y
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple:
-        (kept,) = ctx.saved_tensors
-        x = _restore(kept, ctx)
-        _, where = F.max_pool2d(x, *ctx.pool, return_indices=True)  # the maxima again
-        gx = torch.ops.aten.max_pool2d_with_indices_backward(grad, x, *ctx.pool, where)
-        return gx, None, None, None, None
+        (where,) = ctx.saved_tensors
+        # ATen's backward reads the input's shape and layout only: an uninitialised stand-in
+        like = torch.empty(
+            ctx.shape, dtype=grad.dtype, device=grad.device, memory_format=ctx.format
+        )
+        gx = torch.ops.aten.max_pool2d_with_indices_backward(
+            grad, like, *ctx.pool, where.to(torch.int64)
+        )
+        return gx, None
 
 
 def spike_max_pool(inp: SpikeTrain, pool: nn.MaxPool2d) -> SpikeTrain:
-    """``pool`` at every step of a ``(T, B, C, H, W)`` train, keeping nothing new for the
-    backward unless the input is neither spikes of a neuron layer nor integer-valued."""
+    """``pool`` at every step of a ``(T, B, C, H, W)`` train, keeping only the int32 positions
+    of the maxima for the backward."""
     x = inp.values.flatten(0, 1)
     if not torch.is_grad_enabled() or not x.requires_grad:
         y = pool(x)
@@ -298,6 +305,6 @@ def spike_max_pool(inp: SpikeTrain, pool: nn.MaxPool2d) -> SpikeTrain:
         stride = pool.stride if pool.stride is not None else pool.kernel_size
         layout = (pair(pool.kernel_size), pair(stride), pair(pool.padding), pair(pool.dilation),
                   pool.ceil_mode)  # fmt: skip
-        y = _SpikeMaxPool.apply(x, inp.membrane, _store(inp), inp.respike, layout)
+        y = _SpikeMaxPool.apply(x, layout)
     values = y.unflatten(0, inp.values.shape[:2])
     return SpikeTrain(values, inp.steps, binary=inp.binary, levels=inp.levels)
