@@ -163,18 +163,18 @@ def _ptr(t: Tensor | None) -> int | None:
 
 
 def dense_order(x: Tensor, first: int = 0) -> list[int] | None:
-    """The permutation ``order`` (dims before ``first`` kept in place) for which
-    ``x.permute(order)`` is contiguous, when ``x`` is dense in another memory order (a
-    channels-last activation); None when ``x`` is contiguous or not dense in any order.
+    """The permutation ``order`` for which ``x.permute(order)`` is contiguous when ``x`` (at
+    least ``first + 3`` dims) holds channels-last activations: its last three dims
+    ``(C, H, W)`` lie in memory as ``(H, W, C)``; None for any other tensor.
 
     The neuron is elementwise, so it runs on the memory as it lies: a channels-last layer is
     neither copied to the standard layout and back nor handed on in a layout its next
-    convolution would convert again."""
-    if x.is_contiguous() or x.dim() - first < 2:
+    convolution would convert again. (Only this one order is tried, with no sort of the
+    strides: dynamo cannot sort symbolic strides.)"""
+    d = x.dim()
+    if d - first < 3 or x.is_contiguous():
         return None
-    strides = x.stride()
-    rest = sorted(range(first, x.dim()), key=lambda d: -strides[d])
-    order = [*range(first), *rest]
+    order = [*range(d - 3), d - 2, d - 1, d - 3]
     return order if x.permute(order).is_contiguous() else None
 
 
