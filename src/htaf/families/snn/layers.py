@@ -99,6 +99,16 @@ def _compiled_bits(x: Tensor) -> Any:
     return _compiled if _compiled.bits_take(x) else None
 
 
+def _compiled_layers(x: Tensor) -> Any:
+    """The Conv->BN and pooling operators under dynamo (None elsewhere): inductor's own code
+    for BatchNorm and pooling is slower than ATen's on channels-last activations."""
+    if not torch.compiler.is_compiling():
+        return None
+    from htaf.families.snn import _compiled
+
+    return _compiled if _compiled.layers_take(x) else None
+
+
 def _keep(ctx: Any, x: Tensor, store: str) -> Tensor:
     """``x`` as ``store`` says; sets ``ctx.order``, the memory order bits are packed in."""
     ctx.order = None
@@ -178,10 +188,20 @@ class _SpikeConvBN(torch.autograd.Function):
     ) -> Tensor:  # fmt: skip
         stride, padding, dilation, groups = conv
         running_mean, running_var, training, momentum, eps = bn
-        y = F.conv2d(x, weight, None, stride, padding, dilation, groups)
-        out, mean, invstd = torch.native_batch_norm(
-            y, gamma, beta, running_mean, running_var, training, momentum, eps
-        )
+        ops = _compiled_layers(x)
+        if ops is not None:
+            out, mean, invstd, rm, rv = ops.conv_bn(
+                x, weight, gamma, beta, running_mean, running_var, training, momentum, eps,
+                list(stride), list(padding), list(dilation), groups,
+            )  # fmt: skip
+            if training and running_mean is not None and running_var is not None:
+                running_mean.copy_(rm)
+                running_var.copy_(rv)
+        else:
+            y = F.conv2d(x, weight, None, stride, padding, dilation, groups)
+            out, mean, invstd = torch.native_batch_norm(
+                y, gamma, beta, running_mean, running_var, training, momentum, eps
+            )
         ctx.store, ctx.shape, ctx.dtype, ctx.respike = store, tuple(x.shape), x.dtype, respike
         ctx.conv = conv
         # Running statistics change in place at every training forward: only eval reads them.
@@ -197,6 +217,14 @@ class _SpikeConvBN(torch.autograd.Function):
         running_mean, running_var, training, eps = ctx.bn
         need = ctx.needs_input_grad
         x = _restore(kept, ctx)
+        ops = _compiled_layers(x)
+        if ops is not None:
+            grads = ops.conv_bn_backward(
+                grad, x, weight, gamma, running_mean, running_var, mean, invstd, training, eps,
+                list(stride), list(padding), list(dilation), groups, list(need[:4]),
+            )  # fmt: skip
+            gx, gw, ggamma, gbeta = (g if n else None for g, n in zip(grads, need, strict=False))
+            return gx, gw, ggamma, gbeta, None, None, None, None, None
         y = F.conv2d(x, weight, None, stride, padding, dilation, groups)  # recomputed: cheap
         gy, ggamma, gbeta = torch.ops.aten.native_batch_norm_backward(
             grad.contiguous(memory_format=_memory_format(y)), y, gamma, running_mean, running_var,
@@ -275,15 +303,26 @@ class _SpikeMaxPool(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, pool: tuple) -> Tensor:
+        ctx.shape, ctx.format, ctx.pool = tuple(x.shape), _memory_format(x), pool
+        ops = _compiled_layers(x)
+        if ops is not None:
+            y, where = ops.max_pool(x, *(list(p) for p in pool[:4]), pool[4])
+            ctx.save_for_backward(where)
+            return y
         y, where = F.max_pool2d(x, *pool, return_indices=True)
         small = x.shape[-2] * x.shape[-1] < 2**31  # flat indices into one (H, W) plane
-        ctx.shape, ctx.format, ctx.pool = tuple(x.shape), _memory_format(x), pool
         ctx.save_for_backward(where.to(torch.int32) if small else where)
         return y
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple:
         (where,) = ctx.saved_tensors
+        ops = _compiled_layers(grad)
+        if ops is not None:
+            cl = ctx.format == torch.channels_last
+            pool = [list(p) for p in ctx.pool[:4]]
+            gx = ops.max_pool_backward(grad, where, list(ctx.shape), cl, *pool, ctx.pool[4])
+            return gx, None
         # ATen's backward reads the input's shape and layout only: an uninitialised stand-in
         like = torch.empty(
             ctx.shape, dtype=grad.dtype, device=grad.device, memory_format=ctx.format
