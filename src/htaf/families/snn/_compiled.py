@@ -12,6 +12,9 @@ compiled and eager results agree bit for bit.
   kernel does not know it by formula (evaluated by the caller, traced by dynamo).
 * ``htaf_snn::sequence_backward(...)``: ``(dx, dv0, dβ)``, the reverse recurrence.
 * ``htaf_snn::fire(h, ...)``: the spikes again from the membrane (``NeuronSequence.respike``).
+* ``htaf_snn::conv_bn``, ``conv_bn_backward``, ``max_pool``, ``max_pool_backward``: the ATen
+  calls of ``layers.spike_conv_bn`` and ``layers.spike_max_pool`` (pure PyTorch, registered
+  whatever the kernel), so that inductor keeps ATen's channels-last BatchNorm and pooling.
 
 The neuron modules (``LIF``...) call :func:`neuron_sequence` here under dynamo, which imports
 (and registers) this module only there (dynamo runs an ``import`` rather than tracing it);
