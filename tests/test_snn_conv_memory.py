@@ -224,3 +224,19 @@ def test_max_pool_keeps_int32_positions_and_gives_the_modules_gradients(layout, 
     ref = pool(theirs.flatten(0, 1)).unflatten(0, (2, 3))
     (ref * g).sum().backward()
     assert torch.equal(out, ref) and torch.equal(ours.grad, theirs.grad)
+
+
+def test_training_rates_are_exact_for_spikes_in_either_layout():
+    model = build_network("cnn", (1, 8, 8), 3, NeuronSpec(spike_fn="atan"), steps=2,
+                          channels=(4,), widths=(16,))  # fmt: skip
+    gen = torch.Generator().manual_seed(0)
+    spikes = (torch.rand(3, 5, 4, 9, 7, generator=gen) < 0.3).float()
+    smooth = torch.rand(3, 5, 4, 9, 7, generator=gen)
+    cl = spikes.flatten(0, 1).contiguous(memory_format=torch.channels_last).unflatten(0, (3, 5))
+    for name, s in (("a", spikes), ("b", cl), ("c", smooth)):
+        model._add_rate(name, s)
+        model._add_rate(name, s)  # a second batch adds to the first
+    rates = model.epoch_stats()
+    exact = spikes.double().mean().item()
+    assert rates["rate_a"] == exact and rates["rate_b"] == exact  # 0/1 sums are exact
+    assert rates["rate_c"] == pytest.approx(smooth.double().mean().item(), rel=1e-6)
