@@ -30,12 +30,17 @@ SpikingJelly multi-step with the same layers (``layer.Conv2d``, ``layer.BatchNor
 under ``torch.compile(fullgraph=True)`` (inductor) with the same weights; the compile time is
 left out (warm-up).
 
-Every row of a table starts from the same weights; the first step's losses are printed to show
-that the rows compute the same model. Per row and T: the minimum and median step times
-(steps interleaved across rows, in rotating order, after a warm-up), their ratios to the base
-row, the median and quartiles of the paired ratios (each repeat's step over the base row's
-step of the same repeat, the figure a shared machine's load moves least), and the bytes saved for
-backward, counted with ``torch.autograd.graph.saved_tensors_hooks`` and deduplicated by
+Every row of a table starts from the same weights; the first step's losses, computed in float64,
+are printed to show that the rows compute the same model (in float32 the rows sum in different
+orders, htaf's convolutions on channels-last memory for one, which can flip a spike whose
+membrane lies within rounding of the threshold). The ``matmuls_only`` (MLP) and ``layers_only``
+(conv) rows are the same layers with no neurons: the floor of every row's step time, since
+every framework runs those matmuls and convolutions; their losses differ. Per row and T: the
+minimum and median step times (steps interleaved across rows, in rotating order, after a
+warm-up), their ratios to the base row, the median and quartiles of the paired ratios (each
+repeat's step over the base row's step of the same repeat, the figure a shared machine's load
+moves least), and the bytes saved for backward, counted with
+``torch.autograd.graph.saved_tensors_hooks`` and deduplicated by
 storage (parameters listed apart: every row saves the same weights once). Peers missing from
 the environment are skipped (``pip install snntorch spikingjelly``; see pyproject's
 ``[interop]``).
@@ -121,6 +126,14 @@ def sj_lif(mode: str) -> nn.Module:
                           step_mode=mode)  # fmt: skip
 
 
+def matmuls_only_row(steps: int) -> tuple[nn.Module, Callable]:
+    """The MLP's two Linear layers with no neurons between them: the same matmuls as every
+    spiking row (forward, input gradient of the second layer, both weight gradients) and
+    nothing else, the floor of every row's step time."""
+    net = nn.Sequential(nn.Linear(N_IN, N_HID), nn.Linear(N_HID, N_OUT))
+    return net, lambda x: net(x).sum(0)
+
+
 def spikingjelly_row(steps: int, mode: str) -> tuple[nn.Module, Callable]:
     from spikingjelly.activation_based import functional, layer
 
@@ -144,6 +157,7 @@ ROWS: dict[str, Callable[[int], tuple[nn.Module, Callable]]] = {
     "snntorch": snntorch_row,
     "sj_multistep": lambda steps: spikingjelly_row(steps, "m"),
     "sj_singlestep": lambda steps: spikingjelly_row(steps, "s"),
+    "matmuls_only": matmuls_only_row,
 }
 
 
@@ -155,38 +169,47 @@ def htaf_conv_row(arch: str) -> tuple[nn.Module, Callable]:
     return net, spike_counts(net, CONV_STEPS)
 
 
-def sj_conv_bn(c_in: int, c_out: int, stride: int = 1, kernel: int = 3) -> list[nn.Module]:
+def sj_conv_bn(c_in: int, c_out: int, stride: int = 1, kernel: int = 3,
+               neurons: bool = True) -> list[nn.Module]:  # fmt: skip
     from spikingjelly.activation_based import layer
 
     return [layer.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False, step_mode="m"),
-            layer.BatchNorm2d(c_out, step_mode="m"), sj_lif("m")]  # fmt: skip
+            layer.BatchNorm2d(c_out, step_mode="m"),
+            sj_lif("m") if neurons else nn.Identity()]  # fmt: skip
 
 
 class SJSewBlock(nn.Module):
     """SpikingJelly layers in the order of htaf's SEWBlock: conv1, conv2, shortcut; ADD."""
 
-    def __init__(self, c_in: int, c_out: int, stride: int):
+    def __init__(self, c_in: int, c_out: int, stride: int, neurons: bool = True):
         super().__init__()
-        self.conv1 = nn.Sequential(*sj_conv_bn(c_in, c_out, stride))
-        self.conv2 = nn.Sequential(*sj_conv_bn(c_out, c_out))
+        self.conv1 = nn.Sequential(*sj_conv_bn(c_in, c_out, stride, neurons=neurons))
+        self.conv2 = nn.Sequential(*sj_conv_bn(c_out, c_out, neurons=neurons))
         shortcut = stride != 1 or c_in != c_out
-        self.shortcut = nn.Sequential(*sj_conv_bn(c_in, c_out, stride, 1)) if shortcut else None
+        self.shortcut = (nn.Sequential(*sj_conv_bn(c_in, c_out, stride, 1, neurons))
+                         if shortcut else None)  # fmt: skip
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
         return self.conv2(self.conv1(s)) + (self.shortcut(s) if self.shortcut else s)
 
 
-def sj_conv_row(arch: str) -> tuple[nn.Module, Callable]:
+def sj_conv_row(arch: str, neurons: bool = True) -> tuple[nn.Module, Callable]:
+    """SpikingJelly's layers; ``neurons=False``: the same layers with no neurons (identity in
+    their place), the floor of every row's step time (its convolutions, BatchNorm, pooling and
+    matmuls run once each way, on the standard layout)."""
     from spikingjelly.activation_based import functional, layer
+
+    def lif() -> nn.Module:
+        return sj_lif("m") if neurons else nn.Identity()
 
     a, b = CHANNELS
     if arch == "cnn":
         side = CONV_SHAPE[1] // 4
         net = nn.Sequential(
-            *sj_conv_bn(CONV_SHAPE[0], a), layer.MaxPool2d(2, step_mode="m"),
-            *sj_conv_bn(a, b), layer.MaxPool2d(2, step_mode="m"),
+            *sj_conv_bn(CONV_SHAPE[0], a, neurons=neurons), layer.MaxPool2d(2, step_mode="m"),
+            *sj_conv_bn(a, b, neurons=neurons), layer.MaxPool2d(2, step_mode="m"),
             layer.Flatten(step_mode="m"), layer.Linear(b * side * side, 128, step_mode="m"),
-            sj_lif("m"), layer.Linear(128, N_OUT, step_mode="m"), sj_lif("m"),
+            lif(), layer.Linear(128, N_OUT, step_mode="m"), lif(),
         )  # fmt: skip
 
         def counts(x: torch.Tensor) -> torch.Tensor:
@@ -194,9 +217,10 @@ def sj_conv_row(arch: str) -> tuple[nn.Module, Callable]:
             return net(x).sum(0)
 
         return net, counts
-    body = nn.Sequential(*sj_conv_bn(CONV_SHAPE[0], a), SJSewBlock(a, a, 1), SJSewBlock(a, b, 2))
+    body = nn.Sequential(*sj_conv_bn(CONV_SHAPE[0], a, neurons=neurons),
+                         SJSewBlock(a, a, 1, neurons), SJSewBlock(a, b, 2, neurons))  # fmt: skip
     net = nn.ModuleDict({"body": body, "fc": layer.Linear(b, N_OUT, step_mode="m"),
-                         "out": sj_lif("m")})  # fmt: skip
+                         "out": lif()})  # fmt: skip
 
     def sew_counts(x: torch.Tensor) -> torch.Tensor:
         functional.reset_net(net)
@@ -233,7 +257,7 @@ def saved_bytes(step: Callable[[], torch.Tensor], params: set[int]) -> tuple[int
 
 def run_rows(
     rows: dict[str, tuple[nn.Module, Callable]], x: torch.Tensor, labels: torch.Tensor,
-    repeats: int, count_bytes: bool = True,
+    repeats: int, count_bytes: bool = True, check64: bool = True,
 ) -> dict[str, dict]:  # fmt: skip
     """Per row: the first loss, the bytes saved for backward and the step times."""
     reference = next(iter(rows.values()))[0]
@@ -254,8 +278,21 @@ def run_rows(
             return F.cross_entropy(counts(x), labels)
 
         buffers = {k: v.clone() for k, v in net.state_dict().items() if torch.is_tensor(v)}
+        loss = None
         with torch.no_grad():
-            loss = float(forward_only())
+            if check64:  # float32 sums in another order may flip a spike on the threshold
+                default = torch.get_default_dtype()
+                torch.set_default_dtype(torch.float64)  # the peers' state tensors too
+                net.double()
+                try:
+                    loss = f"{float(F.cross_entropy(counts(x.double()), labels)):.6f}"
+                except RuntimeError:  # a peer that makes float32 spikes whatever its input
+                    loss = None
+                finally:
+                    torch.set_default_dtype(default)
+                    net.float()
+            if loss is None or not check64:
+                loss = f"{float(forward_only()):.6f} (float32)"
         acts = par = 0
         if count_bytes:
             params = {p.untyped_storage().data_ptr() for p in net.parameters()}
@@ -278,7 +315,7 @@ def run_rows(
 
 def print_table(title: str, results: dict[str, dict], base: str, bytes_base: str | None) -> None:
     print(f"\n{title}: first-step losses " +
-          ", ".join(f"{k} {r['loss']:.6f}" for k, r in results.items()))  # fmt: skip
+          ", ".join(f"{k} {r['loss']}" for k, r in results.items()))  # fmt: skip
     print(f"row              step ms min  median  vs {base}: min, median, paired (quartiles)"
           f"  saved MiB  vs {bytes_base or '-'}")  # fmt: skip
     ref = results.get(base)
@@ -326,6 +363,7 @@ def conv_part(repeats: int, gen: torch.Generator) -> None:
         rows = {"htaf": htaf_conv_row(arch)}
         if (row := available(sj_conv_row, arch)) is not None:
             rows["sj_multistep"] = row
+            rows["layers_only"] = sj_conv_row(arch, neurons=False)
         results = run_rows(rows, x, labels, repeats)
         print_table(f"{arch} 3x32x32, T = {CONV_STEPS}, batch {CONV_BATCH}", results,
                     "sj_multistep", "sj_multistep")  # fmt: skip
@@ -346,7 +384,7 @@ def compile_part(steps: int, repeats: int, gen: torch.Generator) -> None:
             counts(x)
         rows = {"eager": eager, "compiled": (net, torch.compile(counts, fullgraph=True))}
         t0 = time.perf_counter()
-        results = run_rows(rows, x, labels, repeats, count_bytes=False)
+        results = run_rows(rows, x, labels, repeats, count_bytes=False, check64=False)
         print_table(f"{arch} eager and compiled (inductor; setup and warm-up "
                     f"{time.perf_counter() - t0:.0f} s)", results, "eager", None)  # fmt: skip
 

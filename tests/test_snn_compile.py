@@ -44,6 +44,8 @@ def test_fullgraph_compile_matches_eager(arch, shape, kw, encoder, spike_fn, kin
     for (name, a), b in zip(compiled.named_parameters(), eager.parameters(), strict=True):
         assert torch.allclose(a.grad, b.grad, rtol=1e-5, atol=1e-7), name
     assert compiled.epoch_stats() == pytest.approx(eager.epoch_stats())
+    for a, b in zip(compiled.buffers(), eager.buffers(), strict=True):  # BatchNorm statistics
+        assert torch.equal(a, b)
     compiled.eval()
     with torch.no_grad():  # the eval-mode graph (fixed draws, running statistics) as well
         assert torch.allclose(step(x), eager.eval()(x), atol=1e-6)

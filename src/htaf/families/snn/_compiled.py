@@ -12,6 +12,9 @@ compiled and eager results agree bit for bit.
   kernel does not know it by formula (evaluated by the caller, traced by dynamo).
 * ``htaf_snn::sequence_backward(...)``: ``(dx, dv0, dβ)``, the reverse recurrence.
 * ``htaf_snn::fire(h, ...)``: the spikes again from the membrane (``NeuronSequence.respike``).
+* ``htaf_snn::conv_bn``, ``conv_bn_backward``, ``max_pool``, ``max_pool_backward``: the ATen
+  calls of ``layers.spike_conv_bn`` and ``layers.spike_max_pool`` (pure PyTorch, registered
+  whatever the kernel), so that inductor keeps ATen's channels-last BatchNorm and pooling.
 
 The neuron modules (``LIF``...) call :func:`neuron_sequence` here under dynamo, which imports
 (and registers) this module only there (dynamo runs an ``import`` rather than tracing it);
@@ -197,13 +200,20 @@ def neuron_sequence(
         x = x.float()
     if not takes(x, est):
         return None
+    order = fused.dense_order(x, 0 if const else 1)  # channels-last: as the eager path
+    state_order = None
+    if order is not None:
+        state_order = order if const else [d - 1 for d in order[1:]]
+        x = x.permute(order)
+        v0 = v0.permute(state_order) if v0 is not None else None
+        shape = tuple(x.shape) if const else tuple(x.shape[1:])
     m = 1
     for d in shape:
         m *= d
     flat = x.reshape((m,) if const else (steps, m))
     v_flat = v0.reshape(m).to(flat.dtype) if v0 is not None else None
     s, h, v, respike = run(fused._Neuron(p, est, True), flat, steps, const, v_flat, beta)
-    s, h, v = s.reshape(steps, *shape), h.reshape(steps, *shape), v.reshape(shape)
+    s, h, v = fused.unflatten_state(s, h, v, steps, shape, state_order)
     return fused.NeuronSequence(s.to(dtype), h.to(dtype), v.to(dtype), respike=respike)
 
 
@@ -236,6 +246,10 @@ def run(
     threshold = n.p.threshold
 
     def respike(hh: Tensor) -> Tensor:
+        order = fused.dense_order(hh)  # elementwise: in memory order, as the eager path
+        if order is not None:
+            out = fire(hh.permute(order), threshold, f_kind, f0, f1)
+            return out.permute(fused.inverse_order(order))
         return fire(hh, threshold, f_kind, f0, f1)
 
     return s, h, v, respike
@@ -259,3 +273,126 @@ def seeded_uniform(x: Tensor, steps: int, seed: int) -> Tensor:
 @seeded_uniform.register_fake
 def _(x, steps, seed):
     return x.new_empty((steps, *x.shape))
+
+
+# -- Conv -> BatchNorm and max pooling as opaque operators -----------------------------------------
+# Inductor would otherwise decompose BatchNorm and pooling into loops of its own, which on
+# channels-last activations run slower than ATen's kernels that eager mode calls. As operators
+# they run those very kernels (the results bit for bit eager's). Outputs are forced into the
+# layout the fake kernels state, since compiled code indexes them by those strides.
+def layers_take(x: Tensor) -> bool:
+    """Whether the layer operators below handle an activation like ``x``."""
+    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and x.dim() == 4
+
+
+def _format(x: Tensor) -> torch.memory_format:
+    cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    return torch.channels_last if cl else torch.contiguous_format
+
+
+@torch.library.custom_op("htaf_snn::conv_bn", mutates_args=(), device_types="cpu")
+def conv_bn(
+    x: Tensor, weight: Tensor, gamma: Tensor, beta: Tensor, running_mean: Tensor | None,
+    running_var: Tensor | None, training: bool, momentum: float, eps: float, stride: list[int],
+    padding: list[int], dilation: list[int], groups: int,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
+    """``(bn(conv(x)), mean, invstd, running_mean', running_var')``: the statistics updated
+    on copies (an operator with autograd around it may not mutate its inputs)."""
+    y = torch.nn.functional.conv2d(x, weight, None, stride, padding, dilation, groups)
+    y = y.contiguous(memory_format=_format(x))
+    rm = running_mean.clone() if running_mean is not None else None
+    rv = running_var.clone() if running_var is not None else None
+    out, mean, invstd = torch.native_batch_norm(y, gamma, beta, rm, rv, training, momentum, eps)
+    empty = x.new_empty(0)
+    return (out.contiguous(memory_format=_format(x)), mean, invstd,
+            rm if rm is not None else empty, rv if rv is not None else empty)  # fmt: skip
+
+
+@conv_bn.register_fake
+def _(x, weight, gamma, beta, running_mean, running_var, training, momentum, eps, stride, padding,
+      dilation, groups):  # fmt: skip
+    y = torch.nn.functional.conv2d(x, weight, None, stride, padding, dilation, groups)
+    out = torch.empty_like(y, memory_format=_format(x))
+    c = weight.shape[0] if training else 0
+    stat = x.new_empty(c)
+    rm = torch.empty_like(running_mean) if running_mean is not None else x.new_empty(0)
+    rv = torch.empty_like(running_var) if running_var is not None else x.new_empty(0)
+    return out, stat, torch.empty_like(stat), rm, rv
+
+
+@torch.library.custom_op("htaf_snn::conv_bn_backward", mutates_args=(), device_types="cpu")
+def conv_bn_backward(
+    grad: Tensor, x: Tensor, weight: Tensor, gamma: Tensor, running_mean: Tensor | None,
+    running_var: Tensor | None, mean: Tensor, invstd: Tensor, training: bool, eps: float,
+    stride: list[int], padding: list[int], dilation: list[int], groups: int, need: list[bool],
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
+    """``(dx, dweight, dgamma, dbeta)`` of :func:`conv_bn` (empty where ``need`` says no),
+    recomputing the convolution."""
+    fmt = _format(x)
+    y = torch.nn.functional.conv2d(x, weight, None, stride, padding, dilation, groups)
+    y = y.contiguous(memory_format=fmt)
+    gy, ggamma, gbeta = torch.ops.aten.native_batch_norm_backward(
+        grad.contiguous(memory_format=fmt), y, gamma, running_mean, running_var, mean, invstd,
+        training, eps, [need[0] or need[1], need[2], need[3]],
+    )  # fmt: skip
+    empty = x.new_empty(0)
+    gx = gw = empty
+    if need[0] or need[1]:
+        gx, gw, _ = torch.ops.aten.convolution_backward(
+            gy, x, weight, None, stride, padding, dilation, False, [0] * len(padding), groups,
+            [need[0], need[1], False],
+        )  # fmt: skip
+        gx = gx.contiguous(memory_format=fmt) if need[0] else empty
+        gw = gw.contiguous() if need[1] else empty
+    return (gx, gw, ggamma.contiguous() if need[2] else empty,
+            gbeta.contiguous() if need[3] else empty)  # fmt: skip
+
+
+@conv_bn_backward.register_fake
+def _(grad, x, weight, gamma, running_mean, running_var, mean, invstd, training, eps, stride,
+      padding, dilation, groups, need):  # fmt: skip
+    empty = x.new_empty(0)
+    gx = torch.empty_like(x, memory_format=_format(x)) if need[0] else empty
+    gw = torch.empty_like(weight, memory_format=torch.contiguous_format) if need[1] else empty
+    gg = torch.empty_like(gamma) if need[2] else empty
+    gb = torch.empty_like(gamma) if need[3] else empty
+    return gx, gw, gg, gb
+
+
+@torch.library.custom_op("htaf_snn::max_pool", mutates_args=(), device_types="cpu")
+def max_pool(
+    x: Tensor, kernel: list[int], stride: list[int], padding: list[int], dilation: list[int],
+    ceil_mode: bool,
+) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """``(pooled, int32 positions of the maxima)``, as ``spike_max_pool`` keeps them."""
+    y, where = torch.nn.functional.max_pool2d(x, kernel, stride, padding, dilation, ceil_mode,
+                                              return_indices=True)  # fmt: skip
+    fmt = _format(x)
+    return y.contiguous(memory_format=fmt), where.to(torch.int32).contiguous(memory_format=fmt)
+
+
+@max_pool.register_fake
+def _(x, kernel, stride, padding, dilation, ceil_mode):
+    y = torch.nn.functional.max_pool2d(x, kernel, stride, padding, dilation, ceil_mode)
+    y = torch.empty_like(y, memory_format=_format(x))
+    return y, torch.empty_like(y, dtype=torch.int32)
+
+
+@torch.library.custom_op("htaf_snn::max_pool_backward", mutates_args=(), device_types="cpu")
+def max_pool_backward(
+    grad: Tensor, where: Tensor, shape: list[int], channels_last: bool, kernel: list[int],
+    stride: list[int], padding: list[int], dilation: list[int], ceil_mode: bool,
+) -> Tensor:  # fmt: skip
+    """The gradient of the pooling's input, scattered to where the maxima were."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    like = torch.empty(shape, dtype=grad.dtype, device=grad.device, memory_format=fmt)
+    gx = torch.ops.aten.max_pool2d_with_indices_backward(
+        grad, like, kernel, stride, padding, dilation, ceil_mode, where.to(torch.int64)
+    )
+    return gx.contiguous(memory_format=fmt)
+
+
+@max_pool_backward.register_fake
+def _(grad, where, shape, channels_last, kernel, stride, padding, dilation, ceil_mode):
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return torch.empty(shape, dtype=grad.dtype, device=grad.device, memory_format=fmt)

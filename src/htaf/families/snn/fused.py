@@ -162,6 +162,29 @@ def _ptr(t: Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
+def dense_order(x: Tensor, first: int = 0) -> list[int] | None:
+    """The permutation ``order`` for which ``x.permute(order)`` is contiguous when ``x`` (at
+    least ``first + 3`` dims) holds channels-last activations: its last three dims
+    ``(C, H, W)`` lie in memory as ``(H, W, C)``; None for any other tensor.
+
+    The neuron is elementwise, so it runs on the memory as it lies: a channels-last layer is
+    neither copied to the standard layout and back nor handed on in a layout its next
+    convolution would convert again. (Only this one order is tried, with no sort of the
+    strides: dynamo cannot sort symbolic strides.)"""
+    d = x.dim()
+    if d - first < 3 or x.is_contiguous():
+        return None
+    order = [*range(d - 3), d - 2, d - 1, d - 3]
+    return order if x.permute(order).is_contiguous() else None
+
+
+def inverse_order(order: list[int]) -> list[int]:
+    out = [0] * len(order)
+    for i, d in enumerate(order):
+        out[d] = i
+    return out
+
+
 # -- what the kernel knows about an estimator ------------------------------------------------
 def _hard(est: Estimator) -> bool:
     return est.mode == "hard" or not est.has_primitive
@@ -390,6 +413,14 @@ def neuron_sequence(
     dtype = x.dtype
     if dtype in (torch.float16, torch.bfloat16):  # the recurrences want float32's range
         x = x.float()
+    # channels-last: the state dims in memory order (the unrolled loop keeps the logical dims)
+    order = None if _UNROLLED else dense_order(x, 0 if const else 1)
+    state_order = None
+    if order is not None:
+        state_order = order if const else [d - 1 for d in order[1:]]
+        x = x.permute(order)
+        v0 = v0.permute(state_order) if v0 is not None else None
+        shape = tuple(x.shape) if const else tuple(x.shape[1:])
     m = 1
     for d in shape:
         m *= d
@@ -414,10 +445,25 @@ def neuron_sequence(
         s, h, v = _SequenceFunction.apply(flat, v_flat, beta_t, n, steps, const, beta_value)
     else:
         s, h, v = _forward(n, flat, steps, const, v_flat, beta_value)
-    s, h, v = s.reshape(steps, *shape), h.reshape(steps, *shape), v.reshape(shape)
+    s, h, v = unflatten_state(s, h, v, steps, shape, state_order)
     if dtype != s.dtype:
         s, h, v = s.to(dtype), h.to(dtype), v.to(dtype)
     return NeuronSequence(s, h, v, respike=lambda hh: _respike(n, hh))
+
+
+def unflatten_state(
+    s: Tensor, h: Tensor, v: Tensor, steps: int, shape: tuple[int, ...],
+    state_order: list[int] | None,
+) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+    """``(steps, M)``, ``(steps, M)``, ``(M,)`` back to ``(steps, *dims)``, ``(*dims)``; with
+    ``state_order``, ``shape`` is in memory order and the views are permuted back to the
+    logical dims (the memory left as it lies)."""
+    s, h, v = s.reshape(steps, *shape), h.reshape(steps, *shape), v.reshape(shape)
+    if state_order is None:
+        return s, h, v
+    back = inverse_order(state_order)
+    seq_back = [0, *(d + 1 for d in back)]
+    return s.permute(seq_back), h.permute(seq_back), v.permute(back)
 
 
 #: Set inside :func:`unrolled`.
@@ -464,6 +510,9 @@ def _respike(n: _Neuron, h: Tensor) -> Tensor:
     """``f(h - θ)`` without a graph, as the forward of ``n`` computed it."""
     fire = _fire_spec(n.est)
     if n.kernel and fire is not None and h.dtype in _kernels.DTYPES:
+        order = dense_order(h)
+        if order is not None:  # elementwise: in memory order, and the result in the same
+            return _respike(n, h.permute(order)).permute(inverse_order(order))
         h = h.contiguous()
         out = torch.empty_like(h)
         lib = _load().lib

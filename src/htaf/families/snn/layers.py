@@ -19,8 +19,10 @@ it keeps the conv's input as above and nothing else (no float input, no conv out
 BatchNorm); the backward recomputes the convolution from it (one more conv forward, the cheap
 part of a conv's backward) and then runs ATen's own BatchNorm and convolution backward on the
 same operands, so the gradients are those of ``bn(conv(x))`` to float rounding.
-:func:`spike_max_pool` pools spikes and keeps nothing: its backward pools the recomputed input
-again to find the maxima (which ATen otherwise keeps as int64 indices next to the float input).
+:func:`spike_max_pool` keeps only where the maxima were, as int32 (ATen keeps int64 indices
+next to the float input); its backward scatters the gradient there. (Pooling the recomputed
+input again in the backward would keep nothing, but costs the input's recomputation and a
+second pooling: more time than a quarter of the input's float32 bytes are worth.)
 
 A :class:`SpikeTrain` carries the values between layers together with that knowledge.
 """
@@ -35,7 +37,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from htaf.families.snn.fused import NeuronSequence, pack_bits, unpack_bits
+from htaf.families.snn.fused import (
+    NeuronSequence,
+    dense_order,
+    inverse_order,
+    pack_bits,
+    unpack_bits,
+)
 
 __all__ = ["SpikeTrain", "spike_conv_bn", "spike_linear", "spike_max_pool"]
 
@@ -91,8 +99,23 @@ def _compiled_bits(x: Tensor) -> Any:
     return _compiled if _compiled.bits_take(x) else None
 
 
-def _keep(x: Tensor, store: str) -> Tensor:
+def _compiled_layers(x: Tensor) -> Any:
+    """The Conv->BN and pooling operators under dynamo (None elsewhere): inductor's own code
+    for BatchNorm and pooling is slower than ATen's on channels-last activations."""
+    if not torch.compiler.is_compiling():
+        return None
+    from htaf.families.snn import _compiled
+
+    return _compiled if _compiled.layers_take(x) else None
+
+
+def _keep(ctx: Any, x: Tensor, store: str) -> Tensor:
+    """``x`` as ``store`` says; sets ``ctx.order``, the memory order bits are packed in."""
+    ctx.order = None
     if store == "bits":
+        # packed as the values lie in memory (channels-last), so that they unpack to that layout
+        ctx.order = dense_order(x)
+        x = x.permute(ctx.order) if ctx.order is not None else x
         ops = _compiled_bits(x)
         return ops.pack_bits(x) if ops is not None else pack_bits(x)
     if store == "uint8":
@@ -101,14 +124,18 @@ def _keep(x: Tensor, store: str) -> Tensor:
 
 
 def _restore(kept: Tensor, ctx: Any) -> Tensor:
-    """The float input that :func:`_keep` kept (``ctx``: store, shape, dtype, respike)."""
+    """The float input that :func:`_keep` kept (``ctx``: store, shape, dtype, respike, order)."""
     if ctx.store == "membrane":
         return ctx.respike(kept).reshape(ctx.shape)
     if ctx.store == "bits":
+        order = ctx.order
+        shape = ctx.shape if order is None else tuple(ctx.shape[d] for d in order)
         ops = _compiled_bits(torch.empty(0, dtype=ctx.dtype, device=kept.device))
         if ops is not None:
-            return ops.unpack_bits(kept, list(ctx.shape), ctx.dtype)
-        return unpack_bits(kept, ctx.shape, ctx.dtype)
+            x = ops.unpack_bits(kept, list(shape), ctx.dtype)
+        else:
+            x = unpack_bits(kept, shape, ctx.dtype)
+        return x if order is None else x.permute(inverse_order(order))
     if ctx.store == "uint8":
         return kept.to(ctx.dtype)
     return kept
@@ -123,7 +150,7 @@ class _SpikeLinear(torch.autograd.Function):
         ctx.store, ctx.shape, ctx.dtype = store, tuple(x.shape), x.dtype
         ctx.has_bias = bias is not None
         ctx.respike = respike
-        ctx.save_for_backward(weight, membrane if store == "membrane" else _keep(x, store))
+        ctx.save_for_backward(weight, membrane if store == "membrane" else _keep(ctx, x, store))
         return F.linear(x, weight, bias)
 
     @staticmethod
@@ -161,15 +188,25 @@ class _SpikeConvBN(torch.autograd.Function):
     ) -> Tensor:  # fmt: skip
         stride, padding, dilation, groups = conv
         running_mean, running_var, training, momentum, eps = bn
-        y = F.conv2d(x, weight, None, stride, padding, dilation, groups)
-        out, mean, invstd = torch.native_batch_norm(
-            y, gamma, beta, running_mean, running_var, training, momentum, eps
-        )
+        ops = _compiled_layers(x)
+        if ops is not None:
+            out, mean, invstd, rm, rv = ops.conv_bn(
+                x, weight, gamma, beta, running_mean, running_var, training, momentum, eps,
+                list(stride), list(padding), list(dilation), groups,
+            )  # fmt: skip
+            if training and running_mean is not None and running_var is not None:
+                running_mean.copy_(rm)
+                running_var.copy_(rv)
+        else:
+            y = F.conv2d(x, weight, None, stride, padding, dilation, groups)
+            out, mean, invstd = torch.native_batch_norm(
+                y, gamma, beta, running_mean, running_var, training, momentum, eps
+            )
         ctx.store, ctx.shape, ctx.dtype, ctx.respike = store, tuple(x.shape), x.dtype, respike
         ctx.conv = conv
         # Running statistics change in place at every training forward: only eval reads them.
         ctx.bn = (None, None, True, eps) if training else (running_mean, running_var, False, eps)
-        kept = membrane if store == "membrane" else _keep(x, store)
+        kept = membrane if store == "membrane" else _keep(ctx, x, store)
         ctx.save_for_backward(weight, gamma, kept, mean, invstd)
         return out
 
@@ -180,9 +217,18 @@ class _SpikeConvBN(torch.autograd.Function):
         running_mean, running_var, training, eps = ctx.bn
         need = ctx.needs_input_grad
         x = _restore(kept, ctx)
+        ops = _compiled_layers(x)
+        if ops is not None:
+            grads = ops.conv_bn_backward(
+                grad, x, weight, gamma, running_mean, running_var, mean, invstd, training, eps,
+                list(stride), list(padding), list(dilation), groups, list(need[:4]),
+            )  # fmt: skip
+            gx, gw, ggamma, gbeta = (g if n else None for g, n in zip(grads, need, strict=False))
+            return gx, gw, ggamma, gbeta, None, None, None, None, None
         y = F.conv2d(x, weight, None, stride, padding, dilation, groups)  # recomputed: cheap
         gy, ggamma, gbeta = torch.ops.aten.native_batch_norm_backward(
-            grad.contiguous(), y, gamma, running_mean, running_var, mean, invstd, training, eps,
+            grad.contiguous(memory_format=_memory_format(y)), y, gamma, running_mean, running_var,
+            mean, invstd, training, eps,
             [need[0] or need[1], need[2], need[3]],
         )  # fmt: skip
         gx = gw = None
@@ -192,6 +238,23 @@ class _SpikeConvBN(torch.autograd.Function):
                 groups, [need[0], need[1], False],
             )  # fmt: skip
         return gx, gw, ggamma, gbeta, None, None, None, None, None
+
+
+def _memory_format(x: Tensor) -> torch.memory_format:
+    cl = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+    return torch.channels_last if cl and not x.is_contiguous() else torch.contiguous_format
+
+
+def channels_last(x: Tensor) -> Tensor:
+    """A ``(N, C, H, W)`` CPU tensor in channels-last memory (a copy unless it is already).
+
+    On the CPU, oneDNN's convolutions, BatchNorm and max pooling run much faster on
+    channels-last activations than on the standard layout (the 3-channel input convolution
+    most), and the neurons between them run on either layout in place (``fused.dense_order``),
+    so the conv stacks keep channels-last from their first convolution on."""
+    if x.dim() != 4 or x.device.type != "cpu":
+        return x
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 def _bn_arguments(bn: nn.BatchNorm2d) -> tuple:
@@ -223,7 +286,7 @@ def spike_conv_bn(inp: SpikeTrain, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> Tenso
     or ``(B, C, H, W)`` for a constant train (computed once); keeps the input as the module doc
     says and nothing else. Any other conv (with a bias, padding by name, non-zero padding
     mode) or BatchNorm without affine parameters runs the modules as they are."""
-    x = inp.values if inp.constant else inp.values.flatten(0, 1)
+    x = channels_last(inp.values if inp.constant else inp.values.flatten(0, 1))
     if not torch.is_grad_enabled() or not _fused_conv(conv, bn):
         y = bn(conv(x))
     else:
@@ -234,29 +297,45 @@ def spike_conv_bn(inp: SpikeTrain, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> Tenso
 
 
 class _SpikeMaxPool(torch.autograd.Function):
+    """Max pooling that keeps only where each maximum was, as int32 (ATen keeps int64
+    indices next to the float input); the backward scatters the gradient there, without
+    recomputing the input and the pooling."""
+
     @staticmethod
-    def forward(
-        ctx: Any, x: Tensor, membrane: Tensor | None, store: str, respike: Callable | None,
-        pool: tuple,
-    ) -> Tensor:  # fmt: skip
-        ctx.store, ctx.shape, ctx.dtype, ctx.respike, ctx.pool = (
-            store, tuple(x.shape), x.dtype, respike, pool
-        )  # fmt: skip
-        ctx.save_for_backward(membrane if store == "membrane" else _keep(x, store))
-        return F.max_pool2d(x, *pool)
+    def forward(ctx: Any, x: Tensor, pool: tuple) -> Tensor:
+        ctx.shape, ctx.format, ctx.pool = tuple(x.shape), _memory_format(x), pool
+        ops = _compiled_layers(x)
+        if ops is not None:
+            y, where = ops.max_pool(x, *(list(p) for p in pool[:4]), pool[4])
+            ctx.save_for_backward(where)
+            return y
+        y, where = F.max_pool2d(x, *pool, return_indices=True)
+        small = x.shape[-2] * x.shape[-1] < 2**31  # flat indices into one (H, W) plane
+        ctx.save_for_backward(where.to(torch.int32) if small else where)
+        return y
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple:
-        (kept,) = ctx.saved_tensors
-        x = _restore(kept, ctx)
-        _, where = F.max_pool2d(x, *ctx.pool, return_indices=True)  # the maxima again
-        gx = torch.ops.aten.max_pool2d_with_indices_backward(grad, x, *ctx.pool, where)
-        return gx, None, None, None, None
+        (where,) = ctx.saved_tensors
+        ops = _compiled_layers(grad)
+        if ops is not None:
+            cl = ctx.format == torch.channels_last
+            pool = [list(p) for p in ctx.pool[:4]]
+            gx = ops.max_pool_backward(grad, where, list(ctx.shape), cl, *pool, ctx.pool[4])
+            return gx, None
+        # ATen's backward reads the input's shape and layout only: an uninitialised stand-in
+        like = torch.empty(
+            ctx.shape, dtype=grad.dtype, device=grad.device, memory_format=ctx.format
+        )
+        gx = torch.ops.aten.max_pool2d_with_indices_backward(
+            grad, like, *ctx.pool, where.to(torch.int64)
+        )
+        return gx, None
 
 
 def spike_max_pool(inp: SpikeTrain, pool: nn.MaxPool2d) -> SpikeTrain:
-    """``pool`` at every step of a ``(T, B, C, H, W)`` train, keeping nothing new for the
-    backward unless the input is neither spikes of a neuron layer nor integer-valued."""
+    """``pool`` at every step of a ``(T, B, C, H, W)`` train, keeping only the int32 positions
+    of the maxima for the backward."""
     x = inp.values.flatten(0, 1)
     if not torch.is_grad_enabled() or not x.requires_grad:
         y = pool(x)
@@ -265,6 +344,6 @@ def spike_max_pool(inp: SpikeTrain, pool: nn.MaxPool2d) -> SpikeTrain:
         stride = pool.stride if pool.stride is not None else pool.kernel_size
         layout = (pair(pool.kernel_size), pair(stride), pair(pool.padding), pair(pool.dilation),
                   pool.ceil_mode)  # fmt: skip
-        y = _SpikeMaxPool.apply(x, inp.membrane, _store(inp), inp.respike, layout)
+        y = _SpikeMaxPool.apply(x, layout)
     values = y.unflatten(0, inp.values.shape[:2])
     return SpikeTrain(values, inp.steps, binary=inp.binary, levels=inp.levels)
