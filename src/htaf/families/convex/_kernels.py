@@ -23,7 +23,7 @@ def _open() -> ctypes.CDLL | None:
     cc = compiler() if kernels_allowed() else None
     if cc is None:
         return None
-    found = first_library("htaf_convex", "convex_kernels.c", cc, ("cvx_kernels_abi", 1))
+    found = first_library("htaf_convex", "convex_kernels.c", cc, ("cvx_kernels_abi", 2))
     if found is None:
         return None
     lib = found[0]
@@ -32,6 +32,11 @@ def _open() -> ctypes.CDLL | None:
     lib.cvx_tmatvec.restype = None
     lib.cvx_gram.argtypes = [vp, i64, vp, i64, vp]
     lib.cvx_gram.restype = None
+    lib.cvx_cd.argtypes = [vp, i64, vp, i64, vp, vp, vp, ctypes.c_double, i64]
+    lib.cvx_cd.restype = None
+    for name in ("cvx_axpy_cols", "cvx_dot_cols"):
+        getattr(lib, name).argtypes = [vp, i64, vp, i64, vp, vp]
+        getattr(lib, name).restype = None
     return lib
 
 
