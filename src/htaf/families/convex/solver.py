@@ -244,6 +244,10 @@ WS_START = 64
 #: Each round's working set: the support plus GROWTH × (the previous size) candidates. A
 #: round costs |W|^3, so more rounds on smaller sets beat fewer on larger ones.
 GROWTH = 0.5
+#: A round whose solution uses under SPARSE of its working set held the optimum's columns
+#: nearly all: the next one adds SPARSE_GROWTH × the support.
+SPARSE = 0.9
+SPARSE_GROWTH = 0.25
 #: The largest working set: a Newton step factors a |W| × |W| matrix, which bounds its time.
 MAX_WORKING_SET = 3000
 #: Newton steps per restricted problem (a ceiling well above what one takes).
@@ -295,7 +299,13 @@ def _solve_working_set(
         priority = (beta - s * np.abs(c)) / norms
         priority[support] = -np.inf
         cap = max(max_working_set, support.size)
-        ws_size = min(P, cap, max(WS_START, support.size + int(GROWTH * ws_size)))
+        if previous is not None and support.size < SPARSE * previous.size:
+            # The last working set held more than its optimum uses: the missing columns are
+            # few, so add a few (the next round's k^3 is the cost), not GROWTH x the set.
+            ws_size = support.size + int(SPARSE_GROWTH * support.size)
+        else:
+            ws_size = support.size + int(GROWTH * ws_size)
+        ws_size = min(P, cap, max(WS_START, ws_size))
         if ws_size == P:
             ws = np.arange(P)
         else:
