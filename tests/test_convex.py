@@ -1,5 +1,6 @@
 """The convex family's arrangement matrix (bits) and Lasso solver, against float64 references."""
 
+import itertools
 import sys
 
 import numpy as np
@@ -69,6 +70,11 @@ def test_products_from_bits_match_float64(backend):
     np.testing.assert_allclose(H.matvec(z), D @ z, rtol=0, atol=1e-12)
     cols = np.array([5, 1, 300, 42])
     np.testing.assert_array_equal(H.gram(cols), D[:, cols].T @ D[:, cols])
+    G32 = H.gram(cols, np.float32)
+    assert G32.dtype == np.float32
+    np.testing.assert_array_equal(G32, D[:, cols].T @ D[:, cols])
+    with pytest.raises(ValueError, match="float64 or float32"):
+        H.gram(cols, np.int32)
     np.testing.assert_array_equal(H.column_counts(), D.sum(axis=0))
 
 
@@ -114,6 +120,46 @@ def test_matches_cvxpy_reference():
     assert ours.objective <= ref.objective * (1 + 1e-7)
     assert ours.objective == pytest.approx(ref.objective, rel=1e-6)
     assert ref.gap >= 0 and ref.optimal
+
+
+def test_large_working_sets_in_float32_reach_the_same_certified_optimum(backend, monkeypatch):
+    from htaf.families.convex import solver
+
+    X, y = teacher(80)
+    H = Arrangements.sample(X, 800, rng=1)
+    reference = solve_lasso(H, y, 0.1, tol=1e-10)
+    monkeypatch.setattr(solver, "FLOAT32_FROM", 0)  # every working set's G in float32
+    grams = []
+    original = Arrangements.gram
+    monkeypatch.setattr(
+        Arrangements,
+        "gram",
+        lambda self, c, dtype=np.float64: grams.append(dtype) or original(self, c, dtype),
+    )
+    res = solve_lasso(H, y, 0.1, tol=1e-10)
+    assert grams and all(d == np.float32 for d in grams)
+    assert res.optimal and res.gap <= 1e-10 * res.objective
+    assert res.objective == pytest.approx(reference.objective, rel=1e-9)
+    assert kkt_violation(H, y, res.z, 0.1) < 1e-5
+
+
+def test_working_set_grows_by_a_quarter_of_the_support_after_a_sparse_round():
+    from htaf.families.convex import solver
+
+    X, y = teacher(300, d=8)
+    H = Arrangements.sample(X, 6000, rng=0)
+    res = solve_lasso(H, y, 0.05, tol=1e-8)
+    assert res.optimal
+    rounds = res.history
+    sparse_rounds = 0
+    for before, now in itertools.pairwise(rounds):
+        if "working_set" not in now:
+            continue
+        if now["support"] < solver.SPARSE * before["working_set"]:
+            sparse_rounds += 1
+            grown = now["support"] + int(solver.SPARSE_GROWTH * now["support"])
+            assert now["working_set"] == max(solver.WS_START, grown)
+    assert sparse_rounds >= 1
 
 
 def test_the_gap_bounds_the_suboptimality_of_any_point():

@@ -6,7 +6,8 @@ Two loops that numpy cannot vectorise well:
   column (rows ``8k .. 8k+7``) a table ``T[k][v] = sum of r[8k+b] over the set bits b of v``
   is built once per ``r`` (in numpy); a column's correlation is then ``sum_k T[k][byte_k]``:
   ``n/8`` lookups instead of ``n`` multiply-adds, and ``H`` is never unpacked.
-* ``gram``: ``G[a, b] = popcount(h_a AND h_b)``, the Gram matrix of binary columns.
+* ``gram``: ``G[a, b] = popcount(h_a AND h_b)``, the Gram matrix of binary columns (``gram32``:
+  the same in float32, half the bytes for large working sets).
 
 Every failure (no compiler, ``HTAF_DISABLE_KERNELS=1``, a read-only cache) makes
 :func:`load` return None; the same products then run in numpy.
@@ -23,7 +24,7 @@ def _open() -> ctypes.CDLL | None:
     cc = compiler() if kernels_allowed() else None
     if cc is None:
         return None
-    found = first_library("htaf_convex", "convex_kernels.c", cc, ("cvx_kernels_abi", 2))
+    found = first_library("htaf_convex", "convex_kernels.c", cc, ("cvx_kernels_abi", 3))
     if found is None:
         return None
     lib = found[0]
@@ -32,11 +33,8 @@ def _open() -> ctypes.CDLL | None:
     lib.cvx_tmatvec.restype = None
     lib.cvx_gram.argtypes = [vp, i64, vp, i64, vp]
     lib.cvx_gram.restype = None
-    lib.cvx_cd.argtypes = [vp, i64, vp, i64, vp, vp, vp, ctypes.c_double, i64]
-    lib.cvx_cd.restype = None
-    for name in ("cvx_axpy_cols", "cvx_dot_cols"):
-        getattr(lib, name).argtypes = [vp, i64, vp, i64, vp, vp]
-        getattr(lib, name).restype = None
+    lib.cvx_gram32.argtypes = [vp, i64, vp, i64, vp]
+    lib.cvx_gram32.restype = None
     return lib
 
 

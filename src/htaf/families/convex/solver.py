@@ -248,6 +248,8 @@ GROWTH = 0.5
 #: nearly all: the next one adds SPARSE_GROWTH × the support.
 SPARSE = 0.9
 SPARSE_GROWTH = 0.25
+#: Working sets larger than this keep their Gram matrix in float32.
+FLOAT32_FROM = 2048
 #: The largest working set: a Newton step factors a |W| × |W| matrix, which bounds its time.
 MAX_WORKING_SET = 3000
 #: Newton steps per restricted problem (a ceiling well above what one takes).
@@ -315,7 +317,9 @@ def _solve_working_set(
         previous = ws
         history[-1]["working_set"] = int(ws.size)
         z[:] = 0.0
-        z[ws] = _interior_point(H.gram(ws), Hty[ws], yy, beta, finest, deadline)
+        # Large sets store G in float32 (its counts are exact below 2^24): half the bytes.
+        dtype = np.float32 if ws.size > FLOAT32_FROM and H.n < 2**24 else np.float64
+        z[ws] = _interior_point(H.gram(ws, dtype), Hty[ws], yy, beta, finest, deadline)
     else:
         primal, dual, _, _ = certificate(H, y, z, beta)
         if max(primal - dual, 0.0) / max(primal, 1e-300) < best[0]:
@@ -351,10 +355,11 @@ def _interior_point(
     su, sv = np.ones(k), np.ones(k)
     jitter = 1e-14 * max(1.0, float(np.diag(G).max()) if k else 1.0)
     best, best_gap, stalled, mu0 = np.zeros(k), np.inf, 0, None
-    M = np.empty_like(G)
+    M = np.empty(G.shape)  # float64 whatever G's storage (float32 holds its counts exactly)
     for _ in range(IPM_MAX_ITER):
         w = u - v
-        g = b - G @ w  # minus the gradient of the smooth part
+        np.copyto(M, G)  # M = G + diag(e) below, in place: no k x k temporaries
+        g = b - M @ w  # minus the gradient of the smooth part
         gap = _gram_gap(b, yy, beta, w, g)
         mu = (u @ su + v @ sv) / (2 * k)
         mu0 = mu if mu0 is None else mu0
@@ -367,7 +372,6 @@ def _interior_point(
             break
         ru, rv = -g + beta - su, g + beta - sv  # dual residuals
         du, dv = su / u, sv / v
-        np.copyto(M, G)  # M = G + diag(e), in place: no k x k temporaries
         M.flat[:: k + 1] += du * dv / (du + dv) + jitter
         try:
             factor = scipy.linalg.cho_factor(M, overwrite_a=True, check_finite=False)
@@ -425,15 +429,25 @@ def _sparsify(
     A = np.flatnonzero(sparse)
     if A.size:
         sign = np.sign(sparse[A])
-        rhs = b[A] - beta * sign - G[np.ix_(A, A)] @ sparse[A]
-        delta = _solve_psd(G[np.ix_(A, A)], rhs)
+        GA = G[np.ix_(A, A)].astype(np.float64)
+        rhs = b[A] - beta * sign - GA @ sparse[A]
+        delta = _solve_psd(GA, rhs)
+        GA = None
         polished = sparse.copy()
         polished[A] += delta
         if np.array_equal(np.sign(polished[A]), sign):
             candidates.append(polished)
         candidates.append(sparse)
-    gaps = [_gram_gap(b, yy, beta, c, b - G @ c) for c in candidates]
+    gaps = [_gram_gap(b, yy, beta, c, b - _gram_dot(G, c)) for c in candidates]
     return candidates[int(np.argmin(gaps))].copy()
+
+
+def _gram_dot(G: np.ndarray, x: np.ndarray, rows: int = 512) -> np.ndarray:
+    """``G @ x`` in float64, ``rows`` rows at a time: a float32 ``G`` is never copied whole."""
+    out = np.empty(G.shape[0])
+    for start in range(0, G.shape[0], rows):
+        out[start : start + rows] = G[start : start + rows].astype(np.float64) @ x
+    return out
 
 
 def _solve_psd(G: np.ndarray, rhs: np.ndarray) -> np.ndarray:
