@@ -319,7 +319,8 @@ def _solve_working_set(
         z[:] = 0.0
         # Large sets store G in float32 (its counts are exact below 2^24): half the bytes.
         dtype = np.float32 if ws.size > FLOAT32_FROM and H.n < 2**24 else np.float64
-        z[ws] = _interior_point(H.gram(ws, dtype), Hty[ws], yy, beta, finest, deadline)
+        z[ws], steps = _interior_point(H.gram(ws, dtype), Hty[ws], yy, beta, finest, deadline)
+        history[-1]["newton_steps"] = steps
     else:
         primal, dual, _, _ = certificate(H, y, z, beta)
         if max(primal - dual, 0.0) / max(primal, 1e-300) < best[0]:
@@ -334,7 +335,7 @@ def _interior_point(
     beta: float,
     rtol: float,
     deadline: float | None = None,
-) -> np.ndarray:
+) -> tuple[np.ndarray, int]:
     """Mehrotra predictor-corrector on the restricted Lasso ``1/2 w'Gw - b'w + beta|w|_1``.
 
     With ``w = u - v``, ``u, v >= 0`` it is a bound-constrained QP in ``x = (u, v)`` with
@@ -348,7 +349,8 @@ def _interior_point(
     d_v grows as the other vanishes), even though ``G`` itself is singular. Returns the
     iterate with the smallest Lasso duality gap (the certificate of the module doc), stopping
     at a relative gap ``rtol``, when the gap stops improving, after ``IPM_MAX_ITER`` or at the
-    ``deadline`` (a ``time.perf_counter()`` value).
+    ``deadline`` (a ``time.perf_counter()`` value), and the number of Newton steps (one
+    factorisation each).
     """
     k = b.size
     u, v = np.ones(k), np.ones(k)
@@ -356,6 +358,7 @@ def _interior_point(
     jitter = 1e-14 * max(1.0, float(np.diag(G).max()) if k else 1.0)
     best, best_gap, stalled, mu0 = np.zeros(k), np.inf, 0, None
     M = np.empty(G.shape)  # float64 whatever G's storage (float32 holds its counts exactly)
+    steps = 0
     for _ in range(IPM_MAX_ITER):
         w = u - v
         np.copyto(M, G)  # M = G + diag(e) below, in place: no k x k temporaries
@@ -377,6 +380,7 @@ def _interior_point(
             factor = scipy.linalg.cho_factor(M, overwrite_a=True, check_finite=False)
         except np.linalg.LinAlgError:
             break
+        steps += 1
 
         # predictor (affine scaling): complementarity residual x s
         ddu, ddv = _newton(factor, du, dv, -ru - su, -rv - sv)
@@ -392,7 +396,8 @@ def _interior_point(
         a = 0.99 * _step(u, ddu, v, ddv, su, dsu, sv, dsv)
         u, v, su, sv = u + a * ddu, v + a * ddv, su + a * dsu, sv + a * dsv
     M = factor = None  # k x k (one buffer): freed before the polish allocates its own
-    return _sparsify(G, b, yy, beta, *best) if np.isfinite(best_gap) else np.zeros(k)
+    w = _sparsify(G, b, yy, beta, *best) if np.isfinite(best_gap) else np.zeros(k)
+    return w, steps
 
 
 def _newton(
@@ -429,7 +434,7 @@ def _sparsify(
     A = np.flatnonzero(sparse)
     if A.size:
         sign = np.sign(sparse[A])
-        GA = G[np.ix_(A, A)].astype(np.float64)
+        GA = _gram_block(G, A)
         rhs = b[A] - beta * sign - GA @ sparse[A]
         delta = _solve_psd(GA, rhs)
         GA = None
@@ -440,6 +445,14 @@ def _sparsify(
         candidates.append(sparse)
     gaps = [_gram_gap(b, yy, beta, c, b - _gram_dot(G, c)) for c in candidates]
     return candidates[int(np.argmin(gaps))].copy()
+
+
+def _gram_block(G: np.ndarray, A: np.ndarray, rows: int = 512) -> np.ndarray:
+    """``G[A][:, A]`` in float64, filled ``rows`` rows at a time (no float32 copy as large)."""
+    out = np.empty((A.size, A.size))
+    for start in range(0, A.size, rows):
+        out[start : start + rows] = G[A[start : start + rows]][:, A]
+    return out
 
 
 def _gram_dot(G: np.ndarray, x: np.ndarray, rows: int = 512) -> np.ndarray:
