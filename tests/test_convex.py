@@ -122,25 +122,32 @@ def test_matches_cvxpy_reference():
     assert ref.gap >= 0 and ref.optimal
 
 
-def test_large_working_sets_in_float32_reach_the_same_certified_optimum(backend, monkeypatch):
+def test_compact_mode_reaches_the_same_certified_optimum(backend, monkeypatch):
     from htaf.families.convex import solver
 
     X, y = teacher(80)
     H = Arrangements.sample(X, 800, rng=1)
     reference = solve_lasso(H, y, 0.1, tol=1e-10)
-    monkeypatch.setattr(solver, "FLOAT32_FROM", 0)  # every working set's G in float32
-    grams = []
-    original = Arrangements.gram
-    monkeypatch.setattr(
-        Arrangements,
-        "gram",
-        lambda self, c, dtype=np.float64: grams.append(dtype) or original(self, c, dtype),
-    )
+    monkeypatch.setattr(solver, "COMPACT_FROM", 0)  # every working set in one k x k buffer
+    symmetrized = []
+    original = solver._symmetrize
+    monkeypatch.setattr(solver, "_symmetrize", lambda M, d: symmetrized.append(1) or original(M, d))
     res = solve_lasso(H, y, 0.1, tol=1e-10)
-    assert grams and all(d == np.float32 for d in grams)
+    assert symmetrized  # the compact path ran
     assert res.optimal and res.gap <= 1e-10 * res.objective
     assert res.objective == pytest.approx(reference.objective, rel=1e-9)
     assert kkt_violation(H, y, res.z, 0.1) < 1e-5
+
+
+def test_symmetrize_restores_the_matrix_from_its_lower_triangle():
+    from htaf.families.convex.solver import _symmetrize
+
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((1100, 1100))
+    S = A + A.T
+    M = np.tril(S, -1) + np.triu(rng.standard_normal(S.shape))  # upper triangle: garbage
+    _symmetrize(M, np.diag(S).copy(), rows=256)
+    np.testing.assert_array_equal(M, S)
 
 
 def test_working_set_grows_by_a_quarter_of_the_support_after_a_sparse_round():
