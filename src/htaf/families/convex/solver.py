@@ -25,14 +25,20 @@ converges in a few tens of Newton steps per round whatever the conditioning, to 
 gap (the figures are in benchmarks/README.md, "Choices in the convex solver"). Each Newton
 step factors one ``|W| × |W|`` matrix, so the cost grows with the working set, not with ``n``
 or ``P``; ``H^T r`` over all columns is needed once per round only. The flip side: large
-working sets (n in the thousands, where the support is too) cost ``|W|^3`` per step, so the
-working set is capped at ``max_working_set`` (``MAX_WORKING_SET`` by default) and such solves
-can end above the tolerance, which their certificate then says (``optimal: False``; the
-scikit-learn estimators warn, ``htaf compare`` prints a line). ``max_time_s`` stops a solve
-between Newton steps with the best certificate so far. Interior-point iterates of such large
-restricted problems are dense, and the restricted problem's support can exceed ``n`` (``G``
-has rank at most ``n``), which is what makes n in the ten thousands expensive: the Newton
-systems grow with the support, not with the rank.
+working sets (n in the thousands, where the support is too: 0.8-0.9 n at beta = 1e-3 n) cost
+``|W|^3`` per step, so the working set is capped at ``max_working_set`` (``MAX_WORKING_SET``
+by default) and such solves can end above the tolerance, which their certificate then says
+(``optimal: False``; the scikit-learn estimators warn, ``htaf compare`` prints a line).
+``max_time_s`` stops a solve between Newton steps with the best certificate so far.
+
+How the working set grows decides the cost, since the last round's ``|W|^3`` dominates. While
+a round's solution uses (nearly) all its working set, the optimum needs columns it lacks: the
+next set adds ``GROWTH`` × its size. Once a solution leaves part of its set unused (under
+``SPARSE``), the missing columns are few: the next set is the support plus ``SPARSE_GROWTH``
+× the support. Restricted problems with more columns than ``H`` has rows are degenerate (many
+optimal ``w``; the interior point returns a dense one), which is what still makes the last
+working sets 1.5-2.5× the optimum's support. Sets over ``COMPACT_FROM`` columns run in one
+``k × k`` buffer (:func:`_interior_point`): 8 k² bytes at the peak.
 
 The solve runs on ``y / s`` and ``beta / s`` with ``s`` the root mean square of ``y``
 (``z(c y, c beta) = c z(y, beta)``): the interior point starts from ones, which is far from
