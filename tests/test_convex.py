@@ -150,6 +150,26 @@ def test_symmetrize_restores_the_matrix_from_its_lower_triangle():
     np.testing.assert_array_equal(M, S)
 
 
+def test_prune_drops_negligible_weights_only_while_the_certificate_holds():
+    from htaf.families.convex.solver import _prune
+
+    X, y = teacher(60)
+    H = Arrangements.sample(X, 500, rng=0)
+    res = solve_lasso(H, y, 0.5, tol=1e-9)
+    zero = np.flatnonzero(res.z == 0)[:50]
+    noisy = res.z.copy()
+    noisy[zero] = 1e-14 * np.abs(res.z).max()  # interior-point residue on unused columns
+    pruned = _prune(H, y, noisy, 0.5, 1e-6)
+    np.testing.assert_array_equal(pruned, res.z)
+    primal, dual, _, _ = certificate(H, y, pruned, 0.5)
+    assert primal - dual <= 1e-6 * primal
+    # weights that matter are kept: nothing under 1e-6 x max can be dropped at tol 1e-14
+    assert np.array_equal(_prune(H, y, noisy, 0.5, 1e-14), noisy)
+    # every certified solve comes back pruned: no weight under 1e-12 of the largest
+    small = np.abs(res.z[res.z != 0]) < 1e-12 * np.abs(res.z).max()
+    assert not small.any()
+
+
 def test_working_set_grows_by_a_quarter_of_the_support_after_a_sparse_round():
     from htaf.families.convex import solver
 

@@ -334,8 +334,31 @@ def _solve_working_set(
     else:
         primal, dual, _, _ = certificate(H, y, z, beta)
         if max(primal - dual, 0.0) / max(primal, 1e-300) < best[0]:
-            best_z = z
+            best_z, best = z, (max(primal - dual, 0.0) / max(primal, 1e-300), primal - dual)
+    if best[0] <= tol:
+        best_z = _prune(H, y, best_z, beta, tol)
     return _result(H, y, best_z, beta, tol, "working_set", len(history), history)
+
+
+#: Relative sizes below which a certified solution's weights are tried at zero (largest first).
+PRUNE = (1e-6, 1e-9, 1e-12)
+
+
+def _prune(H: Arrangements, y: np.ndarray, z: np.ndarray, beta: float, tol: float) -> np.ndarray:
+    """``z`` with its entries under ``t · max|z|`` zeroed, for the largest ``t`` of ``PRUNE``
+    whose result still certifies ``tol``; else ``z``. A degenerate optimum's interior point
+    carries thousands of weights of ~1e-12 (each a hidden unit of the network) that change the
+    objective by less than the gap."""
+    top = float(np.abs(z).max()) if z.size else 0.0
+    for t in PRUNE:
+        small = (np.abs(z) < t * top) & (z != 0)
+        if not small.any():
+            continue
+        pruned = np.where(small, 0.0, z)
+        primal, dual, _, _ = certificate(H, y, pruned, beta)
+        if primal - dual <= tol * primal:
+            return pruned
+    return z
 
 
 def _interior_point(
