@@ -34,18 +34,4 @@ void cvx_gram(const uint64_t *words, i64 w, const i64 *idx, i64 k, double *G) {
     }
 }
 
-/* The same Gram matrix in float32: its entries are counts <= n, exact below 2^24. */
-void cvx_gram32(const uint64_t *words, i64 w, const i64 *idx, i64 k, float *G) {
-    for (i64 a = 0; a < k; ++a) {
-        const uint64_t *ca = words + idx[a] * w;
-        for (i64 b = a; b < k; ++b) {
-            const uint64_t *cb = words + idx[b] * w;
-            i64 c = 0;
-            for (i64 t = 0; t < w; ++t) c += __builtin_popcountll(ca[t] & cb[t]);
-            G[a * k + b] = (float)c;
-            G[b * k + a] = (float)c;
-        }
-    }
-}
-
-int cvx_kernels_abi(void) { return 3; }
+int cvx_kernels_abi(void) { return 1; }

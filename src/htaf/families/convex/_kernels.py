@@ -6,8 +6,7 @@ Two loops that numpy cannot vectorise well:
   column (rows ``8k .. 8k+7``) a table ``T[k][v] = sum of r[8k+b] over the set bits b of v``
   is built once per ``r`` (in numpy); a column's correlation is then ``sum_k T[k][byte_k]``:
   ``n/8`` lookups instead of ``n`` multiply-adds, and ``H`` is never unpacked.
-* ``gram``: ``G[a, b] = popcount(h_a AND h_b)``, the Gram matrix of binary columns (``gram32``:
-  the same in float32, half the bytes for large working sets).
+* ``gram``: ``G[a, b] = popcount(h_a AND h_b)``, the Gram matrix of binary columns.
 
 Every failure (no compiler, ``HTAF_DISABLE_KERNELS=1``, a read-only cache) makes
 :func:`load` return None; the same products then run in numpy.
@@ -24,7 +23,7 @@ def _open() -> ctypes.CDLL | None:
     cc = compiler() if kernels_allowed() else None
     if cc is None:
         return None
-    found = first_library("htaf_convex", "convex_kernels.c", cc, ("cvx_kernels_abi", 3))
+    found = first_library("htaf_convex", "convex_kernels.c", cc, ("cvx_kernels_abi", 1))
     if found is None:
         return None
     lib = found[0]
@@ -33,8 +32,6 @@ def _open() -> ctypes.CDLL | None:
     lib.cvx_tmatvec.restype = None
     lib.cvx_gram.argtypes = [vp, i64, vp, i64, vp]
     lib.cvx_gram.restype = None
-    lib.cvx_gram32.argtypes = [vp, i64, vp, i64, vp]
-    lib.cvx_gram32.restype = None
     return lib
 
 

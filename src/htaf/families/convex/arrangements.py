@@ -217,22 +217,16 @@ class Arrangements:
             out[start : start + len(block)] = table[positions, block].sum(axis=1)
         return out
 
-    def gram(self, columns: np.ndarray, dtype: type = np.float64) -> np.ndarray:
-        """``H_S^T H_S`` for the columns ``S``: ``popcount(h_a AND h_b)``, as ``dtype``
-        (float64, or float32, which holds these counts exactly while ``n < 2^24`` in half the
-        bytes)."""
+    def gram(self, columns: np.ndarray) -> np.ndarray:
+        """``H_S^T H_S`` for the columns ``S``: ``popcount(h_a AND h_b)``."""
         idx = np.ascontiguousarray(columns, dtype=np.int64)
         k = idx.size
-        dtype = np.dtype(dtype)
-        if dtype not in (np.float64, np.float32):
-            raise ValueError(f"gram: dtype must be float64 or float32, got {dtype}")
-        if dtype == np.float32 and self.n >= 2**24:
-            raise ValueError(f"gram: float32 cannot hold counts up to n = {self.n} exactly")
-        G = np.empty((k, k), dtype=dtype)
+        G = np.empty((k, k))
         lib = _kernels.load()
         if lib is not None:
-            gram = lib.cvx_gram32 if dtype == np.float32 else lib.cvx_gram
-            gram(self.words.ctypes.data, self.words.shape[1], idx.ctypes.data, k, G.ctypes.data)
+            lib.cvx_gram(
+                self.words.ctypes.data, self.words.shape[1], idx.ctypes.data, k, G.ctypes.data
+            )
             return G
         w = self.words[idx]
         step = max(1, (1 << 22) // max(1, k * w.shape[1]))  # rows per block: ~32 MB temporaries
