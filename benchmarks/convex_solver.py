@@ -420,7 +420,7 @@ def _capped_child(
                 )  # fmt: skip
                 out = {"relative_gap": result.relative_gap, "optimal": result.optimal,
                        "objective": result.objective, "nonzeros": int(np.count_nonzero(result.z)),
-                       "rounds": result.iterations}  # fmt: skip
+                       "rounds": result.iterations, "history": result.history}  # fmt: skip
             else:
                 prob = {**prob, "dense": prob["H"].dense()}  # the peers take a dense H
                 z = SOLVERS[name](prob, 1e-8)
@@ -476,8 +476,11 @@ def large_line(args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
             row["load_average"] = os.getloadavg()[0]
             rows[name] = row
             print(f"  {name:<16}" + ", ".join(
-                f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()
+                f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                for k, v in row.items() if k != "history"
             ), flush=True)  # fmt: skip
+            for step in row.get("history", []):  # the time / working-set curve
+                print("    " + ", ".join(f"{k} {v:.4g}" for k, v in step.items()), flush=True)
         out[data] = {"n": n, "P": P, "columns": H.n_columns, "build_s": build, "solvers": rows}
     return out
 

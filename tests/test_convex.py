@@ -1,5 +1,6 @@
 """The convex family's arrangement matrix (bits) and Lasso solver, against float64 references."""
 
+import itertools
 import sys
 
 import numpy as np
@@ -114,6 +115,73 @@ def test_matches_cvxpy_reference():
     assert ours.objective <= ref.objective * (1 + 1e-7)
     assert ours.objective == pytest.approx(ref.objective, rel=1e-6)
     assert ref.gap >= 0 and ref.optimal
+
+
+def test_compact_mode_reaches_the_same_certified_optimum(backend, monkeypatch):
+    from htaf.families.convex import solver
+
+    X, y = teacher(80)
+    H = Arrangements.sample(X, 800, rng=1)
+    reference = solve_lasso(H, y, 0.1, tol=1e-10)
+    monkeypatch.setattr(solver, "COMPACT_FROM", 0)  # every working set in one k x k buffer
+    symmetrized = []
+    original = solver._symmetrize
+    monkeypatch.setattr(solver, "_symmetrize", lambda M, d: symmetrized.append(1) or original(M, d))
+    res = solve_lasso(H, y, 0.1, tol=1e-10)
+    assert symmetrized  # the compact path ran
+    assert res.optimal and res.gap <= 1e-10 * res.objective
+    assert res.objective == pytest.approx(reference.objective, rel=1e-9)
+    assert kkt_violation(H, y, res.z, 0.1) < 1e-5
+
+
+def test_symmetrize_restores_the_matrix_from_its_lower_triangle():
+    from htaf.families.convex.solver import _symmetrize
+
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((1100, 1100))
+    S = A + A.T
+    M = np.tril(S, -1) + np.triu(rng.standard_normal(S.shape))  # upper triangle: garbage
+    _symmetrize(M, np.diag(S).copy(), rows=256)
+    np.testing.assert_array_equal(M, S)
+
+
+def test_prune_drops_negligible_weights_only_while_the_certificate_holds():
+    from htaf.families.convex.solver import _prune
+
+    X, y = teacher(60)
+    H = Arrangements.sample(X, 500, rng=0)
+    res = solve_lasso(H, y, 0.5, tol=1e-9)
+    zero = np.flatnonzero(res.z == 0)[:50]
+    noisy = res.z.copy()
+    noisy[zero] = 1e-14 * np.abs(res.z).max()  # interior-point residue on unused columns
+    pruned = _prune(H, y, noisy, 0.5, 1e-6)
+    np.testing.assert_array_equal(pruned, res.z)
+    primal, dual, _, _ = certificate(H, y, pruned, 0.5)
+    assert primal - dual <= 1e-6 * primal
+    # weights that matter are kept: nothing under 1e-6 x max can be dropped at tol 1e-14
+    assert np.array_equal(_prune(H, y, noisy, 0.5, 1e-14), noisy)
+    # every certified solve comes back pruned: no weight under 1e-12 of the largest
+    small = np.abs(res.z[res.z != 0]) < 1e-12 * np.abs(res.z).max()
+    assert not small.any()
+
+
+def test_working_set_grows_by_a_quarter_of_the_support_after_a_sparse_round():
+    from htaf.families.convex import solver
+
+    X, y = teacher(300, d=8)
+    H = Arrangements.sample(X, 6000, rng=0)
+    res = solve_lasso(H, y, 0.05, tol=1e-8)
+    assert res.optimal
+    rounds = res.history
+    sparse_rounds = 0
+    for before, now in itertools.pairwise(rounds):
+        if "working_set" not in now:
+            continue
+        if now["support"] < solver.SPARSE * before["working_set"]:
+            sparse_rounds += 1
+            grown = now["support"] + int(solver.SPARSE_GROWTH * now["support"])
+            assert now["working_set"] == max(solver.WS_START, grown)
+    assert sparse_rounds >= 1
 
 
 def test_the_gap_bounds_the_suboptimality_of_any_point():

@@ -138,6 +138,19 @@ def test_cross_validated_beta_beats_a_tiny_beta_on_noisy_data():
     tiny = fit_two_layer(X, y, beta=float(path.betas[-1]), n_directions=1000, rng=0)
     mse = [np.mean((net.predict(X_test) - y_test) ** 2) for net in (chosen, tiny)]
     assert mse[0] < 0.8 * mse[1]
+    # the default rule is the best mean loss; the one-standard-error rule picks a beta as large
+    # or larger (an index as small or smaller) within one standard error of it
+    assert path.chosen == path.extra["min_index"] == int(np.argmin(path.validation))
+    one_se = select_beta(X, y, U, rng=0, rule="1se")
+    assert one_se.chosen == path.extra["one_se_index"] <= path.chosen
+    losses = np.asarray(path.extra["fold_validation"])
+    se = losses[:, path.chosen].std(ddof=1) / np.sqrt(losses.shape[0])
+    assert path.validation[one_se.chosen] <= path.validation[path.chosen] + se
+    assert one_se.chosen == 0 or path.validation[one_se.chosen - 1] > (
+        path.validation[path.chosen] + se
+    )
+    with pytest.raises(ValueError, match="rule must be one of min, 1se"):
+        select_beta(X, y, U, rule="median")
     with pytest.raises(ValueError, match="folds"):
         select_beta(X, y, U, folds=1)
     with pytest.raises(ValueError, match="at least 20 rows"):

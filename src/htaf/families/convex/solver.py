@@ -25,14 +25,20 @@ converges in a few tens of Newton steps per round whatever the conditioning, to 
 gap (the figures are in benchmarks/README.md, "Choices in the convex solver"). Each Newton
 step factors one ``|W| × |W|`` matrix, so the cost grows with the working set, not with ``n``
 or ``P``; ``H^T r`` over all columns is needed once per round only. The flip side: large
-working sets (n in the thousands, where the support is too) cost ``|W|^3`` per step, so the
-working set is capped at ``max_working_set`` (``MAX_WORKING_SET`` by default) and such solves
-can end above the tolerance, which their certificate then says (``optimal: False``; the
-scikit-learn estimators warn, ``htaf compare`` prints a line). ``max_time_s`` stops a solve
-between Newton steps with the best certificate so far. Interior-point iterates of such large
-restricted problems are dense, and the restricted problem's support can exceed ``n`` (``G``
-has rank at most ``n``), which is what makes n in the ten thousands expensive: the Newton
-systems grow with the support, not with the rank.
+working sets (n in the thousands, where the support is too: 0.8-0.9 n at beta = 1e-3 n) cost
+``|W|^3`` per step, so the working set is capped at ``max_working_set`` (``MAX_WORKING_SET``
+by default) and such solves can end above the tolerance, which their certificate then says
+(``optimal: False``; the scikit-learn estimators warn, ``htaf compare`` prints a line).
+``max_time_s`` stops a solve between Newton steps with the best certificate so far.
+
+How the working set grows decides the cost, since the last round's ``|W|^3`` dominates. While
+a round's solution uses (nearly) all its working set, the optimum needs columns it lacks: the
+next set adds ``GROWTH`` × its size. Once a solution leaves part of its set unused (under
+``SPARSE``), the missing columns are few: the next set is the support plus ``SPARSE_GROWTH``
+× the support. Restricted problems with more columns than ``H`` has rows are degenerate (many
+optimal ``w``; the interior point returns a dense one), which is what still makes the last
+working sets 1.5-2.5× the optimum's support. Sets over ``COMPACT_FROM`` columns run in one
+``k × k`` buffer (:func:`_interior_point`): 8 k² bytes at the peak.
 
 The solve runs on ``y / s`` and ``beta / s`` with ``s`` the root mean square of ``y``
 (``z(c y, c beta) = c z(y, beta)``): the interior point starts from ones, which is far from
@@ -46,7 +52,9 @@ with, as the official code does with MOSEK.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -244,6 +252,13 @@ WS_START = 64
 #: Each round's working set: the support plus GROWTH × (the previous size) candidates. A
 #: round costs |W|^3, so more rounds on smaller sets beat fewer on larger ones.
 GROWTH = 0.5
+#: A round whose solution uses under SPARSE of its working set held the optimum's columns
+#: nearly all: the next one adds SPARSE_GROWTH × the support.
+SPARSE = 0.9
+SPARSE_GROWTH = 0.25
+#: Working sets larger than this run in one k × k buffer (:func:`_interior_point`'s compact
+#: mode): 8 k² bytes at the peak instead of 16 k².
+COMPACT_FROM = 2048
 #: The largest working set: a Newton step factors a |W| × |W| matrix, which bounds its time.
 MAX_WORKING_SET = 3000
 #: Newton steps per restricted problem (a ceiling well above what one takes).
@@ -295,7 +310,13 @@ def _solve_working_set(
         priority = (beta - s * np.abs(c)) / norms
         priority[support] = -np.inf
         cap = max(max_working_set, support.size)
-        ws_size = min(P, cap, max(WS_START, support.size + int(GROWTH * ws_size)))
+        if previous is not None and support.size < SPARSE * previous.size:
+            # The last working set held more than its optimum uses: the missing columns are
+            # few, so add a few (the next round's k^3 is the cost), not GROWTH x the set.
+            ws_size = support.size + int(SPARSE_GROWTH * support.size)
+        else:
+            ws_size = support.size + int(GROWTH * ws_size)
+        ws_size = min(P, cap, max(WS_START, ws_size))
         if ws_size == P:
             ws = np.arange(P)
         else:
@@ -305,22 +326,50 @@ def _solve_working_set(
         previous = ws
         history[-1]["working_set"] = int(ws.size)
         z[:] = 0.0
-        z[ws] = _interior_point(H.gram(ws), Hty[ws], yy, beta, finest, deadline)
+        bits = (H, ws) if ws.size > COMPACT_FROM else None
+        G = None if bits else H.gram(ws)  # compact mode builds its own: no second reference
+        z[ws], steps = _interior_point(G, Hty[ws], yy, beta, finest, deadline, bits)
+        G = None
+        history[-1]["newton_steps"] = steps
     else:
         primal, dual, _, _ = certificate(H, y, z, beta)
         if max(primal - dual, 0.0) / max(primal, 1e-300) < best[0]:
-            best_z = z
+            best_z, best = z, (max(primal - dual, 0.0) / max(primal, 1e-300), primal - dual)
+    if best[0] <= tol:
+        best_z = _prune(H, y, best_z, beta, tol)
     return _result(H, y, best_z, beta, tol, "working_set", len(history), history)
 
 
+#: Relative sizes below which a certified solution's weights are tried at zero (largest first).
+PRUNE = (1e-6, 1e-9, 1e-12)
+
+
+def _prune(H: Arrangements, y: np.ndarray, z: np.ndarray, beta: float, tol: float) -> np.ndarray:
+    """``z`` with its entries under ``t · max|z|`` zeroed, for the largest ``t`` of ``PRUNE``
+    whose result still certifies ``tol``; else ``z``. A degenerate optimum's interior point
+    carries thousands of weights of ~1e-12 (each a hidden unit of the network) that change the
+    objective by less than the gap."""
+    top = float(np.abs(z).max()) if z.size else 0.0
+    for t in PRUNE:
+        small = (np.abs(z) < t * top) & (z != 0)
+        if not small.any():
+            continue
+        pruned = np.where(small, 0.0, z)
+        primal, dual, _, _ = certificate(H, y, pruned, beta)
+        if primal - dual <= tol * primal:
+            return pruned
+    return z
+
+
 def _interior_point(
-    G: np.ndarray,
+    G: np.ndarray | None,
     b: np.ndarray,
     yy: float,
     beta: float,
     rtol: float,
     deadline: float | None = None,
-) -> np.ndarray:
+    bits: tuple[Arrangements, np.ndarray] | None = None,
+) -> tuple[np.ndarray, int]:
     """Mehrotra predictor-corrector on the restricted Lasso ``1/2 w'Gw - b'w + beta|w|_1``.
 
     With ``w = u - v``, ``u, v >= 0`` it is a bound-constrained QP in ``x = (u, v)`` with
@@ -334,17 +383,34 @@ def _interior_point(
     d_v grows as the other vanishes), even though ``G`` itself is singular. Returns the
     iterate with the smallest Lasso duality gap (the certificate of the module doc), stopping
     at a relative gap ``rtol``, when the gap stops improving, after ``IPM_MAX_ITER`` or at the
-    ``deadline`` (a ``time.perf_counter()`` value).
+    ``deadline`` (a ``time.perf_counter()`` value), and the number of Newton steps (one
+    factorisation each).
+
+    ``bits = (H, ws)`` (and ``G`` None): compact mode for large ``k``, in one k × k buffer
+    (``G``, built here so that nobody else holds it). Its strict
+    lower triangle (C order) keeps ``G``; each step copies it to the upper triangle, adds the
+    diagonal and factors the upper triangle in place (LAPACK's lower triangle of ``G.T``),
+    leaving the lower one intact. The polish then frees ``G`` and rebuilds what it needs from
+    the bits of ``H``'s columns ``ws``: 8 k² bytes at the peak instead of 16 k².
     """
+    if G is None:
+        assert bits is not None, "the Gram matrix or the bits to build it"
+        G = bits[0].gram(bits[1])
     k = b.size
     u, v = np.ones(k), np.ones(k)
     su, sv = np.ones(k), np.ones(k)
-    jitter = 1e-14 * max(1.0, float(np.diag(G).max()) if k else 1.0)
+    diagonal = np.diag(G).copy()
+    jitter = 1e-14 * max(1.0, float(diagonal.max()) if k else 1.0)
     best, best_gap, stalled, mu0 = np.zeros(k), np.inf, 0, None
-    M = np.empty_like(G)
+    M = G if bits is not None else np.empty_like(G)
+    steps = 0
     for _ in range(IPM_MAX_ITER):
         w = u - v
-        g = b - G @ w  # minus the gradient of the smooth part
+        if bits is not None:
+            _symmetrize(M, diagonal)
+        else:
+            np.copyto(M, G)  # M = G + diag(e) below, in place: no k x k temporaries
+        g = b - M @ w  # minus the gradient of the smooth part
         gap = _gram_gap(b, yy, beta, w, g)
         mu = (u @ su + v @ sv) / (2 * k)
         mu0 = mu if mu0 is None else mu0
@@ -357,12 +423,17 @@ def _interior_point(
             break
         ru, rv = -g + beta - su, g + beta - sv  # dual residuals
         du, dv = su / u, sv / v
-        np.copyto(M, G)  # M = G + diag(e), in place: no k x k temporaries
         M.flat[:: k + 1] += du * dv / (du + dv) + jitter
         try:
-            factor = scipy.linalg.cho_factor(M, overwrite_a=True, check_finite=False)
+            if bits is not None:  # the upper triangle of M is the lower one of M.T (Fortran)
+                factor = scipy.linalg.cho_factor(
+                    M.T, lower=True, overwrite_a=True, check_finite=False
+                )
+            else:
+                factor = scipy.linalg.cho_factor(M, overwrite_a=True, check_finite=False)
         except np.linalg.LinAlgError:
             break
+        steps += 1
 
         # predictor (affine scaling): complementarity residual x s
         ddu, ddv = _newton(factor, du, dv, -ru - su, -rv - sv)
@@ -378,7 +449,35 @@ def _interior_point(
         a = 0.99 * _step(u, ddu, v, ddv, su, dsu, sv, dsv)
         u, v, su, sv = u + a * ddu, v + a * ddv, su + a * dsu, sv + a * dsv
     M = factor = None  # k x k (one buffer): freed before the polish allocates its own
-    return _sparsify(G, b, yy, beta, *best) if np.isfinite(best_gap) else np.zeros(k)
+    if bits is None:
+        product, block = (lambda x: G @ x), (lambda A: G[np.ix_(A, A)])
+    else:
+        G = None  # the caller keeps no reference: the buffer goes before the polish's own
+        H, ws = bits
+        product = partial(_bits_product, H, ws)
+        block = lambda A: H.gram(ws[A])  # noqa: E731
+    w = _sparsify(product, block, b, yy, beta, *best) if np.isfinite(best_gap) else np.zeros(k)
+    return w, steps
+
+
+def _symmetrize(M: np.ndarray, diagonal: np.ndarray, rows: int = 512) -> None:
+    """Copy ``M``'s strict lower triangle to its upper one and set its diagonal, in blocks of
+    ``rows`` (no k × k temporary)."""
+    k = M.shape[0]
+    for start in range(0, k, rows):
+        stop = min(k, start + rows)
+        M[start:stop, stop:] = M[stop:, start:stop].T
+        block = M[start:stop, start:stop]
+        upper = np.triu_indices(stop - start, 1)
+        block[upper] = block.T[upper]
+    M.flat[:: k + 1] = diagonal
+
+
+def _bits_product(H: Arrangements, ws: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``G x = H_ws^T (H_ws x)`` from the bits (compact mode, after ``G`` is freed)."""
+    z = np.zeros(H.n_columns)
+    z[ws] = x
+    return H.rmatvec(H.matvec(z))[ws]
 
 
 def _newton(
@@ -392,7 +491,8 @@ def _newton(
 
 
 def _sparsify(
-    G: np.ndarray,
+    product: Callable[[np.ndarray], np.ndarray],
+    block: Callable[[np.ndarray], np.ndarray],
     b: np.ndarray,
     yy: float,
     beta: float,
@@ -415,14 +515,16 @@ def _sparsify(
     A = np.flatnonzero(sparse)
     if A.size:
         sign = np.sign(sparse[A])
-        rhs = b[A] - beta * sign - G[np.ix_(A, A)] @ sparse[A]
-        delta = _solve_psd(G[np.ix_(A, A)], rhs)
+        GA = block(A)  # G[A][:, A] in float64, which _solve_psd overwrites
+        rhs = b[A] - beta * sign - GA @ sparse[A]
+        delta = _solve_psd(GA, rhs)
+        GA = None
         polished = sparse.copy()
         polished[A] += delta
         if np.array_equal(np.sign(polished[A]), sign):
             candidates.append(polished)
         candidates.append(sparse)
-    gaps = [_gram_gap(b, yy, beta, c, b - G @ c) for c in candidates]
+    gaps = [_gram_gap(b, yy, beta, c, b - product(c)) for c in candidates]
     return candidates[int(np.argmin(gaps))].copy()
 
 
