@@ -201,12 +201,8 @@ def neuron_sequence(
     if not takes(x, est):
         return None
     order = fused.dense_order(x, 0 if const else 1)  # channels-last: as the eager path
-    state_order = None
-    if order is not None:
-        state_order = order if const else [d - 1 for d in order[1:]]
-        x = x.permute(order)
-        v0 = v0.permute(state_order) if v0 is not None else None
-        shape = tuple(x.shape) if const else tuple(x.shape[1:])
+    x, v0, state_order = fused.in_memory_order(x, v0, const, order)
+    shape = tuple(x.shape) if const else tuple(x.shape[1:])
     m = 1
     for d in shape:
         m *= d

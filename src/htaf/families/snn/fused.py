@@ -178,6 +178,17 @@ def dense_order(x: Tensor, first: int = 0) -> list[int] | None:
     return order if x.permute(order).is_contiguous() else None
 
 
+def in_memory_order(
+    x: Tensor, v0: Tensor | None, const: bool, order: list[int] | None
+) -> tuple[Tensor, Tensor | None, list[int] | None]:
+    """``x`` and the state ``v0`` permuted by ``order`` (from :func:`dense_order`), so that
+    their dims are in memory order, and the state's own order (None: no permutation)."""
+    if order is None:
+        return x, v0, None
+    state_order = order if const else [d - 1 for d in order[1:]]
+    return x.permute(order), v0.permute(state_order) if v0 is not None else None, state_order
+
+
 def inverse_order(order: list[int]) -> list[int]:
     out = [0] * len(order)
     for i, d in enumerate(order):
@@ -415,12 +426,8 @@ def neuron_sequence(
         x = x.float()
     # channels-last: the state dims in memory order (the unrolled loop keeps the logical dims)
     order = None if _UNROLLED else dense_order(x, 0 if const else 1)
-    state_order = None
-    if order is not None:
-        state_order = order if const else [d - 1 for d in order[1:]]
-        x = x.permute(order)
-        v0 = v0.permute(state_order) if v0 is not None else None
-        shape = tuple(x.shape) if const else tuple(x.shape[1:])
+    x, v0, state_order = in_memory_order(x, v0, const, order)
+    shape = tuple(x.shape) if const else tuple(x.shape[1:])
     m = 1
     for d in shape:
         m *= d
