@@ -58,6 +58,12 @@ def exporting() -> bool:
     return torch.jit.is_tracing() or torch.compiler.is_exporting()
 
 
+def _checked_mode(value: str, name: str) -> Mode:
+    if value not in MODES:
+        raise ValueError(f"{name} must be 'smooth' or 'hard', got {value!r}")
+    return value  # type: ignore[return-value]
+
+
 class Estimator(nn.Module):
     """Base class. Subclasses set the class attributes and implement ``smooth`` and ``grad``.
 
@@ -109,9 +115,7 @@ class Estimator(nn.Module):
 
     @mode.setter
     def mode(self, value: str) -> None:
-        if value not in MODES:
-            raise ValueError(f"mode must be 'smooth' or 'hard', got {value!r}")
-        self._mode = value
+        self._mode = _checked_mode(value, "mode")
 
     @property
     def training_mode(self) -> Mode:
@@ -123,9 +127,7 @@ class Estimator(nn.Module):
 
     @training_mode.setter
     def training_mode(self, value: str) -> None:
-        if value not in MODES:
-            raise ValueError(f"training_mode must be 'smooth' or 'hard', got {value!r}")
-        self._training_mode = value
+        self._training_mode = _checked_mode(value, "training_mode")
 
     @property
     def params(self) -> dict[str, float]:
