@@ -167,17 +167,18 @@ class _Builder:
             self.channel(high, rank), 2,
         ).output(0)  # fmt: skip
 
-    def signs(self, state: tuple[str, Any], binary: bool) -> Any:
-        """±1 of the state; for a ``binary`` (BinaryConvolution) reader, bits pass as 0/1."""
+    def signs(self, state: tuple[str, Any]) -> Any:
+        """±1 of the state; bits pass as 0/1 (only a BinaryConvolution reads them: see
+        :func:`_binary_reader`)."""
         if state[0] == "bits":
-            return state[1] if binary else self.float(state)
+            return state[1]
         x = self.float(state)
         one, minus = self.const(1.0), self.const(-1.0)
         return self.ops.select(self.ops.greater_equal(x, self.const(0.0)), one, minus).output(0)
 
     def quant(self, step: dict[str, Any], state: tuple[str, Any]) -> tuple[str, Any]:
         path, t = step["path"], self.p.tensors
-        x = self.signs(state, step["binary"]) if step["binary_input"] else self.float(state)
+        x = self.signs(state) if step["binary_input"] else self.float(state)
         linear = step["op"] == "linear"
         if linear and x.get_partial_shape().rank.get_length() == 2:  # a 1×1 convolution
             x = self.ops.unsqueeze(x, self.ops.constant(np.array([2, 3], np.int64))).output(0)
@@ -201,18 +202,17 @@ class _Builder:
                 begin, end = [0, 0], [0, 0]
             y = self.ops.convolution(x, self.const(w), stride, begin, end, [1, 1]).output(0)
         # a linear layer's output stays (N, C, 1, 1): the plugin binarizes rank 4 only
-        rank = 4
         if step["binary"] and step["binary_input"]:
             self.pre[step["name"]] = y
             if "fold" in step:
                 flip = t[f"{path}.flip"].numpy()
                 if (flip < 0).any():
-                    y = self.ops.multiply(y, self.channel(flip, rank)).output(0)
+                    y = self.ops.multiply(y, self.channel(flip, 4)).output(0)
                 return ("int", y, path)
         if step["binary"] and step["scaled"]:
-            y = self.ops.multiply(y, self.channel(t[f"{path}.alpha"].numpy(), rank)).output(0)
+            y = self.ops.multiply(y, self.channel(t[f"{path}.alpha"].numpy(), 4)).output(0)
         if step["bias"]:
-            y = self.ops.add(y, self.channel(t[f"{path}.bias"].numpy(), rank)).output(0)
+            y = self.ops.add(y, self.channel(t[f"{path}.bias"].numpy(), 4)).output(0)
         return ("float", y)
 
 
