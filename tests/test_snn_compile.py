@@ -87,3 +87,32 @@ def test_an_uncalibrated_htaf_auto_says_to_calibrate_before_compiling():
     net = build_network("mlp", (64,), 3, NeuronSpec(spike_fn="htaf"), widths=(8,), steps=2)
     with pytest.raises(Exception, match=r"before torch\.compile"):
         torch.compile(net, fullgraph=True, backend="aot_eager")(torch.rand(2, 64))
+
+
+def test_compiled_synapses_on_sparse_spikes_gather_as_in_eager(monkeypatch):
+    """A 48-wide first synapse on 20% Poisson spikes takes the binary-matmul operators in the
+    compiled graph, with the eager losses and gradients."""
+    from htaf.families.snn import _compiled
+    from htaf.families.snn import binary_matmul as bm
+
+    if not _compiled.GATHER:
+        pytest.skip("no C compiler for the binary-matmul kernel")
+    calls = []
+    real = bm._gather
+    monkeypatch.setattr(bm, "_gather", lambda *a: calls.append(1) or real(*a))
+    torch._dynamo.reset()
+    case = ("mlp", (64,), {"widths": (48,)}, "poisson", "atan", "lif")
+    eager, compiled = (model(*case) for _ in range(2))
+    step = torch.compile(compiled, fullgraph=True, backend="aot_eager")
+    x, y = 0.4 * torch.rand(3, 64), torch.tensor([0, 1, 2])
+    losses = []
+    for net in (step, eager):
+        calls.clear()
+        torch.manual_seed(5)
+        loss = F.cross_entropy(net(x), y)
+        loss.backward()
+        losses.append(loss.detach())
+        assert len(calls) == 2  # the forward and the weight gradient
+    assert torch.allclose(losses[0], losses[1], atol=1e-6)
+    for (name, a), b in zip(compiled.named_parameters(), eager.parameters(), strict=True):
+        assert torch.allclose(a.grad, b.grad, rtol=1e-5, atol=1e-6), name

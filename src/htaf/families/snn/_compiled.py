@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from htaf.families.snn import fused
+from htaf.families.snn import binary_matmul, fused
 
 #: Whether the operators are registered (the kernel built and loaded).
 AVAILABLE: bool = fused.kernel_available()
@@ -170,6 +170,32 @@ if AVAILABLE:
     @unpack_bits.register_fake
     def _(packed, shape, dtype):
         return packed.new_empty(shape, dtype=dtype)
+
+
+#: Whether the binary-matmul operators are registered (both kernels built and loaded).
+GATHER: bool = AVAILABLE and binary_matmul.available()
+
+if GATHER:
+
+    @torch.library.custom_op("htaf_snn::binary_linear", mutates_args=(), device_types="cpu")
+    def binary_linear(
+        bits: Tensor, shape: list[int], weight: Tensor, bias: Tensor | None
+    ) -> Tensor:
+        """:func:`~htaf.families.snn.binary_matmul.linear` (no autograd: the caller's)."""
+        return binary_matmul.linear(bits, (shape[0], shape[1]), weight, bias)
+
+    @binary_linear.register_fake
+    def _(bits, shape, weight, bias):
+        return weight.new_empty((shape[0], weight.shape[0]))
+
+    @torch.library.custom_op("htaf_snn::binary_weight_grad", mutates_args=(), device_types="cpu")
+    def binary_weight_grad(bits: Tensor, shape: list[int], grad: Tensor) -> Tensor:
+        """:func:`~htaf.families.snn.binary_matmul.weight_grad`."""
+        return binary_matmul.weight_grad(bits, (shape[0], shape[1]), grad)
+
+    @binary_weight_grad.register_fake
+    def _(bits, shape, grad):
+        return grad.new_empty((grad.shape[1], shape[1]))
 
 
 def bits_take(x: Tensor) -> bool:

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from htaf.families.snn import binary_matmul
 from htaf.families.snn.fused import (
     NeuronSequence,
     dense_order,
@@ -141,17 +142,48 @@ def _restore(kept: Tensor, ctx: Any) -> Tensor:
     return kept
 
 
+def _gather_fns(x: Tensor, weight: Tensor, binary: bool) -> tuple[Callable, ...] | None:
+    """``(pack_bits, linear, weight_grad)`` of :mod:`.binary_matmul` (its custom operators
+    under dynamo) where a Linear on ``x`` may add the weight columns its spikes select; None
+    where it multiplies densely."""
+    if not (binary and x.is_contiguous() and binary_matmul.fits(weight.shape[0], weight)):
+        return None
+    if torch.compiler.is_compiling():
+        from htaf.families.snn import _compiled
+
+        if not _compiled.GATHER:
+            return None
+        return _compiled.pack_bits, _compiled.binary_linear, _compiled.binary_weight_grad
+    if not binary_matmul.available():
+        return None
+    return pack_bits, binary_matmul.linear, binary_matmul.weight_grad
+
+
+def _gathered(fns: tuple, bits: Tensor, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """``F.linear(x, weight, bias)`` from the bits of ``x`` by :func:`_gather_fns`' ``fns``."""
+    y = fns[1](bits, [x.numel() // x.shape[-1], x.shape[-1]], weight, bias)
+    return y.view(*x.shape[:-1], weight.shape[0])
+
+
 class _SpikeLinear(torch.autograd.Function):
     @staticmethod
     def forward(
         ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None, store: str,
-        membrane: Tensor | None, respike: Callable | None,
+        membrane: Tensor | None, respike: Callable | None, binary: bool,
     ) -> Tensor:  # fmt: skip
         ctx.store, ctx.shape, ctx.dtype = store, tuple(x.shape), x.dtype
         ctx.has_bias = bias is not None
         ctx.respike = respike
-        ctx.save_for_backward(weight, membrane if store == "membrane" else _keep(ctx, x, store))
-        return F.linear(x, weight, bias)
+        ctx.gather = _gather_fns(x, weight, binary)
+        if ctx.gather is None:
+            kept = membrane if store == "membrane" else _keep(ctx, x, store)
+            ctx.save_for_backward(weight, kept)
+            return F.linear(x, weight, bias)
+        # event-driven: the spikes as bits select the weight columns to add
+        ctx.order = None
+        bits = ctx.gather[0](x)
+        ctx.save_for_backward(weight, membrane if store == "membrane" else bits)
+        return _gathered(ctx.gather, bits, x, weight, bias)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple:
@@ -160,12 +192,16 @@ class _SpikeLinear(torch.autograd.Function):
         g2 = grad.reshape(-1, grad.shape[-1])
         if ctx.needs_input_grad[0]:
             gx = grad.matmul(weight.to(grad.dtype))
-        if ctx.needs_input_grad[1]:
+        if ctx.needs_input_grad[1] and ctx.gather is not None:
+            pack, _, weight_grad = ctx.gather
+            bits = kept if ctx.store == "bits" else pack(_restore(kept, ctx))
+            gw = weight_grad(bits, [g2.shape[0], ctx.shape[-1]], g2.contiguous())
+        elif ctx.needs_input_grad[1]:
             x = _restore(kept, ctx)
             gw = g2.t().matmul(x.reshape(-1, x.shape[-1]))
         if ctx.has_bias and ctx.needs_input_grad[2]:
             gb = g2.sum(0)
-        return gx, gw, gb, None, None, None
+        return gx, gw, gb, None, None, None, None
 
 
 def spike_linear(inp: SpikeTrain, layer: nn.Linear) -> Tensor:
@@ -173,8 +209,12 @@ def spike_linear(inp: SpikeTrain, layer: nn.Linear) -> Tensor:
     constant train (computed once), saving the input as the module doc says."""
     x = inp.values
     if not torch.is_grad_enabled():
-        return layer(x)
-    return _SpikeLinear.apply(x, layer.weight, layer.bias, _store(inp), inp.membrane, inp.respike)
+        fns = _gather_fns(x, layer.weight, inp.binary)
+        if fns is None:
+            return layer(x)
+        return _gathered(fns, fns[0](x), x, layer.weight, layer.bias)
+    return _SpikeLinear.apply(x, layer.weight, layer.bias, _store(inp), inp.membrane, inp.respike,
+                              inp.binary)  # fmt: skip
 
 
 # -- Conv2d -> BatchNorm2d and MaxPool2d over spikes --------------------------------------------
