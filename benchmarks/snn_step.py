@@ -58,6 +58,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from htaf.families.snn import binary_matmul
+from htaf.families.snn.fused import pack_bits, unpack_bits
 from htaf.families.snn.layers import SpikeTrain
 from htaf.families.snn.models import NeuronSpec, build_network
 
@@ -91,6 +93,20 @@ def htaf_row(steps: int) -> tuple[nn.Module, Callable]:
                         encoder="poisson", decoder="count")  # fmt: skip
 
     return net, spike_counts(net, steps)
+
+
+def htaf_dense_row(steps: int) -> tuple[nn.Module, Callable]:
+    """The htaf row with its synapses multiplying densely (no event-driven gathers)."""
+    net, counts = htaf_row(steps)
+
+    def dense_counts(x: torch.Tensor) -> torch.Tensor:
+        kernel, binary_matmul.available = binary_matmul.available, lambda: False
+        try:
+            return counts(x)
+        finally:
+            binary_matmul.available = kernel
+
+    return net, dense_counts
 
 
 def snntorch_row(steps: int) -> tuple[nn.Module, Callable]:
@@ -154,6 +170,7 @@ def spikingjelly_row(steps: int, mode: str) -> tuple[nn.Module, Callable]:
 
 ROWS: dict[str, Callable[[int], tuple[nn.Module, Callable]]] = {
     "htaf": htaf_row,
+    "htaf_dense": htaf_dense_row,
     "snntorch": snntorch_row,
     "sj_multistep": lambda steps: spikingjelly_row(steps, "m"),
     "sj_singlestep": lambda steps: spikingjelly_row(steps, "s"),
@@ -389,12 +406,58 @@ def compile_part(steps: int, repeats: int, gen: torch.Generator) -> None:
                     f"{time.perf_counter() - t0:.0f} s)", results, "eager", None)  # fmt: skip
 
 
+def products(bits: torch.Tensor, shape: tuple[int, int], w: torch.Tensor, b: torch.Tensor,
+             g: torch.Tensor) -> dict[str, Callable]:  # fmt: skip
+    """The gathered and the dense forward and weight gradient on the same bits."""
+    return {
+        "gather_fwd": lambda: binary_matmul.linear(bits, shape, w, b),
+        "dense_fwd": lambda: F.linear(unpack_bits(bits, shape, w.dtype), w, b),
+        "gather_grad": lambda: binary_matmul.weight_grad(bits, shape, g),
+        "dense_grad": lambda: g.t().matmul(unpack_bits(bits, shape, g.dtype)),
+    }
+
+
+def interleaved_medians(fns: dict[str, Callable], repeats: int) -> dict[str, float]:
+    """Median milliseconds of each function, timed in turn ``repeats`` times after a warm-up."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for fn in fns.values():
+        fn()
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) * 1e3 for name, ts in times.items()}
+
+
+def gather_part(repeats: int, gen: torch.Generator) -> None:
+    """The event-driven products against the dense ones on the same bits, over spike density
+    and layer width: where binary_matmul's MAX_DENSITY and MIN_WIDTH come from."""
+    shape = rows, cols = 32 * BATCH, N_IN
+    limits = binary_matmul.MAX_DENSITY, binary_matmul.MIN_WIDTH
+    binary_matmul.MAX_DENSITY, binary_matmul.MIN_WIDTH = 1.0, 1  # always gather here
+    print(f"\ngathered / dense time, X {rows}x{cols} (T = 32, batch {BATCH}), median of "
+          f"{repeats} interleaved; forward X W^T + b, gradient G^T X")  # fmt: skip
+    print("width  ones   forward (ms)             gradient (ms)")
+    for width in (16, 32, 64, 512):
+        w, b = torch.randn(width, cols, generator=gen), torch.randn(width, generator=gen)
+        g = torch.randn(rows, width, generator=gen)
+        for density in (0.05, 0.2, 0.35, 0.5):
+            bits = pack_bits((torch.rand(shape, generator=gen) < density).float())
+            med = interleaved_medians(products(bits, shape, w, b, g), repeats)
+            fwd, grad = (med[f"gather_{k}"] / med[f"dense_{k}"] for k in ("fwd", "grad"))
+            print(f"{width:5d}  {density:4.2f}   {fwd:.2f}x ({med['gather_fwd']:5.1f} / "
+                  f"{med['dense_fwd']:5.1f})   {grad:.2f}x ({med['gather_grad']:5.1f} / "
+                  f"{med['dense_grad']:5.1f})")  # fmt: skip
+    binary_matmul.MAX_DENSITY, binary_matmul.MIN_WIDTH = limits
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, nargs="+", default=[8, 32, 64], help="values of T")
     parser.add_argument("--repeats", type=int, default=7, help="timed steps per row and T")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
-    parser.add_argument("--parts", nargs="+", choices=("mlp", "conv", "compile"),
+    parser.add_argument("--parts", nargs="+", choices=("mlp", "conv", "compile", "gather"),
                         default=["mlp", "conv", "compile"], help="which tables")  # fmt: skip
     args = parser.parse_args()
     if args.threads:
@@ -408,6 +471,8 @@ def main() -> None:
         conv_part(args.repeats, gen)
     if "compile" in args.parts:
         compile_part(max(args.steps), args.repeats, gen)
+    if "gather" in args.parts:
+        gather_part(args.repeats, gen)
     load = tuple(round(v, 1) for v in os.getloadavg())
     print(f"\nload average at the end {load}")
 

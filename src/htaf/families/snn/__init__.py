@@ -18,6 +18,7 @@ Modules:
   ``(T, B, ...) -> (T, B, ...)`` and single-step cells (``model.neuron`` picks one);
 * :mod:`.fused`: the memory-light multi-step operator (C++ kernel + PyTorch fallback);
 * :mod:`.layers`: ``spike_linear``, a Linear that saves its spike input as bits or not at all;
+* :mod:`.binary_matmul`: its event-driven products on 0/1 input (adds the weights spikes select);
 * :mod:`.encoders`, :mod:`.decoders`; :mod:`.models`: MLP, CNN, SEW-ResNet.
 
 The family's options (``[model]`` table) are :class:`SNNOptions`. The estimator ``relu`` (or

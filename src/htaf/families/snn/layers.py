@@ -12,7 +12,10 @@ keeps the input in the cheapest form that reproduces it exactly:
 * small non-negative integers (the sums of spikes of SEW-ResNet's ADD connection): uint8;
 * anything else: the input itself, as ``nn.Linear`` does.
 
-The gradients are those of ``F.linear`` exactly (same matmuls, same operands).
+The gradients are those of ``F.linear`` exactly (same matmuls, same operands), except on exact
+spikes (0/1 input) of a wide enough float32 layer: there the forward and the weight gradient are
+:mod:`.binary_matmul`'s sums of the weights the spikes select, read from the bits, equal to the
+matmuls up to float summation order.
 
 :func:`spike_conv_bn` does the same for ``Conv2d -> BatchNorm2d`` on the ``T·B`` merged batch:
 it keeps the conv's input as above and nothing else (no float input, no conv output for
