@@ -9,10 +9,12 @@
 // the ones of X by row (forward: a = r, b = i) or by column (gradient: a = i, b = r). At a spike
 // density d this reads d of the operand that a dense product multiplies in full.
 //
-// Why the layouts: the gather is bound by loads, so M is tile-major ([tiles][n_b][TILE], zero
-// padded; htaf.families.snn.binary_matmul.tile_major) and the lists are cut into chunks of CHUNK
-// values of b: one chunk of one tile (CHUNK x TILE floats) stays in the level-1 cache while
-// every a adds from it. Lists are chunk-major: the entries of (chunk c, a) are
+// Why the layouts: the gather is bound by loads, so the lists are cut into chunks of CHUNK values
+// of b: one chunk of one tile of M (CHUNK x TILE floats) stays in the level-1 cache while every
+// a adds from it. Row b of tile t of M starts at m + t * tile_stride + b * ld: tile-major
+// ([tiles][n_b][TILE], zero padded: ld = TILE, tile_stride = n_b * TILE) keeps those rows apart
+// from each other's cache sets; row-major (ld = width, tile_stride = TILE, width a multiple of
+// TILE) saves the copy. Lists are chunk-major: the entries of (chunk c, a) are
 // idx[ptr[c * n_a + a] .. ptr[c * n_a + a + 1]).
 // Sums run in list order; built without -ffast-math, so NaN and Inf in M propagate.
 
@@ -29,7 +31,7 @@ typedef int32_t i32;
 
 typedef float v16 __attribute__((vector_size(64), aligned(4)));
 
-int bm_abi(void) { return 1; }
+int bm_abi(void) { return 2; }
 
 i64 bm_tile(void) { return TILE; }
 
@@ -117,13 +119,13 @@ void bm_cols_fill(const uint8_t* bits, i64 nbytes, i64 rows, i64 cols, const i64
 }
 
 // One tile of out[a0:a1, :] from chunk-major lists over tile-major m (module comment).
-static void gather_tile(const i64* ptr, const i32* idx, i64 n_a, i64 chunks, const float* mt,
-                        i64 n_b, i64 width, i64 t, const float* init, float* out, i64 a0,
-                        i64 a1) {
+static void gather_tile(const i64* ptr, const i32* idx, i64 n_a, i64 chunks, const float* m,
+                        i64 tile_stride, i64 ld, i64 width, i64 t, const float* init,
+                        float* out, i64 a0, i64 a1) {
   i64 o0 = t * TILE, w = width - o0 < TILE ? width - o0 : TILE;
   float first[TILE] __attribute__((aligned(64))) = {0};
   if (init) memcpy(first, init + o0, (size_t)w * sizeof(float));
-  const float* slab = mt + t * n_b * TILE;
+  const float* slab = m + t * tile_stride;
   for (i64 c = 0; c < chunks; ++c)
     for (i64 a = a0; a < a1; ++a) {
       float acc[TILE] __attribute__((aligned(64)));
@@ -135,13 +137,13 @@ static void gather_tile(const i64* ptr, const i32* idx, i64 n_a, i64 chunks, con
       v16 u0 = {0}, u1 = {0}, u2 = {0}, u3 = {0};
       i64 e = e0;
       for (; e + 1 < e1; e += 2) {
-        const v16* row = (const v16*)(slab + (i64)idx[e] * TILE);
-        const v16* ro2 = (const v16*)(slab + (i64)idx[e + 1] * TILE);
+        const v16* row = (const v16*)(slab + (i64)idx[e] * ld);
+        const v16* ro2 = (const v16*)(slab + (i64)idx[e + 1] * ld);
         s0 += row[0], s1 += row[1], s2 += row[2], s3 += row[3];
         u0 += ro2[0], u1 += ro2[1], u2 += ro2[2], u3 += ro2[3];
       }
       if (e < e1) {
-        const v16* row = (const v16*)(slab + (i64)idx[e] * TILE);
+        const v16* row = (const v16*)(slab + (i64)idx[e] * ld);
         s0 += row[0], s1 += row[1], s2 += row[2], s3 += row[3];
       }
       s0 += u0, s1 += u1, s2 += u2, s3 += u3;
@@ -150,14 +152,15 @@ static void gather_tile(const i64* ptr, const i32* idx, i64 n_a, i64 chunks, con
     }
 }
 
-// out (n_a x width, row-major) = init (width, or NULL for 0) + the gathered rows of mt.
-void bm_gather(const i64* ptr, const i32* idx, i64 n_a, i64 chunks, const float* mt, i64 n_b,
-               i64 width, const float* init, float* out, int nt) {
+// out (n_a x width, row-major) = init (width, or NULL for 0) + the gathered rows of m.
+void bm_gather(const i64* ptr, const i32* idx, i64 n_a, i64 chunks, const float* m,
+               i64 tile_stride, i64 ld, i64 width, const float* init, float* out, int nt) {
   i64 tiles = (width + TILE - 1) / TILE, blocks = (n_a + A_BLOCK - 1) / A_BLOCK;
 #pragma omp parallel for collapse(2) num_threads(nt) schedule(static)
   for (i64 t = 0; t < tiles; ++t)
     for (i64 k = 0; k < blocks; ++k) {
       i64 a1 = (k + 1) * A_BLOCK < n_a ? (k + 1) * A_BLOCK : n_a;
-      gather_tile(ptr, idx, n_a, chunks, mt, n_b, width, t, init, out, k * A_BLOCK, a1);
+      gather_tile(ptr, idx, n_a, chunks, m, tile_stride, ld, width, t, init, out, k * A_BLOCK,
+                  a1);
     }
 }

@@ -51,7 +51,7 @@ def _open() -> _Library | None:
     cc = _build.compiler()
     if not _build.kernels_allowed() or cc is None:
         return None
-    found = _build.first_library("htaf_binary_matmul", _SOURCE, cc, ("bm_abi", 1))
+    found = _build.first_library("htaf_binary_matmul", _SOURCE, cc, ("bm_abi", 2))
     if found is None:
         return None
     lib, flags = found
@@ -60,7 +60,7 @@ def _open() -> _Library | None:
         getattr(lib, name).argtypes = [vp, i64, i64, i64, vp, ci]
     for name in ("bm_rows_fill", "bm_cols_fill"):
         getattr(lib, name).argtypes = [vp, i64, i64, i64, vp, vp, ci]
-    lib.bm_gather.argtypes = [vp, vp, i64, i64, vp, i64, i64, vp, vp, ci]
+    lib.bm_gather.argtypes = [vp, vp, i64, i64, vp, i64, i64, i64, vp, vp, ci]
     for name in ("bm_tile", "bm_chunk"):
         getattr(lib, name).restype = i64
     return _Library(lib, "-fopenmp" in flags, int(lib.bm_tile()), int(lib.bm_chunk()))
@@ -103,19 +103,24 @@ def _tile_major(m: Tensor) -> Tensor:
     tile = _load().tile
     n, width = m.shape
     tiles = -(-width // tile)
-    padded = m.new_zeros(n, tiles * tile)
-    padded[:, :width] = m
-    return padded.view(n, tiles, tile).transpose(0, 1).contiguous()
+    if width % tile:
+        m = torch.cat([m, m.new_zeros(n, tiles * tile - width)], 1)
+    return m.reshape(n, tiles, tile).transpose(0, 1).contiguous()
 
 
 def _gather(ptr: Tensor, idx: Tensor, chunks: int, m: Tensor, init: Tensor | None) -> Tensor:
+    """``out[a] = init + Σ_{b in list(a)} m[b]``: ``(n_a, width)`` for ``m`` ``(n_b, width)``."""
+    lib = _load()
     n_a = (ptr.numel() - 1) // chunks
-    n_b, width = m.shape
+    (n_b, width), m = m.shape, m.detach()
+    if width % lib.tile == 0 and m.is_contiguous():  # row-major as it is
+        operand, tile_stride, ld = m, lib.tile, width
+    else:
+        operand, tile_stride, ld = _tile_major(m), n_b * lib.tile, lib.tile
     out = torch.empty(n_a, width, dtype=torch.float32)
     init_ptr = init.detach().contiguous().data_ptr() if init is not None else None
-    mt = _tile_major(m.detach())
-    _load().lib.bm_gather(ptr.data_ptr(), idx.data_ptr(), n_a, chunks, mt.data_ptr(), n_b,
-                          width, init_ptr, out.data_ptr(), _threads())  # fmt: skip
+    lib.lib.bm_gather(ptr.data_ptr(), idx.data_ptr(), n_a, chunks, operand.data_ptr(),
+                      tile_stride, ld, width, init_ptr, out.data_ptr(), _threads())  # fmt: skip
     return out
 
 
