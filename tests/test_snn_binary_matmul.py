@@ -150,3 +150,13 @@ def test_a_trained_mlp_is_the_same_with_and_without_the_kernel(monkeypatch, gath
     dense, w_dense = train(False)
     assert fast == pytest.approx(dense, rel=1e-5)
     assert torch.allclose(w_fast, w_dense, atol=1e-5)
+
+
+def test_bits_too_few_or_an_operand_of_another_shape_are_refused_before_the_kernel_reads():
+    bits = pack_bits(ones(4, 10, 0.5))
+    with pytest.raises(ValueError, match="at least 400 bits"):
+        bm.linear(bits, (40, 10), torch.randn(64, 10), None)
+    with pytest.raises(ValueError, match=r"operand of shape \(64, 9\)"):
+        bm.linear(bits, (4, 10), torch.randn(64, 9), None)
+    with pytest.raises(ValueError, match=r"operand of shape \(5, 64\)"):
+        bm.weight_grad(bits, (4, 10), torch.randn(5, 64))

@@ -124,6 +124,17 @@ def _gather(ptr: Tensor, idx: Tensor, chunks: int, m: Tensor, init: Tensor | Non
     return out
 
 
+def _check(bits: Tensor, shape: tuple[int, int], operand: Tensor, dim: int) -> None:
+    """The kernel reads ``rows·cols`` bits, and ``operand``'s ``dim`` must be ``shape[dim]``."""
+    rows, cols = shape
+    if bits.dtype != torch.uint8 or bits.numel() * 8 < rows * cols:
+        raise ValueError(f"bits: expected at least {rows * cols} bits as uint8 for X of shape "
+                         f"{shape}, got {bits.numel()} {bits.dtype} elements")  # fmt: skip
+    if operand.dim() != 2 or operand.shape[dim] != shape[dim]:
+        raise ValueError(f"operand of shape {tuple(operand.shape)} does not match X of shape "
+                         f"{shape}")  # fmt: skip
+
+
 def _sparse(ptr: Tensor, rows: int, cols: int) -> bool:
     return int(ptr[-1]) <= MAX_DENSITY * rows * cols
 
@@ -131,6 +142,7 @@ def _sparse(ptr: Tensor, rows: int, cols: int) -> bool:
 def linear(bits: Tensor, shape: tuple[int, int], weight: Tensor, bias: Tensor | None) -> Tensor:
     """``X Wᵀ + b`` for the 0/1 matrix ``X`` of ``shape`` packed in ``bits``: ``(rows, out)``."""
     rows, cols = shape
+    _check(bits, shape, weight, 1)
     if rows and cols and fits(weight.shape[0], weight) and available():
         ptr, idx, chunks = _lists(bits, rows, cols, by_rows=True)
         if _sparse(ptr, rows, cols):
@@ -141,6 +153,7 @@ def linear(bits: Tensor, shape: tuple[int, int], weight: Tensor, bias: Tensor | 
 def weight_grad(bits: Tensor, shape: tuple[int, int], grad: Tensor) -> Tensor:
     """``Gᵀ X`` for the 0/1 matrix ``X`` of ``shape`` packed in ``bits``: ``(out, cols)``."""
     rows, cols = shape
+    _check(bits, shape, grad, 0)
     if rows and cols and fits(grad.shape[1], grad) and available():
         ptr, idx, chunks = _lists(bits, rows, cols, by_rows=False)
         if _sparse(ptr, rows, cols):
