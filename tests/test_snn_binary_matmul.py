@@ -24,6 +24,12 @@ def ones(rows, cols, density, seed=0):
 
 
 @pytest.fixture
+def any_width(monkeypatch):
+    """The kernel on every width (its numerics do not depend on where it pays off)."""
+    monkeypatch.setattr(bm, "MIN_WIDTH", 1)
+
+
+@pytest.fixture
 def gathers(monkeypatch):
     """Counts the kernel's gathers (so a test knows which path it ran)."""
     calls = []
@@ -39,8 +45,10 @@ def gathers(monkeypatch):
 
 @needs_kernel
 @pytest.mark.parametrize(("rows", "cols", "width"), SHAPES)
-@pytest.mark.parametrize("density", [0.0, 0.05, 0.25])
-def test_gathered_products_equal_the_float64_dense_ones(rows, cols, width, density, gathers):
+@pytest.mark.parametrize("density", [0.0, 0.05, 0.2])
+def test_gathered_products_equal_the_float64_dense_ones(
+    rows, cols, width, density, gathers, any_width
+):
     x = ones(rows, cols, density)
     g = torch.Generator().manual_seed(1)
     w = torch.randn(width, cols, generator=g)
@@ -62,7 +70,7 @@ def test_gathered_products_equal_the_float64_dense_ones(rows, cols, width, densi
 @needs_kernel
 def test_dense_input_and_narrow_layers_take_the_dense_product(gathers):
     x = ones(50, 70, 0.9)
-    w = torch.randn(40, 70)
+    w = torch.randn(64, 70)
     y = bm.linear(pack_bits(x), (50, 70), w, None)
     assert gathers == []  # 90% ones: over MAX_DENSITY
     assert torch.allclose(y.double(), x.double() @ w.double().t(), atol=1e-4)
@@ -83,7 +91,7 @@ def test_without_the_kernel_the_same_functions_multiply_densely(monkeypatch):
 
 
 @needs_kernel
-def test_inf_and_nan_in_the_operand_reach_exactly_the_rows_that_select_them():
+def test_inf_and_nan_in_the_operand_reach_exactly_the_rows_that_select_them(gathers):
     x = ones(40, 70, 0.2)
     x[:, 3] = 0
     x[::2, 3] = 1
@@ -92,6 +100,7 @@ def test_inf_and_nan_in_the_operand_reach_exactly_the_rows_that_select_them():
     w[6, 3] = float("nan")
     w[7] = 3e38  # finite, but sums of two overflow, as in float32 dense arithmetic
     y = bm.linear(pack_bits(x), (40, 70), w, None)
+    assert gathers
     want = x.double() @ w.double().t()
     assert torch.equal(torch.isnan(y[:, 6]), x[:, 3] == 1)
     assert torch.equal(torch.isinf(y[:, 5]), x[:, 3] == 1)
@@ -104,7 +113,7 @@ def test_inf_and_nan_in_the_operand_reach_exactly_the_rows_that_select_them():
 @pytest.mark.parametrize("store", ["bits", "membrane"])
 def test_spike_linear_on_spikes_gathers_with_the_gradients_of_a_linear_layer(store, gathers):
     torch.manual_seed(0)
-    layer = nn.Linear(70, 48)
+    layer = nn.Linear(70, 64)
     if store == "membrane":  # the exact spikes of a neuron layer, kept as its membrane
         h = torch.randn(6, 5, 70, requires_grad=True)
         seq = fused.neuron_sequence(h, SF.LIFParameters(), htaf.estimators.get("atan"))
@@ -112,7 +121,7 @@ def test_spike_linear_on_spikes_gathers_with_the_gradients_of_a_linear_layer(sto
     else:
         train = SpikeTrain((torch.rand(6, 5, 70) < 0.2).float().requires_grad_(), 6, binary=True)
     x = train.values
-    g = torch.randn(6, 5, 48)
+    g = torch.randn(6, 5, 64)
     got = torch.autograd.grad((spike_linear(train, layer) * g).sum(), [x, layer.weight, layer.bias])
     assert len(gathers) == 2
     want = torch.autograd.grad((layer(x) * g).sum(), [x, layer.weight, layer.bias])
@@ -125,14 +134,14 @@ def test_spike_linear_on_spikes_gathers_with_the_gradients_of_a_linear_layer(sto
 
 @needs_kernel
 def test_a_trained_mlp_is_the_same_with_and_without_the_kernel(monkeypatch, gathers):
-    """Two Adam steps of a 64-48-3 LIF MLP on Poisson spikes: the gathered and the dense
+    """Two Adam steps of a 64-64-3 LIF MLP on Poisson spikes: the gathered and the dense
     products give the same losses and weights to float rounding."""
 
     def train(kernel: bool) -> tuple[list[float], torch.Tensor]:
         if not kernel:
             monkeypatch.setattr(bm, "available", lambda: False)
         torch.manual_seed(0)
-        net = build_network("mlp", (64,), 3, NeuronSpec(spike_fn="atan"), widths=(48,), steps=6)
+        net = build_network("mlp", (64,), 3, NeuronSpec(spike_fn="atan"), widths=(64,), steps=6)
         opt = torch.optim.Adam(net.parameters(), lr=1e-2)
         x, y = 0.4 * torch.rand(16, 64), torch.randint(0, 3, (16,))  # 20% spikes
         losses = []
@@ -146,7 +155,7 @@ def test_a_trained_mlp_is_the_same_with_and_without_the_kernel(monkeypatch, gath
         return losses, next(net.parameters()).detach().clone()
 
     fast, w_fast = train(True)
-    assert gathers  # the first synapse (48 wide, on Poisson spikes) gathered
+    assert gathers  # the first synapse (64 wide, on Poisson spikes) gathered
     dense, w_dense = train(False)
     assert fast == pytest.approx(dense, rel=1e-5)
     assert torch.allclose(w_fast, w_dense, atol=1e-5)

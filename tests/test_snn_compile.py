@@ -90,7 +90,7 @@ def test_an_uncalibrated_htaf_auto_says_to_calibrate_before_compiling():
 
 
 def test_compiled_synapses_on_sparse_spikes_gather_as_in_eager(monkeypatch):
-    """A 48-wide first synapse on 20% Poisson spikes takes the binary-matmul operators in the
+    """A 64-wide first synapse on 20% Poisson spikes takes the binary-matmul operators in the
     compiled graph, with the eager losses and gradients."""
     from htaf.families.snn import _compiled
     from htaf.families.snn import binary_matmul as bm
@@ -101,7 +101,7 @@ def test_compiled_synapses_on_sparse_spikes_gather_as_in_eager(monkeypatch):
     real = bm._gather
     monkeypatch.setattr(bm, "_gather", lambda *a: calls.append(1) or real(*a))
     torch._dynamo.reset()
-    case = ("mlp", (64,), {"widths": (48,)}, "poisson", "atan", "lif")
+    case = ("mlp", (64,), {"widths": (64,)}, "poisson", "atan", "lif")
     eager, compiled = (model(*case) for _ in range(2))
     step = torch.compile(compiled, fullgraph=True, backend="aot_eager")
     x, y = 0.4 * torch.rand(3, 64), torch.tensor([0, 1, 2])

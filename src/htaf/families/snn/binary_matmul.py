@@ -32,10 +32,10 @@ from htaf.families.snn.fused import unpack_bits
 
 __all__ = ["MAX_DENSITY", "MIN_WIDTH", "available", "fits", "linear", "weight_grad"]
 
-#: Above this fraction of ones the dense product is faster.
-MAX_DENSITY = 0.35
-#: Below this many output columns the dense product is faster (a tile is 64 wide).
-MIN_WIDTH = 32
+#: Above this fraction of ones the dense product can be faster.
+MAX_DENSITY = 0.3
+#: Below this many output columns the dense product can be faster (a tile is 64 wide).
+MIN_WIDTH = 64
 
 _SOURCE = "binary_matmul.c"
 
