@@ -353,6 +353,11 @@ class _ConvexThresholdBase(BaseEstimator):
         solver: ``"working_set"`` (htaf's) or ``"cvxpy"`` (the CVXPY + Clarabel reference).
         tol: relative duality gap the solve must certify to be ``optimal``.
         random_state: seeds the directions (two-layer) or the first layer (deep).
+        linear: two-layer: a linear skip term ``x · w`` beside the step units, with weight
+            decay ``beta / std(y)`` and a free bias (:mod:`htaf.families.convex.skip`); in
+            ``network_.linear``. False: Ergen et al.'s program alone (``to_dhn`` needs it).
+        cv_repeats: ``beta="auto"`` deals the rows into folds this many times and averages
+            the validation losses (a steadier choice of beta).
     """
 
     def __init__(
@@ -365,6 +370,8 @@ class _ConvexThresholdBase(BaseEstimator):
         solver: str = "working_set",
         tol: float = 1e-6,
         random_state: Any = None,
+        linear: bool = True,
+        cv_repeats: int = 3,
     ):
         self.n_directions = n_directions
         self.beta = beta
@@ -374,6 +381,8 @@ class _ConvexThresholdBase(BaseEstimator):
         self.solver = solver
         self.tol = tol
         self.random_state = random_state
+        self.linear = linear
+        self.cv_repeats = cv_repeats
 
     def _check_params(self, n: int) -> float | str:
         """Every parameter checked before any work; returns beta as a number or "auto"."""
@@ -393,6 +402,9 @@ class _ConvexThresholdBase(BaseEstimator):
         real = isinstance(self.tol, (int, float, np.floating)) and not isinstance(self.tol, bool)
         if not real or not 0 < self.tol < 1:
             raise ValueError(f"tol must be a number in (0, 1), got {self.tol!r}")
+        if not isinstance(self.linear, (bool, np.bool_)):
+            raise ValueError(f"linear must be True or False, got {self.linear!r}")
+        _positive_int(self.cv_repeats, "cv_repeats")
         return check_beta(self.beta, n)
 
     def _fit_target(self, X: np.ndarray, target: np.ndarray, center: bool = False) -> None:
@@ -419,6 +431,8 @@ class _ConvexThresholdBase(BaseEstimator):
                 solver=self.solver,
                 tol=self.tol,
                 center=center,
+                linear=bool(self.linear),
+                repeats=int(self.cv_repeats),
             )
         self.network_: ThresholdNet = net
         self.beta_ = float(net.info["beta"])
