@@ -358,6 +358,9 @@ class _ConvexThresholdBase(BaseEstimator):
             ``network_.linear``. False: Ergen et al.'s program alone (``to_dhn`` needs it).
         cv_repeats: ``beta="auto"`` deals the rows into folds this many times and averages
             the validation losses (a steadier choice of beta).
+        cv_rule: ``"min"``: the beta of the best mean validation loss; ``"1se"``: the largest
+            beta within one standard error of it; ``"auto"``: ``"1se"`` for a regression
+            target with ``linear``, else ``"min"`` (:mod:`htaf.families.convex.path`).
     """
 
     def __init__(
@@ -372,6 +375,7 @@ class _ConvexThresholdBase(BaseEstimator):
         random_state: Any = None,
         linear: bool = True,
         cv_repeats: int = 3,
+        cv_rule: str = "auto",
     ):
         self.n_directions = n_directions
         self.beta = beta
@@ -383,6 +387,7 @@ class _ConvexThresholdBase(BaseEstimator):
         self.random_state = random_state
         self.linear = linear
         self.cv_repeats = cv_repeats
+        self.cv_rule = cv_rule
 
     def _check_params(self, n: int) -> float | str:
         """Every parameter checked before any work; returns beta as a number or "auto"."""
@@ -405,6 +410,8 @@ class _ConvexThresholdBase(BaseEstimator):
         if not isinstance(self.linear, (bool, np.bool_)):
             raise ValueError(f"linear must be True or False, got {self.linear!r}")
         _positive_int(self.cv_repeats, "cv_repeats")
+        if self.cv_rule not in ("min", "1se", "auto"):
+            raise ValueError(f"cv_rule must be 'min', '1se' or 'auto', got {self.cv_rule!r}")
         return check_beta(self.beta, n)
 
     def _fit_target(self, X: np.ndarray, target: np.ndarray, center: bool = False) -> None:
@@ -433,6 +440,7 @@ class _ConvexThresholdBase(BaseEstimator):
                 center=center,
                 linear=bool(self.linear),
                 repeats=int(self.cv_repeats),
+                cv_rule=self.cv_rule,
             )
         self.network_: ThresholdNet = net
         self.beta_ = float(net.info["beta"])

@@ -131,8 +131,8 @@ class ThresholdNet:
         return model
 
     def load_into(self, model: Any) -> None:
-        """Copy the weights into a DHN whose widths equal :attr:`widths` (0 units: one dead
-        unit, whose output weight is 0)."""
+        """Copy the weights into a DHN whose widths equal :attr:`widths` (0 units: one unit
+        whose output weight is 0)."""
         import torch
 
         with torch.no_grad():
@@ -151,10 +151,14 @@ class ThresholdNet:
 
 
 def _at_least_one_unit(weight: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A layer without units becomes one unit that never fires (a DHN layer needs width >= 1)."""
+    """A layer without units becomes one unit (a DHN layer needs width >= 1) whose output
+    weight is 0. Its pre-activation is the first input, not a constant: an estimator that
+    calibrates on its input (``htaf(auto)``) cannot read a scale from a constant."""
     if weight.shape[0]:
         return weight, bias
-    return np.zeros((1, weight.shape[1])), np.full(1, -1.0)
+    unit = np.zeros((1, weight.shape[1]))
+    unit[0, :1] = 1.0
+    return unit, np.zeros(1)
 
 
 def check_beta(beta: Any, n: int) -> float | str:
@@ -184,6 +188,7 @@ def fit_two_layer(
     max_bytes: int | None = None,
     linear: bool = False,
     repeats: int = 1,
+    cv_rule: str = "min",
 ) -> ThresholdNet:
     """Ergen et al.'s two-layer program: sample ``n_directions`` directions, build
     ``H = 1{[X, 1] U >= 0}`` without duplicates, solve ``min 1/2 ||Hz - y||^2 + beta ||z||_1``
@@ -229,7 +234,9 @@ def fit_two_layer(
     if beta == "auto" and len(X) < MIN_ROWS:
         beta, rule = 1e-3 * len(X), f"1e-3·n (fewer than {MIN_ROWS} rows: none held out)"
     elif beta == "auto":
-        path = select_beta(X, target, U, rng=rng, tol=tol, linear=linear, repeats=repeats)
+        path = select_beta(
+            X, target, U, rng=rng, tol=tol, linear=linear, repeats=repeats, rule=cv_rule
+        )
         beta, rule = float(path.betas[path.chosen]), "validation"
         path_info = {"path": path.info(), "path_time_s": path.time_s}
     H = Arrangements.from_directions(augment(X), U, cache_dir=cache_dir, max_bytes=max_bytes)

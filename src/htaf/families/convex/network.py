@@ -71,6 +71,7 @@ def fit_network(
         center=center,
         linear=options.linear,
         repeats=options.cv_repeats,
+        cv_rule=options.cv_rule,
     )
 
 

@@ -8,15 +8,25 @@ previous support seeds the working set (:func:`~.solver.solve_lasso`'s ``z0``), 
 starts close to its optimum and its working set is nearly right from the first round.
 
 ``beta = "auto"`` (:func:`select_beta`): deal the training rows into ``FOLDS`` validation
-folds (stratified for ±1 targets); for each, solve the path on the other rows and score every
-``beta`` on the fold (squared error for a regression target; for ±1 targets the error rate of
-the sign, ties broken by squared error); keep the ``beta`` of the smallest mean loss
-(``rule="min"``, glmnet's ``lambda.min``, the default) or the largest ``beta`` whose mean
-loss is within one standard error (over the folds) of the smallest (``rule="1se"``,
-``lambda.1se``: the sparsest network the validation cannot tell from the best), and solve
-once more on all the training rows at that ``beta``. The default is ``"min"`` because over
-htaf's split seeds 0-4 it gave the better test score on both diabetes and breast_cancer
-(benchmarks/README.md): the 1-SE rule's sparser networks underfit these small tables.
+folds (stratified for ±1 targets), ``repeats`` times over (repeated K-fold: the losses of
+all the deals are averaged, which steadies the choice on small tables); for each fold,
+solve the path on the other rows and score every ``beta`` on the fold (squared error for a
+regression target; for ±1 targets the error rate of the sign, ties broken by squared
+error); keep the ``beta`` of the smallest mean loss (``rule="min"``, glmnet's
+``lambda.min``) or the largest ``beta`` whose mean loss is within one standard error (over
+the folds) of the smallest (``rule="1se"``, ``lambda.1se``: the sparsest network the
+validation cannot tell from the best), and solve once more on all the training rows at
+that ``beta``. ``rule="auto"``: ``"1se"`` for a regression target with the skip term
+(``linear``), else ``"min"``.
+
+Why these rules. Without a skip term the sparsest networks are near-constant and the 1-SE
+rule underfits (over htaf's split seeds 0-4 ``"min"`` was better on diabetes and
+breast_cancer, benchmarks/README.md). With the linear skip term of :mod:`.skip` the large-beta
+end of the path is a ridge regression instead, a sound model to fall back on, and ``"1se"``
+prefers it until the step units earn their place (glmnet's advice). For ±1 targets the loss
+is an error rate over a few dozen rows per fold, whose standard error is large (one row of
+a 70-row fold is 0.014): there the 1-SE band is wide and reaches far too sparse networks,
+so ``"auto"`` keeps ``"min"`` there, as it does without the skip term.
 """
 
 from __future__ import annotations
@@ -41,7 +51,7 @@ FOLDS = 5
 #: The path stops this many betas past the best mean validation loss.
 PATIENCE = 4
 #: The rules that pick beta from the cross-validated losses (see the module doc).
-RULES = ("min", "1se")
+RULES = ("min", "1se", "auto")
 #: Fewer training rows than this: too few to hold any out; beta falls back to 1e-3 · n.
 MIN_ROWS = 20
 
@@ -179,7 +189,8 @@ def select_beta(
     on the fold (:func:`validation_loss`). The path stops ``PATIENCE`` betas past the best mean
     loss. ``validation`` is the mean over folds, ``chosen`` the index of the best mean
     (``rule="min"``) or of the largest beta within one standard error of it (``rule="1se"``,
-    the one-standard-error rule; ``extra`` holds both indices), ``results`` the first
+    the one-standard-error rule; ``"auto"``: see the module doc; ``extra`` holds both
+    indices and the rule applied), ``results`` the first
     fold's solutions. ``betas``: the grid (default: :func:`beta_grid` from ``beta_max`` of all
     the rows, of ``y - mean(y)`` with ``linear``). ``linear``: the program with a linear skip
     term and a free bias (:mod:`.skip`), its decay ``beta / sigma`` with ``sigma`` the
@@ -230,6 +241,8 @@ def select_beta(
     best = int(np.argmin(mean))
     se = float(losses[:, best].std(ddof=1)) / np.sqrt(losses.shape[0])
     one_se = int(np.flatnonzero(mean <= mean[best] + se)[0])  # the one-standard-error rule
+    if rule == "auto":
+        rule = "1se" if linear and not _signs(y) else "min"
     chosen = best if rule == "min" else one_se
     path = BetaPath(betas[: len(columns)], first, time.perf_counter() - t0, mean, chosen)
     path.extra = {
