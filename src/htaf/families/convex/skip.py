@@ -119,8 +119,9 @@ class Whitened:
         return self.H.nbytes
 
     def whiten(self, v: np.ndarray) -> np.ndarray:
-        """``L v``."""
-        return v - self.Q @ (self.f * (self.Q.T @ v))
+        """``L v`` (``v``: a vector, or columns side by side)."""
+        f = self.f if v.ndim == 1 else self.f[:, None]
+        return v - self.Q @ (f * (self.Q.T @ v))
 
     def matvec(self, z: np.ndarray) -> np.ndarray:
         """``L H z``."""
