@@ -465,7 +465,8 @@ class _ConvexThresholdBase(BaseEstimator):
 
     def to_dhn(self, activation: str = "htaf", **params: float) -> Any:
         """The fitted network as an htaf :class:`~htaf.families.dhn.DHN` (exact steps in its
-        hard mode; one logit, ``f(x)``)."""
+        hard mode; one logit, ``f(x)``); ValueError for a network fitted with ``linear=True``
+        (a DHN has no skip term)."""
         check_is_fitted(self, "network_")
         return self.network_.to_dhn(activation, **params)
 
