@@ -319,48 +319,80 @@ def memory_line(n: int = 10_000, P: int = 100_000, max_time_s: float = 120.0) ->
     return out
 
 
+def _split(name: str, seed: int) -> tuple[np.ndarray, ...]:
+    """Training and test rows of htaf's split ``seed`` (a bundled table), or of a generated
+    table (``friedman1``: scikit-learn's Friedman #1, noise 1; ``linear``: y = X w + 2 noise,
+    10 standard normal features), 300 training and 150 test rows standardized on the training
+    rows: the untuned checks, never used to choose anything."""
+    from htaf.data.registry import load
+
+    if name in ("diabetes", "breast_cancer"):
+        data = load(name, split_seed=seed)
+        return tuple(
+            np.asarray(v, np.float64)
+            for v in (data.X_train, data.y_train, data.X_test, data.y_test)
+        )
+    from sklearn.datasets import make_friedman1
+
+    rng = np.random.default_rng(100 + seed)
+    if name == "friedman1":
+        X, y = make_friedman1(n_samples=450, n_features=10, noise=1.0, random_state=100 + seed)
+    else:
+        X = rng.standard_normal((450, 10))
+        y = X @ rng.standard_normal(10) + 2.0 * rng.standard_normal(450)
+    mx, sx, my, sy = X[:300].mean(0), X[:300].std(0), y[:300].mean(), y[:300].std()
+    X, y = (X - mx) / sx, (y - my) / sy
+    return X[:300], y[:300], X[300:], y[300:]
+
+
 def beta_path_line(
-    seeds: int = 5, n_directions: int = 2000, plots: str | None = None
+    seeds: int = 5,
+    n_directions: int = 2000,
+    plots: str | None = None,
+    plain: bool = False,
+    synthetic: int = 3,
 ) -> dict[str, Any]:
     """beta="auto" against fixed-beta references on htaf's own splits (``split_seed`` s):
-    diabetes test R² against scikit-learn's RidgeCV, breast_cancer test accuracy, and the time
-    of the path (cross-validation included) divided by one solve at the chosen beta."""
+    diabetes test R² against scikit-learn's RidgeCV, breast_cancer test accuracy, the generated
+    regression tables (``synthetic`` seeds each) against RidgeCV, and the time of the path
+    (cross-validation included) divided by one solve at the chosen beta. The defaults of the
+    family (the skip term, 3 deals of 5 folds, ``cv_rule="auto"``); ``plain``: Ergen et al.'s
+    program alone, one deal, ``"min"`` (the defaults before the skip term)."""
     from sklearn.linear_model import RidgeCV
 
-    from htaf.data.registry import load
-    from htaf.families.convex.arrangements import Arrangements
     from htaf.families.convex.model import fit_two_layer
 
-    rows: dict[str, list[dict[str, float]]] = {"diabetes": [], "breast_cancer": []}
-    for name in rows:
-        for seed in range(seeds):
-            data = load(name, split_seed=seed)
-            X, y = np.asarray(data.X_train, np.float64), np.asarray(data.y_train, np.float64)
-            Xt, yt = np.asarray(data.X_test, np.float64), np.asarray(data.y_test, np.float64)
-            target = y if name == "diabetes" else 2 * y - 1
-            net = fit_two_layer(
-                X,
-                target,
-                beta="auto",
-                n_directions=n_directions,
-                rng=seed,
-                center=name == "diabetes",
-            )
-            rng = np.random.default_rng(seed)
-            H = Arrangements.sample(X, n_directions, rng)
-            t0 = time.perf_counter()
-            solve_lasso(H, target - net.intercept, net.info["beta"])
-            one = time.perf_counter() - t0
+    options = (
+        {"linear": False, "repeats": 1, "cv_rule": "min"}
+        if plain
+        else {"linear": True, "repeats": 3, "cv_rule": "auto"}
+    )
+    tables = {
+        "diabetes": seeds,
+        "breast_cancer": seeds,
+        "friedman1": synthetic,
+        "linear": synthetic,
+    }
+    rows: dict[str, list[dict[str, float]]] = {name: [] for name in tables}
+    for name, count in tables.items():
+        for seed in range(count):
+            X, y, Xt, yt = _split(name, seed)
+            regression = name != "breast_cancer"
+            target = y if regression else 2 * y - 1
+            fit = {"n_directions": n_directions, "rng": seed, "center": regression}
+            net = fit_two_layer(X, target, beta="auto", **fit, **options)
+            linear = options["linear"]
+            one = fit_two_layer(X, target, beta=net.info["beta"], **fit, linear=linear)
             row = {"seed": seed, "beta": net.info["beta"], "units": net.info["units"],
-                   "path_s": net.info["path_time_s"], "one_solve_s": one,
-                   "path_ratio": net.info["path_time_s"] / one}  # fmt: skip
+                   "path_s": net.info["path_time_s"], "one_solve_s": one.info["solve_time_s"],
+                   "path_ratio": net.info["path_time_s"] / one.info["solve_time_s"]}  # fmt: skip
             pred = net.predict(Xt)
-            if plots and seed == 0:
+            if plots and seed == 0 and name in ("diabetes", "breast_cancer"):
                 from htaf.studies.convex import plot_beta_path
 
                 out = Path(plots) / name
                 plot_beta_path(net.info["path"], out, f"{name}, split seed 0, P={n_directions}")
-            if name == "diabetes":
+            if regression:
                 ridge = RidgeCV(alphas=np.logspace(-3, 3, 25)).fit(X, y)
                 row["r2"] = 1 - np.mean((pred - yt) ** 2) / np.var(yt)
                 row["ridgecv_r2"] = ridge.score(Xt, yt)
@@ -370,18 +402,29 @@ def beta_path_line(
             print(name, {k: round(float(v), 4) for k, v in row.items()}, flush=True)
     d, b = rows["diabetes"], rows["breast_cancer"]
     summary = {
+        "options": options,
         "diabetes_r2": statistics.mean(r["r2"] for r in d),
         "diabetes_ridgecv_r2": statistics.mean(r["ridgecv_r2"] for r in d),
         "breast_cancer_accuracy": statistics.mean(r["accuracy"] for r in b),
         "path_ratio_median": statistics.median(r["path_ratio"] for r in d + b),
     }
+    for name in ("friedman1", "linear"):
+        if rows[name]:
+            summary[f"{name}_r2"] = statistics.mean(r["r2"] for r in rows[name])
+            summary[f"{name}_ridgecv_r2"] = statistics.mean(r["ridgecv_r2"] for r in rows[name])
     print(
-        f"\nbeta='auto' over split seeds 0..{seeds - 1}: diabetes test R² "
+        f"\nbeta='auto' {options} over split seeds 0..{seeds - 1}: diabetes test R² "
         f"{summary['diabetes_r2']:.4f} (RidgeCV {summary['diabetes_ridgecv_r2']:.4f}: "
         f"{'PASS' if summary['diabetes_r2'] >= summary['diabetes_ridgecv_r2'] else 'FAIL'}); "
         f"breast_cancer test accuracy {summary['breast_cancer_accuracy']:.4f}; path time / one "
         f"solve at the chosen beta: median {summary['path_ratio_median']:.1f}"
     )
+    for name in ("friedman1", "linear"):
+        if rows[name]:
+            print(
+                f"{name} (generated, seeds 0..{synthetic - 1}): test R² {summary[f'{name}_r2']:.4f}"
+                f" (RidgeCV {summary[f'{name}_ridgecv_r2']:.4f})"
+            )
     return {"rows": rows, "summary": summary}
 
 
@@ -541,6 +584,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--beta-path", action="store_true", help="only the beta='auto' figures")
     p.add_argument("--plots", default=None, help="--beta-path: draw the paths (PNG+SVG) here")
+    p.add_argument(
+        "--plain",
+        action="store_true",
+        help="--beta-path: Ergen et al.'s program alone, one deal of folds, rule 'min'",
+    )
     p.add_argument("--large", action="store_true", help="only the capped large-size line")
     p.add_argument("--large-size", default="10000x100000")
     p.add_argument("--large-budget", type=float, default=540.0, help="seconds per solver")
@@ -555,7 +603,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average {load:.1f} on {os.cpu_count()} CPUs")
     results: dict[str, Any] = {"load_average": load, "cpus": os.cpu_count()}
     if args.beta_path:
-        results["beta_path"] = beta_path_line(plots=args.plots)
+        results["beta_path"] = beta_path_line(plots=args.plots, plain=args.plain)
     elif args.large:
         names = [n for n in args.solvers.split(",") if not available(n)]
         results["large"] = large_line(args, names)

@@ -42,7 +42,9 @@ def data(n=80, seed=0):
 @pytest.mark.parametrize("variant", ["two_layer", "deep"])
 def test_classifier_fits_and_its_dhn_predicts_the_same(variant):
     X, y = data()
-    clf = ConvexThresholdClassifier(n_directions=500, variant=variant, width=200, random_state=0)
+    clf = ConvexThresholdClassifier(
+        n_directions=500, variant=variant, width=200, random_state=0, linear=False
+    )
     clf.fit(X, y)
     assert set(clf.classes_) == {"no", "yes"} and clf.score(X, y) == 1.0
     assert clf.solver_info_["optimal"] and clf.solver_info_["gap"] >= 0

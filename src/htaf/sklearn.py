@@ -353,6 +353,14 @@ class _ConvexThresholdBase(BaseEstimator):
         solver: ``"working_set"`` (htaf's) or ``"cvxpy"`` (the CVXPY + Clarabel reference).
         tol: relative duality gap the solve must certify to be ``optimal``.
         random_state: seeds the directions (two-layer) or the first layer (deep).
+        linear: two-layer: a linear skip term ``x · w`` beside the step units, with weight
+            decay ``beta / std(y)`` and a free bias (:mod:`htaf.families.convex.skip`); in
+            ``network_.linear``. False: Ergen et al.'s program alone (``to_dhn`` needs it).
+        cv_repeats: ``beta="auto"`` deals the rows into folds this many times and averages
+            the validation losses (a steadier choice of beta).
+        cv_rule: ``"min"``: the beta of the best mean validation loss; ``"1se"``: the largest
+            beta within one standard error of it; ``"auto"``: ``"1se"`` for a regression
+            target with ``linear``, else ``"min"`` (:mod:`htaf.families.convex.path`).
     """
 
     def __init__(
@@ -365,6 +373,9 @@ class _ConvexThresholdBase(BaseEstimator):
         solver: str = "working_set",
         tol: float = 1e-6,
         random_state: Any = None,
+        linear: bool = True,
+        cv_repeats: int = 3,
+        cv_rule: str = "auto",
     ):
         self.n_directions = n_directions
         self.beta = beta
@@ -374,6 +385,9 @@ class _ConvexThresholdBase(BaseEstimator):
         self.solver = solver
         self.tol = tol
         self.random_state = random_state
+        self.linear = linear
+        self.cv_repeats = cv_repeats
+        self.cv_rule = cv_rule
 
     def _check_params(self, n: int) -> float | str:
         """Every parameter checked before any work; returns beta as a number or "auto"."""
@@ -393,6 +407,11 @@ class _ConvexThresholdBase(BaseEstimator):
         real = isinstance(self.tol, (int, float, np.floating)) and not isinstance(self.tol, bool)
         if not real or not 0 < self.tol < 1:
             raise ValueError(f"tol must be a number in (0, 1), got {self.tol!r}")
+        if not isinstance(self.linear, (bool, np.bool_)):
+            raise ValueError(f"linear must be True or False, got {self.linear!r}")
+        _positive_int(self.cv_repeats, "cv_repeats")
+        if self.cv_rule not in ("min", "1se", "auto"):
+            raise ValueError(f"cv_rule must be 'min', '1se' or 'auto', got {self.cv_rule!r}")
         return check_beta(self.beta, n)
 
     def _fit_target(self, X: np.ndarray, target: np.ndarray, center: bool = False) -> None:
@@ -419,6 +438,9 @@ class _ConvexThresholdBase(BaseEstimator):
                 solver=self.solver,
                 tol=self.tol,
                 center=center,
+                linear=bool(self.linear),
+                repeats=int(self.cv_repeats),
+                cv_rule=self.cv_rule,
             )
         self.network_: ThresholdNet = net
         self.beta_ = float(net.info["beta"])
@@ -443,7 +465,8 @@ class _ConvexThresholdBase(BaseEstimator):
 
     def to_dhn(self, activation: str = "htaf", **params: float) -> Any:
         """The fitted network as an htaf :class:`~htaf.families.dhn.DHN` (exact steps in its
-        hard mode; one logit, ``f(x)``)."""
+        hard mode; one logit, ``f(x)``); ValueError for a network fitted with ``linear=True``
+        (a DHN has no skip term)."""
         check_is_fitted(self, "network_")
         return self.network_.to_dhn(activation, **params)
 

@@ -24,7 +24,13 @@ Options (``[model]``): ``variant``, ``directions``, ``beta`` (``"auto"``, the de
 by cross-validation over a warm-started path, :mod:`.path`; a number; none: 1e-3 · n),
 ``width``,
 ``reconstruction``, ``solver`` (``"working_set"`` or ``"cvxpy"``, the CVXPY + Clarabel
-reference: ``pip install 'htaf[convex]'``), ``tol`` (relative duality gap).
+reference: ``pip install 'htaf[convex]'``), ``tol`` (relative duality gap), ``linear``
+(two-layer: a linear skip term beside the step units, with weight decay and a free bias,
+:mod:`.skip`; the default; false: Ergen et al.'s program alone), ``cv_repeats`` (the
+cross-validation of ``beta="auto"`` dealt into folds this many times, its losses averaged),
+``cv_rule`` (``"min"``: the beta of the best mean validation loss; ``"1se"``: the largest
+within one standard error of it; ``"auto"``, the default: ``"1se"`` for a regression target
+with the skip term, else ``"min"``, :mod:`.path`).
 """
 
 from __future__ import annotations
@@ -52,6 +58,9 @@ class ConvexOptions:
     reconstruction: Literal["pinv", "svm"] = "pinv"
     solver: Literal["working_set", "cvxpy"] = "working_set"
     tol: float = 1e-6
+    linear: bool = True
+    cv_repeats: int = 3
+    cv_rule: Literal["min", "1se", "auto"] = "auto"
 
     def check(self) -> None:
         if self.directions <= 0:
@@ -67,6 +76,18 @@ class ConvexOptions:
             raise ValueError(f"option 'model.width' must be a positive integer, got {self.width}")
         if not 0 < self.tol < 1:
             raise ValueError(f"option 'model.tol' must be in (0, 1), got {self.tol}")
+        if isinstance(self.cv_repeats, bool) or not isinstance(self.cv_repeats, int):
+            raise ValueError(
+                f"option 'model.cv_repeats' must be a positive integer, got {self.cv_repeats!r}"
+            )
+        if self.cv_rule not in ("min", "1se", "auto"):
+            raise ValueError(
+                f"option 'model.cv_rule' must be 'min', '1se' or 'auto', got {self.cv_rule!r}"
+            )
+        if self.cv_repeats <= 0:
+            raise ValueError(
+                f"option 'model.cv_repeats' must be a positive integer, got {self.cv_repeats}"
+            )
         if self.solver == "cvxpy":
             from htaf.families.convex.solver import CVXPY_HINT, cvxpy_missing
 

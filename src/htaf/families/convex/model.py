@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from htaf.families.convex.arrangements import Arrangements
+from htaf.families.convex.skip import RidgeSkip, Whitened, skip_decay
 from htaf.families.convex.solver import solve_lasso
 
 __all__ = ["StepLayer", "ThresholdNet", "fit_two_layer", "regularised_objective"]
@@ -58,10 +59,12 @@ class StepLayer:
 
 @dataclass
 class ThresholdNet:
-    """Exact step layers and output weights: ``f(x) = output · h_L(x) + intercept``.
+    """Exact step layers and output weights: ``f(x) = output · h_L(x) + x · linear + intercept``.
 
     ``intercept`` is 0 for Ergen et al.'s program; a regression fit with ``center=True`` fits
     ``y - mean(y)`` and keeps the mean here (unpenalised, as a linear model's intercept).
+    ``linear``: the weights of a linear skip term (None: none), fitted with the decay
+    ``linear_decay`` (``lam`` of :mod:`.skip`), the intercept then a free bias.
     ``info`` holds the solve's certificate (objective, gap, ``optimal``, ...), ``amplitudes``
     the amplitude of each last-layer unit in the balanced split ``|s_j| = |alpha_j|``.
     """
@@ -70,6 +73,8 @@ class ThresholdNet:
     output: np.ndarray
     info: dict[str, Any] = field(default_factory=dict)
     intercept: float = 0.0
+    linear: np.ndarray | None = None
+    linear_decay: float = 0.0
 
     @property
     def amplitudes(self) -> np.ndarray:
@@ -93,15 +98,30 @@ class ThresholdNet:
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """``f(X)``, float64 ``(n,)``."""
-        return self.hidden(X) @ self.output + self.intercept
+        out = self.hidden(X) @ self.output + self.intercept
+        if self.linear is not None:
+            out = out + np.asarray(X, dtype=np.float64).reshape(len(X), -1) @ self.linear
+        return out
 
     def objective(self, X: np.ndarray, y: np.ndarray, beta: float) -> float:
-        """``J(f)`` on ``(X, y)``: see :func:`regularised_objective`."""
-        return regularised_objective(self.predict(X), y, self.output, beta)
+        """``J(f)`` on ``(X, y)``: see :func:`regularised_objective`, plus the skip term's
+        ``linear_decay / 2 · ||linear||^2``."""
+        value = regularised_objective(self.predict(X), y, self.output, beta)
+        if self.linear is not None:
+            value += 0.5 * self.linear_decay * float(self.linear @ self.linear)
+        return value
 
     def to_dhn(self, activation: str = "htaf", **params: float) -> Any:
-        """An ordinary :class:`~htaf.families.dhn.DHN` with these weights (float32, one logit)."""
+        """An ordinary :class:`~htaf.families.dhn.DHN` with these weights (float32, one logit);
+        ValueError for a network with a linear skip term, which a DHN has no place for (its
+        engine model, :class:`~.network.ConvexThresholdNetwork`, has)."""
         from htaf.families.dhn import DHN
+
+        if self.linear is not None:
+            raise ValueError(
+                "this network has a linear skip term (linear=True), which a plain DHN cannot "
+                "hold; fit with linear=False for a DHN"
+            )
 
         n_in = int(self.layers[0].weight.shape[1])
         model = DHN(
@@ -111,8 +131,8 @@ class ThresholdNet:
         return model
 
     def load_into(self, model: Any) -> None:
-        """Copy the weights into a DHN whose widths equal :attr:`widths` (0 units: one dead
-        unit, whose output weight is 0)."""
+        """Copy the weights into a DHN whose widths equal :attr:`widths` (0 units: one unit
+        whose output weight is 0)."""
         import torch
 
         with torch.no_grad():
@@ -123,13 +143,22 @@ class ThresholdNet:
             out = self.output if self.output.size else np.zeros(1)
             model.head.weight.copy_(torch.as_tensor(out).reshape(1, -1))
             model.head.bias.fill_(float(self.intercept))
+            skip = getattr(model, "skip", None)
+            if (skip is None) != (self.linear is None):
+                raise ValueError("the model and the network disagree on the linear skip term")
+            if skip is not None:
+                skip.weight.copy_(torch.as_tensor(self.linear).reshape(1, -1))
 
 
 def _at_least_one_unit(weight: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A layer without units becomes one unit that never fires (a DHN layer needs width >= 1)."""
+    """A layer without units becomes one unit (a DHN layer needs width >= 1) whose output
+    weight is 0. Its pre-activation is the first input, not a constant: an estimator that
+    calibrates on its input (``htaf(auto)``) cannot read a scale from a constant."""
     if weight.shape[0]:
         return weight, bias
-    return np.zeros((1, weight.shape[1])), np.full(1, -1.0)
+    unit = np.zeros((1, weight.shape[1]))
+    unit[0, :1] = 1.0
+    return unit, np.zeros(1)
 
 
 def check_beta(beta: Any, n: int) -> float | str:
@@ -157,6 +186,9 @@ def fit_two_layer(
     center: bool = False,
     cache_dir: str | None = None,
     max_bytes: int | None = None,
+    linear: bool = False,
+    repeats: int = 1,
+    cv_rule: str = "min",
 ) -> ThresholdNet:
     """Ergen et al.'s two-layer program: sample ``n_directions`` directions, build
     ``H = 1{[X, 1] U >= 0}`` without duplicates, solve ``min 1/2 ||Hz - y||^2 + beta ||z||_1``
@@ -165,7 +197,10 @@ def fit_two_layer(
     ``beta``: a number, None (1e-3 · n) or ``"auto"``: the best of a warm-started path on a
     validation split (:func:`~.path.select_beta`), then solved on all of ``(X, y)``; with
     fewer than ``MIN_ROWS`` rows nothing is held out and beta is 1e-3 · n. ``center``: fit
-    ``y - mean(y)`` and keep the mean as the network's ``intercept``. ``cache_dir``,
+    ``y - mean(y)`` and keep the mean as the network's ``intercept``. ``linear``: add a
+    linear skip term ``x · w`` with the decay ``lam/2 ||w||^2``, ``lam = beta / std(y)``, and
+    a free bias (:mod:`.skip`: the same program with ``w`` and the bias eliminated; it makes
+    ``center`` moot), in ``ThresholdNet.linear``. ``cache_dir``,
     ``max_bytes``: where the bits of ``H`` live and how many may be held in memory
     (:meth:`~.arrangements.Arrangements.from_directions`); checked before any work.
 
@@ -199,11 +234,21 @@ def fit_two_layer(
     if beta == "auto" and len(X) < MIN_ROWS:
         beta, rule = 1e-3 * len(X), f"1e-3·n (fewer than {MIN_ROWS} rows: none held out)"
     elif beta == "auto":
-        path = select_beta(X, target, U, rng=rng, tol=tol)
+        path = select_beta(
+            X, target, U, rng=rng, tol=tol, linear=linear, repeats=repeats, rule=cv_rule
+        )
         beta, rule = float(path.betas[path.chosen]), "validation"
         path_info = {"path": path.info(), "path_time_s": path.time_s}
     H = Arrangements.from_directions(augment(X), U, cache_dir=cache_dir, max_bytes=max_bytes)
-    result = solve_lasso(H, target, float(beta), tol=tol, solver=solver)
+    skip = RidgeSkip.of(X) if linear else None
+    lam, w = 0.0, None
+    if skip is None:
+        result = solve_lasso(H, target, float(beta), tol=tol, solver=solver)
+    else:
+        lam = skip_decay(float(beta), y)
+        design = Whitened(H, skip.Q, Whitened.project(H, skip.Q), skip.shrinkage(lam))
+        result = solve_lasso(design, design.whiten(y), float(beta), tol=tol, solver=solver)
+        w, intercept = skip.fit(y - H.matvec(result.z), lam)
     support = np.flatnonzero(result.z)
     U = H.directions[:, support]
     layer = StepLayer(weight=U[:-1].T.copy(), bias=U[-1].copy())
@@ -216,10 +261,12 @@ def fit_two_layer(
         "h_bytes": H.nbytes,
         "units": int(support.size),
         "solve_time_s": result.time_s,
+        "linear": bool(linear),
+        **({"linear_decay": lam} if linear else {}),
         **path_info,
         "time_s": time.perf_counter() - t0,
     }
-    net = ThresholdNet([layer], result.z[support].copy(), info, intercept)
+    net = ThresholdNet([layer], result.z[support].copy(), info, intercept, w, lam)
     # J of the rebuilt network on the training data: P(z) up to rounding (x·w + b vs [x, 1]·u).
     net.info["network_objective"] = net.objective(X, y, float(beta))
     return net

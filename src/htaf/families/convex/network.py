@@ -69,7 +69,14 @@ def fit_network(
         solver=options.solver,
         tol=options.tol,
         center=center,
+        linear=options.linear,
+        repeats=options.cv_repeats,
+        cv_rule=options.cv_rule,
     )
+
+
+def _has_skip(options: Any) -> bool:
+    return options.variant != "deep" and bool(getattr(options, "linear", False))
 
 
 class ConvexThresholdNetwork(DHN):
@@ -95,7 +102,16 @@ class ConvexThresholdNetwork(DHN):
         super().__init__(n_in, 1, widths=(1,) * depth, activation=activation, **activation_params)
         self.options = options
         self._activation_params = dict(activation_params)
+        # The linear skip term of the two-layer program (.skip): x · w added to the head.
+        self.skip = nn.Linear(self.n_in, 1, bias=False) if _has_skip(options) else None
+        if self.skip is not None:
+            nn.init.zeros_(self.skip.weight)
         self.register_buffer("seed", torch.tensor(int(seed), dtype=torch.int64))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The DHN's logit plus the skip term's ``x · w`` (when the options have one)."""
+        out = super().forward(x)
+        return out if self.skip is None else out + self.skip(x.flatten(1))
 
     # -- the closed-form fit ------------------------------------------------------------------
     def fit_closed_form(self, x: Tensor, y: Tensor, task: str) -> dict[str, Any]:

@@ -8,15 +8,25 @@ previous support seeds the working set (:func:`~.solver.solve_lasso`'s ``z0``), 
 starts close to its optimum and its working set is nearly right from the first round.
 
 ``beta = "auto"`` (:func:`select_beta`): deal the training rows into ``FOLDS`` validation
-folds (stratified for ±1 targets); for each, solve the path on the other rows and score every
-``beta`` on the fold (squared error for a regression target; for ±1 targets the error rate of
-the sign, ties broken by squared error); keep the ``beta`` of the smallest mean loss
-(``rule="min"``, glmnet's ``lambda.min``, the default) or the largest ``beta`` whose mean
-loss is within one standard error (over the folds) of the smallest (``rule="1se"``,
-``lambda.1se``: the sparsest network the validation cannot tell from the best), and solve
-once more on all the training rows at that ``beta``. The default is ``"min"`` because over
-htaf's split seeds 0-4 it gave the better test score on both diabetes and breast_cancer
-(benchmarks/README.md): the 1-SE rule's sparser networks underfit these small tables.
+folds (stratified for ±1 targets), ``repeats`` times over (repeated K-fold: the losses of
+all the deals are averaged, which steadies the choice on small tables); for each fold,
+solve the path on the other rows and score every ``beta`` on the fold (squared error for a
+regression target; for ±1 targets the error rate of the sign, ties broken by squared
+error); keep the ``beta`` of the smallest mean loss (``rule="min"``, glmnet's
+``lambda.min``) or the largest ``beta`` whose mean loss is within one standard error (over
+the folds) of the smallest (``rule="1se"``, ``lambda.1se``: the sparsest network the
+validation cannot tell from the best), and solve once more on all the training rows at
+that ``beta``. ``rule="auto"``: ``"1se"`` for a regression target with the skip term
+(``linear``), else ``"min"``.
+
+Why these rules. Without a skip term the sparsest networks are near-constant and the 1-SE
+rule underfits (over htaf's split seeds 0-4 ``"min"`` was better on diabetes and
+breast_cancer, benchmarks/README.md). With the linear skip term of :mod:`.skip` the large-beta
+end of the path is a ridge regression instead, a sound model to fall back on, and ``"1se"``
+prefers it until the step units earn their place (glmnet's advice). For ±1 targets the loss
+is an error rate over a few dozen rows per fold, whose standard error is large (one row of
+a 70-row fold is 0.014): there the 1-SE band is wide and reaches far too sparse networks,
+so ``"auto"`` keeps ``"min"`` there, as it does without the skip term.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from htaf.families.convex.arrangements import Arrangements, augment
+from htaf.families.convex.skip import RidgeSkip, Whitened, skip_decay
 from htaf.families.convex.solver import LassoResult, solve_lasso
 
 __all__ = ["BetaPath", "beta_grid", "beta_max", "check_grid", "lasso_path", "select_beta"]
@@ -40,7 +51,7 @@ FOLDS = 5
 #: The path stops this many betas past the best mean validation loss.
 PATIENCE = 4
 #: The rules that pick beta from the cross-validated losses (see the module doc).
-RULES = ("min", "1se")
+RULES = ("min", "1se", "auto")
 #: Fewer training rows than this: too few to hold any out; beta falls back to 1e-3 · n.
 MIN_ROWS = 20
 
@@ -168,6 +179,8 @@ def select_beta(
     rng: np.random.Generator | int | None = None,
     tol: float = 1e-6,
     rule: str = "min",
+    linear: bool = False,
+    repeats: int = 1,
 ) -> BetaPath:
     """Cross-validated beta for the given ``directions`` ((d + 1) × P).
 
@@ -176,9 +189,13 @@ def select_beta(
     on the fold (:func:`validation_loss`). The path stops ``PATIENCE`` betas past the best mean
     loss. ``validation`` is the mean over folds, ``chosen`` the index of the best mean
     (``rule="min"``) or of the largest beta within one standard error of it (``rule="1se"``,
-    the one-standard-error rule; ``extra`` holds both indices), ``results`` the first
+    the one-standard-error rule; ``"auto"``: see the module doc; ``extra`` holds both
+    indices and the rule applied), ``results`` the first
     fold's solutions. ``betas``: the grid (default: :func:`beta_grid` from ``beta_max`` of all
-    the rows). ValueError with fewer than ``MIN_ROWS`` rows.
+    the rows, of ``y - mean(y)`` with ``linear``). ``linear``: the program with a linear skip
+    term and a free bias (:mod:`.skip`), its decay ``beta / sigma`` with ``sigma`` the
+    standard deviation of all of ``y``; each fold fits its own. ValueError with fewer than
+    ``MIN_ROWS`` rows.
     """
     X = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
     y = np.asarray(y, dtype=np.float64).reshape(-1)
@@ -193,23 +210,27 @@ def select_beta(
             f"beta='auto' needs at least {MIN_ROWS} rows to hold some out, got {y.size}"
         )
     t0 = time.perf_counter()
-    labels = fold_labels(y, int(folds), np.random.default_rng(rng))
+    if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
+        raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
+    gen = np.random.default_rng(rng)
+    labels = [fold_labels(y, int(folds), gen) for _ in range(int(repeats))]
     Xa = augment(X)
     if betas is None:
-        betas = beta_grid(beta_max(Arrangements.from_directions(Xa, directions), y))
-    parts = []
-    for k in range(int(folds)):
-        fit = labels != k
-        parts.append((Arrangements.from_directions(Xa[fit], directions), y[fit], labels == k))
+        top_target = y - y.mean() if linear else y
+        betas = beta_grid(beta_max(Arrangements.from_directions(Xa, directions), top_target))
+    parts = [
+        _Fold(X, Xa, y, deal == k, directions, linear) for deal in labels for k in range(int(folds))
+    ]
     warm: list[np.ndarray | None] = [None] * len(parts)
     columns: list[list[float]] = []
     first: list[LassoResult] = []
     for i, beta in enumerate(betas):
         column = []
-        for k, (H, target, val) in enumerate(parts):
-            result = solve_lasso(H, target, float(beta), tol=tol, z0=warm[k])
+        lam = skip_decay(beta, y)
+        for k, part in enumerate(parts):
+            result, pred = part.solve(float(beta), lam, tol, warm[k])
             warm[k] = result.z
-            column.append(validation_loss(_predict(Xa[val], H.directions, result.z), y[val]))
+            column.append(validation_loss(pred, y[part.val]))
             if k == 0:
                 first.append(result)
         columns.append(column)
@@ -220,8 +241,53 @@ def select_beta(
     best = int(np.argmin(mean))
     se = float(losses[:, best].std(ddof=1)) / np.sqrt(losses.shape[0])
     one_se = int(np.flatnonzero(mean <= mean[best] + se)[0])  # the one-standard-error rule
+    if rule == "auto":
+        rule = "1se" if linear and not _signs(y) else "min"
     chosen = best if rule == "min" else one_se
     path = BetaPath(betas[: len(columns)], first, time.perf_counter() - t0, mean, chosen)
-    path.extra = {"folds": int(folds), "fold_validation": losses.tolist(), "grid": betas.tolist(),
-                  "rule": rule, "min_index": best, "one_se_index": one_se}  # fmt: skip
+    path.extra = {
+        "folds": int(folds),
+        "repeats": int(repeats),
+        "fold_validation": losses.tolist(),
+        "grid": betas.tolist(),
+        "rule": rule,
+        "min_index": best,
+        "one_se_index": one_se,
+        "linear": bool(linear),
+    }
     return path
+
+
+class _Fold:
+    """One fold of :func:`select_beta`: the arrangement of the other rows, and with ``linear``
+    their skip term's algebra (:mod:`.skip`), solved at one beta after another."""
+
+    def __init__(
+        self,
+        X: np.ndarray,
+        Xa: np.ndarray,
+        y: np.ndarray,
+        val: np.ndarray,
+        directions: np.ndarray,
+        linear: bool,
+    ):
+        fit = ~val
+        self.val, self.X_val, self.Xa_val, self.target = val, X[val], Xa[val], y[fit]
+        self.H = Arrangements.from_directions(Xa[fit], directions)
+        self.skip = RidgeSkip.of(X[fit]) if linear else None
+        if self.skip is not None:
+            self.Q = self.skip.Q
+            self.QtH = Whitened.project(self.H, self.Q)
+
+    def solve(
+        self, beta: float, lam: float, tol: float, z0: np.ndarray | None
+    ) -> tuple[LassoResult, np.ndarray]:
+        """The solution at ``beta`` (skip decay ``lam``) and its prediction on the fold."""
+        if self.skip is None:
+            result = solve_lasso(self.H, self.target, beta, tol=tol, z0=z0)
+            return result, _predict(self.Xa_val, self.H.directions, result.z)
+        design = Whitened(self.H, self.Q, self.QtH, self.skip.shrinkage(lam))
+        result = solve_lasso(design, design.whiten(self.target), beta, tol=tol, z0=z0)
+        w, b = self.skip.fit(self.target - self.H.matvec(result.z), lam)
+        pred = _predict(self.Xa_val, self.H.directions, result.z) + self.X_val @ w + b
+        return result, pred

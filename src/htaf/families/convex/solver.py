@@ -61,6 +61,7 @@ import numpy as np
 import scipy.linalg  # imported before threadpool_limits, so that its BLAS is limited too
 
 from htaf.families.convex.arrangements import Arrangements, pack_columns
+from htaf.families.convex.skip import Whitened
 
 __all__ = ["SOLVERS", "LassoResult", "cvxpy_missing", "lasso_objective", "solve_lasso"]
 
@@ -148,7 +149,7 @@ def check_inputs(H: Any, y: Any, beta: Any, tol: Any, solver: str) -> tuple[Any,
     real = isinstance(tol, (int, float, np.floating)) and not isinstance(tol, bool)
     if not real or not 0 < tol < 1:
         raise ValueError(f"tol must be a number in (0, 1), got {tol!r}")
-    if not isinstance(H, Arrangements):
+    if not isinstance(H, (Arrangements, Whitened)):
         dense = np.asarray(H)
         if dense.ndim != 2 or not np.isin(dense, (0, 1)).all():
             raise ValueError("H must be an Arrangements or a binary (n, P) matrix")
@@ -162,7 +163,7 @@ def check_inputs(H: Any, y: Any, beta: Any, tol: Any, solver: str) -> tuple[Any,
 
 
 def solve_lasso(
-    H: Arrangements | np.ndarray,
+    H: Arrangements | Whitened | np.ndarray,
     y: np.ndarray,
     beta: float,
     *,
@@ -175,12 +176,13 @@ def solve_lasso(
 ) -> LassoResult:
     """Minimise ``1/2 ||H z - y||^2 + beta ||z||_1`` to a relative duality gap ``tol``.
 
-    ``H``: an :class:`Arrangements` (or a binary matrix). ``solver``: ``"working_set"`` (the
-    method of this module) or ``"cvxpy"`` (CVXPY with Clarabel). ``max_iter`` bounds the
-    working-set rounds, ``max_time_s`` (if given) the time after which no new round and no
-    new Newton step starts, ``max_working_set`` (default ``MAX_WORKING_SET``) the columns of
-    a round beyond the support: a round factors k × k matrices (16 k² bytes, k³/3 flops per
-    Newton step).
+    ``H``: an :class:`Arrangements` (or a binary matrix), or a :class:`~.skip.Whitened`
+    one (the program with a linear skip term). ``solver``: ``"working_set"`` (the method of
+    this module) or ``"cvxpy"`` (CVXPY with Clarabel). ``max_iter`` bounds the working-set
+    rounds, ``max_time_s`` (if given) the time after which no new round and no new Newton
+    step starts, ``max_working_set`` (default ``MAX_WORKING_SET``) the columns of a round
+    beyond the support: a round factors k × k matrices (16 k² bytes, k³/3 flops per Newton
+    step).
     ``z0``: a warm start (the solution at a nearby beta, as along a path): its support seeds
     the first working set. The result says whether the gap reached ``tol`` (``optimal``); it
     is returned either way.
