@@ -1,7 +1,7 @@
 """One SNN training step (forward, BPTT, Adam) in htaf and in the peers, side by side.
 
     python benchmarks/snn_step.py [--steps 8 32 64] [--repeats 7] [--threads 1]
-                                  [--parts mlp conv compile]
+                                  [--parts mlp conv compile gather]
 
 The model, the same in every row: a 784-512-10 LIF MLP, batch 128, h = 0.9 v + I, spike
 ``1{h >= 1}`` with the sigmoid surrogate (alpha = 4) backward, soft reset ``v = h - s`` not
@@ -10,7 +10,9 @@ encoding of random intensities, (T, 128, 784) float32 0/1, made once and fed to 
 (the encoder is outside the timed step everywhere). Rows:
 
 * ``htaf``: ``htaf.families.snn`` (the fused neuron operator; ``spike_linear``, which keeps
-  the input spikes as bits and the hidden spikes not at all);
+  the input spikes as bits and the hidden spikes not at all, and on exact spikes adds the
+  weight columns they select instead of multiplying: ``binary_matmul``);
+* ``htaf_dense``: the same with ``binary_matmul`` switched off (dense matmuls);
 * ``snntorch``: ``snn.Leaky(beta=0.9, threshold=1.0, spike_grad=surrogate.sigmoid(slope=4),
   reset_mechanism="subtract", reset_delay=False)``, a Python loop over time;
 * ``sj_multistep``: SpikingJelly ``LIFNode(tau=10., decay_input=False, v_threshold=1.,
@@ -25,6 +27,10 @@ channels, ``Linear(2048, 128)-LIF``, ``Linear(128, 10)-LIF``) and ``sew_resnet``
 on 3x32x32 Poisson spikes, T = 8, batch 32, the same neurons and loss as above; against
 SpikingJelly multi-step with the same layers (``layer.Conv2d``, ``layer.BatchNorm2d``,
 ``layer.MaxPool2d``, ``LIFNode``).
+
+**Gather** (``--parts gather``): ``binary_matmul``'s gathered forward and weight gradient
+against the dense ones on the same bits, over spike density and layer width (where its
+``MIN_WIDTH`` and ``MAX_DENSITY`` come from).
 
 **Compile** (``--parts compile``): the htaf MLP (at the largest T asked) and CNN rows, eager and
 under ``torch.compile(fullgraph=True)`` (inductor) with the same weights; the compile time is
