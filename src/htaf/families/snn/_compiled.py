@@ -268,6 +268,11 @@ def run(
     threshold = n.p.threshold
 
     def respike(hh: Tensor) -> Tensor:
+        if f_kind == fused.FIRE_STEP:
+            # the kernel's comparison u >= 0 of u = h - θ (NaN kept), as an expression that
+            # inductor compiles into one vectorised loop into a buffer of its own (the kernel
+            # call writes fresh memory and runs one block at a time)
+            return fused._step(hh - threshold)
         order = fused.dense_order(hh)  # elementwise: in memory order, as the eager path
         if order is not None:
             out = fire(hh.permute(order), threshold, f_kind, f0, f1)
