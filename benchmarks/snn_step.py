@@ -405,6 +405,10 @@ def compile_part(steps: int, repeats: int, gen: torch.Generator) -> None:
         eager, (net, counts) = make(), make()
         with torch.no_grad():  # the eager forward runs first everywhere else: do it here too
             counts(x)
+        # Each model compiled as a user compiles one: the MLP's and the CNN's ``counts`` share a
+        # code object, and dynamo would take the CNN for new input shapes of the MLP's function
+        # and recompile it with dynamic (symbolic) shapes, slower code than either user gets.
+        torch._dynamo.reset()
         rows = {"eager": eager, "compiled": (net, torch.compile(counts, fullgraph=True))}
         t0 = time.perf_counter()
         results = run_rows(rows, x, labels, repeats, count_bytes=False, check64=False)

@@ -116,3 +116,111 @@ def test_compiled_synapses_on_sparse_spikes_gather_as_in_eager(monkeypatch):
     assert torch.allclose(losses[0], losses[1], atol=1e-6)
     for (name, a), b in zip(compiled.named_parameters(), eager.parameters(), strict=True):
         assert torch.allclose(a.grad, b.grad, rtol=1e-5, atol=1e-6), name
+
+
+# -- the conv stack's layers under dynamo ----------------------------------------------------------
+POOLS = [
+    ((2, 2), (2, 2), (0, 0)),  # tiles the input: uint8 positions, the fused backward
+    ((3, 2), (3, 2), (0, 0)),  # tiles, with rows and columns past the last window
+    ((3, 3), (2, 2), (1, 1)),  # overlapping windows: ATen's backward, int32 positions
+]
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize(("kernel", "stride", "padding"), POOLS)
+def test_compiled_max_pool_gives_the_modules_gradients(layout, kernel, stride, padding):
+    """spike_max_pool under dynamo against nn.MaxPool2d in eager float64, on 0/1 spikes (ties
+    in most windows, which go to the first maximum) and on distinct values."""
+    from htaf.families.snn.layers import SpikeTrain, spike_max_pool
+
+    torch._dynamo.reset()
+    pool = torch.nn.MaxPool2d(kernel, stride, padding)
+    gen = torch.Generator().manual_seed(0)
+    for spikes in (True, False):
+        x = torch.rand(2, 3, 4, 8, 7, generator=gen, dtype=torch.float64)
+        x = (x < 0.4).double() if spikes else x
+        x = x.flatten(0, 1).contiguous(memory_format=layout).unflatten(0, (2, 3))
+        ref_in, ours = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+        ref = pool(ref_in.flatten(0, 1)).unflatten(0, (2, 3))
+        g = torch.randn(ref.shape, generator=gen, dtype=torch.float64)
+        (ref * g).sum().backward()
+        kept = []
+
+        def run(v, binary=spikes):
+            return spike_max_pool(SpikeTrain(v, 2, binary=binary), pool).values
+
+        def keep(t, kept=kept):
+            kept.append(t)
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
+            out = torch.compile(run, fullgraph=True, backend="aot_eager")(ours)
+        (out * g).sum().backward()
+        assert torch.equal(out, ref) and torch.equal(ours.grad, ref_in.grad)
+        tiles = stride == kernel and padding == (0, 0)
+        assert [t.dtype for t in kept if not t.is_floating_point()] == [
+            torch.uint8 if tiles else torch.int32
+        ]
+
+
+def test_window_positions_and_scatter_match_aten_on_odd_sizes():
+    """The fused pooling backward against ATen's, the formulas run eagerly: windows of 1x3
+    and 3x1, planes that the windows do not fill, both layouts."""
+    from htaf.families.snn import _compiled
+
+    gen = torch.Generator().manual_seed(1)
+    for kernel in ((1, 3), (3, 1), (2, 2)):
+        for cl in (False, True):
+            fmt = torch.channels_last if cl else torch.contiguous_format
+            x = torch.rand(3, 5, 7, 8, generator=gen, dtype=torch.float64)
+            x = x.contiguous(memory_format=fmt)
+            y, where = F.max_pool2d(x, kernel, kernel, return_indices=True)
+            at = _compiled.window_positions(where, list(x.shape), list(kernel), list(kernel),
+                                            [0, 0], [1, 1], False)  # fmt: skip
+            assert at.dtype == torch.uint8
+            g = torch.randn(y.shape, generator=gen, dtype=torch.float64)
+            g = g.contiguous(memory_format=fmt)
+            ours = _compiled.scatter_to_maxima(g, at, list(x.shape), cl, list(kernel))
+            like = torch.empty_like(x)
+            ref = torch.ops.aten.max_pool2d_with_indices_backward(
+                g, like, list(kernel), list(kernel), [0, 0], [1, 1], False, where
+            )
+            assert torch.equal(ours, ref), (kernel, cl)
+    x = torch.rand(2, 3, 6, 6, dtype=torch.float64)
+    _, where = F.max_pool2d(x, 3, 2, return_indices=True)
+    assert _compiled.window_positions(where, [2, 3, 6, 6], [3, 3], [2, 2], [0, 0], [1, 1],
+                                      False) is None  # fmt: skip
+
+
+def test_strided_copy_hands_the_gradient_back_in_the_input_layout():
+    from htaf.families.snn import _compiled
+
+    x = torch.randn(2, 3, 4, 5, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    y = _compiled.contiguous(x)  # to the standard layout: a copy
+    assert y.is_contiguous() and torch.equal(y, x)
+    g = torch.randn(y.shape, dtype=torch.float64)
+    y.backward(g)
+    assert torch.equal(x.grad, g) and x.grad.is_contiguous(memory_format=torch.channels_last)
+    assert _compiled.contiguous(y) is y  # already so: no copy
+
+
+def test_inductor_compiles_the_fused_pooling_backward():
+    """The same pooling through inductor's C++ code (the uint8 positions and the comparisons
+    it vectorises), against the modules in eager mode."""
+    from htaf.families.snn.layers import SpikeTrain, spike_max_pool
+
+    torch._dynamo.reset()
+    pool = torch.nn.MaxPool2d(2)
+    gen = torch.Generator().manual_seed(2)
+    x = (torch.rand(16, 8, 7, 10, generator=gen) < 0.3).float()
+    x = x.contiguous(memory_format=torch.channels_last).unflatten(0, (2, 8))
+    ref_in, ours = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    ref = pool(ref_in.flatten(0, 1)).unflatten(0, (2, 8))
+    g = torch.randn(ref.shape, generator=gen)
+    (ref * g).sum().backward()
+    run = torch.compile(lambda v: spike_max_pool(SpikeTrain(v, 2, binary=True), pool).values,
+                        fullgraph=True)  # fmt: skip
+    out = run(ours)
+    (out * g).sum().backward()
+    assert torch.equal(out, ref) and torch.equal(ours.grad, ref_in.grad)

@@ -268,6 +268,11 @@ def run(
     threshold = n.p.threshold
 
     def respike(hh: Tensor) -> Tensor:
+        if f_kind == fused.FIRE_STEP:
+            # the kernel's comparison u >= 0 of u = h - θ (NaN kept), as an expression that
+            # inductor compiles into one vectorised loop into a buffer of its own (the kernel
+            # call writes fresh memory and runs one block at a time)
+            return fused._step(hh - threshold)
         order = fused.dense_order(hh)  # elementwise: in memory order, as the eager path
         if order is not None:
             out = fire(hh.permute(order), threshold, f_kind, f0, f1)
@@ -386,18 +391,19 @@ def max_pool(
     x: Tensor, kernel: list[int], stride: list[int], padding: list[int], dilation: list[int],
     ceil_mode: bool,
 ) -> tuple[Tensor, Tensor]:  # fmt: skip
-    """``(pooled, int32 positions of the maxima)``, as ``spike_max_pool`` keeps them."""
+    """``(pooled, positions of the maxima)``: ATen's int64 positions, which the caller
+    converts to what it keeps (in the graph, where inductor fuses the conversion)."""
     y, where = torch.nn.functional.max_pool2d(x, kernel, stride, padding, dilation, ceil_mode,
                                               return_indices=True)  # fmt: skip
     fmt = _format(x)
-    return y.contiguous(memory_format=fmt), where.to(torch.int32).contiguous(memory_format=fmt)
+    return y.contiguous(memory_format=fmt), where.contiguous(memory_format=fmt)
 
 
 @max_pool.register_fake
 def _(x, kernel, stride, padding, dilation, ceil_mode):
     y = torch.nn.functional.max_pool2d(x, kernel, stride, padding, dilation, ceil_mode)
     y = torch.empty_like(y, memory_format=_format(x))
-    return y, torch.empty_like(y, dtype=torch.int32)
+    return y, torch.empty_like(y, dtype=torch.int64)
 
 
 @torch.library.custom_op("htaf_snn::max_pool_backward", mutates_args=(), device_types="cpu")
@@ -409,8 +415,9 @@ def max_pool_backward(
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     like = torch.empty(shape, dtype=grad.dtype, device=grad.device, memory_format=fmt)
     gx = torch.ops.aten.max_pool2d_with_indices_backward(
-        grad, like, kernel, stride, padding, dilation, ceil_mode, where.to(torch.int64)
-    )
+        grad.contiguous(memory_format=fmt), like, kernel, stride, padding, dilation, ceil_mode,
+        where.to(torch.int64),
+    )  # fmt: skip
     return gx.contiguous(memory_format=fmt)
 
 
@@ -418,3 +425,110 @@ def max_pool_backward(
 def _(grad, where, shape, channels_last, kernel, stride, padding, dilation, ceil_mode):
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     return torch.empty(shape, dtype=grad.dtype, device=grad.device, memory_format=fmt)
+
+
+# Inductor lowers a layout copy (``x.contiguous(...)``) as a loop that it inlines into every
+# consumer rather than computing once: the channels-last input of the first convolution was
+# written twice (for the convolution and for the bits it keeps), the flattened conv output twice
+# (for the bits and for the matmul), and its loops for a 3-channel transpose are slower than
+# ATen's copy. As an operator it is one ATen copy whose output every consumer reads.
+@torch.library.custom_op("htaf_snn::strided_copy", mutates_args=(), device_types="cpu")
+def strided_copy(x: Tensor, stride: list[int]) -> Tensor:
+    """``x`` copied into new memory laid out with ``stride`` (a dense layout of its shape)."""
+    return torch.empty_strided(x.shape, stride, dtype=x.dtype, device=x.device).copy_(x)
+
+
+@strided_copy.register_fake
+def _(x, stride):
+    return x.new_empty_strided(x.shape, stride)
+
+
+def _strided_copy_setup(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+    ctx.stride = inputs[0].stride()
+
+
+def _strided_copy_vjp(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+    # The gradient in the input's layout: the conv stack's backward runs on channels-last
+    # memory as its forward does (the gradient of the flattened conv output comes from a
+    # matmul in the standard layout).
+    if grad.stride() == ctx.stride:
+        return grad, None
+    return strided_copy(grad, list(ctx.stride)), None
+
+
+strided_copy.register_autograd(_strided_copy_vjp, setup_context=_strided_copy_setup)
+
+
+def dense_strides(shape: tuple[int, ...], channels_last: bool = False) -> list[int]:
+    """The strides of a dense tensor of ``shape`` in the standard or the channels-last layout
+    (4-d: ``(N, C, H, W)`` lying as ``(N, H, W, C)``)."""
+    order = [0, 2, 3, 1] if channels_last and len(shape) == 4 else list(range(len(shape)))
+    stride = [0] * len(shape)
+    step = 1
+    for d in reversed(order):
+        stride[d] = step
+        step *= shape[d]
+    return stride
+
+
+def contiguous(x: Tensor, channels_last: bool = False) -> Tensor:
+    """``x.contiguous(memory_format=...)`` under dynamo: ``x`` itself where it already lies so,
+    else :func:`strided_copy` (decided on the traced strides, which dynamo guards anyway)."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    if x.is_contiguous(memory_format=fmt):
+        return x
+    return strided_copy(x, dense_strides(tuple(x.shape), channels_last))
+
+
+def window_positions(
+    where: Tensor, shape: list[int], kernel: list[int], stride: list[int], padding: list[int],
+    dilation: list[int], ceil_mode: bool,
+) -> Tensor | None:  # fmt: skip
+    """Where each maximum lies within its window, ``a·kw + b`` as uint8, from ATen's positions
+    ``where = i·W + j`` in the input plane, for pooling windows that tile the input (stride =
+    kernel, no padding, dilation or partial window, at most 256 elements); None for any other
+    pooling. A quarter of the int32 positions' bytes, and what :func:`scatter_to_maxima`
+    compares against (``ceil_mode`` is moot without a partial window)."""
+    w = shape[3]
+    kh, kw = kernel
+    ho, wo = where.shape[-2], where.shape[-1]
+    tiles = list(stride) == [kh, kw] and not any(padding) and list(dilation) == [1, 1]
+    if not tiles or kh * kw > 256 or ho * kh > shape[2] or wo * kw > w:
+        return None
+    dev = where.device
+    # the window (oh, ow) starts at i = oh·kh, j = ow·kw; offset = a·W + b with b < kw <= W
+    corner = (torch.arange(ho, device=dev) * (kh * w))[:, None] + torch.arange(wo, device=dev) * kw
+    offset = (where - corner).to(torch.int32)
+    # a = offset // W as kh - 1 comparisons: inductor's vectorised integer division is slow
+    a = sum((offset >= r * w).to(torch.int32) for r in range(1, kh)) if kh > 1 else 0
+    return (offset - a * (w - kw)).to(torch.uint8)  # a·kw + b
+
+
+def scatter_to_maxima(
+    grad: Tensor, at: Tensor, shape: list[int], channels_last: bool, kernel: list[int]
+) -> Tensor:
+    """:func:`max_pool_backward` for the positions ``at`` of :func:`window_positions`, as one
+    elementwise expression that inductor compiles into a single loop over the input gradient.
+
+    Input pixel ``(oh·kh + a, ow·kw + b)`` lies in window ``(oh, ow)`` alone, so its gradient
+    is that window's gradient where the window's maximum was and 0 elsewhere:
+    ``dx[oh·kh + a, ow·kw + b] = g[oh, ow] · 1{at[oh, ow] = a·kw + b}``, ATen's zero fill and
+    scatter bit for bit in one pass (rows and columns past the last window get 0)."""
+    n, c, h, w = shape
+    kh, kw = kernel
+    ho, wo = grad.shape[-2], grad.shape[-1]
+    # The loop runs over dx in memory order and reads the gradient at the same place: fast
+    # where the gradient lies as the input does (the standard-layout copy that dynamo makes
+    # of an autograd.Function's gradient is fused into the loop as a read of the original).
+    dev = grad.device
+    pos = (torch.arange(kh, device=dev)[:, None] * kw + torch.arange(kw, device=dev)).int()
+    at = at.int()  # compared as int32: inductor's uint8 comparisons do not vectorise
+    if channels_last:  # (n, ho, kh, wo, kw, c): channels innermost, as in memory
+        g = grad.permute(0, 2, 3, 1)[:, :, None, :, None, :]
+        hit = at.permute(0, 2, 3, 1)[:, :, None, :, None, :] == pos[:, None, :, None]
+        dx = torch.where(hit, g, 0).reshape(n, ho * kh, wo * kw, c)
+        dx = torch.nn.functional.pad(dx, (0, 0, 0, w - wo * kw, 0, h - ho * kh))
+        return dx.permute(0, 3, 1, 2)
+    hit = at[:, :, :, None, :, None] == pos[:, None, :]  # (n, c, ho, kh, wo, kw)
+    dx = torch.where(hit, grad[:, :, :, None, :, None], 0).reshape(n, c, ho * kh, wo * kw)
+    return torch.nn.functional.pad(dx, (0, w - wo * kw, 0, h - ho * kh))

@@ -297,7 +297,20 @@ def channels_last(x: Tensor) -> Tensor:
     so the conv stacks keep channels-last from their first convolution on."""
     if x.dim() != 4 or x.device.type != "cpu":
         return x
+    ops = _compiled_layers(x)
+    if ops is not None:
+        return ops.contiguous(x, channels_last=True)
     return x.contiguous(memory_format=torch.channels_last)
+
+
+def standard_layout(x: Tensor) -> Tensor:
+    """``x.contiguous()``; under dynamo on the CPU one copy that all its consumers read (see
+    ``_compiled.dense_copy``), as in eager mode."""
+    if torch.compiler.is_compiling() and x.device.type == "cpu" and not x.is_contiguous():
+        from htaf.families.snn import _compiled
+
+        return _compiled.contiguous(x)
+    return x.contiguous()
 
 
 def _bn_arguments(bn: nn.BatchNorm2d) -> tuple:
@@ -349,8 +362,11 @@ class _SpikeMaxPool(torch.autograd.Function):
         ctx.shape, ctx.format, ctx.pool = tuple(x.shape), _memory_format(x), pool
         ops = _compiled_layers(x)
         if ops is not None:
-            y, where = ops.max_pool(x, *(list(p) for p in pool[:4]), pool[4])
-            ctx.save_for_backward(where)
+            args = [list(p) for p in pool[:4]]
+            y, where = ops.max_pool(x, *args, pool[4])
+            at = ops.window_positions(where, list(x.shape), *args, pool[4])
+            ctx.tiled = at is not None  # the positions within each window, as uint8
+            ctx.save_for_backward(at if ctx.tiled else where.to(torch.int32))
             return y
         y, where = F.max_pool2d(x, *pool, return_indices=True)
         small = x.shape[-2] * x.shape[-1] < 2**31  # flat indices into one (H, W) plane
@@ -364,14 +380,19 @@ class _SpikeMaxPool(torch.autograd.Function):
         if ops is not None:
             cl = ctx.format == torch.channels_last
             pool = [list(p) for p in ctx.pool[:4]]
-            gx = ops.max_pool_backward(grad, where, list(ctx.shape), cl, *pool, ctx.pool[4])
+            if ctx.tiled:
+                gx = ops.scatter_to_maxima(grad, where, list(ctx.shape), cl, pool[0])
+            else:
+                gx = ops.max_pool_backward(grad, where, list(ctx.shape), cl, *pool, ctx.pool[4])
             return gx, None
         # ATen's backward reads the input's shape and layout only: an uninitialised stand-in
         like = torch.empty(
             ctx.shape, dtype=grad.dtype, device=grad.device, memory_format=ctx.format
         )
+        # in the input's layout: ATen picks its kernel by the gradient's layout and would
+        # otherwise copy the input gradient (and the indices) to that layout and back
         gx = torch.ops.aten.max_pool2d_with_indices_backward(
-            grad, like, *ctx.pool, where.to(torch.int64)
+            grad.contiguous(memory_format=ctx.format), like, *ctx.pool, where.to(torch.int64)
         )
         return gx, None
 

@@ -176,12 +176,15 @@ class SpikingNetwork(nn.Module):
         # [sum, count] as one tensor: no synchronisation, and under torch.compile no graph
         # break (a float) nor a recompilation at every batch (a Python count is a guard)
         s = spikes.detach()
-        # One step at a time in the spikes' dtype, then the T partial sums in float64: a float64
-        # sum of the whole tensor first converts every element (a copy the size of the spikes),
-        # and a float32 sum of one step's 0/1 spikes is exact below 2^24 of them.
-        per_step = s.sum(tuple(range(1, s.dim()))) if s.dim() > 1 else s
+        # One sample of one step at a time in the spikes' dtype, then the T·B partial sums in
+        # float64: a float64 sum of the whole tensor first converts every element (a copy the
+        # size of the spikes), and a float32 sum of 0/1 spikes is exact below 2^24 of them.
+        # (Per sample rather than per step: T·B rows are one parallel loop; inductor runs a
+        # reduction to T rows as T parallel loops, one after the other.)
+        dims = tuple(range(2, s.dim())) if s.dim() > 2 else tuple(range(1, s.dim()))
+        partial = s.sum(dims) if dims else s
         batch = torch.stack(
-            (per_step.sum(dtype=torch.float64), s.new_full((), s.numel(), dtype=torch.float64))
+            (partial.sum(dtype=torch.float64), s.new_full((), s.numel(), dtype=torch.float64))
         )
         total = self._rates.get(name)
         self._rates[name] = batch if total is None else total + batch

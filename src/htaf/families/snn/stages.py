@@ -26,7 +26,13 @@ from htaf.estimators import activation as make_activation
 from htaf.families.snn import decoders
 from htaf.families.snn.functional import DETACH_RESET, beta_from_tau, check_beta
 from htaf.families.snn.fused import NeuronSequence
-from htaf.families.snn.layers import SpikeTrain, spike_conv_bn, spike_linear, spike_max_pool
+from htaf.families.snn.layers import (
+    SpikeTrain,
+    spike_conv_bn,
+    spike_linear,
+    spike_max_pool,
+    standard_layout,
+)
 from htaf.families.snn.neurons import IF, LIF, NEURONS, PLIF
 
 CONNECTS = ("ADD", "AND", "IAND")
@@ -203,6 +209,7 @@ class Flatten(nn.Module):
     """``(T, B, C, H, W) -> (T, B, C·H·W)`` between the conv and dense parts of the CNN."""
 
     def forward(self, train: SpikeTrain) -> SpikeTrain:
-        return SpikeTrain(
-            train.values.flatten(2), train.steps, binary=train.binary, levels=train.levels
-        )
+        # channels-last activations: one copy to the standard layout, read by the bits the
+        # next synapse keeps and by its matmul (a flatten is a copy there anyway)
+        values = standard_layout(train.values).flatten(2)
+        return SpikeTrain(values, train.steps, binary=train.binary, levels=train.levels)
