@@ -305,7 +305,7 @@ def channels_last(x: Tensor) -> Tensor:
 
 def standard_layout(x: Tensor) -> Tensor:
     """``x.contiguous()``; under dynamo on the CPU one copy that all its consumers read (see
-    ``_compiled.dense_copy``), as in eager mode."""
+    ``_compiled.contiguous``), as in eager mode."""
     if torch.compiler.is_compiling() and x.device.type == "cpu" and not x.is_contiguous():
         from htaf.families.snn import _compiled
 
