@@ -19,7 +19,6 @@
 // Sums run in list order; built without -ffast-math, so NaN and Inf in M propagate.
 
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 
 typedef int64_t i64;
@@ -31,7 +30,7 @@ typedef int32_t i32;
 
 typedef float v16 __attribute__((vector_size(64), aligned(4)));
 
-int bm_abi(void) { return 2; }
+int bm_abi(void) { return 3; }
 
 i64 bm_tile(void) { return TILE; }
 
@@ -101,20 +100,15 @@ void bm_cols_count(const uint8_t* bits, i64 nbytes, i64 rows, i64 cols, i64* cou
   }
 }
 
-void bm_cols_fill(const uint8_t* bits, i64 nbytes, i64 rows, i64 cols, const i64* ptr,
-                  i32* idx, int nt) {
+// at: a writable copy of ptr's first chunks * cols entries, advanced as the fill goes.
+void bm_cols_fill(const uint8_t* bits, i64 nbytes, i64 rows, i64 cols, i64* at, i32* idx,
+                  int nt) {
   i64 chunks = (rows + CHUNK - 1) / CHUNK;
-#pragma omp parallel num_threads(nt)
-  {
-    i64* at = (i64*)malloc((size_t)cols * sizeof(i64));
-#pragma omp for schedule(static)
-    for (i64 q = 0; q < chunks; ++q) {
-      if (!at) continue;
-      memcpy(at, ptr + q * cols, (size_t)cols * sizeof(i64));
-      i64 r1 = (q + 1) * CHUNK < rows ? (q + 1) * CHUNK : rows;
-      for (i64 r = q * CHUNK; r < r1; ++r) FOR_ONES(bits, nbytes, r, cols, 0, cols, idx[at[i]++] = (i32)r);
-    }
-    free(at);
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (i64 q = 0; q < chunks; ++q) {
+    i64* next = at + q * cols;
+    i64 r1 = (q + 1) * CHUNK < rows ? (q + 1) * CHUNK : rows;
+    for (i64 r = q * CHUNK; r < r1; ++r) FOR_ONES(bits, nbytes, r, cols, 0, cols, idx[next[i]++] = (i32)r);
   }
 }
 

@@ -51,7 +51,7 @@ def _open() -> _Library | None:
     cc = _build.compiler()
     if not _build.kernels_allowed() or cc is None:
         return None
-    found = _build.first_library("htaf_binary_matmul", _SOURCE, cc, ("bm_abi", 2))
+    found = _build.first_library("htaf_binary_matmul", _SOURCE, cc, ("bm_abi", 3))
     if found is None:
         return None
     lib, flags = found
@@ -93,8 +93,9 @@ def _lists(bits: Tensor, rows: int, cols: int, by_rows: bool) -> tuple[Tensor, T
     count(bits.data_ptr(), bits.numel(), rows, cols, counts[1:].data_ptr(), _threads())
     ptr = counts.cumsum_(0)
     idx = torch.empty(int(ptr[-1]), dtype=torch.int32)
+    at = ptr if by_rows else ptr[:-1].clone()  # bm_cols_fill advances these cursors in place
     fill = lib.lib.bm_rows_fill if by_rows else lib.lib.bm_cols_fill
-    fill(bits.data_ptr(), bits.numel(), rows, cols, ptr.data_ptr(), idx.data_ptr(), _threads())
+    fill(bits.data_ptr(), bits.numel(), rows, cols, at.data_ptr(), idx.data_ptr(), _threads())
     return ptr, idx, chunks
 
 
