@@ -113,6 +113,12 @@ def _compiled_layers(x: Tensor) -> Any:
     return _compiled if _compiled.layers_take(x) else None
 
 
+def _pack(x: Tensor) -> Tensor:
+    """:func:`pack_bits`, by its custom operator under dynamo."""
+    ops = _compiled_bits(x)
+    return ops.pack_bits(x) if ops is not None else pack_bits(x)
+
+
 def _keep(ctx: Any, x: Tensor, store: str) -> Tensor:
     """``x`` as ``store`` says; sets ``ctx.order``, the memory order bits are packed in."""
     ctx.order = None
@@ -120,8 +126,7 @@ def _keep(ctx: Any, x: Tensor, store: str) -> Tensor:
         # packed as the values lie in memory (channels-last), so that they unpack to that layout
         ctx.order = dense_order(x)
         x = x.permute(ctx.order) if ctx.order is not None else x
-        ops = _compiled_bits(x)
-        return ops.pack_bits(x) if ops is not None else pack_bits(x)
+        return _pack(x)
     if store == "uint8":
         return x.to(torch.uint8)
     return x
@@ -145,26 +150,24 @@ def _restore(kept: Tensor, ctx: Any) -> Tensor:
     return kept
 
 
-def _gather_fns(x: Tensor, weight: Tensor, binary: bool) -> tuple[Callable, ...] | None:
-    """``(pack_bits, linear, weight_grad)`` of :mod:`.binary_matmul` (its custom operators
-    under dynamo) where a Linear on ``x`` may add the weight columns its spikes select; None
-    where it multiplies densely."""
+def _gather_fns(x: Tensor, weight: Tensor, binary: bool) -> tuple[Callable, Callable] | None:
+    """``(linear, weight_grad)`` of :mod:`.binary_matmul` (its custom operators under dynamo)
+    where a Linear on ``x`` may add the weight columns its spikes select; None where it
+    multiplies densely."""
     if not (binary and x.is_contiguous() and binary_matmul.fits(weight.shape[0], weight)):
         return None
     if torch.compiler.is_compiling():
         from htaf.families.snn import _compiled
 
-        if not _compiled.GATHER:
-            return None
-        return _compiled.pack_bits, _compiled.binary_linear, _compiled.binary_weight_grad
+        return (_compiled.binary_linear, _compiled.binary_weight_grad) if _compiled.GATHER else None
     if not binary_matmul.available():
         return None
-    return pack_bits, binary_matmul.linear, binary_matmul.weight_grad
+    return binary_matmul.linear, binary_matmul.weight_grad
 
 
 def _gathered(fns: tuple, bits: Tensor, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     """``F.linear(x, weight, bias)`` from the bits of ``x`` by :func:`_gather_fns`' ``fns``."""
-    y = fns[1](bits, [x.numel() // x.shape[-1], x.shape[-1]], weight, bias)
+    y = fns[0](bits, [x.numel() // x.shape[-1], x.shape[-1]], weight, bias)
     return y.view(*x.shape[:-1], weight.shape[0])
 
 
@@ -184,7 +187,7 @@ class _SpikeLinear(torch.autograd.Function):
             return F.linear(x, weight, bias)
         # event-driven: the spikes as bits select the weight columns to add
         ctx.order = None
-        bits = ctx.gather[0](x)
+        bits = _pack(x)
         ctx.save_for_backward(weight, membrane if store == "membrane" else bits)
         return _gathered(ctx.gather, bits, x, weight, bias)
 
@@ -196,9 +199,8 @@ class _SpikeLinear(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             gx = grad.matmul(weight.to(grad.dtype))
         if ctx.needs_input_grad[1] and ctx.gather is not None:
-            pack, _, weight_grad = ctx.gather
-            bits = kept if ctx.store == "bits" else pack(_restore(kept, ctx))
-            gw = weight_grad(bits, [g2.shape[0], ctx.shape[-1]], g2.contiguous())
+            bits = kept if ctx.store == "bits" else _pack(_restore(kept, ctx))
+            gw = ctx.gather[1](bits, [g2.shape[0], ctx.shape[-1]], g2.contiguous())
         elif ctx.needs_input_grad[1]:
             x = _restore(kept, ctx)
             gw = g2.t().matmul(x.reshape(-1, x.shape[-1]))
@@ -215,7 +217,7 @@ def spike_linear(inp: SpikeTrain, layer: nn.Linear) -> Tensor:
         fns = _gather_fns(x, layer.weight, inp.binary)
         if fns is None:
             return layer(x)
-        return _gathered(fns, fns[0](x), x, layer.weight, layer.bias)
+        return _gathered(fns, _pack(x), x, layer.weight, layer.bias)
     return _SpikeLinear.apply(x, layer.weight, layer.bias, _store(inp), inp.membrane, inp.respike,
                               inp.binary)  # fmt: skip
 
