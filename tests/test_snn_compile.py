@@ -224,3 +224,18 @@ def test_inductor_compiles_the_fused_pooling_backward():
     out = run(ours)
     (out * g).sum().backward()
     assert torch.equal(out, ref) and torch.equal(ours.grad, ref_in.grad)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compiled_respike_step_keeps_nan_and_matches_the_eager_step(dtype):
+    from htaf.families.snn import _compiled, fused
+
+    tiny = torch.finfo(dtype).tiny
+    special = [float("nan"), float("inf"), -float("inf"), 0.0, -0.0, tiny, -tiny, 1e38, -1e38]
+    u = torch.cat([torch.tensor(special, dtype=dtype), torch.randn(1000, dtype=dtype)])
+    want = fused._step(u)
+    for fn in (_compiled.step, torch.compile(_compiled.step, backend="inductor", fullgraph=True)):
+        got = fn(u)
+        assert got.dtype == dtype
+        assert torch.equal(got.isnan(), want.isnan()) and got.isnan()[0]
+        assert torch.equal(got.nan_to_num(), want.nan_to_num())

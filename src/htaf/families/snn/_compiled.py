@@ -269,10 +269,9 @@ def run(
 
     def respike(hh: Tensor) -> Tensor:
         if f_kind == fused.FIRE_STEP:
-            # the kernel's comparison u >= 0 of u = h - θ (NaN kept), as an expression that
-            # inductor compiles into one vectorised loop into a buffer of its own (the kernel
-            # call writes fresh memory and runs one block at a time)
-            return fused._step(hh - threshold)
+            # an expression that inductor compiles into one vectorised loop into a buffer of
+            # its own (the kernel call writes fresh memory and runs one block at a time)
+            return step(hh - threshold)
         order = fused.dense_order(hh)  # elementwise: in memory order, as the eager path
         if order is not None:
             out = fire(hh.permute(order), threshold, f_kind, f0, f1)
@@ -280,6 +279,13 @@ def run(
         return fire(hh, threshold, f_kind, f0, f1)
 
     return s, h, v, respike
+
+
+def step(u: Tensor) -> Tensor:
+    """The kernel's spike ``1{u >= 0}`` with NaN kept, as :func:`fused._step` computes it, in
+    comparisons only: NaN fails both and passes through. Inductor vectorises comparisons but
+    not ``isnan``, which made the spikes' recomputation 3-4x slower."""
+    return torch.where(u >= 0, 1.0, torch.where(u < 0, 0.0, u))
 
 
 def _args(n: Any, f_kind: int, f0: float, f1: float, rule: int = 0, r0: float = 0.0,
