@@ -323,6 +323,18 @@ def _format(x: Tensor) -> torch.memory_format:
     return torch.channels_last if cl else torch.contiguous_format
 
 
+@torch.library.custom_op("htaf_snn::column_sum", mutates_args=(), device_types="cpu")
+def column_sum(g: Tensor) -> Tensor:
+    """``g.sum(0)`` of a 2-d ``g`` by ATen: a Linear's bias gradient ``Σ_r G[r]``. Inductor's
+    own loop for it walks strided columns and runs at half ATen's speed."""
+    return g.sum(0)
+
+
+@column_sum.register_fake
+def _(g):
+    return g.new_empty(g.shape[1:])
+
+
 @torch.library.custom_op("htaf_snn::conv_bn", mutates_args=(), device_types="cpu")
 def conv_bn(
     x: Tensor, weight: Tensor, gamma: Tensor, beta: Tensor, running_mean: Tensor | None,

@@ -171,6 +171,15 @@ def _gathered(fns: tuple, bits: Tensor, x: Tensor, weight: Tensor, bias: Tensor 
     return y.view(*x.shape[:-1], weight.shape[0])
 
 
+def _column_sum(g: Tensor) -> Tensor:
+    """``g.sum(0)``, by its custom operator under dynamo (ATen's kernel, not inductor's)."""
+    if torch.compiler.is_compiling() and g.device.type == "cpu":
+        from htaf.families.snn import _compiled
+
+        return _compiled.column_sum(g)
+    return g.sum(0)
+
+
 class _SpikeLinear(torch.autograd.Function):
     @staticmethod
     def forward(
@@ -205,7 +214,7 @@ class _SpikeLinear(torch.autograd.Function):
             x = _restore(kept, ctx)
             gw = g2.t().matmul(x.reshape(-1, x.shape[-1]))
         if ctx.has_bias and ctx.needs_input_grad[2]:
-            gb = g2.sum(0)
+            gb = _column_sum(g2)
         return gx, gw, gb, None, None, None, None
 
 
