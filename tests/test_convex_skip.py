@@ -181,3 +181,14 @@ def test_sklearn_options_and_their_errors():
         ConvexOptions(cv_repeats=0).check()
     with pytest.raises(ValueError, match="cv_rule"):
         ConvexOptions(cv_rule="median").check()
+
+
+def test_the_model_summary_counts_the_skip_weights():
+    def params(net):
+        return sum(r.binary_params + r.float_params for r in net.profile().rows)
+
+    with_skip = ConvexThresholdNetwork(7, ConvexOptions(), seed=0)
+    plain = ConvexThresholdNetwork(7, ConvexOptions(linear=False), seed=0)
+    assert params(with_skip) == sum(p.numel() for p in with_skip.parameters())
+    assert params(with_skip) - params(plain) == 7
+    assert "skip" in with_skip.summary() and "skip" not in plain.summary()

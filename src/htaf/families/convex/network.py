@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from htaf.families.convex.deep import fit_deep
 from htaf.families.convex.model import ThresholdNet, fit_two_layer
 from htaf.families.dhn import DHN, HeavisideLayer
+from htaf.families.summary import ModelProfile, layer_row
 
 __all__ = ["ConvexThresholdNetwork", "fit_network", "targets_for"]
 
@@ -112,6 +113,15 @@ class ConvexThresholdNetwork(DHN):
         """The DHN's logit plus the skip term's ``x · w`` (when the options have one)."""
         out = super().forward(x)
         return out if self.skip is None else out + self.skip(x.flatten(1))
+
+    def profile(self) -> ModelProfile:
+        """The DHN's rows, plus the skip term's (float input, one output added to the logit)."""
+        out = super().profile()
+        if self.skip is not None:
+            row = layer_row("skip", self.skip, (1,), input_bits=32, input_shape=(self.n_in,),
+                            activation="added to the logit")  # fmt: skip
+            out.rows.append(row)
+        return out
 
     # -- the closed-form fit ------------------------------------------------------------------
     def fit_closed_form(self, x: Tensor, y: Tensor, task: str) -> dict[str, Any]:
