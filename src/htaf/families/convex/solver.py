@@ -289,12 +289,13 @@ def _solve_working_set(
     deadline = None if max_time_s is None else t0 + max_time_s
     finest = min(IPM_RTOL, 0.01 * tol)
     best_z, best = z.copy(), (np.inf, np.inf)
+    core = None
     for it in range(1, max_iter + 1):
         primal, dual, _, c = certificate(H, y, z, beta)
         gap = max(primal - dual, 0.0)
         if gap / max(primal, 1e-300) < best[0]:
             best_z, best = z.copy(), (gap / max(primal, 1e-300), gap)
-        support = np.flatnonzero(z)
+        support = np.flatnonzero(z) if core is None or not CORE else core
         history.append(
             {
                 "round": it,
@@ -333,6 +334,11 @@ def _solve_working_set(
         z[ws], steps = _interior_point(G, Hty[ws], yy, beta, finest, deadline, bits)
         G = None
         history[-1]["newton_steps"] = steps
+        if BASIC and np.count_nonzero(z) >= BASIC_FROM:
+            z[ws], info, core = _basic(H, ws, z[ws], Hty[ws], yy, beta)
+            history[-1].update(info)
+        else:
+            core = None
     else:
         primal, dual, _, _ = certificate(H, y, z, beta)
         if max(primal - dual, 0.0) / max(primal, 1e-300) < best[0]:
@@ -340,6 +346,42 @@ def _solve_working_set(
     if best[0] <= tol:
         best_z = _prune(H, y, best_z, beta, tol)
     return _result(H, y, best_z, beta, tol, "working_set", len(history), history)
+
+
+BASIC = True
+BASIC_FROM = 1000
+CORE = True
+BASIC_TOL = 1e-10
+
+
+def _basic(H, ws, w, b, yy, beta):
+    t = time.perf_counter()
+    S = np.flatnonzero(w)
+    G = H.gram(ws[S])
+    d = np.abs(w[S])
+    G *= d[:, None]
+    G *= d[None, :]
+    top = float(G.diagonal().max())
+    c, piv, rank, _ = scipy.linalg.lapack.dpstrf(G.T, tol=BASIC_TOL * top, lower=1, overwrite_a=1)
+    c = G = None
+    B = np.sort(S[piv[:rank] - 1])
+    sign = np.sign(w[B])
+    GB = H.gram(ws[B])
+    x = _solve_psd(GB, b[B] - beta * sign)
+    GB = None
+    wb = np.zeros_like(w)
+    wb[B] = x
+    product = partial(_bits_product, H, ws)
+    gap_w = _gram_gap(b, yy, beta, w, b - product(w))
+    gap_b = _gram_gap(b, yy, beta, wb, b - product(wb))
+    ok = bool(np.array_equal(np.sign(x), sign))
+    pw = _gram_primal(b, yy, beta, w, b - product(w))
+    pb = _gram_primal(b, yy, beta, wb, b - product(wb))
+    info = {"S": int(S.size), "rank": int(rank), "signs_ok": ok, "wrong": int((np.sign(x) != sign).sum()),
+            "gap_w": gap_w, "gap_b": gap_b, "pw": pw, "pb": pb, "basic_s": time.perf_counter() - t}
+    use = ok and gap_b <= max(10 * gap_w, 1e-9 * pw)
+    info["used"] = use
+    return (wb if use else w), info, ws[B]
 
 
 #: Relative sizes below which a certified solution's weights are tried at zero (largest first).
