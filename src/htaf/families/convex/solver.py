@@ -301,7 +301,7 @@ def _solve_working_set(
     max_iter: int,
     max_time_s: float | None,
     z0: np.ndarray | None = None,
-    max_working_set: int = 3000,
+    max_working_set: int = MAX_WORKING_SET,
 ) -> LassoResult:
     P = H.n_columns
     z = np.zeros(P) if z0 is None else z0.copy()
@@ -362,7 +362,8 @@ def _solve_working_set(
         history[-1]["newton_steps"] = steps
         # A solution past its rank is one of many optima (the interior point returns their
         # dense centre): the next working set keeps a basis of it, not all of it.
-        core = _basis(H, ws, z[ws]) if np.count_nonzero(z) >= BASIS_FROM else None
+        late = deadline is not None and time.perf_counter() > deadline  # no next round
+        core = _basis(H, ws, z[ws]) if np.count_nonzero(z) >= BASIS_FROM and not late else None
     else:
         primal, dual, _, _ = certificate(H, y, z, beta)
         if max(primal - dual, 0.0) / max(primal, 1e-300) < best[0]:
