@@ -593,7 +593,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--large-size", default="10000x100000")
     p.add_argument("--large-budget", type=float, default=540.0, help="seconds per solver")
     p.add_argument("--memory-cap", type=float, default=2.0, help="GiB per solver (--large)")
-    p.add_argument("--max-working-set", type=int, default=3000, help="htaf's cap (--large)")
+    p.add_argument(
+        "--max-working-set", type=int, default=None, help="htaf's cap (default MAX_WORKING_SET)"
+    )
     p.add_argument("--out-of-core", action="store_true", help="only the memory-mapped line")
     p.add_argument("--ooc-size", default="100000x100000")
     p.add_argument("--cache-dir", default="/tmp", help="--out-of-core: where H's bits go")

@@ -177,11 +177,65 @@ def test_working_set_grows_by_a_quarter_of_the_support_after_a_sparse_round():
     for before, now in itertools.pairwise(rounds):
         if "working_set" not in now:
             continue
-        if now["support"] < solver.SPARSE * before["working_set"]:
+        kept = now.get("basis", now["support"])  # a large support is kept as its basis
+        if kept < solver.SPARSE * before["working_set"]:
             sparse_rounds += 1
-            grown = now["support"] + int(solver.SPARSE_GROWTH * now["support"])
+            grown = kept + int(solver.SPARSE_GROWTH * kept)
             assert now["working_set"] == max(solver.WS_START, grown)
     assert sparse_rounds >= 1
+
+
+def test_basis_of_a_degenerate_optimum_is_independent_and_keeps_the_optimum(backend):
+    from htaf.families.convex.solver import _basis, _interior_point
+
+    X, y = teacher(80)
+    H = Arrangements.sample(X, 800, rng=0)
+    beta, every = 0.02, np.arange(H.n_columns)
+    # more columns than rows: the interior point returns the dense centre of the optimal face
+    w, _ = _interior_point(H.gram(every), H.rmatvec(y), float(y @ y), beta, 1e-12)
+    support, D = np.flatnonzero(w), H.dense()
+    rank = np.linalg.matrix_rank(D[:, support])
+    assert support.size > rank
+    basis = _basis(H, every, w)
+    assert np.all(np.diff(basis) > 0) and np.isin(basis, support).all()
+    assert np.linalg.matrix_rank(D[:, basis]) == basis.size <= rank
+    # the Lasso on the basis alone reaches the optimum over every column (CVXPY's)
+    on_basis = Arrangements(H.words[basis], H.n, H.directions[:, basis])
+    reduced = solve_lasso(on_basis, y, beta, tol=1e-10)
+    reference = solve_lasso(H, y, beta, solver="cvxpy")
+    assert reduced.objective == pytest.approx(reference.objective, rel=1e-6)
+    everything = solve_lasso(H, y, beta, tol=1e-10)
+    assert reduced.objective == pytest.approx(everything.objective, rel=1e-9)
+
+
+def test_basis_weights_prefer_heavy_columns_and_drop_negligible_ones():
+    from htaf.families.convex.solver import _basis
+
+    # columns: a = rows {0, 1}, b = row {0}, c = row {1} (a = b + c), d = row {2}
+    bits = np.zeros((5, 4), dtype=bool)
+    bits[[0, 1], 0], bits[0, 1], bits[1, 2], bits[2, 3] = True, True, True, True
+    H = Arrangements(pack_columns(bits), 5, np.empty((0, 4)))
+    every = np.arange(4)
+    # a heavy: a first, then one of b, c spans the rest; d's residue-sized weight is dropped
+    basis = _basis(H, every, np.array([1.0, 0.1, -0.1, 1e-14]))
+    assert basis.size == 2 and basis[0] == 0 and basis[1] in (1, 2)
+    # b and c heavy: they are kept, a (in their span) is not
+    assert list(_basis(H, every, np.array([0.01, 1.0, 1.0, 0.5]))) == [1, 2, 3]
+    assert _basis(H, every, np.zeros(4)).size == 0
+
+
+def test_solver_keeps_a_basis_of_large_supports_and_still_certifies(monkeypatch):
+    from htaf.families.convex import solver
+
+    X, y = teacher(80)
+    H = Arrangements.sample(X, 800, rng=0)
+    reference = solve_lasso(H, y, 0.02, solver="cvxpy")
+    monkeypatch.setattr(solver, "BASIS_FROM", 1)  # every round reduces its support
+    res = solve_lasso(H, y, 0.02, tol=1e-8)
+    assert res.optimal and res.objective == pytest.approx(reference.objective, rel=1e-6)
+    rounds = [r for r in res.history if "basis" in r]
+    assert rounds and all(r["basis"] <= min(r["support"], H.n) for r in rounds)
+    assert kkt_violation(H, y, res.z, 0.02) < 1e-4
 
 
 def test_the_gap_bounds_the_suboptimality_of_any_point():

@@ -12,11 +12,13 @@ The method is a working-set method (the outer loop of celer and skglm) for n << 
 
 1. compute every correlation ``H^T r`` from the bits (:mod:`.arrangements`) and the gap;
    stop when it is below the tolerance;
-2. take as working set ``W`` the support of ``z`` plus the columns whose dual constraint is
-   nearest to active, ``(beta - |h_j^T theta|) / ||h_j||`` smallest; it grows every round;
+2. take as working set ``W`` the columns the last solution keeps (its support, or a basis of
+   it: step 4) plus the columns whose dual constraint is nearest to active,
+   ``(beta - |h_j^T theta|) / ||h_j||`` smallest; it grows every round;
 3. solve the Lasso restricted to ``W`` exactly, in Gram form ``1/2 w'Gw - b'w + beta|w|_1``
    (``G = H_W^T H_W`` from popcounts, ``b = H_W^T y``), by a primal-dual interior-point
-   method, then make it sparse and exact on its support (:func:`_sparsify`).
+   method, then make it sparse and exact on its support (:func:`_sparsify`);
+4. reduce a large support to a basis (:func:`_basis`): the columns the next round keeps.
 
 Why an interior-point method inside and not coordinate descent as celer and skglm: the
 columns of ``H`` are binary and highly correlated (``G`` is singular, condition number
@@ -34,11 +36,26 @@ by default) and such solves can end above the tolerance, which their certificate
 How the working set grows decides the cost, since the last round's ``|W|^3`` dominates. While
 a round's solution uses (nearly) all its working set, the optimum needs columns it lacks: the
 next set adds ``GROWTH`` × its size. Once a solution leaves part of its set unused (under
-``SPARSE``), the missing columns are few: the next set is the support plus ``SPARSE_GROWTH``
-× the support. Restricted problems with more columns than ``H`` has rows are degenerate (many
-optimal ``w``; the interior point returns a dense one), which is what still makes the last
-working sets 1.5-2.5× the optimum's support. Sets over ``COMPACT_FROM`` columns run in one
-``k × k`` buffer (:func:`_interior_point`): 8 k² bytes at the peak.
+``SPARSE``), the missing columns are few: the next set is the kept columns plus
+``SPARSE_GROWTH`` × as many.
+
+Restricted problems with more columns than their rank are degenerate, and near interpolation
+(beta ~ 1e-3 n, supports of 0.8-0.9 n) they all are: wherever the residual vanishes, columns
+that differ only in those rows have the same correlation, so the optimum is a whole face.
+Every point of it has the same fit ``f`` and signs ``s_j`` on the equicorrelation set ``E``,
+and every ``v >= 0`` with ``H_E diag(s) v = f`` has the same l1 norm: all are optimal, and a
+basic one (a vertex) uses at most ``rank(H_E) <= n`` columns. The interior point returns the
+dense centre of the face instead (every column of ``W`` nonzero), and a working set built on
+it grew by half each round, past what a k × k buffer may hold. So a support of at least
+``BASIS_FROM`` columns is reduced to a basis before the next set is chosen: a pivoted
+Cholesky of ``D G_SS D`` (``D = diag(|w|)``) keeps linearly independent columns, heavy ones
+first, and drops the rest; the restricted problem on the basis keeps the optimum whenever a
+basic optimum lies on it, which the pivoting by weight makes likely, not certain. Nothing
+depends on it being certain: the next round's working set holds the basis plus the most
+violated columns, and the certificate is the duality gap over all P columns. The working
+sets then stay near the optimum's support (at most ``(1 + SPARSE_GROWTH) n`` once sparse).
+Sets over ``COMPACT_FROM`` columns run in one ``k × k`` buffer (:func:`_interior_point`): 8 k²
+bytes at the peak, ``MAX_WORKING_SET`` at most by default.
 
 The solve runs on ``y / s`` and ``beta / s`` with ``s`` the root mean square of ``y``
 (``z(c y, c beta) = c z(y, beta)``): the interior point starts from ones, which is far from
@@ -181,8 +198,8 @@ def solve_lasso(
     this module) or ``"cvxpy"`` (CVXPY with Clarabel). ``max_iter`` bounds the working-set
     rounds, ``max_time_s`` (if given) the time after which no new round and no new Newton
     step starts, ``max_working_set`` (default ``MAX_WORKING_SET``) the columns of a round
-    beyond the support: a round factors k × k matrices (16 k² bytes, k³/3 flops per Newton
-    step).
+    beyond those it keeps: a round factors k × k matrices (16 k² bytes, k³/3 flops per Newton
+    step; sets over ``COMPACT_FROM`` columns need 8 k² bytes).
     ``z0``: a warm start (the solution at a nearby beta, as along a path): its support seeds
     the first working set. The result says whether the gap reached ``tol`` (``optimal``); it
     is returned either way.
@@ -261,8 +278,15 @@ SPARSE_GROWTH = 0.25
 #: Working sets larger than this run in one k × k buffer (:func:`_interior_point`'s compact
 #: mode): 8 k² bytes at the peak instead of 16 k².
 COMPACT_FROM = 2048
-#: The largest working set: a Newton step factors a |W| × |W| matrix, which bounds its time.
-MAX_WORKING_SET = 3000
+#: The largest working set: a Newton step factors a |W| × |W| matrix, which bounds its time,
+#: and compact mode holds one such float64 matrix (8 |W|² bytes: 1.15 GB here). Working sets
+#: stay under 1.25 n once supports are reduced to bases, so this binds at n > 9600 only.
+MAX_WORKING_SET = 12000
+#: Supports of at least this many columns are reduced to a basis (:func:`_basis`) before
+#: the next working set is chosen (smaller ones are cheap enough to keep whole).
+BASIS_FROM = 1000
+#: Pivots of the weighted Gram matrix under this fraction of the largest end the basis.
+BASIS_TOL = 1e-10
 #: Newton steps per restricted problem (a ceiling well above what one takes).
 IPM_MAX_ITER = 100
 #: Relative gap the restricted problems are solved to (or 1/100 of the tolerance if smaller).
@@ -277,7 +301,7 @@ def _solve_working_set(
     max_iter: int,
     max_time_s: float | None,
     z0: np.ndarray | None = None,
-    max_working_set: int = 3000,
+    max_working_set: int = MAX_WORKING_SET,
 ) -> LassoResult:
     P = H.n_columns
     z = np.zeros(P) if z0 is None else z0.copy()
@@ -289,21 +313,24 @@ def _solve_working_set(
     deadline = None if max_time_s is None else t0 + max_time_s
     finest = min(IPM_RTOL, 0.01 * tol)
     best_z, best = z.copy(), (np.inf, np.inf)
+    core = None
     for it in range(1, max_iter + 1):
         primal, dual, _, c = certificate(H, y, z, beta)
         gap = max(primal - dual, 0.0)
         if gap / max(primal, 1e-300) < best[0]:
             best_z, best = z.copy(), (gap / max(primal, 1e-300), gap)
-        support = np.flatnonzero(z)
+        support = np.flatnonzero(z) if core is None else core
         history.append(
             {
                 "round": it,
                 "objective": primal,
                 "gap": gap,
-                "support": int(support.size),
+                "support": int(np.count_nonzero(z)),
                 "time_s": time.perf_counter() - t0,
             }
         )
+        if core is not None:
+            history[-1]["basis"] = int(core.size)
         out_of_time = deadline is not None and time.perf_counter() > deadline
         if gap <= tol * primal or out_of_time:
             break
@@ -333,6 +360,10 @@ def _solve_working_set(
         z[ws], steps = _interior_point(G, Hty[ws], yy, beta, finest, deadline, bits)
         G = None
         history[-1]["newton_steps"] = steps
+        # A solution past its rank is one of many optima (the interior point returns their
+        # dense centre): the next working set keeps a basis of it, not all of it.
+        late = deadline is not None and time.perf_counter() > deadline  # no next round
+        core = _basis(H, ws, z[ws]) if np.count_nonzero(z) >= BASIS_FROM and not late else None
     else:
         primal, dual, _, _ = certificate(H, y, z, beta)
         if max(primal - dual, 0.0) / max(primal, 1e-300) < best[0]:
@@ -340,6 +371,33 @@ def _solve_working_set(
     if best[0] <= tol:
         best_z = _prune(H, y, best_z, beta, tol)
     return _result(H, y, best_z, beta, tol, "working_set", len(history), history)
+
+
+def _basis(H: Arrangements, columns: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """The columns of a basis of ``w``'s support: a linearly independent subset of
+    ``columns[w != 0]`` spanning what they span, taken greedily by weight.
+
+    A pivoted Cholesky (LAPACK ``dpstrf``) of ``D G D``, ``G`` the support's Gram matrix and
+    ``D = diag(|w|)``, picks at each step the column of largest ``|w_j|² ||h_j - proj||²``:
+    heavy columns first, those of negligible weight or in the span of the chosen ones never
+    (pivots under ``BASIS_TOL`` × the largest). At a degenerate restricted optimum (support
+    larger than its rank) every ``v >= 0`` with the optimal fit and signs is optimal, and a
+    basic one needs at most ``rank`` columns: the basis is what the next working set keeps.
+    One ``|S| × |S|`` buffer, factored in place."""
+    S = np.flatnonzero(w)
+    if S.size == 0:
+        return columns[S]
+    G = H.gram(columns[S])
+    weight = np.abs(w[S])
+    G *= weight[:, None]
+    G *= weight[None, :]
+    top = float(G.diagonal().max())
+    # G.T is Fortran-ordered: LAPACK factors it in place (G is symmetric, so either triangle).
+    _, pivots, rank, _ = scipy.linalg.lapack.dpstrf(
+        G.T, tol=BASIS_TOL * top, lower=1, overwrite_a=1
+    )
+    G = None
+    return columns[np.sort(S[pivots[: max(rank, 1)] - 1])]
 
 
 #: Relative sizes below which a certified solution's weights are tried at zero (largest first).
