@@ -93,24 +93,28 @@ def _store(inp: SpikeTrain) -> str:
     return "input"
 
 
-def _compiled_bits(x: Tensor) -> Any:
-    """The kernel's bit packing as custom operators under dynamo (None elsewhere)."""
-    if not torch.compiler.is_compiling():
+def _compiled_cpu(x: Tensor) -> Any:
+    """The custom-operator module :mod:`._compiled` under dynamo for a CPU tensor ``x``
+    (None elsewhere)."""
+    if not (torch.compiler.is_compiling() and x.device.type == "cpu"):
         return None
     # Dynamo runs this import rather than tracing it: the operators register lazily.
     from htaf.families.snn import _compiled
 
-    return _compiled if _compiled.bits_take(x) else None
+    return _compiled
+
+
+def _compiled_bits(x: Tensor) -> Any:
+    """The kernel's bit packing as custom operators under dynamo (None elsewhere)."""
+    ops = _compiled_cpu(x)
+    return ops if ops is not None and ops.bits_take(x) else None
 
 
 def _compiled_layers(x: Tensor) -> Any:
     """The Conv->BN and pooling operators under dynamo (None elsewhere): inductor's own code
     for BatchNorm and pooling is slower than ATen's on channels-last activations."""
-    if not torch.compiler.is_compiling():
-        return None
-    from htaf.families.snn import _compiled
-
-    return _compiled if _compiled.layers_take(x) else None
+    ops = _compiled_cpu(x)
+    return ops if ops is not None and ops.layers_take(x) else None
 
 
 def _pack(x: Tensor) -> Tensor:
@@ -156,10 +160,9 @@ def _gather_fns(x: Tensor, weight: Tensor, binary: bool) -> tuple[Callable, Call
     multiplies densely."""
     if not (binary and x.is_contiguous() and binary_matmul.fits(weight.shape[0], weight)):
         return None
-    if torch.compiler.is_compiling():
-        from htaf.families.snn import _compiled
-
-        return (_compiled.binary_linear, _compiled.binary_weight_grad) if _compiled.GATHER else None
+    ops = _compiled_cpu(weight)  # fits() took CPU weights only
+    if ops is not None:
+        return (ops.binary_linear, ops.binary_weight_grad) if ops.GATHER else None
     if not binary_matmul.available():
         return None
     return binary_matmul.linear, binary_matmul.weight_grad
@@ -173,11 +176,8 @@ def _gathered(fns: tuple, bits: Tensor, x: Tensor, weight: Tensor, bias: Tensor 
 
 def _column_sum(g: Tensor) -> Tensor:
     """``g.sum(0)``, by its custom operator under dynamo (ATen's kernel, not inductor's)."""
-    if torch.compiler.is_compiling() and g.device.type == "cpu":
-        from htaf.families.snn import _compiled
-
-        return _compiled.column_sum(g)
-    return g.sum(0)
+    ops = _compiled_cpu(g)
+    return ops.column_sum(g) if ops is not None else g.sum(0)
 
 
 class _SpikeLinear(torch.autograd.Function):
@@ -317,11 +317,8 @@ def channels_last(x: Tensor) -> Tensor:
 def standard_layout(x: Tensor) -> Tensor:
     """``x.contiguous()``; under dynamo on the CPU one copy that all its consumers read (see
     ``_compiled.contiguous``), as in eager mode."""
-    if torch.compiler.is_compiling() and x.device.type == "cpu" and not x.is_contiguous():
-        from htaf.families.snn import _compiled
-
-        return _compiled.contiguous(x)
-    return x.contiguous()
+    ops = _compiled_cpu(x)
+    return ops.contiguous(x) if ops is not None else x.contiguous()
 
 
 def _bn_arguments(bn: nn.BatchNorm2d) -> tuple:
