@@ -293,6 +293,11 @@ IPM_MAX_ITER = 100
 IPM_RTOL = 1e-10
 
 
+def _past(deadline: float | None) -> bool:
+    """Whether the ``time.perf_counter()`` value ``deadline`` (None: none) has passed."""
+    return deadline is not None and time.perf_counter() > deadline
+
+
 def _solve_working_set(
     H: Arrangements,
     y: np.ndarray,
@@ -331,7 +336,7 @@ def _solve_working_set(
         )
         if core is not None:
             history[-1]["basis"] = int(core.size)
-        out_of_time = deadline is not None and time.perf_counter() > deadline
+        out_of_time = _past(deadline)
         if gap <= tol * primal or out_of_time:
             break
         cmax = float(np.abs(c).max())
@@ -362,7 +367,7 @@ def _solve_working_set(
         history[-1]["newton_steps"] = steps
         # A solution past its rank is one of many optima (the interior point returns their
         # dense centre): the next working set keeps a basis of it, not all of it.
-        late = deadline is not None and time.perf_counter() > deadline  # no next round
+        late = _past(deadline)  # no next round
         core = _basis(H, ws, z[ws]) if np.count_nonzero(z) >= BASIS_FROM and not late else None
     else:
         primal, dual, _, _ = certificate(H, y, z, beta)
@@ -478,7 +483,7 @@ def _interior_point(
             best, best_gap, stalled = (u, v, su, sv), gap, 0
         elif mu < 1e-6 * mu0:  # early iterates may certify worse than a good start: not a stall
             stalled += 1
-        late = deadline is not None and time.perf_counter() > deadline
+        late = _past(deadline)
         if gap <= rtol * _gram_primal(b, yy, beta, w, g) or stalled >= 3 or late:
             break
         ru, rv = -g + beta - su, g + beta - sv  # dual residuals
