@@ -55,6 +55,7 @@ the environment are skipped (``pip install snntorch spikingjelly``; see pyprojec
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import time
@@ -359,6 +360,18 @@ def print_table(title: str, results: dict[str, dict], base: str, bytes_base: str
               f"{saved}  {mem:>6}")  # fmt: skip
 
 
+def median_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
+    """A distribution-free confidence interval for the median: the order statistics
+    ``x_(k)``, ``x_(n+1-k)`` with the largest ``k`` such that ``P(Binomial(n, 1/2) < k)`` is at
+    most ``(1 - level) / 2`` (the whole range when ``n`` is too small for that)."""
+    xs, n = sorted(values), len(values)
+    tail, k = 0.0, 0
+    while k < n // 2 and tail + math.comb(n, k) / 2**n <= (1 - level) / 2:
+        tail += math.comb(n, k) / 2**n
+        k += 1
+    return xs[max(k - 1, 0)], xs[n - max(k, 1)]
+
+
 def available(make: Callable, *args: object) -> tuple[nn.Module, Callable] | None:
     try:
         return make(*args)
@@ -414,6 +427,11 @@ def compile_part(steps: int, repeats: int, gen: torch.Generator) -> None:
         results = run_rows(rows, x, labels, repeats, count_bytes=False, check64=False)
         print_table(f"{arch} eager and compiled (inductor; setup and warm-up "
                     f"{time.perf_counter() - t0:.0f} s)", results, "eager", None)  # fmt: skip
+        compiled, eager_times = results["compiled"]["times"], results["eager"]["times"]
+        paired = [a / b for a, b in zip(compiled, eager_times, strict=True)]
+        lo, hi = median_interval(paired)
+        print(f"compiled / eager, paired: median {statistics.median(paired):.3f}, 95% interval "
+              f"{lo:.3f}-{hi:.3f} over {len(paired)} repeats")  # fmt: skip
 
 
 def products(bits: torch.Tensor, shape: tuple[int, int], w: torch.Tensor, b: torch.Tensor,

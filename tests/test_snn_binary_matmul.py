@@ -18,6 +18,11 @@ needs_kernel = pytest.mark.skipif(not bm.available(), reason="no C compiler for 
 SHAPES = [(1, 1, 32), (7, 9, 33), (130, 129, 65), (64, 64, 64), (200, 300, 130), (3, 1000, 40)]
 
 
+def same(a, b):
+    """Equal element for element, NaN where NaN."""
+    return torch.equal(a.isnan(), b.isnan()) and torch.equal(a.nan_to_num(), b.nan_to_num())
+
+
 def ones(rows, cols, density, seed=0):
     g = torch.Generator().manual_seed(seed)
     return (torch.rand(rows, cols, generator=g) < density).float()
@@ -65,6 +70,24 @@ def test_gathered_products_equal_the_float64_dense_ones(
     assert torch.allclose(dw.double(), want_dw, rtol=1e-5, atol=1e-4)
     no_bias = bm.linear(bits, (rows, cols), w, None).double()
     assert torch.allclose(no_bias, want_y - b.double(), rtol=1e-5, atol=1e-4)
+
+
+@needs_kernel
+@pytest.mark.parametrize(("rows", "cols"), [(1, 1), (7, 9), (9, 7), (33, 65), (64, 64), (3, 100),
+                                            (513, 70)])  # fmt: skip
+def test_the_blocked_transpose_copies_exactly_what_aten_copies(rows, cols):
+    """The kernel's transposes (dW from dW^T; W^T tile-major, zero padded) equal ATen's copies
+    bit for bit, NaN and infinities included, off the 8 x 8 and 32 x 32 block boundaries."""
+    m = torch.randn(rows, cols, generator=torch.Generator().manual_seed(rows * cols))
+    m[0, 0], m[-1, -1], m[rows // 2, cols // 2] = float("nan"), float("inf"), -float("inf")
+    t = bm._transpose(m)
+    assert t.shape == (cols, rows) and t.is_contiguous()
+    assert same(t, m.t())
+    tiles = -(-rows // bm._load().tile)
+    padded = torch.cat([m, m.new_zeros(tiles * bm._load().tile - rows, cols)])
+    want = padded.t().reshape(cols, tiles, -1).transpose(0, 1)
+    got = bm._tile_major(m.t())  # the forward's operand: the transposed weight (out x in = m)
+    assert got.shape == want.shape and same(got, want)
 
 
 @needs_kernel

@@ -17,9 +17,16 @@
 // TILE) saves the copy. Lists are chunk-major: the entries of (chunk c, a) are
 // idx[ptr[c * n_a + a] .. ptr[c * n_a + a + 1]).
 // Sums run in list order; built without -ffast-math, so NaN and Inf in M propagate.
+//
+// bm_transpose makes the operands and the result that are transposes of the caller's tensors:
+// the tile-major W^T of the forward and dW from dW^T. A copy of a transposed view reads or
+// writes with a stride of a whole row; here 8 x 8 blocks pass through registers.
 
 #include <stdint.h>
 #include <string.h>
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 typedef int64_t i64;
 typedef int32_t i32;
@@ -30,7 +37,7 @@ typedef int32_t i32;
 
 typedef float v16 __attribute__((vector_size(64), aligned(4)));
 
-int bm_abi(void) { return 3; }
+int bm_abi(void) { return 4; }
 
 i64 bm_tile(void) { return TILE; }
 
@@ -157,4 +164,64 @@ void bm_gather(const i64* ptr, const i32* idx, i64 n_a, i64 chunks, const float*
       gather_tile(ptr, idx, n_a, chunks, m, tile_stride, ld, width, t, init, out, k * A_BLOCK,
                   a1);
     }
+}
+
+#if defined(__AVX__)
+// d[j * ld + i] = s[i * ls + j] for an 8 x 8 block.
+static inline void transpose8(const float* s, i64 ls, float* d, i64 ld) {
+  __m256 r[8], t[8], u[8];
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(s + i * ls);
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);      // rows i, i+1: columns 0 1 | 4 5
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);  // columns 2 3 | 6 7
+  }
+  for (int i = 0; i < 8; i += 4) {  // rows i..i+3 of columns k and k+4
+    u[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int k = 0; k < 4; ++k) {
+    _mm256_storeu_ps(d + k * ld, _mm256_permute2f128_ps(u[k], u[k + 4], 0x20));
+    _mm256_storeu_ps(d + (k + 4) * ld, _mm256_permute2f128_ps(u[k], u[k + 4], 0x31));
+  }
+}
+#endif
+
+// The h x w block at s (row stride ls) into d as w x h (row stride ld).
+static void transpose_block(const float* s, i64 ls, float* d, i64 ld, i64 h, i64 w) {
+  i64 i = 0;
+#if defined(__AVX__)
+  for (; i + 8 <= h; i += 8) {
+    i64 j = 0;
+    for (; j + 8 <= w; j += 8) transpose8(s + i * ls + j, ls, d + j * ld + i, ld);
+    for (; j < w; ++j)
+      for (i64 k = i; k < i + 8; ++k) d[j * ld + k] = s[k * ls + j];
+  }
+#endif
+  for (; i < h; ++i)
+    for (i64 j = 0; j < w; ++j) d[j * ld + i] = s[i * ls + j];
+}
+
+#define T_BLOCK 32
+
+// src is rows x cols (row stride ld), its rows in groups of `group`: group g lands transposed
+// at dst + g * cols * ldd, dst[j * ldd + i] = src[(g * group + i) * ld + j]. One group of all
+// the rows (ldd = rows) is the plain transpose; groups of TILE rows (ldd = TILE) the tile-major
+// layout of src^T.
+void bm_transpose(const float* src, i64 rows, i64 cols, i64 ld, i64 group, float* dst, i64 ldd,
+                  int nt) {
+  i64 groups = (rows + group - 1) / group, ib = (group + T_BLOCK - 1) / T_BLOCK;
+  i64 jb = (cols + T_BLOCK - 1) / T_BLOCK;
+#pragma omp parallel for collapse(3) num_threads(nt) schedule(static)
+  for (i64 g = 0; g < groups; ++g)
+    for (i64 bi = 0; bi < ib; ++bi)
+      for (i64 bj = 0; bj < jb; ++bj) {
+        i64 i0 = bi * T_BLOCK, j0 = bj * T_BLOCK, end = rows - g * group;
+        i64 h = (end < group ? end : group) - i0, w = cols - j0 < T_BLOCK ? cols - j0 : T_BLOCK;
+        if (h <= 0) continue;
+        h = h < T_BLOCK ? h : T_BLOCK;
+        transpose_block(src + (g * group + i0) * ld + j0, ld, dst + g * cols * ldd + j0 * ldd + i0,
+                        ldd, h, w);
+      }
 }

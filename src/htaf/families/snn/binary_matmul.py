@@ -51,7 +51,7 @@ def _open() -> _Library | None:
     cc = _build.compiler()
     if not _build.kernels_allowed() or cc is None:
         return None
-    found = _build.first_library("htaf_binary_matmul", _SOURCE, cc, ("bm_abi", 3))
+    found = _build.first_library("htaf_binary_matmul", _SOURCE, cc, ("bm_abi", 4))
     if found is None:
         return None
     lib, flags = found
@@ -61,6 +61,7 @@ def _open() -> _Library | None:
     for name in ("bm_rows_fill", "bm_cols_fill"):
         getattr(lib, name).argtypes = [vp, i64, i64, i64, vp, vp, ci]
     lib.bm_gather.argtypes = [vp, vp, i64, i64, vp, i64, i64, i64, vp, vp, ci]
+    lib.bm_transpose.argtypes = [vp, i64, i64, i64, i64, vp, i64, ci]
     for name in ("bm_tile", "bm_chunk"):
         getattr(lib, name).restype = i64
     return _Library(lib, "-fopenmp" in flags, int(lib.bm_tile()), int(lib.bm_chunk()))
@@ -99,9 +100,24 @@ def _lists(bits: Tensor, rows: int, cols: int, by_rows: bool) -> tuple[Tensor, T
     return ptr, idx, chunks
 
 
+def _transpose(m: Tensor, group: int | None = None) -> Tensor:
+    """``m.t()`` as a new row-major matrix or, with ``group``, tile-major
+    (``[tiles][cols][group]``, zero padded: ``_tile_major`` of ``m.t()``), for a row-major
+    float32 ``m`` (the kernel's blocked transpose)."""
+    rows, cols = m.shape
+    size = group or rows
+    tiles = -(-rows // size)
+    out = (torch.zeros if rows % size else torch.empty)(tiles, cols, size)
+    _load().lib.bm_transpose(m.data_ptr(), rows, cols, cols, size, out.data_ptr(), size,
+                             _threads())  # fmt: skip
+    return out if group else out.view(cols, rows)
+
+
 def _tile_major(m: Tensor) -> Tensor:
     """``m`` (n, width) as ``[tiles][n][tile]``, zero padded to whole tiles."""
     tile = _load().tile
+    if m.t().is_contiguous():  # a transposed weight: one blocked pass
+        return _transpose(m.t(), tile)
     n, width = m.shape
     tiles = -(-width // tile)
     if width % tile:
@@ -158,5 +174,5 @@ def weight_grad(bits: Tensor, shape: tuple[int, int], grad: Tensor) -> Tensor:
     if rows and cols and fits(grad.shape[1], grad) and available():
         ptr, idx, chunks = _lists(bits, rows, cols, by_rows=False)
         if _sparse(ptr, rows, cols):
-            return _gather(ptr, idx, chunks, grad, None).t().contiguous()
+            return _transpose(_gather(ptr, idx, chunks, grad, None))
     return grad.t().matmul(unpack_bits(bits, shape, grad.dtype))
