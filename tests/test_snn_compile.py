@@ -81,6 +81,25 @@ def test_compiled_encoder_still_refuses_intensities_outside_0_1():
         step(bad)
 
 
+@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
+def test_compiled_rate_code_draws_eager_modes_spikes_from_the_global_generator(backend):
+    """In training the compiled rate code takes eager mode's draws from torch's global
+    generator (inductor would make its own): the same spikes for the same seed, and the
+    generator left where eager mode leaves it (a checkpoint carries it)."""
+    from htaf.families.snn.encoders import Encoder
+
+    torch._dynamo.reset()
+    enc = Encoder("poisson", 5).train()
+    x = torch.rand(4, 3, 6)
+    spikes, after = [], []
+    for fn in (enc, torch.compile(enc, fullgraph=True, backend=backend)):
+        torch.manual_seed(11)
+        spikes.append(fn(x))
+        after.append(torch.rand(3))
+    assert spikes[0].shape == (5, 4, 3, 6) and 0 < spikes[0].mean() < 1
+    assert torch.equal(spikes[0], spikes[1]) and torch.equal(after[0], after[1])
+
+
 def test_an_uncalibrated_htaf_auto_says_to_calibrate_before_compiling():
     torch._dynamo.reset()
     torch.manual_seed(0)

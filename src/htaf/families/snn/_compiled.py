@@ -308,6 +308,19 @@ def _(x, steps, seed):
     return x.new_empty((steps, *x.shape))
 
 
+@torch.library.custom_op("htaf_snn::global_uniform", mutates_args=(), device_types="cpu")
+def global_uniform(x: Tensor, steps: int) -> Tensor:
+    """``(steps, *x.shape)`` uniform draws of torch's global generator, the training draws of
+    the rate code as eager mode makes them: inductor's own CPU draws (a counter-based value
+    per element) are slower than ATen's and differ from eager's."""
+    return torch.rand((steps, *x.shape), dtype=x.dtype, device=x.device)
+
+
+@global_uniform.register_fake
+def _(x, steps):
+    return x.new_empty((steps, *x.shape))
+
+
 # -- Conv -> BatchNorm and max pooling as opaque operators -----------------------------------------
 # Inductor would otherwise decompose BatchNorm and pooling into loops of its own, which on
 # channels-last activations run slower than ATen's kernels that eager mode calls. As operators

@@ -11,7 +11,8 @@ Rate and latency codes need intensities in [0, 1]; anything else is a ``ValueErr
 the encoder and the offending value. Draws come from ``generator`` (default: torch's global
 RNG). :class:`Encoder` uses the global RNG in training (so a run's checkpoint carries it) and
 a generator seeded with :data:`EVAL_SEED` at every call in eval mode, so evaluation is
-deterministic.
+deterministic. Under ``torch.compile`` on the CPU the rate code draws the same values, from
+the same generators, as in eager mode.
 """
 
 from __future__ import annotations
@@ -58,7 +59,12 @@ def poisson(x: Tensor, steps: int, generator: torch.Generator | None = None) -> 
     steps = check_steps(steps)
     x = _intensities(x, "poisson")
     shape = (steps, *x.shape)
-    if generator is None:  # the overload with a generator wants concrete sizes under dynamo
+    if generator is None and torch.compiler.is_compiling() and x.device.type == "cpu":
+        # Dynamo runs this import rather than tracing it: the operators register lazily.
+        from htaf.families.snn import _compiled
+
+        u = _compiled.global_uniform(x, steps)
+    elif generator is None:  # the overload with a generator wants concrete sizes under dynamo
         u = torch.rand(shape, dtype=x.dtype, device=x.device)
     else:
         u = torch.rand(shape, generator=generator, dtype=x.dtype, device=x.device)
