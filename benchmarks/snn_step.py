@@ -35,9 +35,9 @@ against the dense ones on the same bits, over spike density and layer width (whe
 **Compile** (``--parts compile``): the htaf MLP (at the largest T asked) and CNN, eager and
 under ``torch.compile(fullgraph=True)`` (inductor) with the same weights, twice each: on the
 spikes given, as above, and as a user calls the model, ``net(images)``, its Poisson encoder
-drawing in the graph (the same draws in both rows: the loss printed is the same). The compile
-time is left out (warm-up); after each table, the paired ratios' median with a
-distribution-free 95% interval.
+drawing in the graph (the same draws in both rows; float32 sums in another order can still
+flip a spike, below). The compile time is left out (warm-up); after each table, the paired
+ratios' median with a distribution-free 95% interval.
 
 Every row of a table starts from the same weights; the first step's losses, computed in float64,
 are printed to show that the rows compute the same model (in float32 the rows sum in different
