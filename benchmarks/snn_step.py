@@ -422,8 +422,13 @@ def compile_part(steps: int, repeats: int, gen: torch.Generator) -> None:
         compile_table(make, spikes, labels, repeats, f"{arch} eager and compiled")
         # The model as a user calls it, its Poisson encoder drawing from 20%-bright images
         images = 0.4 * torch.rand(batch, *shape, generator=gen)
-        compile_table(lambda make=make: (lambda n: (n, n))(make()[0]), images, labels, repeats,
+        compile_table(lambda make=make: called_whole(make()[0]), images, labels, repeats,
                       f"{arch} with its encoder, net(images), eager and compiled")  # fmt: skip
+
+
+def called_whole(net: nn.Module) -> tuple[nn.Module, Callable]:
+    """A row that calls the model itself: ``net(images)``, its encoder included."""
+    return net, net
 
 
 def compile_table(make: Callable, x: torch.Tensor, labels: torch.Tensor, repeats: int,
